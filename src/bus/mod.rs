@@ -1,0 +1,445 @@
+//! Everything that speaks NATS: the connection, the contract's streams, the
+//! durable consumers, the publisher, and the key-value buckets that hold the
+//! router's state. No other module imports `async_nats`.
+//!
+//! Errors carry whether they are transient: the daemon retries those (the
+//! message stays un-acked) and stops on the rest.
+
+use crate::config::NatsConfig;
+use crate::health::Readiness;
+use crate::routing::Change;
+use async_nats::jetstream::{self, consumer::pull, kv, stream};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("cannot connect to NATS at {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("stream {stream} exists but does not cover {subject} (it has {have:?}); add the subject or change nats.subject_prefix")]
+    StreamMismatch { stream: String, subject: String, have: Vec<String> },
+    #[error("JetStream set-up failed for {what}: {message}")]
+    Setup { what: String, message: String },
+    #[error("consumer {0} was deleted on the server")]
+    ConsumerDeleted(String),
+    /// NATS unreachable or slow for a moment: retry.
+    #[error("NATS {what} failed: {message}")]
+    Transient { what: &'static str, message: String },
+}
+
+impl BusError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, BusError::Transient { .. })
+    }
+}
+
+fn transient<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> BusError {
+    move |e| BusError::Transient { what, message: e.to_string() }
+}
+
+fn setup<E: std::fmt::Display>(what: impl Into<String>) -> impl FnOnce(E) -> BusError {
+    let what = what.into();
+    move |e| BusError::Setup { what, message: e.to_string() }
+}
+
+/// Which consumer a delivery came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Inbound,
+    Agent,
+}
+
+/// One JetStream message handed to the daemon; acked only through
+/// [`Delivery::ack`], after its effects are durable.
+pub struct Delivery {
+    pub source: Source,
+    pub subject: String,
+    pub payload: Bytes,
+    /// Stream sequence: a stable id for the dead letter of this message.
+    pub stream_seq: u64,
+    msg: jetstream::Message,
+}
+
+impl Delivery {
+    pub async fn ack(&self) -> Result<(), BusError> {
+        self.msg.ack().await.map_err(|e| transient("ack")(e))
+    }
+}
+
+/// A message for the outbound stream.
+pub struct Publish {
+    pub subject: String,
+    pub msg_id: String,
+    pub payload: Bytes,
+}
+
+/// Stream names derive from the prefix: `omni` → `OMNI_INBOUND`.
+pub fn stream_name(prefix: &str, what: &str) -> String {
+    format!("{}_{what}", prefix.replace(['.', '-'], "_").to_uppercase())
+}
+
+#[derive(Clone)]
+pub struct Bus {
+    js: jetstream::Context,
+    client: async_nats::Client,
+    state: kv::Store,
+    dedupe: kv::Store,
+}
+
+/// Connects, reporting connection changes to the readiness latch. Retries
+/// the first connection until `token` is cancelled, so the daemon can start
+/// before NATS does and say so on `/ready`.
+pub async fn connect(cfg: &NatsConfig, ready: Arc<Readiness>, token: &CancellationToken) -> Result<async_nats::Client, BusError> {
+    let err = |m: String| BusError::Connect { url: cfg.url.clone(), message: m };
+    let mut opts = async_nats::ConnectOptions::new()
+        .name(&cfg.client_name)
+        .connection_timeout(Duration::from_secs(5))
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .event_callback(move |ev| {
+            let ready = Arc::clone(&ready);
+            async move {
+                match ev {
+                    async_nats::Event::Connected => {
+                        ready.set_nats_connected(true);
+                        tracing::info!("Connected to NATS.");
+                    }
+                    async_nats::Event::Disconnected => {
+                        ready.set_nats_connected(false);
+                        tracing::warn!("Disconnected from NATS; reconnecting.");
+                    }
+                    other => tracing::info!(event = %other, "NATS connection event."),
+                }
+            }
+        });
+    if let Some(path) = &cfg.credentials_file {
+        opts = opts.credentials_file(path).await.map_err(|e| err(format!("credentials file {}: {e}", path.display())))?;
+    }
+    if let (Some(u), Some(p)) = (&cfg.user, &cfg.password) {
+        opts = opts.user_and_password(u.clone(), p.0.clone());
+    }
+    if let Some(t) = &cfg.token {
+        opts = opts.token(t.0.clone());
+    }
+    if cfg.tls.required {
+        opts = opts.require_tls(true);
+    }
+    if let Some(ca) = &cfg.tls.ca_file {
+        opts = opts.add_root_certificates(ca.clone());
+    }
+    if let (Some(c), Some(k)) = (&cfg.tls.cert_file, &cfg.tls.key_file) {
+        opts = opts.add_client_certificate(c.clone(), k.clone());
+    }
+    let urls: Vec<String> = cfg.url.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    tokio::select! {
+        r = opts.connect(urls) => r.map_err(|e| err(e.to_string())),
+        _ = token.cancelled() => Err(err("cancelled while connecting".into())),
+    }
+}
+
+/// True when a stream subject (possibly with wildcards) covers `want`.
+pub fn subject_covers(have: &str, want: &str) -> bool {
+    let mut h = have.split('.');
+    let mut w = want.split('.');
+    loop {
+        match (h.next(), w.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(t)) if t != ">" => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+impl Bus {
+    /// Creates or checks the contract's streams and the router's buckets.
+    /// Existing streams are never modified: a subject gap is an error, other
+    /// differences are reported in the log.
+    pub async fn setup(client: async_nats::Client, cfg: &NatsConfig, dedupe_retention: Duration) -> Result<Bus, BusError> {
+        let js = jetstream::new(client.clone());
+        let p = &cfg.subject_prefix;
+        let week = Duration::from_secs(7 * 86_400);
+        let streams = [
+            ("INBOUND", vec![format!("{p}.inbound.>")]),
+            ("AGENT", vec![format!("{p}.agent.>")]),
+            ("OUTBOUND", vec![format!("{p}.offer.>"), format!("{p}.event.>"), format!("{p}.alert.>"), format!("{p}.dlq.>")]),
+        ];
+        for (what, subjects) in streams {
+            let name = stream_name(p, what);
+            match js.get_stream(&name).await {
+                Ok(mut s) => {
+                    let info = s.info().await.map_err(setup(format!("stream {name}")))?;
+                    for want in &subjects {
+                        if !info.config.subjects.iter().any(|h| subject_covers(h, want)) {
+                            return Err(BusError::StreamMismatch {
+                                stream: name.clone(),
+                                subject: want.clone(),
+                                have: info.config.subjects.clone(),
+                            });
+                        }
+                    }
+                    if info.config.num_replicas != cfg.stream_replicas {
+                        tracing::warn!(stream = %name, replicas = info.config.num_replicas, configured = cfg.stream_replicas, "Stream exists with other replicas than configured; leaving it as it is.");
+                    }
+                    if info.config.retention != stream::RetentionPolicy::Limits {
+                        tracing::warn!(stream = %name, retention = ?info.config.retention, "Stream exists with non-limits retention; leaving it as it is.");
+                    }
+                    tracing::info!(stream = %name, "Stream checked.");
+                }
+                Err(e) if matches!(e.kind(), stream_not_found if is_not_found(&stream_not_found)) => {
+                    js.create_stream(stream::Config {
+                        name: name.clone(),
+                        subjects,
+                        storage: stream::StorageType::File,
+                        retention: stream::RetentionPolicy::Limits,
+                        max_age: week,
+                        num_replicas: cfg.stream_replicas,
+                        duplicate_window: Duration::from_secs_f64(cfg.duplicate_window_secs),
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(setup(format!("creating stream {name}")))?;
+                    tracing::info!(stream = %name, "Stream created.");
+                }
+                Err(e) => return Err(BusError::Setup { what: format!("stream {name}"), message: e.to_string() }),
+            }
+        }
+        let state = Bus::bucket(&js, &cfg.state_bucket, Duration::ZERO, cfg.stream_replicas).await?;
+        let dedupe = Bus::bucket(&js, &cfg.dedupe_bucket, dedupe_retention, cfg.stream_replicas).await?;
+        Ok(Bus { js, client, state, dedupe })
+    }
+
+    async fn bucket(js: &jetstream::Context, name: &str, max_age: Duration, replicas: usize) -> Result<kv::Store, BusError> {
+        match js.get_key_value(name).await {
+            Ok(s) => Ok(s),
+            Err(_) => js
+                .create_key_value(kv::Config {
+                    bucket: name.to_string(),
+                    history: 1,
+                    max_age,
+                    storage: stream::StorageType::File,
+                    num_replicas: replicas,
+                    ..Default::default()
+                })
+                .await
+                .map_err(setup(format!("key-value bucket {name}"))),
+        }
+    }
+
+    /// Every live record of the state bucket, read in one pass over the
+    /// bucket's stream (last value per key).
+    pub async fn load_state(&self) -> Result<Vec<(String, Bytes)>, BusError> {
+        load_bucket(&self.state, true).await
+    }
+
+    /// Every event id remembered in the dedupe bucket.
+    pub async fn load_dedupe(&self) -> Result<Vec<String>, BusError> {
+        Ok(load_bucket(&self.dedupe, false).await?.into_iter().map(|(k, _)| k).collect())
+    }
+
+    /// Pulls from the durable consumer of one stream into `tx` until `token`
+    /// is cancelled. Returns `Err` only on a failure that a retry cannot mend.
+    pub async fn consume(&self, cfg: &NatsConfig, source: Source, tx: mpsc::Sender<Delivery>, token: CancellationToken) -> Result<(), BusError> {
+        let p = &cfg.subject_prefix;
+        let (what, filter) = match source {
+            Source::Inbound => ("INBOUND", format!("{p}.inbound.>")),
+            Source::Agent => ("AGENT", format!("{p}.agent.>")),
+        };
+        let name = stream_name(p, what);
+        let stream = self.js.get_stream(&name).await.map_err(setup(format!("stream {name}")))?;
+        let consumer: jetstream::consumer::Consumer<pull::Config> = stream
+            .get_or_create_consumer(
+                &cfg.consumer_name,
+                pull::Config {
+                    durable_name: Some(cfg.consumer_name.clone()),
+                    description: Some("omniroute router".into()),
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs_f64(cfg.ack_wait_secs),
+                    max_deliver: -1,
+                    max_ack_pending: 20_000,
+                    filter_subject: filter,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(setup(format!("consumer {} on {name}", cfg.consumer_name)))?;
+        let mut backoff = Duration::from_millis(100);
+        'outer: while !token.is_cancelled() {
+            let messages = consumer
+                .stream()
+                .max_messages_per_batch(cfg.batch_size)
+                .heartbeat(Duration::from_secs(5))
+                .expires(Duration::from_secs(30))
+                .messages()
+                .await;
+            let mut messages = match messages {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(stream = %name, error = %e, "Cannot start pulling; retrying.");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = token.cancelled() => break,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            loop {
+                let next = tokio::select! {
+                    n = messages.next() => n,
+                    _ = token.cancelled() => break 'outer,
+                };
+                match next {
+                    None => continue 'outer,
+                    Some(Ok(msg)) => {
+                        backoff = Duration::from_millis(100);
+                        let stream_seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
+                        let d = Delivery { source, subject: msg.subject.to_string(), payload: msg.payload.clone(), stream_seq, msg };
+                        if tx.send(d).await.is_err() {
+                            break 'outer;
+                        }
+                    }
+                    Some(Err(e)) => match e.kind() {
+                        pull::MessagesErrorKind::ConsumerDeleted => return Err(BusError::ConsumerDeleted(format!("{name}/{}", cfg.consumer_name))),
+                        pull::MessagesErrorKind::MissingHeartbeat => {
+                            tracing::warn!(stream = %name, "Missed a heartbeat from the server; pulling again.");
+                            continue 'outer;
+                        }
+                        _ => {
+                            tracing::warn!(stream = %name, error = %e, "Pull failed; retrying.");
+                            tokio::select! {
+                                _ = tokio::time::sleep(backoff) => {}
+                                _ = token.cancelled() => break 'outer,
+                            }
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                            continue 'outer;
+                        }
+                    },
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes to the outbound stream and waits for every JetStream ack.
+    /// `Nats-Msg-Id` makes a retry after a partial failure harmless.
+    pub async fn publish_all(&self, msgs: &[Publish]) -> Result<(), BusError> {
+        let mut acks = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            let publish = jetstream::message::PublishMessage::build().payload(m.payload.clone()).message_id(&m.msg_id);
+            let ack = self
+                .js
+                .send_publish(m.subject.clone(), publish)
+                .await
+                .map_err(transient("publish"))?;
+            acks.push(std::future::IntoFuture::into_future(ack));
+        }
+        futures::future::try_join_all(acks).await.map_err(transient("publish ack"))?;
+        Ok(())
+    }
+
+    /// Writes state records, concurrently; returns once all are durable.
+    pub async fn persist(&self, changes: &[Change]) -> Result<(), BusError> {
+        let writes: Vec<_> = changes
+            .iter()
+            .map(|c| {
+                let (store, key, value) = (self.state.clone(), c.key.clone(), c.value.clone());
+                async move {
+                    match value {
+                        Some(v) => store.put(&key, Bytes::from(v)).await.map(|_| ()).map_err(transient("state write")),
+                        None => store.delete(&key).await.map_err(transient("state delete")),
+                    }
+                }
+            })
+            .collect();
+        run_concurrently(writes).await
+    }
+
+    /// Remembers processed event ids (keys made safe by [`dedupe_key`]).
+    pub async fn remember(&self, keys: &[String]) -> Result<(), BusError> {
+        let writes: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                let (store, key) = (self.dedupe.clone(), k.clone());
+                async move { store.put(&key, Bytes::new()).await.map(|_| ()).map_err(transient("dedupe write")) }
+            })
+            .collect();
+        run_concurrently(writes).await
+    }
+
+    /// Flushes the client's write buffer (acks are fire-and-forget publishes).
+    pub async fn flush(&self) -> Result<(), BusError> {
+        self.client.flush().await.map_err(transient("flush"))
+    }
+}
+
+/// Key-value writes are JetStream publishes with an ack round trip each;
+/// keeping many in flight is what makes a batch commit fast.
+async fn run_concurrently<F: std::future::Future<Output = Result<(), BusError>>>(futs: Vec<F>) -> Result<(), BusError> {
+    futures::stream::iter(futs).buffer_unordered(256).try_collect::<Vec<()>>().await.map(|_| ())
+}
+
+fn is_not_found(kind: &jetstream::context::GetStreamErrorKind) -> bool {
+    matches!(kind, jetstream::context::GetStreamErrorKind::JetStream(e) if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
+}
+
+async fn load_bucket(store: &kv::Store, with_values: bool) -> Result<Vec<(String, Bytes)>, BusError> {
+    let mut out = Vec::new();
+    if with_values {
+        let keys: Vec<String> = store.keys().await.map_err(transient("state keys"))?.try_collect().await.map_err(transient("state keys"))?;
+        let values: Vec<Option<(String, Bytes)>> = futures::stream::iter(keys.into_iter().map(|k| async move {
+            store.get(k.clone()).await.map(|v| v.map(|v| (k, v))).map_err(transient("state read"))
+        }))
+        .buffer_unordered(128)
+        .try_collect()
+        .await?;
+        out.extend(values.into_iter().flatten());
+    } else {
+        let keys: Vec<String> = store.keys().await.map_err(transient("dedupe keys"))?.try_collect().await.map_err(transient("dedupe keys"))?;
+        out.extend(keys.into_iter().map(|k| (k, Bytes::new())));
+    }
+    Ok(out)
+}
+
+/// A key-value key for an event id. Ids may hold any printable characters;
+/// keys may not, so the id is base64url-encoded (no collisions, reversible).
+pub fn dedupe_key(kind: Source, id: &str) -> String {
+    use base64::Engine as _;
+    let k = match kind {
+        Source::Inbound => "i",
+        Source::Agent => "a",
+    };
+    format!("{k}.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subject_cover_follows_nats_wildcards() {
+        assert!(subject_covers("omni.inbound.>", "omni.inbound.>"));
+        assert!(subject_covers("omni.>", "omni.inbound.>"));
+        assert!(subject_covers(">", "omni.offer.>"));
+        assert!(!subject_covers("omni.inbound.*", "omni.inbound.>"));
+        assert!(!subject_covers("omni.inbound.email", "omni.inbound.>"));
+        assert!(subject_covers("omni.*.>", "omni.alert.>"));
+    }
+
+    #[test]
+    fn stream_names_follow_the_prefix() {
+        assert_eq!(stream_name("omni", "INBOUND"), "OMNI_INBOUND");
+        assert_eq!(stream_name("acme.cc-1", "AGENT"), "ACME_CC_1_AGENT");
+    }
+
+    #[test]
+    fn dedupe_keys_are_valid_kv_keys() {
+        let k = dedupe_key(Source::Inbound, "mail:<CAF1234@mail.example.com> / ü");
+        assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || "-_=./".contains(c)), "{k}");
+    }
+}

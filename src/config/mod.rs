@@ -1,0 +1,434 @@
+//! Configuration: TOML files layered with `OMNIROUTE_SECTION__KEY`
+//! environment variables, deserialised into plain data, then checked by
+//! [`Config::validate`], which reports *every* problem with its key and value
+//! and, when there are none, compiles the typed [`RouterSpec`] the routing
+//! core runs on. Nothing here panics on bad input.
+
+mod validate;
+
+pub use validate::{Problem, RouterSpec};
+
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The embedded default configuration (`config/omniroute.toml`), used when no
+/// `--config` is given, so a fresh checkout runs with one command.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/omniroute.toml");
+
+/// Prefix of environment overrides: `OMNIROUTE_NATS__URL` sets `nats.url`.
+pub const ENV_PREFIX: &str = "OMNIROUTE";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("configuration has {} problem(s):\n{}", .0.len(), .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+/// A secret string: never printed by `Debug`, so configuration dumps and
+/// error reports cannot leak it.
+#[derive(Clone, Default, Deserialize, PartialEq)]
+pub struct Secret(#[serde(deserialize_with = "lenient_string")] pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+/// Environment values that look like numbers arrive as numbers; a password
+/// of digits is still a string.
+fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum S {
+        S(String),
+        I(i64),
+        F(f64),
+        B(bool),
+    }
+    Ok(match S::deserialize(d)? {
+        S::S(s) => s,
+        S::I(i) => i.to_string(),
+        S::F(f) => f.to_string(),
+        S::B(b) => b.to_string(),
+    })
+}
+
+fn lenient_opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    lenient_string(d).map(Some)
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct Config {
+    pub nats: NatsConfig,
+    pub http: HttpConfig,
+    pub log: LogConfig,
+    pub runtime: RuntimeConfig,
+    pub routing: RoutingConfig,
+    pub queues: Vec<QueueConfig>,
+    pub rules: Vec<RuleConfig>,
+    pub agents: Vec<AgentConfig>,
+    pub sla: SlaConfig,
+}
+
+/// `[nats]`: the connection and the JetStream resources the router owns.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct NatsConfig {
+    /// Server URL(s), comma-separated for a cluster.
+    pub url: String,
+    /// First token of every subject (`omni` → `omni.inbound.email`).
+    pub subject_prefix: String,
+    /// Client name shown in the server's connection list.
+    pub client_name: String,
+    /// A `.creds` file (JWT + nkey seed).
+    pub credentials_file: Option<PathBuf>,
+    #[serde(deserialize_with = "lenient_opt_string")]
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    pub token: Option<Secret>,
+    pub tls: TlsConfig,
+    /// Replicas for streams and buckets the router creates (1 for a single
+    /// server, 3 for a cluster). Existing streams are never changed.
+    pub stream_replicas: usize,
+    /// Key-value bucket holding waiting/assigned contacts and agent state.
+    pub state_bucket: String,
+    /// Key-value bucket remembering processed event ids.
+    pub dedupe_bucket: String,
+    /// Durable consumer name on `OMNI_INBOUND` and `OMNI_AGENT`.
+    pub consumer_name: String,
+    /// Largest payload accepted; bigger ones are dead-lettered.
+    pub max_payload_bytes: usize,
+    /// Messages fetched and processed per batch.
+    pub batch_size: usize,
+    /// How long the server waits for an ack before redelivering.
+    pub ack_wait_secs: f64,
+    /// Duplicate window for streams the router creates.
+    pub duplicate_window_secs: f64,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        NatsConfig {
+            url: "nats://127.0.0.1:4222".into(),
+            subject_prefix: "omni".into(),
+            client_name: "omniroute".into(),
+            credentials_file: None,
+            user: None,
+            password: None,
+            token: None,
+            tls: TlsConfig::default(),
+            stream_replicas: 1,
+            state_bucket: "omniroute_state".into(),
+            dedupe_bucket: "omniroute_dedupe".into(),
+            consumer_name: "omniroute".into(),
+            max_payload_bytes: 1 << 20,
+            batch_size: 256,
+            ack_wait_secs: 30.0,
+            duplicate_window_secs: 600.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct TlsConfig {
+    /// Require TLS even when the URL says `nats://`.
+    pub required: bool,
+    /// CA bundle (PEM) to trust instead of the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM) for mutual TLS.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+/// `[http]`: the operator listener (`/metrics`, `/live`, `/ready`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct HttpConfig {
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: "127.0.0.1:9464".into() }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// `text` (human-readable) or `json` (one object per line, for
+    /// journald/Loki/ELK).
+    pub format: String,
+    /// A `tracing` filter such as `info` or `omniroute=debug,async_nats=warn`;
+    /// `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: "text".into(), level: "info".into() }
+    }
+}
+
+/// `[runtime]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RuntimeConfig {
+    /// How long SIGTERM waits for in-flight work before giving up.
+    pub shutdown_grace_secs: f64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig { shutdown_grace_secs: 20.0 }
+    }
+}
+
+/// `[routing]`: defaults that queues may override.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RoutingConfig {
+    /// Seconds an agent has to accept an offer before it counts as declined.
+    pub offer_timeout_secs: f64,
+    /// Offers an agent may let expire in a row before being set `away`.
+    pub max_missed_offers: u32,
+    /// How long processed event ids are remembered for idempotency.
+    pub dedupe_retention_secs: f64,
+    /// Strategy for queues that do not name one.
+    pub default_strategy: String,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            offer_timeout_secs: 30.0,
+            max_missed_offers: 3,
+            dedupe_retention_secs: 86_400.0,
+            default_strategy: "longest_idle".into(),
+        }
+    }
+}
+
+/// `[[queues]]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct QueueConfig {
+    pub name: String,
+    /// Channels this queue takes contacts from.
+    pub channels: Vec<String>,
+    /// Skills every agent must hold, with the minimum level (1..10).
+    pub skills: BTreeMap<String, i64>,
+    /// Default contact priority, 0 (lowest) to 9 (highest).
+    pub priority: i64,
+    /// Name of an `[sla.policies.*]` entry; no SLA clock when absent.
+    pub sla_policy: Option<String>,
+    /// `longest_idle` or `least_loaded`; `routing.default_strategy` when absent.
+    pub strategy: Option<String>,
+    /// Overrides `routing.offer_timeout_secs` for this queue.
+    pub offer_timeout_secs: Option<f64>,
+}
+
+/// `[[rules]]`: evaluated in order for contacts without an upstream `queue`;
+/// the first rule whose every condition holds picks the queue.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct RuleConfig {
+    pub name: Option<String>,
+    pub queue: String,
+    /// Priority for matched contacts (else the queue's).
+    pub priority: Option<i64>,
+    /// SLA policy for matched contacts (else the queue's).
+    pub sla_policy: Option<String>,
+    /// Channels to match (any of).
+    pub channels: Vec<String>,
+    /// Customer tiers to match (any of, case-insensitive).
+    pub tiers: Vec<String>,
+    /// Language tags to match (any of; `es` also matches `es-MX`).
+    pub languages: Vec<String>,
+    /// Skills the contact must request (all of).
+    pub skills: Vec<String>,
+    /// Attributes that must equal these values (all of; compared as text).
+    pub attributes: BTreeMap<String, String>,
+    /// Case-insensitive substring to find in subject or text.
+    pub keyword: Option<String>,
+    /// Regular expression to find in subject or text (case-insensitive).
+    pub regex: Option<String>,
+}
+
+/// `[[agents]]`: the initial roster. `profile` events update it at run time.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct AgentConfig {
+    pub id: String,
+    pub name: String,
+    pub skills: BTreeMap<String, i64>,
+    /// Concurrent contacts per channel; a channel not listed is 0.
+    pub capacity: BTreeMap<String, i64>,
+    /// Presence before the agent's desktop reports one: `offline` in
+    /// production; `available` is handy for demos.
+    pub initial_status: Option<String>,
+}
+
+/// `[sla]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct SlaConfig {
+    pub policies: BTreeMap<String, SlaPolicyConfig>,
+}
+
+/// `[sla.policies.<name>]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct SlaPolicyConfig {
+    /// First-response target in seconds per channel; a channel not listed has
+    /// no clock under this policy.
+    pub first_response_secs: BTreeMap<String, f64>,
+    /// Shares of the target (0 < x < 1) at which a `warning` alert is raised.
+    pub warning_thresholds: Vec<f64>,
+}
+
+/// Where a configuration comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    File(PathBuf),
+    Embedded,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::File(p) => write!(f, "{}", p.display()),
+            Source::Embedded => f.write_str("<embedded config/omniroute.toml>"),
+        }
+    }
+}
+
+impl Config {
+    /// Loads a file (or the embedded default) and layers the process
+    /// environment over it.
+    pub fn load(source: &Source) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Config::load_with_env(source, env)
+    }
+
+    /// As [`Config::load`], with an explicit environment so tests need no
+    /// `set_var`.
+    pub fn load_with_env(
+        source: &Source,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let text = match source {
+            Source::Embedded => EMBEDDED_DEFAULT.to_string(),
+            Source::File(p) => std::fs::read_to_string(p).map_err(|e| ConfigError::Read {
+                path: p.display().to_string(),
+                message: e.to_string(),
+            })?,
+        };
+        Config::from_toml_with_env(&text, &source.to_string(), env)
+    }
+
+    pub fn from_toml_with_env(
+        text: &str,
+        origin: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let env: std::collections::HashMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_")))
+            .collect();
+        let raw = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator("_")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(Some(env)),
+            )
+            .build()
+            .map_err(|e| ConfigError::Read { path: origin.to_string(), message: e.to_string() })?;
+        let value: serde_json::Value = raw
+            .try_deserialize()
+            .map_err(|e| ConfigError::Read { path: origin.to_string(), message: e.to_string() })?;
+        Config::from_value(value)
+    }
+
+    /// Deserialises, collecting every unknown key (serde would stop at the
+    /// first) and naming the key of a type error.
+    fn from_value(value: serde_json::Value) -> Result<Config, ConfigError> {
+        let original = value.clone();
+        let mut unknown = Vec::new();
+        let mut on_unknown = |path: serde_ignored::Path| unknown.push(path.to_string());
+        let de = serde_ignored::Deserializer::new(value, &mut on_unknown);
+        let parsed: Result<Config, _> = serde_path_to_error::deserialize(de);
+        let mut problems: Vec<Problem> = unknown
+            .into_iter()
+            .map(|k| {
+                let (key, v) = locate(&original, &k);
+                Problem::new(key, v, "unknown key")
+            })
+            .collect();
+        match parsed {
+            Ok(cfg) if problems.is_empty() => Ok(cfg),
+            Ok(cfg) => {
+                // Report the semantic problems too, so one run lists everything.
+                if let Err(more) = cfg.validate() {
+                    problems.extend(more);
+                }
+                Err(ConfigError::Invalid(problems))
+            }
+            Err(e) => {
+                let (key, v) = locate(&original, &e.path().to_string());
+                problems.push(Problem::new(key, v, e.inner().to_string()));
+                Err(ConfigError::Invalid(problems))
+            }
+        }
+    }
+
+    /// The file's directory, for resolving relative paths in messages.
+    pub fn describe_source(path: Option<&Path>) -> Source {
+        match path {
+            Some(p) => Source::File(p.to_path_buf()),
+            None => Source::Embedded,
+        }
+    }
+}
+
+/// Turns a serde path (`queues.1.skilz`) into the key as an operator writes
+/// it (`queues[1].skilz`) and finds its value for the report.
+fn locate(root: &serde_json::Value, path: &str) -> (String, String) {
+    let mut key = String::new();
+    let mut cur = Some(root);
+    for seg in path.split('.').filter(|s| !s.is_empty() && *s != "?") {
+        match (seg.parse::<usize>(), cur) {
+            (Ok(i), Some(serde_json::Value::Array(a))) => {
+                key.push_str(&format!("[{i}]"));
+                cur = a.get(i);
+            }
+            (_, c) => {
+                if !key.is_empty() {
+                    key.push('.');
+                }
+                key.push_str(seg);
+                cur = c.and_then(|v| v.get(seg));
+            }
+        }
+    }
+    let value = match cur {
+        Some(serde_json::Value::String(s)) => format!("{s:?}"),
+        Some(v) => {
+            let s = v.to_string();
+            crate::domain::truncate(&s, 80)
+        }
+        None => "?".to_string(),
+    };
+    (if key.is_empty() { "(root)".into() } else { key }, value)
+}

@@ -1,0 +1,399 @@
+//! `Config::validate`: every problem, with its key and offending value, in
+//! one pass; on success the typed [`RouterSpec`] the core runs on.
+
+use super::Config;
+use crate::domain::{check_skill_level, check_token, AgentId, Channel, Presence, QueueName, SkillName};
+use crate::routing::spec::{AgentSpec, QueueSpec, RouterSpec as Spec, RuleSpec, SlaPolicy, Strategy};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+pub use crate::routing::spec::RouterSpec;
+
+/// One configuration problem: `key = value: what is wrong`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub key: String,
+    pub value: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(key: impl Into<String>, value: impl fmt::Display, message: impl Into<String>) -> Self {
+        Problem { key: key.into(), value: value.to_string(), message: message.into() }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} = {}: {}", self.key, self.value, self.message)
+    }
+}
+
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, key: impl Into<String>, value: impl fmt::Debug, message: impl Into<String>) {
+        self.0.push(Problem::new(key, format!("{value:?}"), message));
+    }
+    fn positive(&mut self, key: &str, v: f64) {
+        if !(v.is_finite() && v > 0.0) {
+            self.add(key, v, "must be a positive number of seconds");
+        }
+    }
+}
+
+fn token<T: TryFrom<String, Error = String>>(p: &mut Problems, key: String, s: &str) -> Option<T> {
+    match T::try_from(s.to_string()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            p.add(key, s, e);
+            None
+        }
+    }
+}
+
+fn channel(p: &mut Problems, key: String, s: &str) -> Option<Channel> {
+    match s.parse::<Channel>() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            p.add(key, s, e);
+            None
+        }
+    }
+}
+
+fn skills(p: &mut Problems, key: &str, m: &BTreeMap<String, i64>) -> BTreeMap<SkillName, u8> {
+    let mut out = BTreeMap::new();
+    for (name, level) in m {
+        let k = format!("{key}.{name}");
+        let n = token::<SkillName>(p, k.clone(), name);
+        let l = match check_skill_level(*level) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                p.add(k, level, e);
+                None
+            }
+        };
+        if let (Some(n), Some(l)) = (n, l) {
+            out.insert(n, l);
+        }
+    }
+    out
+}
+
+fn strategy(p: &mut Problems, key: &str, s: &str) -> Strategy {
+    match s {
+        "longest_idle" => Strategy::LongestIdle,
+        "least_loaded" => Strategy::LeastLoaded,
+        other => {
+            p.add(key, other, "strategy must be one of longest_idle, least_loaded");
+            Strategy::LongestIdle
+        }
+    }
+}
+
+fn priority(p: &mut Problems, key: &str, v: i64) -> u8 {
+    if (0..=9).contains(&v) {
+        v as u8
+    } else {
+        p.add(key, v, "priority must be 0 (lowest) to 9 (highest)");
+        0
+    }
+}
+
+impl Config {
+    /// Checks everything and builds the routing spec, or lists every problem.
+    pub fn validate(&self) -> Result<RouterSpec, Vec<Problem>> {
+        let mut p = Problems::default();
+        self.check_runtime(&mut p);
+
+        // SLA policies first: queues and rules refer to them.
+        let mut policies = BTreeMap::new();
+        for (name, pol) in &self.sla.policies {
+            let key = format!("sla.policies.{name}");
+            if let Err(e) = check_token(name) {
+                p.add(key.clone(), name, format!("policy name {e}"));
+            }
+            let mut targets = [None; 4];
+            for (ch, secs) in &pol.first_response_secs {
+                let k = format!("{key}.first_response_secs.{ch}");
+                if let Some(c) = channel(&mut p, k.clone(), ch) {
+                    p.positive(&k, *secs);
+                    targets[c.index()] = Some(*secs);
+                }
+            }
+            if pol.first_response_secs.is_empty() {
+                p.add(format!("{key}.first_response_secs"), "{}", "a policy needs a target for at least one channel");
+            }
+            let mut thresholds = pol.warning_thresholds.clone();
+            for (i, t) in pol.warning_thresholds.iter().enumerate() {
+                if !(t.is_finite() && *t > 0.0 && *t < 1.0) {
+                    p.add(format!("{key}.warning_thresholds[{i}]"), t, "a warning threshold is a share of the target, above 0 and below 1");
+                }
+            }
+            thresholds.sort_by(f64::total_cmp);
+            thresholds.dedup();
+            policies.insert(name.clone(), SlaPolicy { name: name.clone(), first_response_secs: targets, warnings: thresholds });
+        }
+        let check_policy = |p: &mut Problems, key: String, name: &Option<String>| {
+            if let Some(n) = name {
+                if !policies.contains_key(n) {
+                    p.add(key, n, format!("no such SLA policy (defined: {})", names(policies.keys())));
+                }
+            }
+        };
+
+        let default_strategy = strategy(&mut p, "routing.default_strategy", &self.routing.default_strategy);
+        let mut queues = BTreeMap::new();
+        let mut queue_order = Vec::new();
+        if self.queues.is_empty() {
+            p.add("queues", "[]", "at least one [[queues]] entry is needed");
+        }
+        for (i, q) in self.queues.iter().enumerate() {
+            let key = format!("queues[{i}]");
+            let name = token::<QueueName>(&mut p, format!("{key}.name"), &q.name);
+            let mut channels = [false; 4];
+            for (j, ch) in q.channels.iter().enumerate() {
+                if let Some(c) = channel(&mut p, format!("{key}.channels[{j}]"), ch) {
+                    channels[c.index()] = true;
+                }
+            }
+            if q.channels.is_empty() {
+                p.add(format!("{key}.channels"), "[]", "a queue needs at least one channel");
+            }
+            let required = skills(&mut p, &format!("{key}.skills"), &q.skills);
+            let prio = priority(&mut p, &format!("{key}.priority"), q.priority);
+            check_policy(&mut p, format!("{key}.sla_policy"), &q.sla_policy);
+            let strat = q
+                .strategy
+                .as_deref()
+                .map(|s| strategy(&mut p, &format!("{key}.strategy"), s))
+                .unwrap_or(default_strategy);
+            let offer_timeout_secs = q.offer_timeout_secs.unwrap_or(self.routing.offer_timeout_secs);
+            if let Some(t) = q.offer_timeout_secs {
+                p.positive(&format!("{key}.offer_timeout_secs"), t);
+            }
+            if let Some(name) = name {
+                if queues.contains_key(&name) {
+                    p.add(format!("{key}.name"), &q.name, "duplicate queue name");
+                    continue;
+                }
+                queue_order.push(name.clone());
+                queues.insert(
+                    name.clone(),
+                    QueueSpec {
+                        name,
+                        channels,
+                        skills: required,
+                        priority: prio,
+                        sla_policy: q.sla_policy.clone(),
+                        strategy: strat,
+                        offer_timeout_secs,
+                    },
+                );
+            }
+        }
+
+        let mut rules = Vec::new();
+        for (i, r) in self.rules.iter().enumerate() {
+            let key = format!("rules[{i}]");
+            let queue = token::<QueueName>(&mut p, format!("{key}.queue"), &r.queue);
+            if let Some(q) = &queue {
+                if !queues.contains_key(q) {
+                    p.add(format!("{key}.queue"), &r.queue, format!("no such queue (defined: {})", names(queues.keys())));
+                }
+            }
+            let prio = r.priority.map(|v| priority(&mut p, &format!("{key}.priority"), v));
+            check_policy(&mut p, format!("{key}.sla_policy"), &r.sla_policy);
+            let channels: Vec<Channel> = r
+                .channels
+                .iter()
+                .enumerate()
+                .filter_map(|(j, c)| channel(&mut p, format!("{key}.channels[{j}]"), c))
+                .collect();
+            if let (Some(q), false) = (queue.as_ref().and_then(|q| queues.get(q)), channels.is_empty()) {
+                for c in &channels {
+                    if !q.channels[c.index()] {
+                        p.add(format!("{key}.channels"), c.as_str(), format!("queue {} does not take {c} contacts", q.name));
+                    }
+                }
+            }
+            let rule_skills: Vec<SkillName> = r
+                .skills
+                .iter()
+                .enumerate()
+                .filter_map(|(j, s)| token::<SkillName>(&mut p, format!("{key}.skills[{j}]"), s))
+                .collect();
+            let regex = r.regex.as_ref().and_then(|re| {
+                match regex::RegexBuilder::new(re).case_insensitive(true).size_limit(1 << 20).build() {
+                    Ok(re) => Some(re),
+                    Err(e) => {
+                        let first = e.to_string().lines().last().unwrap_or_default().trim().to_string();
+                        p.add(format!("{key}.regex"), re, format!("not a valid regular expression: {first}"));
+                        None
+                    }
+                }
+            });
+            if let Some(k) = &r.keyword {
+                if k.trim().is_empty() {
+                    p.add(format!("{key}.keyword"), k, "keyword must not be empty");
+                }
+            }
+            if let Some(queue) = queue {
+                rules.push(RuleSpec {
+                    name: r.name.clone().unwrap_or_else(|| format!("rules[{i}]")),
+                    queue,
+                    priority: prio,
+                    sla_policy: r.sla_policy.clone(),
+                    channels,
+                    tiers: r.tiers.iter().map(|t| t.to_lowercase()).collect(),
+                    languages: r.languages.iter().map(|t| t.to_lowercase()).collect(),
+                    skills: rule_skills,
+                    attributes: r.attributes.clone(),
+                    keyword: r.keyword.as_ref().map(|k| k.to_lowercase()),
+                    regex,
+                });
+            }
+        }
+
+        let mut agents = Vec::new();
+        let mut seen = BTreeSet::new();
+        for (i, a) in self.agents.iter().enumerate() {
+            let key = format!("agents[{i}]");
+            let id = token::<AgentId>(&mut p, format!("{key}.id"), &a.id);
+            let sk = skills(&mut p, &format!("{key}.skills"), &a.skills);
+            let mut capacity = [0u32; 4];
+            for (ch, n) in &a.capacity {
+                let k = format!("{key}.capacity.{ch}");
+                if let Some(c) = channel(&mut p, k.clone(), ch) {
+                    if (0..=1000).contains(n) {
+                        capacity[c.index()] = *n as u32;
+                    } else {
+                        p.add(k, n, "capacity must be 0..1000 concurrent contacts");
+                    }
+                }
+            }
+            let status = match a.initial_status.as_deref().map(str::parse::<Presence>) {
+                None => Presence::Offline,
+                Some(Ok(s)) => s,
+                Some(Err(e)) => {
+                    p.add(format!("{key}.initial_status"), a.initial_status.as_deref().unwrap_or_default(), e);
+                    Presence::Offline
+                }
+            };
+            if let Some(id) = id {
+                if !seen.insert(id.clone()) {
+                    p.add(format!("{key}.id"), &a.id, "duplicate agent id");
+                    continue;
+                }
+                let name = if a.name.is_empty() { id.to_string() } else { a.name.clone() };
+                agents.push(AgentSpec { id, name, skills: sk, capacity, initial_status: status });
+            }
+        }
+
+        if p.0.is_empty() {
+            Ok(Spec {
+                queues,
+                queue_order,
+                rules,
+                policies,
+                agents,
+                offer_timeout_secs: self.routing.offer_timeout_secs,
+                max_missed_offers: self.routing.max_missed_offers,
+            })
+        } else {
+            Err(p.0)
+        }
+    }
+
+    fn check_runtime(&self, p: &mut Problems) {
+        let n = &self.nats;
+        if n.url.trim().is_empty() {
+            p.add("nats.url", &n.url, "a NATS server URL is needed");
+        }
+        for u in n.url.split(',') {
+            let u = u.trim();
+            let scheme_ok = ["nats://", "tls://", "ws://", "wss://"].iter().any(|s| u.starts_with(s))
+                || !u.contains("://");
+            if !u.is_empty() && !scheme_ok {
+                p.add("nats.url", u, "scheme must be nats://, tls://, ws:// or wss://");
+            }
+        }
+        if n.subject_prefix.split('.').any(|t| check_token(t).is_err()) {
+            p.add("nats.subject_prefix", &n.subject_prefix, "must be dot-separated tokens of A-Z a-z 0-9 _ -");
+        }
+        for (key, v) in [
+            ("nats.state_bucket", &n.state_bucket),
+            ("nats.dedupe_bucket", &n.dedupe_bucket),
+            ("nats.consumer_name", &n.consumer_name),
+        ] {
+            if let Err(e) = check_token(v) {
+                p.add(key, v, e);
+            }
+        }
+        let auth_methods = [n.credentials_file.is_some(), n.user.is_some(), n.token.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if auth_methods > 1 {
+            p.add("nats", "credentials_file/user/token", "set at most one of credentials_file, user + password, token");
+        }
+        if n.password.is_some() && n.user.is_none() {
+            p.add("nats.password", "***", "a password needs nats.user");
+        }
+        if n.user.is_some() && n.password.is_none() {
+            p.add("nats.user", n.user.as_deref().unwrap_or_default(), "a user needs nats.password");
+        }
+        for (key, path) in [
+            ("nats.credentials_file", &n.credentials_file),
+            ("nats.tls.ca_file", &n.tls.ca_file),
+            ("nats.tls.cert_file", &n.tls.cert_file),
+            ("nats.tls.key_file", &n.tls.key_file),
+        ] {
+            if let Some(path) = path {
+                if !path.is_file() {
+                    p.add(key, path.display(), "file does not exist or is not readable");
+                }
+            }
+        }
+        if n.tls.cert_file.is_some() != n.tls.key_file.is_some() {
+            p.add("nats.tls", "cert_file/key_file", "a client certificate needs both cert_file and key_file");
+        }
+        if !(1..=5).contains(&n.stream_replicas) {
+            p.add("nats.stream_replicas", n.stream_replicas, "replicas must be 1 to 5");
+        }
+        if !(1024..=64 << 20).contains(&n.max_payload_bytes) {
+            p.add("nats.max_payload_bytes", n.max_payload_bytes, "must be 1 KiB to 64 MiB");
+        }
+        if !(1..=4096).contains(&n.batch_size) {
+            p.add("nats.batch_size", n.batch_size, "must be 1 to 4096");
+        }
+        p.positive("nats.ack_wait_secs", n.ack_wait_secs);
+        p.positive("nats.duplicate_window_secs", n.duplicate_window_secs);
+        if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
+            p.add("http.listen", &self.http.listen, "must be an address such as 127.0.0.1:9464 or [::]:9464");
+        }
+        if !["text", "json"].contains(&self.log.format.as_str()) {
+            p.add("log.format", &self.log.format, "must be text or json");
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
+            p.add("log.level", &self.log.level, format!("not a log filter: {e}"));
+        }
+        p.positive("runtime.shutdown_grace_secs", self.runtime.shutdown_grace_secs);
+        p.positive("routing.offer_timeout_secs", self.routing.offer_timeout_secs);
+        p.positive("routing.dedupe_retention_secs", self.routing.dedupe_retention_secs);
+        if self.routing.max_missed_offers == 0 {
+            p.add("routing.max_missed_offers", 0, "must be at least 1");
+        }
+    }
+}
+
+fn names<'a, T: fmt::Display + 'a>(it: impl Iterator<Item = &'a T>) -> String {
+    let v: Vec<String> = it.map(|t| t.to_string()).collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}

@@ -1,0 +1,155 @@
+//! omniroute: an omnichannel contact-routing daemon.
+//!
+//! Data flows one way: NATS consumers (`bus`) → the pure routing core
+//! (`routing`, `sla`) → the commit protocol (`daemon`) → NATS publishes.
+//!
+//! | module | role |
+//! |---|---|
+//! | [`config`] | TOML + environment layering, `validate()` listing every problem |
+//! | [`domain`] | the wire contract's types and decoders |
+//! | [`routing`] | the pure engine: queues, agents, skills, strategies, offers |
+//! | [`sla`] | pure first-response clock arithmetic |
+//! | [`bus`] | the only NATS code: streams, consumers, publisher, key-value state |
+//! | [`daemon`] | the engine's owner task and the commit protocol |
+//! | [`http`] | `/live`, `/ready`, `/metrics` |
+//! | [`telemetry`] | logging set-up and metric names |
+#![forbid(unsafe_code)]
+
+pub mod bus;
+pub mod config;
+pub mod daemon;
+pub mod domain;
+pub mod health;
+pub mod http;
+pub mod notify;
+pub mod routing;
+pub mod sla;
+pub mod telemetry;
+
+use config::{Config, Problem};
+use daemon::{Daemon, DaemonError};
+use health::Readiness;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("configuration is invalid:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Config(Vec<Problem>),
+    #[error(transparent)]
+    Bus(#[from] bus::BusError),
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+    #[error("the HTTP listener failed: {0}")]
+    Http(String),
+}
+
+/// Runs the daemon until `shutdown` is cancelled, then drains: intake stops,
+/// in-flight work is committed within `runtime.shutdown_grace_secs`, and the
+/// function returns. `listener` is already bound (tests pass port 0).
+pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
+    config.validate().map_err(RunError::Config)?;
+    let cfg = Arc::new(config);
+    let ready = Arc::new(Readiness::default());
+    let http_stop = CancellationToken::new();
+    let mut http_task = tokio::spawn(http::serve(listener, Arc::clone(&ready), telemetry::metrics_handle(), http_stop.clone()));
+    let result = tokio::select! {
+        r = run_routing(Arc::clone(&cfg), Arc::clone(&ready), shutdown) => r,
+        r = &mut http_task => Err(RunError::Http(match r {
+            Ok(Ok(())) => "stopped".into(),
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        })),
+    };
+    ready.set_draining();
+    http_stop.cancel();
+    let _ = http_task.await;
+    result
+}
+
+async fn run_routing(cfg: Arc<Config>, ready: Arc<Readiness>, shutdown: CancellationToken) -> Result<(), RunError> {
+    tracing::info!(url = %cfg.nats.url, prefix = %cfg.nats.subject_prefix, "Connecting to NATS.");
+    let client = match bus::connect(&cfg.nats, Arc::clone(&ready), &shutdown).await {
+        Ok(c) => c,
+        Err(_) if shutdown.is_cancelled() => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    ready.set_nats_connected(true);
+    let retention = Duration::from_secs_f64(cfg.routing.dedupe_retention_secs);
+    let bus = bus::Bus::setup(client, &cfg.nats, retention).await?;
+    ready.set_streams_ok(true);
+    let daemon = Daemon::start(Arc::clone(&cfg), bus.clone(), Arc::clone(&ready)).await?;
+
+    let intake = shutdown.child_token();
+    let hard_stop = CancellationToken::new();
+    let (tx, rx) = mpsc::channel(cfg.nats.batch_size * 4);
+    let mut consumers = JoinSet::new();
+    daemon::spawn_consumers(&mut consumers, &bus, &cfg.nats, tx, &intake);
+    let mut core = tokio::spawn(daemon.run_loop(rx, hard_stop.clone()));
+    notify::notify("READY=1");
+    let watchdog = notify::watchdog_interval().map(|every| {
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            while tokio::select! { _ = tick.tick() => true, _ = stop.cancelled() => false } {
+                notify::notify("WATCHDOG=1");
+            }
+        })
+    });
+    tracing::info!(streams = %bus::stream_name(&cfg.nats.subject_prefix, "{INBOUND,AGENT,OUTBOUND}"), "Routing.");
+
+    // Supervise: a task that ends before shutdown is a failure.
+    let failure = tokio::select! {
+        _ = shutdown.cancelled() => None,
+        Some(r) = consumers.join_next() => Some(match r {
+            Ok((name, Err(e))) => format!("{name}: {e}"),
+            Ok((name, Ok(()))) => format!("{name} ended"),
+            Err(e) => format!("consumer task: {e}"),
+        }),
+        r = &mut core => Some(match r {
+            Ok(Err(e)) => e.to_string(),
+            Ok(Ok(())) => "routing loop ended".into(),
+            Err(e) => format!("routing task: {e}"),
+        }),
+    };
+    intake.cancel();
+    ready.set_draining();
+    notify::notify("STOPPING=1");
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    if let Some(why) = failure {
+        tracing::error!(reason = %why, "A long-lived task failed; stopping the daemon.");
+        hard_stop.cancel();
+        core.abort();
+        return Err(DaemonError::TaskDied(why).into());
+    }
+    tracing::info!("Shutting down: intake stopped, committing in-flight work.");
+    let grace = Duration::from_secs_f64(cfg.runtime.shutdown_grace_secs);
+    let drain = async {
+        while let Some(r) = consumers.join_next().await {
+            if let Ok((name, Err(e))) = r {
+                tracing::warn!(task = %name, error = %e, "Consumer ended with an error during shutdown.");
+            }
+        }
+        core.await
+    };
+    let result = match tokio::time::timeout(grace, drain).await {
+        Ok(Ok(r)) => r.map_err(RunError::from),
+        Ok(Err(e)) => Err(DaemonError::TaskDied(format!("routing task: {e}")).into()),
+        Err(_) => {
+            hard_stop.cancel();
+            Err(DaemonError::GraceExceeded(grace).into())
+        }
+    };
+    // Acks are buffered publishes; make sure they leave before we exit.
+    if let Err(e) = bus.flush().await {
+        tracing::warn!(error = %e, "Could not flush the NATS connection at shutdown.");
+    }
+    tracing::info!("Stopped.");
+    result
+}

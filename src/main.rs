@@ -1,0 +1,145 @@
+//! The `omniroute` binary: CLI → telemetry → config → `omniroute::run`.
+#![forbid(unsafe_code)]
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use omniroute::config::{Config, ConfigError, Source};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "omniroute", version, about = "Omnichannel contact routing on NATS JetStream")]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (the default).
+    Run(RunArgs),
+    /// Check a configuration file; print every problem and exit 2 if any.
+    Validate(RunArgs),
+}
+
+#[derive(Args, Clone, Default)]
+struct RunArgs {
+    /// TOML configuration file; the embedded config/omniroute.toml when absent.
+    #[arg(long, short, env = "OMNIROUTE_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    // One TLS provider for the whole process, before anything opens a
+    // connection.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Validate(a)) => validate(&a),
+        Some(Command::Run(a)) => run(&a),
+        None => run(&cli.run),
+    }
+}
+
+fn load(a: &RunArgs) -> Result<(Config, Source), ConfigError> {
+    let source = Config::describe_source(a.config.as_deref());
+    Config::load(&source).map(|c| (c, source))
+}
+
+fn validate(a: &RunArgs) -> ExitCode {
+    let source = Config::describe_source(a.config.as_deref());
+    let problems = match Config::load(&source) {
+        Ok(cfg) => match cfg.validate() {
+            Ok(spec) => {
+                println!(
+                    "{source}: OK ({} queues, {} rules, {} agents, {} SLA policies)",
+                    spec.queues.len(),
+                    spec.rules.len(),
+                    spec.agents.len(),
+                    spec.policies.len()
+                );
+                return ExitCode::SUCCESS;
+            }
+            Err(p) => p,
+        },
+        Err(ConfigError::Invalid(p)) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    eprintln!("{source}: {} problem(s):", problems.len());
+    for p in problems {
+        eprintln!("  - {p}");
+    }
+    ExitCode::from(2)
+}
+
+fn run(a: &RunArgs) -> ExitCode {
+    let (cfg, source) = match load(a) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(problems) = cfg.validate() {
+        eprintln!("{source}: {} problem(s):", problems.len());
+        for p in problems {
+            eprintln!("  - {p}");
+        }
+        return ExitCode::from(2);
+    }
+    if let Err(e) = omniroute::telemetry::init_logging(&cfg.log.format, &cfg.log.level) {
+        eprintln!("{e}");
+        return ExitCode::from(2);
+    }
+    match serve(cfg, source) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "omniroute stopped with an error.");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[tokio::main]
+async fn serve(cfg: Config, source: Source) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
+        .await
+        .with_context(|| format!("cannot listen on http.listen = {}", cfg.http.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        config = %source,
+        metrics = %format!("http://{addr}/metrics"),
+        ready = %format!("http://{addr}/ready"),
+        "omniroute starting."
+    );
+    let shutdown = CancellationToken::new();
+    let signals = shutdown.clone();
+    tokio::spawn(async move {
+        if let Err(e) = wait_for_signals(signals).await {
+            tracing::error!(error = %e, "Cannot install signal handlers.");
+        }
+    });
+    omniroute::run(cfg, listener, shutdown).await?;
+    Ok(())
+}
+
+/// First SIGTERM/SIGINT drains; a second exits at once.
+async fn wait_for_signals(shutdown: CancellationToken) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    tracing::info!("Signal received; draining (send again to exit at once).");
+    shutdown.cancel();
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    tracing::warn!("Second signal; exiting now.");
+    std::process::exit(130);
+}

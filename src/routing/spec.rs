@@ -1,0 +1,203 @@
+//! The typed, validated routing configuration ([`RouterSpec`]) and the
+//! queue-choice rules. Built only by `Config::validate`, so every name in it
+//! refers to something that exists.
+
+use crate::domain::wire::{BadMessage, InboundEvent};
+use crate::domain::{AgentId, Channel, Presence, QueueName, SkillLevel, SkillName};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// The agent whose last offer (or return to `available`) is oldest.
+    LongestIdle,
+    /// The agent with the lowest share of their total capacity in use; ties go
+    /// to the longest idle.
+    LeastLoaded,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::LongestIdle => "longest_idle",
+            Strategy::LeastLoaded => "least_loaded",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct QueueSpec {
+    pub name: QueueName,
+    pub channels: [bool; 4],
+    pub skills: BTreeMap<SkillName, SkillLevel>,
+    pub priority: u8,
+    pub sla_policy: Option<String>,
+    pub strategy: Strategy,
+    pub offer_timeout_secs: f64,
+}
+
+impl QueueSpec {
+    pub fn takes(&self, c: Channel) -> bool {
+        self.channels[c.index()]
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RuleSpec {
+    pub name: String,
+    pub queue: QueueName,
+    pub priority: Option<u8>,
+    pub sla_policy: Option<String>,
+    pub channels: Vec<Channel>,
+    /// Lower-cased.
+    pub tiers: Vec<String>,
+    /// Lower-cased.
+    pub languages: Vec<String>,
+    pub skills: Vec<SkillName>,
+    pub attributes: BTreeMap<String, String>,
+    /// Lower-cased.
+    pub keyword: Option<String>,
+    pub regex: Option<regex::Regex>,
+}
+
+impl RuleSpec {
+    pub fn matches(&self, ev: &InboundEvent) -> bool {
+        if !self.channels.is_empty() && !self.channels.contains(&ev.channel) {
+            return false;
+        }
+        if !self.tiers.is_empty() {
+            let tier = ev.customer.tier.as_deref().map(str::to_lowercase);
+            if !tier.is_some_and(|t| self.tiers.contains(&t)) {
+                return false;
+            }
+        }
+        if !self.languages.is_empty() {
+            let Some(lang) = ev.customer.language.as_deref().map(str::to_lowercase) else {
+                return false;
+            };
+            // `es` matches `es` and `es-MX`: a BCP 47 prefix on a subtag boundary.
+            let hit = self.languages.iter().any(|want| {
+                lang == *want || (lang.starts_with(want.as_str()) && lang[want.len()..].starts_with('-'))
+            });
+            if !hit {
+                return false;
+            }
+        }
+        if !self.skills.iter().all(|s| ev.skills.contains(s)) {
+            return false;
+        }
+        for (k, want) in &self.attributes {
+            let got = match ev.attributes.get(k) {
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(serde_json::Value::Null) | None => return false,
+                Some(other) => other.to_string(),
+            };
+            if &got != want {
+                return false;
+            }
+        }
+        if self.keyword.is_some() || self.regex.is_some() {
+            let fields = [ev.subject.as_deref(), ev.text.as_deref()];
+            if let Some(k) = &self.keyword {
+                if !fields.iter().flatten().any(|f| f.to_lowercase().contains(k.as_str())) {
+                    return false;
+                }
+            }
+            if let Some(re) = &self.regex {
+                if !fields.iter().flatten().any(|f| re.is_match(f)) {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SlaPolicy {
+    pub name: String,
+    /// Per channel, indexed by `Channel::index`.
+    pub first_response_secs: [Option<f64>; 4],
+    /// Sorted warning shares, each in (0, 1).
+    pub warnings: Vec<f64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentSpec {
+    pub id: AgentId,
+    pub name: String,
+    pub skills: BTreeMap<SkillName, SkillLevel>,
+    pub capacity: [u32; 4],
+    pub initial_status: Presence,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouterSpec {
+    pub queues: BTreeMap<QueueName, QueueSpec>,
+    /// Configuration order: the fallback is the first queue taking the channel.
+    pub queue_order: Vec<QueueName>,
+    pub rules: Vec<RuleSpec>,
+    pub policies: BTreeMap<String, SlaPolicy>,
+    pub agents: Vec<AgentSpec>,
+    pub offer_timeout_secs: f64,
+    pub max_missed_offers: u32,
+}
+
+/// Where a new contact goes and on what terms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placement {
+    pub queue: QueueName,
+    pub priority: u8,
+    pub sla_policy: Option<String>,
+    pub required: BTreeMap<SkillName, SkillLevel>,
+    /// The rule that chose the queue, for the log.
+    pub rule: Option<String>,
+}
+
+impl RouterSpec {
+    /// Picks the queue for a new contact: the adapter's `queue`, else the
+    /// first matching rule, else the first queue taking the channel.
+    pub fn place(&self, ev: &InboundEvent) -> Result<Placement, BadMessage> {
+        let (queue, rule) = if let Some(q) = &ev.queue {
+            let spec = self
+                .queues
+                .get(q)
+                .ok_or_else(|| BadMessage(format!("queue {q} is not configured")))?;
+            if !spec.takes(ev.channel) {
+                return Err(BadMessage(format!("queue {q} does not take {} contacts", ev.channel)));
+            }
+            (spec, None)
+        } else if let Some((spec, rule)) = self
+            .rules
+            .iter()
+            .filter(|r| r.matches(ev))
+            .find_map(|r| self.queues.get(&r.queue).filter(|q| q.takes(ev.channel)).map(|q| (q, r)))
+        {
+            (spec, Some(rule))
+        } else {
+            let spec = self
+                .queue_order
+                .iter()
+                .filter_map(|q| self.queues.get(q))
+                .find(|q| q.takes(ev.channel))
+                .ok_or_else(|| BadMessage(format!("no queue takes {} contacts", ev.channel)))?;
+            (spec, None)
+        };
+        let mut required = queue.skills.clone();
+        for s in &ev.skills {
+            required.entry(s.clone()).or_insert(1);
+        }
+        Ok(Placement {
+            queue: queue.name.clone(),
+            priority: ev.priority.or(rule.and_then(|r| r.priority)).unwrap_or(queue.priority),
+            sla_policy: rule.and_then(|r| r.sla_policy.clone()).or_else(|| queue.sla_policy.clone()),
+            required,
+            rule: rule.map(|r| r.name.clone()),
+        })
+    }
+
+    /// The SLA target for a policy and channel, if the policy sets one.
+    pub fn sla_target(&self, policy: Option<&str>, channel: Channel) -> Option<(&SlaPolicy, f64)> {
+        let p = self.policies.get(policy?)?;
+        p.first_response_secs[channel.index()].map(|t| (p, t))
+    }
+}

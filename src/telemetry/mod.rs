@@ -1,0 +1,103 @@
+//! Logging and metrics set-up, and every metric name in one place.
+//!
+//! Metric names follow `omniroute_<what>_<unit>[_total]`; labels are bounded
+//! sets (channel, queue, kind, outcome, type, subject). Agent and customer
+//! ids never appear as labels.
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use tracing_subscriber::{fmt, prelude::*, EnvFilter};
+
+pub const INBOUND_EVENTS: &str = "omniroute_inbound_events_total";
+pub const AGENT_EVENTS: &str = "omniroute_agent_events_total";
+pub const CONTACTS_WAITING: &str = "omniroute_contacts_waiting";
+pub const CONTACTS_OPEN: &str = "omniroute_contacts_open";
+pub const OFFERS: &str = "omniroute_offers_total";
+pub const CONTACT_EVENTS: &str = "omniroute_contact_events_total";
+pub const ROUTING_DECISION_SECONDS: &str = "omniroute_routing_decision_duration_seconds";
+pub const BATCH_COMMIT_SECONDS: &str = "omniroute_batch_commit_duration_seconds";
+pub const SLA_ALERTS: &str = "omniroute_sla_alerts_total";
+pub const DEAD_LETTERS: &str = "omniroute_dead_letters_total";
+pub const AGENTS: &str = "omniroute_agents";
+pub const COMMIT_RETRIES: &str = "omniroute_commit_retries_total";
+pub const NATS_CONNECTED: &str = "omniroute_nats_connected";
+pub const BUILD_INFO: &str = "omniroute_build_info";
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(INBOUND_EVENTS, "Inbound customer events by channel and outcome.");
+    describe_counter!(AGENT_EVENTS, "Agent events by type and outcome.");
+    describe_gauge!(CONTACTS_WAITING, "Contacts waiting for an agent, by queue.");
+    describe_gauge!(CONTACTS_OPEN, "Open contacts (waiting, offered or assigned).");
+    describe_counter!(OFFERS, "Offer outcomes by queue: offered, accepted, declined, expired.");
+    describe_counter!(CONTACT_EVENTS, "Contact lifecycle events published, by kind.");
+    describe_histogram!(ROUTING_DECISION_SECONDS, Unit::Seconds, "Time the routing core spends on one event.");
+    describe_histogram!(BATCH_COMMIT_SECONDS, Unit::Seconds, "Time to make one batch durable and publish its outputs.");
+    describe_counter!(SLA_ALERTS, "SLA alerts by queue and kind (warning, breach).");
+    describe_counter!(DEAD_LETTERS, "Messages dead-lettered, by dead-letter subject.");
+    describe_gauge!(AGENTS, "Agents by presence status.");
+    describe_counter!(COMMIT_RETRIES, "Batch commits retried after a transient NATS error.");
+    describe_gauge!(NATS_CONNECTED, "1 while the NATS connection is up.");
+    describe_gauge!(BUILD_INFO, "Always 1; the version label tells the running build.");
+}
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder once and returns its handle;
+/// later calls (tests start several daemons) share it. `None` means another
+/// recorder was installed first.
+pub fn metrics_handle() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(ROUTING_DECISION_SECONDS.into()),
+                    &[1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05],
+                )
+                .and_then(|b| {
+                    b.set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
+                })
+                .map(|b| b.build_recorder());
+            match recorder {
+                Ok(r) => {
+                    let handle = r.handle();
+                    if metrics::set_global_recorder(r).is_err() {
+                        return None;
+                    }
+                    describe();
+                    metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+                    Some(handle)
+                }
+                Err(_) => None,
+            }
+        })
+        .clone()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("log filter {0:?} is not valid: {1}")]
+    Filter(String, String),
+    #[error("a global tracing subscriber is already installed")]
+    AlreadyInstalled,
+}
+
+/// Installs the global `tracing` subscriber: text on a terminal, JSON in
+/// production. `RUST_LOG` overrides the configured level.
+pub fn init_logging(format: &str, level: &str) -> Result<(), TelemetryError> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(f) if !f.is_empty() => EnvFilter::builder().parse(&f).map_err(|e| TelemetryError::Filter(f, e.to_string()))?,
+        _ => EnvFilter::builder()
+            .parse(level)
+            .map_err(|e| TelemetryError::Filter(level.to_string(), e.to_string()))?,
+    };
+    let registry = tracing_subscriber::registry().with(filter);
+    let res = if format == "json" {
+        registry
+            .with(fmt::layer().json().flatten_event(true).with_current_span(true).with_target(true))
+            .try_init()
+    } else {
+        registry.with(fmt::layer().with_target(false)).try_init()
+    };
+    res.map_err(|_| TelemetryError::AlreadyInstalled)
+}
