@@ -103,18 +103,24 @@ async fn run_routing(cfg: Arc<Config>, ready: Arc<Readiness>, shutdown: Cancella
     tracing::info!(streams = %bus::stream_name(&cfg.nats.subject_prefix, "{INBOUND,AGENT,OUTBOUND}"), "Routing.");
 
     // Supervise: a task that ends before shutdown is a failure.
+    let mut core_done = None;
     let failure = tokio::select! {
+        biased;
         _ = shutdown.cancelled() => None,
-        Some(r) = consumers.join_next() => Some(match r {
+        Some(r) = consumers.join_next() => (!shutdown.is_cancelled()).then(|| match r {
             Ok((name, Err(e))) => format!("{name}: {e}"),
             Ok((name, Ok(()))) => format!("{name} ended"),
             Err(e) => format!("consumer task: {e}"),
         }),
-        r = &mut core => Some(match r {
-            Ok(Err(e)) => e.to_string(),
-            Ok(Ok(())) => "routing loop ended".into(),
-            Err(e) => format!("routing task: {e}"),
-        }),
+        r = &mut core => {
+            let why = match &r {
+                Ok(Err(e)) => e.to_string(),
+                Ok(Ok(())) => "routing loop ended".into(),
+                Err(e) => format!("routing task: {e}"),
+            };
+            core_done = Some(r);
+            (!shutdown.is_cancelled()).then_some(why)
+        }
     };
     intake.cancel();
     ready.set_draining();
@@ -136,7 +142,10 @@ async fn run_routing(cfg: Arc<Config>, ready: Arc<Readiness>, shutdown: Cancella
                 tracing::warn!(task = %name, error = %e, "Consumer ended with an error during shutdown.");
             }
         }
-        core.await
+        match core_done {
+            Some(r) => r,
+            None => core.await,
+        }
     };
     let result = match tokio::time::timeout(grace, drain).await {
         Ok(Ok(r)) => r.map_err(RunError::from),

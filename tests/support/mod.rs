@@ -1,0 +1,267 @@
+//! Test harness: a real `nats-server -js` per test (free loopback port, its
+//! own temp store, killed on drop), the daemon in-process through
+//! `omniroute::run`, and helpers that wait on events with deadlines.
+#![allow(dead_code)]
+
+use async_nats::jetstream;
+use futures::StreamExt;
+use omniroute::config::Config;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+/// The pinned server: `$OMNIROUTE_NATS_SERVER`, else the project-local one
+/// `scripts/ensure-nats.sh --pinned` installs. Never whatever is on PATH:
+/// Debian's 2.9 lacks what async-nats key-value calls need.
+pub fn nats_server_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("OMNIROUTE_NATS_SERVER") {
+        return PathBuf::from(p);
+    }
+    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/nats/bin/nats-server");
+    assert!(
+        local.is_file(),
+        "no pinned nats-server: run scripts/ensure-nats.sh --pinned or set OMNIROUTE_NATS_SERVER"
+    );
+    local
+}
+
+pub struct NatsServer {
+    child: Child,
+    pub url: String,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl NatsServer {
+    pub fn start() -> NatsServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = dir.path().join("js");
+        let child = Command::new(nats_server_bin())
+            .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
+            .arg(&store)
+            .arg("--ports_file_dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(dir.path().join("nats.log")).expect("log file")))
+            .spawn()
+            .expect("start nats-server");
+        let ports_file = dir.path().join(format!("nats-server_{}.ports", child.id()));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let port = loop {
+            if let Ok(text) = std::fs::read_to_string(&ports_file) {
+                if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                    if let Some(url) = v["nats"][0].as_str() {
+                        break url.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()).expect("port in ports file");
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "nats-server did not write its ports file");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        NatsServer { child, url: format!("nats://127.0.0.1:{port}"), port, _dir: dir }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A configuration for tests: the given TOML with the server's URL.
+pub fn config(nats_url: &str, toml: &str) -> Config {
+    let env = vec![("OMNIROUTE_NATS__URL".to_string(), nats_url.to_string())];
+    Config::from_toml_with_env(toml, "test", env).unwrap_or_else(|e| panic!("test config: {e}"))
+}
+
+pub struct Daemon {
+    pub token: CancellationToken,
+    pub handle: tokio::task::JoinHandle<Result<(), omniroute::RunError>>,
+    pub http: SocketAddr,
+}
+
+impl Daemon {
+    pub async fn start(cfg: Config) -> Daemon {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let http = listener.local_addr().expect("addr");
+        let token = CancellationToken::new();
+        let handle = tokio::spawn(omniroute::run(cfg, listener, token.clone()));
+        let d = Daemon { token, handle, http };
+        d.wait_ready().await;
+        d
+    }
+
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok((200, _)) = http_get(self.http, "/ready").await {
+                return;
+            }
+            assert!(Instant::now() < deadline, "daemon not ready in time");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Cancels and waits for a clean exit.
+    pub async fn stop(self) {
+        self.token.cancel();
+        let r = tokio::time::timeout(Duration::from_secs(30), self.handle).await.expect("daemon stops in time");
+        r.expect("daemon task").expect("daemon exits cleanly");
+    }
+}
+
+/// A minimal HTTP/1.1 GET over a real socket.
+pub async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// A NATS client for the test: publishes like an adapter or desktop, and
+/// watches everything the router publishes.
+pub struct Client {
+    pub nc: async_nats::Client,
+    pub js: jetstream::Context,
+    sub: async_nats::Subscriber,
+    seen: Vec<(String, Value)>,
+    n: u64,
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Client {
+        let nc = async_nats::connect(url).await.expect("connect");
+        let sub = nc.subscribe("omni.>").await.expect("subscribe");
+        nc.flush().await.expect("flush");
+        let js = jetstream::new(nc.clone());
+        Client { nc, js, sub, seen: Vec::new(), n: 0 }
+    }
+
+    pub fn next_id(&mut self, what: &str) -> String {
+        self.n += 1;
+        format!("{what}-{}-{}", self.n, std::process::id())
+    }
+
+    /// Publishes raw bytes through JetStream and waits for the stream ack.
+    pub async fn publish_raw(&self, subject: &str, payload: Vec<u8>) {
+        let ack = self.js.publish(subject.to_string(), payload.into()).await.expect("publish");
+        ack.await.expect("stream ack");
+    }
+
+    pub async fn publish(&self, subject: &str, id: &str, v: &Value) {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("Nats-Msg-Id", id);
+        let ack = self
+            .js
+            .publish_with_headers(subject.to_string(), h, serde_json::to_vec(v).expect("json").into())
+            .await
+            .expect("publish");
+        ack.await.expect("stream ack");
+    }
+
+    /// Publishes a customer message; returns the event id.
+    pub async fn contact(&mut self, channel: &str, conversation: &str, extra: Value) -> String {
+        let id = self.next_id("in");
+        let mut v = json!({
+            "v": 1, "id": id, "type": "message", "channel": channel,
+            "conversation_id": conversation,
+            "customer": {"id": format!("cust-{conversation}"), "name": "Test Customer", "address": "secret@example.com"},
+            "subject": "Hello", "text": "Some text",
+        });
+        merge(&mut v, extra);
+        self.publish(&format!("omni.inbound.{channel}"), &id, &v).await;
+        id
+    }
+
+    pub async fn end(&mut self, channel: &str, conversation: &str) {
+        let id = self.next_id("in");
+        let v = json!({"v": 1, "id": id, "type": "end", "channel": channel, "conversation_id": conversation, "customer": {"id": "c"}});
+        self.publish(&format!("omni.inbound.{channel}"), &id, &v).await;
+    }
+
+    /// Publishes an agent event of `ty` with extra fields.
+    pub async fn agent(&mut self, agent: &str, ty: &str, extra: Value) {
+        let id = self.next_id("ag");
+        let mut v = json!({"v": 1, "id": id, "type": ty, "agent_id": agent});
+        merge(&mut v, extra);
+        self.publish(&format!("omni.agent.{agent}.{ty}"), &id, &v).await;
+    }
+
+    /// Waits for a router message on a subject matching `subject` (exact, or
+    /// prefix when it ends in `>`) that satisfies `pred`. Messages seen while
+    /// waiting are kept for later `expect`s and `all`.
+    pub async fn expect(&mut self, subject: &str, within: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let matches = |s: &str| match subject.strip_suffix('>') {
+            Some(p) => s.starts_with(p),
+            None => s == subject,
+        };
+        if let Some(pos) = self.seen.iter().position(|(s, v)| matches(s) && pred(v)) {
+            return self.seen.remove(pos).1;
+        }
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.sub.next())
+                .await
+                .unwrap_or_else(|_| panic!("no message on {subject} within {within:?}; seen: {:#?}", self.summary()))
+                .expect("subscription open");
+            let s = msg.subject.to_string();
+            if s.starts_with("omni.inbound.") || s.starts_with("omni.agent.") || s.starts_with("$") {
+                continue;
+            }
+            let v: Value = serde_json::from_slice(&msg.payload).unwrap_or(Value::Null);
+            if matches(&s) && pred(&v) {
+                return v;
+            }
+            self.seen.push((s, v));
+        }
+    }
+
+    /// Offer of a contact (by conversation) to an agent.
+    pub async fn offer(&mut self, agent: &str, conversation: &str) -> Value {
+        let conv = conversation.to_string();
+        self.expect(&format!("omni.offer.{agent}"), Duration::from_secs(10), move |v| {
+            v["kind"] == "offer" && v["conversation_id"] == conv.as_str()
+        })
+        .await
+    }
+
+    /// Any offer to an agent.
+    pub async fn any_offer(&mut self, agent: &str) -> Value {
+        self.expect(&format!("omni.offer.{agent}"), Duration::from_secs(10), |v| v["kind"] == "offer").await
+    }
+
+    /// Takes every message received so far (after a barrier) off the buffer.
+    pub async fn drain_received(&mut self) -> Vec<(String, Value)> {
+        while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(1), self.sub.next()).await {
+            let s = msg.subject.to_string();
+            if s.starts_with("omni.inbound.") || s.starts_with("omni.agent.") {
+                continue;
+            }
+            self.seen.push((s, serde_json::from_slice(&msg.payload).unwrap_or(Value::Null)));
+        }
+        std::mem::take(&mut self.seen)
+    }
+
+    fn summary(&self) -> Vec<String> {
+        self.seen.iter().map(|(s, v)| format!("{s} {}", v.get("kind").or(v.get("contact_id")).unwrap_or(&Value::Null))).collect()
+    }
+}
+
+pub fn merge(base: &mut Value, extra: Value) {
+    if let (Value::Object(b), Value::Object(e)) = (base, extra) {
+        for (k, v) in e {
+            b.insert(k, v);
+        }
+    }
+}
+
+pub const WAIT: Duration = Duration::from_secs(10);
