@@ -37,7 +37,11 @@ pub enum DaemonError {
     #[error(transparent)]
     Bus(#[from] BusError),
     #[error("a stored {what} record {key} cannot be read: {message}")]
-    CorruptState { what: &'static str, key: String, message: String },
+    CorruptState {
+        what: &'static str,
+        key: String,
+        message: String,
+    },
     #[error("{0} stopped unexpectedly")]
     TaskDied(String),
     #[error("shutdown grace period of {0:?} ran out with work in flight")]
@@ -83,34 +87,64 @@ impl Daemon {
                 });
             }
         };
+        let queues: Vec<String> = spec.queue_order.iter().map(|q| q.to_string()).collect();
+        m::register_series(&cfg.nats.subject_prefix, &queues);
         let t = Instant::now();
         let records = bus.load_state().await?;
         let mut contacts = Vec::new();
         let mut agents = Vec::new();
         for (key, value) in records {
             if key.starts_with(CONTACT_KEY) {
-                let c: Contact = serde_json::from_slice(&value)
-                    .map_err(|e| DaemonError::CorruptState { what: "contact", key: key.clone(), message: e.to_string() })?;
+                let c: Contact = serde_json::from_slice(&value).map_err(|e| DaemonError::CorruptState {
+                    what: "contact",
+                    key: key.clone(),
+                    message: e.to_string(),
+                })?;
                 contacts.push(c);
             } else if key.starts_with(AGENT_KEY) {
-                let a: Agent = serde_json::from_slice(&value)
-                    .map_err(|e| DaemonError::CorruptState { what: "agent", key: key.clone(), message: e.to_string() })?;
+                let a: Agent = serde_json::from_slice(&value).map_err(|e| DaemonError::CorruptState {
+                    what: "agent",
+                    key: key.clone(),
+                    message: e.to_string(),
+                })?;
                 agents.push(a);
             }
         }
         let now = Utc::now();
         let retention = chrono::Duration::milliseconds((cfg.routing.dedupe_retention_secs * 1000.0) as i64);
-        let seen: HashMap<String, DateTime<Utc>> = bus.load_dedupe().await?.into_iter().map(|k| (k, now + retention)).collect();
+        let seen: HashMap<String, DateTime<Utc>> = bus
+            .load_dedupe()
+            .await?
+            .into_iter()
+            .map(|k| (k, now + retention))
+            .collect();
         let (nc, na, ns) = (contacts.len(), agents.len(), seen.len());
         let mut engine = Engine::restore(spec, contacts, agents, now);
         engine.replay_offers();
-        tracing::info!(contacts = nc, agents = na, remembered_ids = ns, load_ms = t.elapsed().as_millis() as u64, "Routing state loaded.");
-        Ok(Daemon { cfg, bus, engine, seen, last_prune: now, ready })
+        tracing::info!(
+            contacts = nc,
+            agents = na,
+            remembered_ids = ns,
+            load_ms = t.elapsed().as_millis() as u64,
+            "Routing state loaded."
+        );
+        Ok(Daemon {
+            cfg,
+            bus,
+            engine,
+            seen,
+            last_prune: now,
+            ready,
+        })
     }
 
     /// Runs until intake closes (after `intake` is cancelled and the
     /// consumers have stopped), then commits what is left.
-    pub async fn run_loop(mut self, mut rx: mpsc::Receiver<Delivery>, hard_stop: CancellationToken) -> Result<(), DaemonError> {
+    pub async fn run_loop(
+        mut self,
+        mut rx: mpsc::Receiver<Delivery>,
+        hard_stop: CancellationToken,
+    ) -> Result<(), DaemonError> {
         // The restore itself may have produced work (replayed offers, roster
         // changes, contacts dispatched to agents now free).
         self.commit(Pending::default(), &hard_stop).await?;
@@ -158,8 +192,12 @@ impl Daemon {
         match result {
             Ok(Some((key, label_a, label_b))) => {
                 match d.source {
-                    Source::Inbound => metrics::counter!(m::INBOUND_EVENTS, "channel" => label_a, "outcome" => label_b).increment(1),
-                    Source::Agent => metrics::counter!(m::AGENT_EVENTS, "type" => label_a, "outcome" => label_b).increment(1),
+                    Source::Inbound => {
+                        metrics::counter!(m::INBOUND_EVENTS, "channel" => label_a, "outcome" => label_b).increment(1)
+                    }
+                    Source::Agent => {
+                        metrics::counter!(m::AGENT_EVENTS, "type" => label_a, "outcome" => label_b).increment(1)
+                    }
                 }
                 self.seen.insert(key.clone(), now + self.retention());
                 pending.dedupe_keys.push(key);
@@ -189,23 +227,39 @@ impl Daemon {
 
     /// Decodes and applies one delivery. `Ok(Some(dedupe key, labels))` when
     /// it was applied, `Ok(None)` for a duplicate, `Err` for a bad message.
-    fn decide(&mut self, d: &Delivery, now: DateTime<Utc>) -> Result<Option<(String, &'static str, &'static str)>, BadMessage> {
+    fn decide(
+        &mut self,
+        d: &Delivery,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(String, &'static str, &'static str)>, BadMessage> {
         let cfg = &self.cfg.nats;
         check_size(d.payload.len(), cfg.max_payload_bytes)?;
         let rest = d
             .subject
             .strip_prefix(cfg.subject_prefix.as_str())
             .and_then(|r| r.strip_prefix('.'))
-            .ok_or_else(|| BadMessage(format!("subject {} is outside prefix {}", d.subject, cfg.subject_prefix)))?;
+            .ok_or_else(|| {
+                BadMessage(format!(
+                    "subject {} is outside prefix {}",
+                    d.subject, cfg.subject_prefix
+                ))
+            })?;
         match d.source {
             Source::Inbound => {
-                let channel = rest.strip_prefix("inbound.").filter(|c| !c.contains('.')).ok_or_else(|| {
-                    BadMessage(format!("subject {} is not {}.inbound.<channel>", d.subject, cfg.subject_prefix))
-                })?;
+                let channel = rest
+                    .strip_prefix("inbound.")
+                    .filter(|c| !c.contains('.'))
+                    .ok_or_else(|| {
+                        BadMessage(format!(
+                            "subject {} is not {}.inbound.<channel>",
+                            d.subject, cfg.subject_prefix
+                        ))
+                    })?;
                 let ev = decode_inbound(channel, &d.payload)?;
                 let key = bus::dedupe_key(Source::Inbound, &ev.id);
                 if self.seen.contains_key(&key) {
-                    metrics::counter!(m::INBOUND_EVENTS, "channel" => ev.channel.as_str(), "outcome" => "duplicate").increment(1);
+                    metrics::counter!(m::INBOUND_EVENTS, "channel" => ev.channel.as_str(), "outcome" => "duplicate")
+                        .increment(1);
                     return Ok(None);
                 }
                 let t = Instant::now();
@@ -220,7 +274,10 @@ impl Daemon {
             Source::Agent => {
                 let mut parts = rest.strip_prefix("agent.").map(|r| r.split('.')).into_iter().flatten();
                 let (Some(agent), Some(ty), None) = (parts.next(), parts.next(), parts.next()) else {
-                    return Err(BadMessage(format!("subject {} is not {}.agent.<agent_id>.<type>", d.subject, cfg.subject_prefix)));
+                    return Err(BadMessage(format!(
+                        "subject {} is not {}.agent.<agent_id>.<type>",
+                        d.subject, cfg.subject_prefix
+                    )));
                 };
                 let ev = decode_agent(agent, ty, &d.payload)?;
                 let key = bus::dedupe_key(Source::Agent, &ev.id);
@@ -254,11 +311,16 @@ impl Daemon {
             return Ok(());
         }
         let prefix = self.cfg.nats.subject_prefix.clone();
-        let (alerts, others): (Vec<Outbound>, Vec<Outbound>) =
-            outputs.into_iter().partition(|o| matches!(o.subject, OutSubject::SlaAlert(_)));
+        let (alerts, others): (Vec<Outbound>, Vec<Outbound>) = outputs
+            .into_iter()
+            .partition(|o| matches!(o.subject, OutSubject::SlaAlert(_)));
         let to_publish = |v: &[Outbound]| -> Vec<Publish> {
             v.iter()
-                .map(|o| Publish { subject: subject_of(&prefix, &o.subject), msg_id: o.msg_id.clone(), payload: o.payload.clone().into() })
+                .map(|o| Publish {
+                    subject: subject_of(&prefix, &o.subject),
+                    msg_id: o.msg_id.clone(),
+                    payload: o.payload.clone().into(),
+                })
                 .collect()
         };
         let alert_msgs = to_publish(&alerts);
@@ -347,7 +409,10 @@ impl Daemon {
         for a in self.engine.agents() {
             by_status[a.status as usize] += 1;
         }
-        for (s, n) in [Presence::Available, Presence::Away, Presence::Offline].iter().zip(by_status) {
+        for (s, n) in [Presence::Available, Presence::Away, Presence::Offline]
+            .iter()
+            .zip(by_status)
+        {
             metrics::gauge!(m::AGENTS, "status" => s.as_str()).set(n as f64);
         }
     }
@@ -372,7 +437,13 @@ fn channel_label(subject: &str) -> &'static str {
 }
 
 /// Starts the consumers as tracked tasks feeding `tx`.
-pub fn spawn_consumers(tasks: &mut JoinSet<(String, Result<(), BusError>)>, bus: &Bus, cfg: &NatsConfig, tx: mpsc::Sender<Delivery>, intake: &CancellationToken) {
+pub fn spawn_consumers(
+    tasks: &mut JoinSet<(String, Result<(), BusError>)>,
+    bus: &Bus,
+    cfg: &NatsConfig,
+    tx: mpsc::Sender<Delivery>,
+    intake: &CancellationToken,
+) {
     for source in [Source::Inbound, Source::Agent] {
         let (bus, cfg, tx, token) = (bus.clone(), cfg.clone(), tx.clone(), intake.clone());
         tasks.spawn(async move {

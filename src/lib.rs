@@ -56,7 +56,12 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let cfg = Arc::new(config);
     let ready = Arc::new(Readiness::default());
     let http_stop = CancellationToken::new();
-    let mut http_task = tokio::spawn(http::serve(listener, Arc::clone(&ready), telemetry::metrics_handle(), http_stop.clone()));
+    let mut http_task = tokio::spawn(http::serve(
+        listener,
+        Arc::clone(&ready),
+        telemetry::metrics_handle(),
+        http_stop.clone(),
+    ));
     let result = tokio::select! {
         r = run_routing(Arc::clone(&cfg), Arc::clone(&ready), shutdown) => r,
         r = &mut http_task => Err(RunError::Http(match r {

@@ -5,7 +5,9 @@ use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
 pub fn notify(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
     let Ok(sock) = UnixDatagram::unbound() else { return };
     let path = path.to_string_lossy().to_string();
     let sent = if let Some(name) = path.strip_prefix('@') {

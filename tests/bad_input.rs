@@ -41,12 +41,21 @@ async fn bad_messages_are_dead_lettered_and_good_ones_still_routed() {
     c.publish("omni.inbound.email", "g-before", &good("before")).await;
     for (i, (subject, payload, _)) in cases.iter().enumerate() {
         c.publish_raw(subject, payload.clone()).await;
-        c.publish("omni.inbound.email", &format!("g-{i}"), &good(&format!("between-{i}"))).await;
+        c.publish("omni.inbound.email", &format!("g-{i}"), &good(&format!("between-{i}")))
+            .await;
     }
     for (subject, payload, error) in &cases {
-        let dlq = if subject.starts_with("omni.inbound.") { "omni.dlq.inbound" } else { "omni.dlq.agent" };
+        let dlq = if subject.starts_with("omni.inbound.") {
+            "omni.dlq.inbound"
+        } else {
+            "omni.dlq.agent"
+        };
         let (subj, err) = (subject.to_string(), error.to_string());
-        let v: Value = c.expect(dlq, WAIT, move |v| v["subject"] == subj.as_str() && v["error"] == err.as_str()).await;
+        let v: Value = c
+            .expect(dlq, WAIT, move |v| {
+                v["subject"] == subj.as_str() && v["error"] == err.as_str()
+            })
+            .await;
         match std::str::from_utf8(payload) {
             Ok(text) => assert_eq!(v["payload"], text),
             Err(_) => assert_eq!(v["payload_base64"], "//4A"),
@@ -58,16 +67,21 @@ async fn bad_messages_are_dead_lettered_and_good_ones_still_routed() {
     }
     // Counted, and never retried: the consumer has nothing pending.
     let (_, metrics) = support::http_get(d.http, "/metrics").await.expect("metrics");
-    assert!(metrics.contains("omniroute_dead_letters_total{subject=\"omni.dlq.inbound\"} 7"), "{metrics}");
-    assert!(metrics.contains("omniroute_dead_letters_total{subject=\"omni.dlq.agent\"} 3"), "{metrics}");
-    let mut consumer = c
-        .js
-        .get_stream("OMNI_INBOUND")
-        .await
-        .expect("stream")
-        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("omniroute")
-        .await
-        .expect("consumer");
+    assert!(
+        metrics.contains("omniroute_dead_letters_total{subject=\"omni.dlq.inbound\"} 7"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("omniroute_dead_letters_total{subject=\"omni.dlq.agent\"} 3"),
+        "{metrics}"
+    );
+    let mut consumer =
+        c.js.get_stream("OMNI_INBOUND")
+            .await
+            .expect("stream")
+            .get_consumer::<async_nats::jetstream::consumer::pull::Config>("omniroute")
+            .await
+            .expect("consumer");
     let info = consumer.info().await.expect("info");
     assert_eq!(info.num_ack_pending, 0, "everything acked");
     d.stop().await;
@@ -81,16 +95,28 @@ async fn a_redelivered_or_republished_event_is_applied_once() {
     let ev = json!({"v": 1, "id": "same-id", "type": "message", "channel": "chat", "conversation_id": "dup", "customer": {"id": "x"}});
     c.publish("omni.inbound.chat", "same-id", &ev).await;
     // Published again without the header: JetStream cannot dedupe it; the router must.
-    c.publish_raw("omni.inbound.chat", serde_json::to_vec(&ev).expect("json")).await;
+    c.publish_raw("omni.inbound.chat", serde_json::to_vec(&ev).expect("json"))
+        .await;
     c.offer("ok-agent", "dup").await;
     c.contact("chat", "after", json!({})).await;
     c.offer("ok-agent", "after").await;
     let rest = c.drain_received().await;
     // `offer` consumed the one offer; what is left for "dup" is its single
     // `queued` and `offered` events, nothing from the duplicate.
-    let for_dup: Vec<&str> = rest.iter().filter(|(_, v)| v["conversation_id"] == "dup").map(|(s, _)| s.as_str()).collect();
-    assert_eq!(for_dup, ["omni.event.contact.queued", "omni.event.contact.offered"], "{rest:?}");
+    let for_dup: Vec<&str> = rest
+        .iter()
+        .filter(|(_, v)| v["conversation_id"] == "dup")
+        .map(|(s, _)| s.as_str())
+        .collect();
+    assert_eq!(
+        for_dup,
+        ["omni.event.contact.queued", "omni.event.contact.offered"],
+        "{rest:?}"
+    );
     let (_, metrics) = support::http_get(d.http, "/metrics").await.expect("metrics");
-    assert!(metrics.contains("omniroute_inbound_events_total{channel=\"chat\",outcome=\"duplicate\"}"), "{metrics}");
+    assert!(
+        metrics.contains("omniroute_inbound_events_total{channel=\"chat\",outcome=\"duplicate\"}"),
+        "{metrics}"
+    );
     d.stop().await;
 }

@@ -42,7 +42,11 @@ struct Proc {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 async fn spawn(dir: &std::path::Path, nats_url: &str, tag: &str) -> Proc {
@@ -67,7 +71,11 @@ async fn spawn(dir: &std::path::Path, nats_url: &str, tag: &str) -> Proc {
         if let Ok((200, _)) = support::http_get(p.http, "/ready").await {
             return p;
         }
-        assert!(Instant::now() < deadline, "binary not ready; log:\n{}", std::fs::read_to_string(&p.log).unwrap_or_default());
+        assert!(
+            Instant::now() < deadline,
+            "binary not ready; log:\n{}",
+            std::fs::read_to_string(&p.log).unwrap_or_default()
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -95,11 +103,13 @@ async fn kill_9_and_restart_loses_nothing_and_never_offers_to_a_second_agent() {
     c.contact("email", "two", json!({})).await;
     let o2 = c.any_offer("beta").await;
     c.contact("email", "three", json!({})).await;
-    c.expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "three").await;
+    c.expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "three")
+        .await;
     let c1 = o1["contact_id"].as_str().expect("cid").to_string();
     let c2 = o2["contact_id"].as_str().expect("cid").to_string();
     c.agent("alpha", "accept", json!({"contact_id": c1})).await;
-    c.expect("omni.event.contact.accepted", WAIT, |v| v["contact_id"] == c1.as_str()).await;
+    c.expect("omni.event.contact.accepted", WAIT, |v| v["contact_id"] == c1.as_str())
+        .await;
 
     p.child.kill().expect("SIGKILL");
     wait_exit(&mut p.child, Duration::from_secs(10));
@@ -112,9 +122,11 @@ async fn kill_9_and_restart_loses_nothing_and_never_offers_to_a_second_agent() {
     assert_eq!(again["offer_id"], o2["offer_id"]);
     // beta accepts the pre-crash offer; alpha completes the pre-crash contact.
     c.agent("beta", "accept", json!({"contact_id": c2})).await;
-    c.expect("omni.event.contact.accepted", WAIT, |v| v["contact_id"] == c2.as_str()).await;
+    c.expect("omni.event.contact.accepted", WAIT, |v| v["contact_id"] == c2.as_str())
+        .await;
     c.agent("alpha", "complete", json!({"contact_id": c1})).await;
-    c.expect("omni.event.contact.completed", WAIT, |v| v["contact_id"] == c1.as_str()).await;
+    c.expect("omni.event.contact.completed", WAIT, |v| v["contact_id"] == c1.as_str())
+        .await;
     // The waiting contact kept its place: alpha's freed slot takes "three", then "four".
     let o3 = c.any_offer("alpha").await;
     assert_eq!(o3["conversation_id"], "three");
@@ -154,19 +166,34 @@ async fn sigterm_drains_and_exits_zero_and_logs_hold_no_customer_data() {
     .await;
     c.any_offer("alpha").await;
     // A bad message too: its error is logged, never its content.
-    c.publish_raw("omni.inbound.email", br#"{"v":1,"text":"My card number is 4111"}"#.to_vec()).await;
+    c.publish_raw(
+        "omni.inbound.email",
+        br#"{"v":1,"text":"My card number is 4111"}"#.to_vec(),
+    )
+    .await;
     c.expect("omni.dlq.inbound", WAIT, |_| true).await;
 
     let started = Instant::now();
     kill(Pid::from_raw(p.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
     let status = wait_exit(&mut p.child, Duration::from_secs(30));
     assert!(status.success(), "exit status {status:?}");
-    assert!(started.elapsed() < Duration::from_secs(20), "drain took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "drain took {:?}",
+        started.elapsed()
+    );
 
     let mut log = String::new();
-    std::fs::File::open(&p.log).expect("log").read_to_string(&mut log).expect("read log");
+    std::fs::File::open(&p.log)
+        .expect("log")
+        .read_to_string(&mut log)
+        .expect("read log");
     assert!(log.contains("Stopped."), "{log}");
-    assert!(log.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()), "JSON logs:\n{log}");
+    assert!(
+        log.lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "JSON logs:\n{log}"
+    );
     for secret in ["ana@example.com", "Ana Ruiz", "Secret subject", "4111"] {
         assert!(!log.contains(secret), "log leaks {secret:?}:\n{log}");
     }

@@ -41,9 +41,24 @@ async fn contacts_on_every_channel_reach_the_one_agent_that_fits() {
     let nats = NatsServer::start();
     // Only a-fit has billing >= 5 *and* a slot on each channel.
     let agents = [
-        agent_toml("a-low", "billing = 4", "email = 5, chat = 5, social = 5, voice = 5", "available"),
-        agent_toml("a-fit", "billing = 6", "email = 1, chat = 1, social = 1, voice = 1", "available"),
-        agent_toml("a-away", "billing = 9", "email = 5, chat = 5, social = 5, voice = 5", "away"),
+        agent_toml(
+            "a-low",
+            "billing = 4",
+            "email = 5, chat = 5, social = 5, voice = 5",
+            "available",
+        ),
+        agent_toml(
+            "a-fit",
+            "billing = 6",
+            "email = 1, chat = 1, social = 1, voice = 1",
+            "available",
+        ),
+        agent_toml(
+            "a-away",
+            "billing = 9",
+            "email = 5, chat = 5, social = 5, voice = 5",
+            "away",
+        ),
         agent_toml("a-nocap", "billing = 9", "email = 0", "available"),
     ]
     .concat();
@@ -57,15 +72,23 @@ async fn contacts_on_every_channel_reach_the_one_agent_that_fits() {
         assert_eq!(offer["why"]["required"]["billing"], 5);
         assert_eq!(offer["why"]["agent_levels"]["billing"], 6);
         assert_eq!(offer["why"]["candidates"], 1);
-        assert!(offer["customer"].get("address").is_none(), "offers do not carry the address: {offer}");
+        assert!(
+            offer["customer"].get("address").is_none(),
+            "offers do not carry the address: {offer}"
+        );
     }
     // a-fit is now full on every channel: a fifth contact waits, nobody else gets it.
     c.contact("email", "conv-extra", json!({"queue": "billing"})).await;
-    c.expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "conv-extra").await;
+    c.expect("omni.event.contact.queued", WAIT, |v| {
+        v["conversation_id"] == "conv-extra"
+    })
+    .await;
     // Barrier: a tech contact with no tech agent, then check what was offered.
     let received = c.drain_received().await;
     assert!(
-        !received.iter().any(|(s, v)| s.starts_with("omni.offer.") && v["conversation_id"] == "conv-extra"),
+        !received
+            .iter()
+            .any(|(s, v)| s.starts_with("omni.offer.") && v["conversation_id"] == "conv-extra"),
         "an over-capacity or unfit agent got an offer: {received:?}"
     );
     d.stop().await;
@@ -74,13 +97,33 @@ async fn contacts_on_every_channel_reach_the_one_agent_that_fits() {
 #[tokio::test]
 async fn priority_then_age_order_and_completion_pulls_the_next_contact() {
     let nats = NatsServer::start();
-    let d = Daemon::start(cfg(&nats.url, &agent_toml("solo", "billing = 9", "chat = 1", "offline"))).await;
+    let d = Daemon::start(cfg(
+        &nats.url,
+        &agent_toml("solo", "billing = 9", "chat = 1", "offline"),
+    ))
+    .await;
     let mut c = Client::connect(&nats.url).await;
-    c.contact("chat", "old-low", json!({"queue": "billing", "priority": 2, "received_at": "2026-01-01T10:00:00Z"})).await;
-    c.contact("chat", "high", json!({"queue": "billing", "priority": 7, "received_at": "2026-01-01T10:05:00Z"})).await;
-    c.contact("chat", "new-low", json!({"queue": "billing", "priority": 2, "received_at": "2026-01-01T10:01:00Z"})).await;
+    c.contact(
+        "chat",
+        "old-low",
+        json!({"queue": "billing", "priority": 2, "received_at": "2026-01-01T10:00:00Z"}),
+    )
+    .await;
+    c.contact(
+        "chat",
+        "high",
+        json!({"queue": "billing", "priority": 7, "received_at": "2026-01-01T10:05:00Z"}),
+    )
+    .await;
+    c.contact(
+        "chat",
+        "new-low",
+        json!({"queue": "billing", "priority": 2, "received_at": "2026-01-01T10:01:00Z"}),
+    )
+    .await;
     for conv in ["old-low", "high", "new-low"] {
-        c.expect("omni.event.contact.queued", WAIT, move |v| v["conversation_id"] == conv).await;
+        c.expect("omni.event.contact.queued", WAIT, move |v| v["conversation_id"] == conv)
+            .await;
     }
     c.agent("solo", "presence", json!({"status": "available"})).await;
     let mut order = Vec::new();
@@ -89,9 +132,13 @@ async fn priority_then_age_order_and_completion_pulls_the_next_contact() {
         let cid = offer["contact_id"].as_str().expect("contact id").to_string();
         order.push(offer["conversation_id"].as_str().expect("conv").to_string());
         c.agent("solo", "accept", json!({"contact_id": cid})).await;
-        c.expect("omni.event.contact.accepted", WAIT, |v| v["contact_id"] == cid.as_str()).await;
+        c.expect("omni.event.contact.accepted", WAIT, |v| v["contact_id"] == cid.as_str())
+            .await;
         c.agent("solo", "complete", json!({"contact_id": cid})).await;
-        c.expect("omni.event.contact.completed", WAIT, |v| v["contact_id"] == cid.as_str()).await;
+        c.expect("omni.event.contact.completed", WAIT, |v| {
+            v["contact_id"] == cid.as_str()
+        })
+        .await;
     }
     assert_eq!(order, ["high", "old-low", "new-low"]);
     d.stop().await;
@@ -114,22 +161,33 @@ async fn decline_and_expiry_re_route_keeping_the_contact() {
     // Both idle since start; the tie goes to the lower id: "first".
     let o1 = c.offer("first", "conv-d").await;
     let cid = o1["contact_id"].as_str().expect("cid").to_string();
-    c.agent("first", "decline", json!({"contact_id": cid, "reason": "busy"})).await;
-    c.expect("omni.event.contact.declined", WAIT, |v| v["contact_id"] == cid.as_str()).await;
+    c.agent("first", "decline", json!({"contact_id": cid, "reason": "busy"}))
+        .await;
+    c.expect("omni.event.contact.declined", WAIT, |v| v["contact_id"] == cid.as_str())
+        .await;
     let o2 = c.offer("second", "conv-d").await;
     assert_eq!(o2["contact_id"], cid.as_str(), "same contact re-routed");
     assert_eq!(o2["priority"], o1["priority"]);
     // "second" stays silent: the 1 s offer expires and is withdrawn.
-    c.expect("omni.event.contact.offer_expired", WAIT, |v| v["contact_id"] == cid.as_str()).await;
+    c.expect("omni.event.contact.offer_expired", WAIT, |v| {
+        v["contact_id"] == cid.as_str()
+    })
+    .await;
     let w = c.expect("omni.offer.second", WAIT, |v| v["kind"] == "withdrawn").await;
     assert_eq!(w["offer_id"], o2["offer_id"]);
     // Both have now passed on it; it goes round again rather than waiting forever.
-    let o3 = c.expect("omni.offer.first", WAIT, |v| v["kind"] == "offer" && v["conversation_id"] == "conv-d").await;
+    let o3 = c
+        .expect("omni.offer.first", WAIT, |v| {
+            v["kind"] == "offer" && v["conversation_id"] == "conv-d"
+        })
+        .await;
     assert_eq!(o3["contact_id"], cid.as_str());
     assert_ne!(o3["offer_id"], o1["offer_id"]);
     // An accept for the stale offer by "second" is rejected, not applied.
     c.agent("second", "accept", json!({"contact_id": cid})).await;
-    let r = c.expect("omni.event.contact.rejected", WAIT, |v| v["contact_id"] == cid.as_str()).await;
+    let r = c
+        .expect("omni.event.contact.rejected", WAIT, |v| v["contact_id"] == cid.as_str())
+        .await;
     assert!(r["error"].as_str().is_some_and(|e| e.contains("not offered")), "{r}");
     d.stop().await;
 }
@@ -137,13 +195,18 @@ async fn decline_and_expiry_re_route_keeping_the_contact() {
 #[tokio::test]
 async fn follow_ups_reach_the_holding_agent_and_end_abandons_a_waiting_contact() {
     let nats = NatsServer::start();
-    let d = Daemon::start(cfg(&nats.url, &agent_toml("holder", "billing = 9", "social = 1", "available"))).await;
+    let d = Daemon::start(cfg(
+        &nats.url,
+        &agent_toml("holder", "billing = 9", "social = 1", "available"),
+    ))
+    .await;
     let mut c = Client::connect(&nats.url).await;
     c.contact("social", "thread-1", json!({"queue": "billing"})).await;
     let o = c.offer("holder", "thread-1").await;
     let cid = o["contact_id"].as_str().expect("cid").to_string();
     c.agent("holder", "accept", json!({"contact_id": cid})).await;
-    c.expect("omni.event.contact.accepted", WAIT, |v| v["contact_id"] == cid.as_str()).await;
+    c.expect("omni.event.contact.accepted", WAIT, |v| v["contact_id"] == cid.as_str())
+        .await;
     c.contact("social", "thread-1", json!({"text": "any news?"})).await;
     let m = c.expect("omni.offer.holder", WAIT, |v| v["kind"] == "message").await;
     assert_eq!(m["contact_id"], cid.as_str());
@@ -151,18 +214,33 @@ async fn follow_ups_reach_the_holding_agent_and_end_abandons_a_waiting_contact()
 
     // The agent is full on social: a second thread waits, then the customer leaves.
     c.contact("social", "thread-2", json!({"queue": "billing"})).await;
-    c.expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "thread-2").await;
+    c.expect("omni.event.contact.queued", WAIT, |v| {
+        v["conversation_id"] == "thread-2"
+    })
+    .await;
     c.end("social", "thread-2").await;
-    let a = c.expect("omni.event.contact.abandoned", WAIT, |v| v["conversation_id"] == "thread-2").await;
+    let a = c
+        .expect("omni.event.contact.abandoned", WAIT, |v| {
+            v["conversation_id"] == "thread-2"
+        })
+        .await;
     assert!(a["agent_id"].is_null());
     // The held contact's customer leaves: the agent is told.
     c.end("social", "thread-1").await;
     c.expect("omni.offer.holder", WAIT, |v| v["kind"] == "ended").await;
     // Completing frees the slot; the abandoned contact is not offered.
     c.agent("holder", "complete", json!({"contact_id": cid})).await;
-    c.expect("omni.event.contact.completed", WAIT, |v| v["contact_id"] == cid.as_str()).await;
+    c.expect("omni.event.contact.completed", WAIT, |v| {
+        v["contact_id"] == cid.as_str()
+    })
+    .await;
     let rest = c.drain_received().await;
-    assert!(!rest.iter().any(|(s, v)| s == "omni.offer.holder" && v["conversation_id"] == "thread-2"), "{rest:?}");
+    assert!(
+        !rest
+            .iter()
+            .any(|(s, v)| s == "omni.offer.holder" && v["conversation_id"] == "thread-2"),
+        "{rest:?}"
+    );
     d.stop().await;
 }
 
@@ -178,17 +256,22 @@ async fn rules_choose_the_queue_and_skills_route_to_the_expert() {
     .concat();
     let d = Daemon::start(cfg(&nats.url, &extra)).await;
     let mut c = Client::connect(&nats.url).await;
-    c.contact("email", "crashy", json!({"subject": "App CRASH on start"})).await;
+    c.contact("email", "crashy", json!({"subject": "App CRASH on start"}))
+        .await;
     let o = c.offer("techie", "crashy").await;
     assert_eq!(o["queue"], "tech");
-    c.contact("email", "vip", json!({"customer": {"id": "v1", "tier": "VIP"}})).await;
+    c.contact("email", "vip", json!({"customer": {"id": "v1", "tier": "VIP"}}))
+        .await;
     let o = c.offer("biller", "vip").await;
     assert_eq!(o["queue"], "billing");
     assert_eq!(o["priority"], 9);
     // A skill the contact requires on top of its queue's.
-    c.contact("email", "both", json!({"queue": "tech", "skills": ["billing"]})).await;
-    c.expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "both").await;
-    c.agent("techie", "profile", json!({"skills": {"tech": 5, "billing": 1}})).await;
+    c.contact("email", "both", json!({"queue": "tech", "skills": ["billing"]}))
+        .await;
+    c.expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "both")
+        .await;
+    c.agent("techie", "profile", json!({"skills": {"tech": 5, "billing": 1}}))
+        .await;
     let o = c.offer("techie", "both").await;
     assert_eq!(o["why"]["required"], json!({"billing": 1, "tech": 3}));
     d.stop().await;
@@ -197,7 +280,11 @@ async fn rules_choose_the_queue_and_skills_route_to_the_expert() {
 #[tokio::test]
 async fn operator_endpoints_report_health_and_metrics() {
     let nats = NatsServer::start();
-    let d = Daemon::start(cfg(&nats.url, &agent_toml("m1", "billing = 9", "chat = 1", "available"))).await;
+    let d = Daemon::start(cfg(
+        &nats.url,
+        &agent_toml("m1", "billing = 9", "chat = 1", "available"),
+    ))
+    .await;
     let mut c = Client::connect(&nats.url).await;
     c.contact("chat", "m-conv", json!({"queue": "billing"})).await;
     c.offer("m1", "m-conv").await;

@@ -36,16 +36,26 @@ async fn warning_then_breach_once_each_and_none_after_a_response() {
     let mut c = Client::connect(&nats.url).await;
     let t0 = Instant::now();
     // Nobody can take this one: its clock runs to the breach.
-    c.contact("email", "late", json!({"queue": "nobody", "customer": {"id": "k1", "tier": "gold"}})).await;
+    c.contact(
+        "email",
+        "late",
+        json!({"queue": "nobody", "customer": {"id": "k1", "tier": "gold"}}),
+    )
+    .await;
     // This one is answered at once: its clock stops.
     c.contact("email", "answered", json!({"queue": "support"})).await;
     let o = c.offer("resp", "answered").await;
     let answered = o["contact_id"].as_str().expect("cid").to_string();
     c.agent("resp", "accept", json!({"contact_id": answered})).await;
     c.agent("resp", "respond", json!({"contact_id": answered})).await;
-    c.expect("omni.event.contact.responded", WAIT, |v| v["contact_id"] == answered.as_str()).await;
+    c.expect("omni.event.contact.responded", WAIT, |v| {
+        v["contact_id"] == answered.as_str()
+    })
+    .await;
 
-    let w = c.expect("omni.alert.sla.warning", WAIT, |v| v["conversation_id"] == "late").await;
+    let w = c
+        .expect("omni.alert.sla.warning", WAIT, |v| v["conversation_id"] == "late")
+        .await;
     let warned_after = t0.elapsed();
     assert_eq!(w["kind"], "warning");
     assert_eq!(w["threshold"], 0.5);
@@ -58,10 +68,15 @@ async fn warning_then_breach_once_each_and_none_after_a_response() {
     let cid = w["contact_id"].as_str().expect("cid").to_string();
     assert_eq!(w["alert_id"], format!("sla-{cid}-first_response-0.5"));
 
-    let b = c.expect("omni.alert.sla.breach", WAIT, |v| v["conversation_id"] == "late").await;
+    let b = c
+        .expect("omni.alert.sla.breach", WAIT, |v| v["conversation_id"] == "late")
+        .await;
     assert!(b["elapsed_secs"].as_f64().expect("elapsed") >= 2.0, "{b}");
     assert_eq!(b["alert_id"], format!("sla-{cid}-first_response-1"));
-    assert!(warned_after >= Duration::from_millis(900), "warning came too early: {warned_after:?}");
+    assert!(
+        warned_after >= Duration::from_millis(900),
+        "warning came too early: {warned_after:?}"
+    );
 
     // Barrier: one more event through the router, then nothing else may
     // have been alerted (no repeat, nothing for the answered contact).

@@ -21,7 +21,11 @@ pub enum BusError {
     #[error("cannot connect to NATS at {url}: {message}")]
     Connect { url: String, message: String },
     #[error("stream {stream} exists but does not cover {subject} (it has {have:?}); add the subject or change nats.subject_prefix")]
-    StreamMismatch { stream: String, subject: String, have: Vec<String> },
+    StreamMismatch {
+        stream: String,
+        subject: String,
+        have: Vec<String>,
+    },
     #[error("JetStream set-up failed for {what}: {message}")]
     Setup { what: String, message: String },
     #[error("consumer {0} was deleted on the server")]
@@ -38,12 +42,18 @@ impl BusError {
 }
 
 fn transient<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> BusError {
-    move |e| BusError::Transient { what, message: e.to_string() }
+    move |e| BusError::Transient {
+        what,
+        message: e.to_string(),
+    }
 }
 
 fn setup<E: std::fmt::Display>(what: impl Into<String>) -> impl FnOnce(E) -> BusError {
     let what = what.into();
-    move |e| BusError::Setup { what, message: e.to_string() }
+    move |e| BusError::Setup {
+        what,
+        message: e.to_string(),
+    }
 }
 
 /// Which consumer a delivery came from.
@@ -93,8 +103,15 @@ pub struct Bus {
 /// Connects, reporting connection changes to the readiness latch. Retries
 /// the first connection until `token` is cancelled, so the daemon can start
 /// before NATS does and say so on `/ready`.
-pub async fn connect(cfg: &NatsConfig, ready: Arc<Readiness>, token: &CancellationToken) -> Result<async_nats::Client, BusError> {
-    let err = |m: String| BusError::Connect { url: cfg.url.clone(), message: m };
+pub async fn connect(
+    cfg: &NatsConfig,
+    ready: Arc<Readiness>,
+    token: &CancellationToken,
+) -> Result<async_nats::Client, BusError> {
+    let err = |m: String| BusError::Connect {
+        url: cfg.url.clone(),
+        message: m,
+    };
     let mut opts = async_nats::ConnectOptions::new()
         .name(&cfg.client_name)
         .connection_timeout(Duration::from_secs(5))
@@ -117,7 +134,10 @@ pub async fn connect(cfg: &NatsConfig, ready: Arc<Readiness>, token: &Cancellati
             }
         });
     if let Some(path) = &cfg.credentials_file {
-        opts = opts.credentials_file(path).await.map_err(|e| err(format!("credentials file {}: {e}", path.display())))?;
+        opts = opts
+            .credentials_file(path)
+            .await
+            .map_err(|e| err(format!("credentials file {}: {e}", path.display())))?;
     }
     if let (Some(u), Some(p)) = (&cfg.user, &cfg.password) {
         opts = opts.user_and_password(u.clone(), p.0.clone());
@@ -134,7 +154,12 @@ pub async fn connect(cfg: &NatsConfig, ready: Arc<Readiness>, token: &Cancellati
     if let (Some(c), Some(k)) = (&cfg.tls.cert_file, &cfg.tls.key_file) {
         opts = opts.add_client_certificate(c.clone(), k.clone());
     }
-    let urls: Vec<String> = cfg.url.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    let urls: Vec<String> = cfg
+        .url
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
     tokio::select! {
         r = opts.connect(urls) => r.map_err(|e| err(e.to_string())),
         _ = token.cancelled() => Err(err("cancelled while connecting".into())),
@@ -160,14 +185,26 @@ impl Bus {
     /// Creates or checks the contract's streams and the router's buckets.
     /// Existing streams are never modified: a subject gap is an error, other
     /// differences are reported in the log.
-    pub async fn setup(client: async_nats::Client, cfg: &NatsConfig, dedupe_retention: Duration) -> Result<Bus, BusError> {
+    pub async fn setup(
+        client: async_nats::Client,
+        cfg: &NatsConfig,
+        dedupe_retention: Duration,
+    ) -> Result<Bus, BusError> {
         let js = jetstream::new(client.clone());
         let p = &cfg.subject_prefix;
         let week = Duration::from_secs(7 * 86_400);
         let streams = [
             ("INBOUND", vec![format!("{p}.inbound.>")]),
             ("AGENT", vec![format!("{p}.agent.>")]),
-            ("OUTBOUND", vec![format!("{p}.offer.>"), format!("{p}.event.>"), format!("{p}.alert.>"), format!("{p}.dlq.>")]),
+            (
+                "OUTBOUND",
+                vec![
+                    format!("{p}.offer.>"),
+                    format!("{p}.event.>"),
+                    format!("{p}.alert.>"),
+                    format!("{p}.dlq.>"),
+                ],
+            ),
         ];
         for (what, subjects) in streams {
             let name = stream_name(p, what);
@@ -206,15 +243,30 @@ impl Bus {
                     .map_err(setup(format!("creating stream {name}")))?;
                     tracing::info!(stream = %name, "Stream created.");
                 }
-                Err(e) => return Err(BusError::Setup { what: format!("stream {name}"), message: e.to_string() }),
+                Err(e) => {
+                    return Err(BusError::Setup {
+                        what: format!("stream {name}"),
+                        message: e.to_string(),
+                    })
+                }
             }
         }
         let state = Bus::bucket(&js, &cfg.state_bucket, Duration::ZERO, cfg.stream_replicas).await?;
         let dedupe = Bus::bucket(&js, &cfg.dedupe_bucket, dedupe_retention, cfg.stream_replicas).await?;
-        Ok(Bus { js, client, state, dedupe })
+        Ok(Bus {
+            js,
+            client,
+            state,
+            dedupe,
+        })
     }
 
-    async fn bucket(js: &jetstream::Context, name: &str, max_age: Duration, replicas: usize) -> Result<kv::Store, BusError> {
+    async fn bucket(
+        js: &jetstream::Context,
+        name: &str,
+        max_age: Duration,
+        replicas: usize,
+    ) -> Result<kv::Store, BusError> {
         match js.get_key_value(name).await {
             Ok(s) => Ok(s),
             Err(_) => js
@@ -239,19 +291,33 @@ impl Bus {
 
     /// Every event id remembered in the dedupe bucket.
     pub async fn load_dedupe(&self) -> Result<Vec<String>, BusError> {
-        Ok(load_bucket(&self.dedupe, false).await?.into_iter().map(|(k, _)| k).collect())
+        Ok(load_bucket(&self.dedupe, false)
+            .await?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
     }
 
     /// Pulls from the durable consumer of one stream into `tx` until `token`
     /// is cancelled. Returns `Err` only on a failure that a retry cannot mend.
-    pub async fn consume(&self, cfg: &NatsConfig, source: Source, tx: mpsc::Sender<Delivery>, token: CancellationToken) -> Result<(), BusError> {
+    pub async fn consume(
+        &self,
+        cfg: &NatsConfig,
+        source: Source,
+        tx: mpsc::Sender<Delivery>,
+        token: CancellationToken,
+    ) -> Result<(), BusError> {
         let p = &cfg.subject_prefix;
         let (what, filter) = match source {
             Source::Inbound => ("INBOUND", format!("{p}.inbound.>")),
             Source::Agent => ("AGENT", format!("{p}.agent.>")),
         };
         let name = stream_name(p, what);
-        let stream = self.js.get_stream(&name).await.map_err(setup(format!("stream {name}")))?;
+        let stream = self
+            .js
+            .get_stream(&name)
+            .await
+            .map_err(setup(format!("stream {name}")))?;
         let consumer: jetstream::consumer::Consumer<pull::Config> = stream
             .get_or_create_consumer(
                 &cfg.consumer_name,
@@ -299,13 +365,21 @@ impl Bus {
                     Some(Ok(msg)) => {
                         backoff = Duration::from_millis(100);
                         let stream_seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
-                        let d = Delivery { source, subject: msg.subject.to_string(), payload: msg.payload.clone(), stream_seq, msg };
+                        let d = Delivery {
+                            source,
+                            subject: msg.subject.to_string(),
+                            payload: msg.payload.clone(),
+                            stream_seq,
+                            msg,
+                        };
                         if tx.send(d).await.is_err() {
                             break 'outer;
                         }
                     }
                     Some(Err(e)) => match e.kind() {
-                        pull::MessagesErrorKind::ConsumerDeleted => return Err(BusError::ConsumerDeleted(format!("{name}/{}", cfg.consumer_name))),
+                        pull::MessagesErrorKind::ConsumerDeleted => {
+                            return Err(BusError::ConsumerDeleted(format!("{name}/{}", cfg.consumer_name)))
+                        }
                         pull::MessagesErrorKind::MissingHeartbeat => {
                             tracing::warn!(stream = %name, "Missed a heartbeat from the server; pulling again.");
                             continue 'outer;
@@ -331,7 +405,9 @@ impl Bus {
     pub async fn publish_all(&self, msgs: &[Publish]) -> Result<(), BusError> {
         let mut acks = Vec::with_capacity(msgs.len());
         for m in msgs {
-            let publish = jetstream::message::PublishMessage::build().payload(m.payload.clone()).message_id(&m.msg_id);
+            let publish = jetstream::message::PublishMessage::build()
+                .payload(m.payload.clone())
+                .message_id(&m.msg_id);
             let ack = self
                 .js
                 .send_publish(m.subject.clone(), publish)
@@ -339,7 +415,9 @@ impl Bus {
                 .map_err(transient("publish"))?;
             acks.push(std::future::IntoFuture::into_future(ack));
         }
-        futures::future::try_join_all(acks).await.map_err(transient("publish ack"))?;
+        futures::future::try_join_all(acks)
+            .await
+            .map_err(transient("publish ack"))?;
         Ok(())
     }
 
@@ -351,7 +429,11 @@ impl Bus {
                 let (store, key, value) = (self.state.clone(), c.key.clone(), c.value.clone());
                 async move {
                     match value {
-                        Some(v) => store.put(&key, Bytes::from(v)).await.map(|_| ()).map_err(transient("state write")),
+                        Some(v) => store
+                            .put(&key, Bytes::from(v))
+                            .await
+                            .map(|_| ())
+                            .map_err(transient("state write")),
                         None => store.delete(&key).await.map_err(transient("state delete")),
                     }
                 }
@@ -366,7 +448,13 @@ impl Bus {
             .iter()
             .map(|k| {
                 let (store, key) = (self.dedupe.clone(), k.clone());
-                async move { store.put(&key, Bytes::new()).await.map(|_| ()).map_err(transient("dedupe write")) }
+                async move {
+                    store
+                        .put(&key, Bytes::new())
+                        .await
+                        .map(|_| ())
+                        .map_err(transient("dedupe write"))
+                }
             })
             .collect();
         run_concurrently(writes).await
@@ -381,7 +469,11 @@ impl Bus {
 /// Key-value writes are JetStream publishes with an ack round trip each;
 /// keeping many in flight is what makes a batch commit fast.
 async fn run_concurrently<F: std::future::Future<Output = Result<(), BusError>>>(futs: Vec<F>) -> Result<(), BusError> {
-    futures::stream::iter(futs).buffer_unordered(256).try_collect::<Vec<()>>().await.map(|_| ())
+    futures::stream::iter(futs)
+        .buffer_unordered(256)
+        .try_collect::<Vec<()>>()
+        .await
+        .map(|_| ())
 }
 
 fn is_not_found(kind: &jetstream::context::GetStreamErrorKind) -> bool {
@@ -391,16 +483,32 @@ fn is_not_found(kind: &jetstream::context::GetStreamErrorKind) -> bool {
 async fn load_bucket(store: &kv::Store, with_values: bool) -> Result<Vec<(String, Bytes)>, BusError> {
     let mut out = Vec::new();
     if with_values {
-        let keys: Vec<String> = store.keys().await.map_err(transient("state keys"))?.try_collect().await.map_err(transient("state keys"))?;
+        let keys: Vec<String> = store
+            .keys()
+            .await
+            .map_err(transient("state keys"))?
+            .try_collect()
+            .await
+            .map_err(transient("state keys"))?;
         let values: Vec<Option<(String, Bytes)>> = futures::stream::iter(keys.into_iter().map(|k| async move {
-            store.get(k.clone()).await.map(|v| v.map(|v| (k, v))).map_err(transient("state read"))
+            store
+                .get(k.clone())
+                .await
+                .map(|v| v.map(|v| (k, v)))
+                .map_err(transient("state read"))
         }))
         .buffer_unordered(128)
         .try_collect()
         .await?;
         out.extend(values.into_iter().flatten());
     } else {
-        let keys: Vec<String> = store.keys().await.map_err(transient("dedupe keys"))?.try_collect().await.map_err(transient("dedupe keys"))?;
+        let keys: Vec<String> = store
+            .keys()
+            .await
+            .map_err(transient("dedupe keys"))?
+            .try_collect()
+            .await
+            .map_err(transient("dedupe keys"))?;
         out.extend(keys.into_iter().map(|k| (k, Bytes::new())));
     }
     Ok(out)
@@ -414,7 +522,10 @@ pub fn dedupe_key(kind: Source, id: &str) -> String {
         Source::Inbound => "i",
         Source::Agent => "a",
     };
-    format!("{k}.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.as_bytes()))
+    format!(
+        "{k}.{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.as_bytes())
+    )
 }
 
 #[cfg(test)]
@@ -440,6 +551,9 @@ mod tests {
     #[test]
     fn dedupe_keys_are_valid_kv_keys() {
         let k = dedupe_key(Source::Inbound, "mail:<CAF1234@mail.example.com> / ü");
-        assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || "-_=./".contains(c)), "{k}");
+        assert!(
+            k.chars().all(|c| c.is_ascii_alphanumeric() || "-_=./".contains(c)),
+            "{k}"
+        );
     }
 }

@@ -44,17 +44,17 @@ impl fmt::Debug for Secret {
 fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
-    enum S {
-        S(String),
-        I(i64),
-        F(f64),
-        B(bool),
+    enum Scalar {
+        Text(String),
+        Int(i64),
+        Float(f64),
+        Bool(bool),
     }
-    Ok(match S::deserialize(d)? {
-        S::S(s) => s,
-        S::I(i) => i.to_string(),
-        S::F(f) => f.to_string(),
-        S::B(b) => b.to_string(),
+    Ok(match Scalar::deserialize(d)? {
+        Scalar::Text(s) => s,
+        Scalar::Int(i) => i.to_string(),
+        Scalar::Float(f) => f.to_string(),
+        Scalar::Bool(b) => b.to_string(),
     })
 }
 
@@ -156,7 +156,9 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: "127.0.0.1:9464".into() }
+        HttpConfig {
+            listen: "127.0.0.1:9464".into(),
+        }
     }
 }
 
@@ -174,7 +176,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { format: "text".into(), level: "info".into() }
+        LogConfig {
+            format: "text".into(),
+            level: "info".into(),
+        }
     }
 }
 
@@ -188,7 +193,9 @@ pub struct RuntimeConfig {
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        RuntimeConfig { shutdown_grace_secs: 20.0 }
+        RuntimeConfig {
+            shutdown_grace_secs: 20.0,
+        }
     }
 }
 
@@ -342,7 +349,13 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let env: std::collections::HashMap<String, String> = env
             .into_iter()
-            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_")))
+            // Only `OMNIROUTE_<SECTION>__<KEY>` configures; other OMNIROUTE_*
+            // variables (OMNIROUTE_CONFIG, tooling's OMNIROUTE_NATS_SERVER)
+            // are not configuration keys.
+            .filter(|(k, _)| {
+                k.strip_prefix(&format!("{ENV_PREFIX}_"))
+                    .is_some_and(|rest| rest.contains("__"))
+            })
             .collect();
         let raw = config::Config::builder()
             .add_source(config::File::from_str(text, config::FileFormat::Toml))
@@ -354,10 +367,14 @@ impl Config {
                     .source(Some(env)),
             )
             .build()
-            .map_err(|e| ConfigError::Read { path: origin.to_string(), message: e.to_string() })?;
-        let value: serde_json::Value = raw
-            .try_deserialize()
-            .map_err(|e| ConfigError::Read { path: origin.to_string(), message: e.to_string() })?;
+            .map_err(|e| ConfigError::Read {
+                path: origin.to_string(),
+                message: e.to_string(),
+            })?;
+        let value: serde_json::Value = raw.try_deserialize().map_err(|e| ConfigError::Read {
+            path: origin.to_string(),
+            message: e.to_string(),
+        })?;
         Config::from_value(value)
     }
 
@@ -431,4 +448,119 @@ fn locate(root: &serde_json::Value, path: &str) -> (String, String) {
         None => "?".to_string(),
     };
     (if key.is_empty() { "(root)".into() } else { key }, value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn environment_overrides_sections_and_ignores_other_omniroute_variables() {
+        let cfg = Config::from_toml_with_env(
+            EMBEDDED_DEFAULT,
+            "test",
+            env(&[
+                ("OMNIROUTE_NATS__URL", "nats://10.0.0.5:4222"),
+                ("OMNIROUTE_NATS__PASSWORD", "12345"),
+                ("OMNIROUTE_NATS__USER", "router"),
+                ("OMNIROUTE_ROUTING__OFFER_TIMEOUT_SECS", "12.5"),
+                ("OMNIROUTE_NATS_SERVER", "/usr/bin/nats-server"),
+                ("OMNIROUTE_CONFIG", "/etc/omniroute/omniroute.toml"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(cfg.nats.url, "nats://10.0.0.5:4222");
+        assert_eq!(cfg.nats.password.as_ref().map(|p| p.0.as_str()), Some("12345"));
+        assert_eq!(cfg.routing.offer_timeout_secs, 12.5);
+        assert!(cfg.validate().is_ok());
+        assert_eq!(
+            format!("{:?}", cfg.nats.password),
+            "Some(\"***\")",
+            "secrets never print"
+        );
+    }
+
+    #[test]
+    fn case_of_ids_in_the_file_is_kept() {
+        let toml = "[[queues]]\nname = \"Billing\"\nchannels = [\"email\"]\nskills = { VAT = 2 }\n";
+        let cfg = Config::from_toml_with_env(toml, "t", Vec::new()).expect("loads");
+        let spec = cfg.validate().expect("valid");
+        let q = spec.queues.values().next().expect("queue");
+        assert_eq!(q.name.as_str(), "Billing");
+        assert_eq!(q.skills.keys().next().map(|s| s.as_str()), Some("VAT"));
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_key_and_value() {
+        let toml = r#"
+[nats]
+url = "http://x"
+batch_size = 0
+bogus = true
+[http]
+listen = "nowhere"
+[[queues]]
+name = "a.b"
+channels = ["email", "fax"]
+skills = { billing = 11 }
+priority = 12
+sla_policy = "missing"
+[[rules]]
+queue = "nope"
+regex = "("
+[[agents]]
+id = "x"
+capacity = { pigeon = 1 }
+initial_status = "busy"
+[[agents]]
+id = "x"
+[sla.policies.p]
+first_response_secs = { email = -1 }
+warning_thresholds = [1.5]
+"#;
+        let Err(ConfigError::Invalid(problems)) = Config::from_toml_with_env(toml, "t", Vec::new()) else {
+            panic!("expected problems");
+        };
+        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        for want in [
+            "nats.bogus = true: unknown key",
+            "nats.url = \"http://x\"",
+            "nats.batch_size = 0",
+            "http.listen = \"nowhere\"",
+            "queues[0].name = \"a.b\"",
+            "queues[0].channels[1] = \"fax\"",
+            "queues[0].skills.billing = 11",
+            "queues[0].priority = 12",
+            "queues[0].sla_policy = \"missing\"",
+            "rules[0].queue = \"nope\"",
+            "rules[0].regex = \"(\"",
+            "agents[0].capacity.pigeon = \"pigeon\"",
+            "agents[0].initial_status = \"busy\"",
+            "agents[1].id = \"x\": duplicate agent id",
+            "sla.policies.p.first_response_secs.email = -1.0",
+            "sla.policies.p.warning_thresholds[0] = 1.5",
+        ] {
+            assert!(
+                text.iter().any(|t| t.starts_with(want)),
+                "missing {want:?} in:\n{}",
+                text.join("\n")
+            );
+        }
+    }
+
+    #[test]
+    fn a_type_error_names_its_key() {
+        let Err(ConfigError::Invalid(p)) =
+            Config::from_toml_with_env("[nats]\nbatch_size = \"many\"\n", "t", Vec::new())
+        else {
+            panic!("expected a problem");
+        };
+        assert_eq!(p[0].key, "nats.batch_size");
+        assert_eq!(p[0].value, "\"many\"");
+    }
 }

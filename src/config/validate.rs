@@ -19,7 +19,11 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(key: impl Into<String>, value: impl fmt::Display, message: impl Into<String>) -> Self {
-        Problem { key: key.into(), value: value.to_string(), message: message.into() }
+        Problem {
+            key: key.into(),
+            value: value.to_string(),
+            message: message.into(),
+        }
     }
 }
 
@@ -124,22 +128,41 @@ impl Config {
                 }
             }
             if pol.first_response_secs.is_empty() {
-                p.add(format!("{key}.first_response_secs"), "{}", "a policy needs a target for at least one channel");
+                p.add(
+                    format!("{key}.first_response_secs"),
+                    "{}",
+                    "a policy needs a target for at least one channel",
+                );
             }
             let mut thresholds = pol.warning_thresholds.clone();
             for (i, t) in pol.warning_thresholds.iter().enumerate() {
                 if !(t.is_finite() && *t > 0.0 && *t < 1.0) {
-                    p.add(format!("{key}.warning_thresholds[{i}]"), t, "a warning threshold is a share of the target, above 0 and below 1");
+                    p.add(
+                        format!("{key}.warning_thresholds[{i}]"),
+                        t,
+                        "a warning threshold is a share of the target, above 0 and below 1",
+                    );
                 }
             }
             thresholds.sort_by(f64::total_cmp);
             thresholds.dedup();
-            policies.insert(name.clone(), SlaPolicy { name: name.clone(), first_response_secs: targets, warnings: thresholds });
+            policies.insert(
+                name.clone(),
+                SlaPolicy {
+                    name: name.clone(),
+                    first_response_secs: targets,
+                    warnings: thresholds,
+                },
+            );
         }
         let check_policy = |p: &mut Problems, key: String, name: &Option<String>| {
             if let Some(n) = name {
                 if !policies.contains_key(n) {
-                    p.add(key, n, format!("no such SLA policy (defined: {})", names(policies.keys())));
+                    p.add(
+                        key,
+                        n,
+                        format!("no such SLA policy (defined: {})", names(policies.keys())),
+                    );
                 }
             }
         };
@@ -201,7 +224,11 @@ impl Config {
             let queue = token::<QueueName>(&mut p, format!("{key}.queue"), &r.queue);
             if let Some(q) = &queue {
                 if !queues.contains_key(q) {
-                    p.add(format!("{key}.queue"), &r.queue, format!("no such queue (defined: {})", names(queues.keys())));
+                    p.add(
+                        format!("{key}.queue"),
+                        &r.queue,
+                        format!("no such queue (defined: {})", names(queues.keys())),
+                    );
                 }
             }
             let prio = r.priority.map(|v| priority(&mut p, &format!("{key}.priority"), v));
@@ -215,7 +242,11 @@ impl Config {
             if let (Some(q), false) = (queue.as_ref().and_then(|q| queues.get(q)), channels.is_empty()) {
                 for c in &channels {
                     if !q.channels[c.index()] {
-                        p.add(format!("{key}.channels"), c.as_str(), format!("queue {} does not take {c} contacts", q.name));
+                        p.add(
+                            format!("{key}.channels"),
+                            c.as_str(),
+                            format!("queue {} does not take {c} contacts", q.name),
+                        );
                     }
                 }
             }
@@ -226,11 +257,19 @@ impl Config {
                 .filter_map(|(j, s)| token::<SkillName>(&mut p, format!("{key}.skills[{j}]"), s))
                 .collect();
             let regex = r.regex.as_ref().and_then(|re| {
-                match regex::RegexBuilder::new(re).case_insensitive(true).size_limit(1 << 20).build() {
+                match regex::RegexBuilder::new(re)
+                    .case_insensitive(true)
+                    .size_limit(1 << 20)
+                    .build()
+                {
                     Ok(re) => Some(re),
                     Err(e) => {
                         let first = e.to_string().lines().last().unwrap_or_default().trim().to_string();
-                        p.add(format!("{key}.regex"), re, format!("not a valid regular expression: {first}"));
+                        p.add(
+                            format!("{key}.regex"),
+                            re,
+                            format!("not a valid regular expression: {first}"),
+                        );
                         None
                     }
                 }
@@ -278,7 +317,11 @@ impl Config {
                 None => Presence::Offline,
                 Some(Ok(s)) => s,
                 Some(Err(e)) => {
-                    p.add(format!("{key}.initial_status"), a.initial_status.as_deref().unwrap_or_default(), e);
+                    p.add(
+                        format!("{key}.initial_status"),
+                        a.initial_status.as_deref().unwrap_or_default(),
+                        e,
+                    );
                     Presence::Offline
                 }
             };
@@ -287,8 +330,18 @@ impl Config {
                     p.add(format!("{key}.id"), &a.id, "duplicate agent id");
                     continue;
                 }
-                let name = if a.name.is_empty() { id.to_string() } else { a.name.clone() };
-                agents.push(AgentSpec { id, name, skills: sk, capacity, initial_status: status });
+                let name = if a.name.is_empty() {
+                    id.to_string()
+                } else {
+                    a.name.clone()
+                };
+                agents.push(AgentSpec {
+                    id,
+                    name,
+                    skills: sk,
+                    capacity,
+                    initial_status: status,
+                });
             }
         }
 
@@ -314,14 +367,20 @@ impl Config {
         }
         for u in n.url.split(',') {
             let u = u.trim();
-            let scheme_ok = ["nats://", "tls://", "ws://", "wss://"].iter().any(|s| u.starts_with(s))
+            let scheme_ok = ["nats://", "tls://", "ws://", "wss://"]
+                .iter()
+                .any(|s| u.starts_with(s))
                 || !u.contains("://");
             if !u.is_empty() && !scheme_ok {
                 p.add("nats.url", u, "scheme must be nats://, tls://, ws:// or wss://");
             }
         }
         if n.subject_prefix.split('.').any(|t| check_token(t).is_err()) {
-            p.add("nats.subject_prefix", &n.subject_prefix, "must be dot-separated tokens of A-Z a-z 0-9 _ -");
+            p.add(
+                "nats.subject_prefix",
+                &n.subject_prefix,
+                "must be dot-separated tokens of A-Z a-z 0-9 _ -",
+            );
         }
         for (key, v) in [
             ("nats.state_bucket", &n.state_bucket),
@@ -337,13 +396,21 @@ impl Config {
             .filter(|b| **b)
             .count();
         if auth_methods > 1 {
-            p.add("nats", "credentials_file/user/token", "set at most one of credentials_file, user + password, token");
+            p.add(
+                "nats",
+                "credentials_file/user/token",
+                "set at most one of credentials_file, user + password, token",
+            );
         }
         if n.password.is_some() && n.user.is_none() {
             p.add("nats.password", "***", "a password needs nats.user");
         }
         if n.user.is_some() && n.password.is_none() {
-            p.add("nats.user", n.user.as_deref().unwrap_or_default(), "a user needs nats.password");
+            p.add(
+                "nats.user",
+                n.user.as_deref().unwrap_or_default(),
+                "a user needs nats.password",
+            );
         }
         for (key, path) in [
             ("nats.credentials_file", &n.credentials_file),
@@ -358,7 +425,11 @@ impl Config {
             }
         }
         if n.tls.cert_file.is_some() != n.tls.key_file.is_some() {
-            p.add("nats.tls", "cert_file/key_file", "a client certificate needs both cert_file and key_file");
+            p.add(
+                "nats.tls",
+                "cert_file/key_file",
+                "a client certificate needs both cert_file and key_file",
+            );
         }
         if !(1..=5).contains(&n.stream_replicas) {
             p.add("nats.stream_replicas", n.stream_replicas, "replicas must be 1 to 5");
@@ -372,7 +443,11 @@ impl Config {
         p.positive("nats.ack_wait_secs", n.ack_wait_secs);
         p.positive("nats.duplicate_window_secs", n.duplicate_window_secs);
         if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
-            p.add("http.listen", &self.http.listen, "must be an address such as 127.0.0.1:9464 or [::]:9464");
+            p.add(
+                "http.listen",
+                &self.http.listen,
+                "must be an address such as 127.0.0.1:9464 or [::]:9464",
+            );
         }
         if !["text", "json"].contains(&self.log.format.as_str()) {
             p.add("log.format", &self.log.format, "must be text or json");

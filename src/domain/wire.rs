@@ -57,9 +57,7 @@ fn req_str<'a>(o: &'a Obj, key: &str, max_chars: usize) -> Result<&'a str, BadMe
 }
 
 fn opt_str(o: &Obj, key: &str) -> Result<Option<String>, BadMessage> {
-    present(o, key)
-        .map(|v| as_str(v, key).map(str::to_string))
-        .transpose()
+    present(o, key).map(|v| as_str(v, key).map(str::to_string)).transpose()
 }
 
 fn opt_time(o: &Obj, key: &str) -> Result<Option<DateTime<Utc>>, BadMessage> {
@@ -76,7 +74,9 @@ fn opt_time(o: &Obj, key: &str) -> Result<Option<DateTime<Utc>>, BadMessage> {
 fn check_version(o: &Obj) -> Result<(), BadMessage> {
     match req(o, "v")?.as_i64() {
         Some(1) => Ok(()),
-        Some(n) => Err(bad(format!("contract version {n} is not supported (this router speaks v1)"))),
+        Some(n) => Err(bad(format!(
+            "contract version {n} is not supported (this router speaks v1)"
+        ))),
         None => Err(bad("field v must be the number 1")),
     }
 }
@@ -181,9 +181,7 @@ pub fn decode_inbound(subject_channel: &str, payload: &[u8]) -> Result<InboundEv
             )))
         }
     };
-    let channel: Channel = as_str(req(&o, "channel")?, "channel")?
-        .parse()
-        .map_err(BadMessage)?;
+    let channel: Channel = as_str(req(&o, "channel")?, "channel")?.parse().map_err(BadMessage)?;
     if channel.as_str() != subject_channel {
         return Err(bad(format!(
             "channel {channel} does not match the subject's channel {:?}",
@@ -194,12 +192,19 @@ pub fn decode_inbound(subject_channel: &str, payload: &[u8]) -> Result<InboundEv
     let received_at = opt_time(&o, "received_at")?;
     let customer = match req(&o, "customer")? {
         Value::Object(c) => Customer {
-            id: req_str(c, "id", 256).map_err(|e| bad(format!("customer: {e}")))?.to_string(),
+            id: req_str(c, "id", 256)
+                .map_err(|e| bad(format!("customer: {e}")))?
+                .to_string(),
             name: opt_str(c, "name").map_err(|e| bad(format!("customer: {e}")))?,
             tier: opt_str(c, "tier").map_err(|e| bad(format!("customer: {e}")))?,
             language: opt_str(c, "language").map_err(|e| bad(format!("customer: {e}")))?,
         },
-        other => return Err(bad(format!("field customer must be an object, got {}", type_name(other)))),
+        other => {
+            return Err(bad(format!(
+                "field customer must be an object, got {}",
+                type_name(other)
+            )))
+        }
     };
     let skills = match present(&o, "skills") {
         None => Vec::new(),
@@ -210,9 +215,7 @@ pub fn decode_inbound(subject_channel: &str, payload: &[u8]) -> Result<InboundEv
                 SkillName::try_from(s).map_err(BadMessage)
             })
             .collect::<Result<_, _>>()?,
-        Some(other) => {
-            return Err(bad(format!("field skills must be an array, got {}", type_name(other))))
-        }
+        Some(other) => return Err(bad(format!("field skills must be an array, got {}", type_name(other)))),
     };
     let queue = present(&o, "queue")
         .map(|v| QueueName::try_from(as_str(v, "queue")?).map_err(BadMessage))
@@ -228,7 +231,10 @@ pub fn decode_inbound(subject_channel: &str, payload: &[u8]) -> Result<InboundEv
         None => Obj::new(),
         Some(Value::Object(a)) => a.clone(),
         Some(other) => {
-            return Err(bad(format!("field attributes must be an object, got {}", type_name(other))))
+            return Err(bad(format!(
+                "field attributes must be an object, got {}",
+                type_name(other)
+            )))
         }
     };
     Ok(InboundEvent {
@@ -264,10 +270,20 @@ pub enum AgentEventBody {
         capacity: Option<BTreeMap<Channel, u32>>,
     },
     Presence(Presence),
-    Accept { contact_id: String },
-    Decline { contact_id: String, reason: Option<String> },
-    Respond { contact_id: String },
-    Complete { contact_id: String, wrap_up_secs: Option<f64> },
+    Accept {
+        contact_id: String,
+    },
+    Decline {
+        contact_id: String,
+        reason: Option<String>,
+    },
+    Respond {
+        contact_id: String,
+    },
+    Complete {
+        contact_id: String,
+        wrap_up_secs: Option<f64>,
+    },
 }
 
 impl AgentEventBody {
@@ -283,16 +299,11 @@ impl AgentEventBody {
     }
 }
 
-pub const AGENT_EVENT_TYPES: [&str; 6] =
-    ["profile", "presence", "accept", "decline", "respond", "complete"];
+pub const AGENT_EVENT_TYPES: [&str; 6] = ["profile", "presence", "accept", "decline", "respond", "complete"];
 
 /// Decodes an agent event; the subject's agent id and type tokens must agree
 /// with the payload.
-pub fn decode_agent(
-    subject_agent: &str,
-    subject_type: &str,
-    payload: &[u8],
-) -> Result<AgentEvent, BadMessage> {
+pub fn decode_agent(subject_agent: &str, subject_type: &str, payload: &[u8]) -> Result<AgentEvent, BadMessage> {
     let o = parse_object(payload)?;
     check_version(&o)?;
     let id = req_str(&o, "id", 128)?.to_string();
@@ -350,17 +361,29 @@ pub fn decode_agent(
                             Ok((ch, n as u32))
                         })
                         .collect::<Result<BTreeMap<_, _>, BadMessage>>(),
-                    other => Err(bad(format!("field capacity must be an object, got {}", type_name(other)))),
+                    other => Err(bad(format!(
+                        "field capacity must be an object, got {}",
+                        type_name(other)
+                    ))),
                 })
                 .transpose()?;
-            AgentEventBody::Profile { name: opt_str(&o, "name")?, skills, capacity }
+            AgentEventBody::Profile {
+                name: opt_str(&o, "name")?,
+                skills,
+                capacity,
+            }
         }
-        "presence" => AgentEventBody::Presence(
-            as_str(req(&o, "status")?, "status")?.parse().map_err(BadMessage)?,
-        ),
-        "accept" => AgentEventBody::Accept { contact_id: contact_id()? },
-        "decline" => AgentEventBody::Decline { contact_id: contact_id()?, reason: opt_str(&o, "reason")? },
-        "respond" => AgentEventBody::Respond { contact_id: contact_id()? },
+        "presence" => AgentEventBody::Presence(as_str(req(&o, "status")?, "status")?.parse().map_err(BadMessage)?),
+        "accept" => AgentEventBody::Accept {
+            contact_id: contact_id()?,
+        },
+        "decline" => AgentEventBody::Decline {
+            contact_id: contact_id()?,
+            reason: opt_str(&o, "reason")?,
+        },
+        "respond" => AgentEventBody::Respond {
+            contact_id: contact_id()?,
+        },
         _ => {
             let wrap_up_secs = present(&o, "wrap_up_secs")
                 .map(|v| match v.as_f64() {
@@ -368,7 +391,10 @@ pub fn decode_agent(
                     _ => Err(bad("field wrap_up_secs must be a number of seconds 0..86400")),
                 })
                 .transpose()?;
-            AgentEventBody::Complete { contact_id: contact_id()?, wrap_up_secs }
+            AgentEventBody::Complete {
+                contact_id: contact_id()?,
+                wrap_up_secs,
+            }
         }
     };
     Ok(AgentEvent { id, agent_id, at, body })
@@ -525,7 +551,14 @@ impl<'a> DeadLetterMsg<'a> {
             Ok(t) => (Some(t), None),
             Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(payload))),
         };
-        DeadLetterMsg { v: 1, subject, error, payload: text, payload_base64: b64, at }
+        DeadLetterMsg {
+            v: 1,
+            subject,
+            error,
+            payload: text,
+            payload_base64: b64,
+            at,
+        }
     }
 }
 

@@ -26,7 +26,10 @@ pub fn router(ready: Arc<Readiness>, metrics: Option<PrometheusHandle>) -> Route
         .route("/metrics", get(metrics_handler))
         .fallback(not_found)
         .method_not_allowed_fallback(|| async {
-            (StatusCode::METHOD_NOT_ALLOWED, Json(json!({"error": "method not allowed; these endpoints take GET"})))
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                Json(json!({"error": "method not allowed; these endpoints take GET"})),
+            )
         })
         .with_state(AppState { ready, metrics })
 }
@@ -34,7 +37,11 @@ pub fn router(ready: Arc<Readiness>, metrics: Option<PrometheusHandle>) -> Route
 async fn ready_handler(State(s): State<AppState>) -> Response {
     match s.ready.check() {
         Ok(()) => Json(json!({"status": "ready"})).into_response(),
-        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not_ready", "reason": reason}))).into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not_ready", "reason": reason})),
+        )
+            .into_response(),
     }
 }
 
@@ -42,19 +49,35 @@ async fn metrics_handler(State(s): State<AppState>) -> Response {
     match &s.metrics {
         Some(h) => {
             h.run_upkeep();
-            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], h.render()).into_response()
+            (
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                h.render(),
+            )
+                .into_response()
         }
-        None => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "metrics recorder not installed"}))).into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "metrics recorder not installed"})),
+        )
+            .into_response(),
     }
 }
 
 async fn not_found(uri: Uri) -> Response {
-    (StatusCode::NOT_FOUND, Json(json!({"error": "no such endpoint", "path": uri.path(), "endpoints": ["/live", "/ready", "/metrics"]})))
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": "no such endpoint", "path": uri.path(), "endpoints": ["/live", "/ready", "/metrics"]})),
+    )
         .into_response()
 }
 
 /// Serves until `stop` is cancelled.
-pub async fn serve(listener: TcpListener, ready: Arc<Readiness>, metrics: Option<PrometheusHandle>, stop: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    ready: Arc<Readiness>,
+    metrics: Option<PrometheusHandle>,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
     axum::serve(listener, router(ready, metrics))
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await

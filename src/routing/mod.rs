@@ -125,7 +125,9 @@ impl Agent {
     }
 
     pub fn fits(&self, required: &BTreeMap<SkillName, SkillLevel>) -> bool {
-        required.iter().all(|(s, lvl)| self.skills.get(s).is_some_and(|have| have >= lvl))
+        required
+            .iter()
+            .all(|(s, lvl)| self.skills.get(s).is_some_and(|have| have >= lvl))
     }
 
     fn can_take(&self, c: &Contact) -> bool {
@@ -181,7 +183,10 @@ pub struct Change {
 /// What an input did, for metrics and logs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Opened { queue: QueueName, contact_id: String },
+    Opened {
+        queue: QueueName,
+        contact_id: String,
+    },
     Attached,
     Ended,
     Applied,
@@ -289,7 +294,13 @@ impl Engine {
         }
         for a in e.agents.values() {
             for w in &a.wrap_ups {
-                e.timers.insert((w.until, Timer::WrapUpEnd { agent: a.id.clone(), contact: w.contact_id.clone() }));
+                e.timers.insert((
+                    w.until,
+                    Timer::WrapUpEnd {
+                        agent: a.id.clone(),
+                        contact: w.contact_id.clone(),
+                    },
+                ));
             }
         }
         for mut c in contacts {
@@ -308,11 +319,22 @@ impl Engine {
                     e.waiting.insert(c.wait_key());
                     *e.waiting_per_queue.entry(c.queue.clone()).or_default() += 1;
                 }
-                ContactState::Offered { agent, offer_id, expires_at, .. } => {
+                ContactState::Offered {
+                    agent,
+                    offer_id,
+                    expires_at,
+                    ..
+                } => {
                     if let Some(a) = e.agents.get_mut(agent) {
                         a.load[c.channel.index()] += 1;
                     }
-                    e.timers.insert((*expires_at, Timer::OfferExpiry { contact: c.id.clone(), offer: offer_id.clone() }));
+                    e.timers.insert((
+                        *expires_at,
+                        Timer::OfferExpiry {
+                            contact: c.id.clone(),
+                            offer: offer_id.clone(),
+                        },
+                    ));
                 }
                 ContactState::Assigned { agent, .. } => {
                     if let Some(a) = e.agents.get_mut(agent) {
@@ -337,11 +359,17 @@ impl Engine {
         let mut v = Vec::with_capacity(self.dirty_contacts.len() + self.dirty_agents.len());
         for id in std::mem::take(&mut self.dirty_contacts) {
             let value = self.contacts.get(&id).map(wire::to_json);
-            v.push(Change { key: format!("{CONTACT_KEY}{id}"), value });
+            v.push(Change {
+                key: format!("{CONTACT_KEY}{id}"),
+                value,
+            });
         }
         for id in std::mem::take(&mut self.dirty_agents) {
             let value = self.agents.get(&id).map(wire::to_json);
-            v.push(Change { key: format!("{AGENT_KEY}{id}"), value });
+            v.push(Change {
+                key: format!("{AGENT_KEY}{id}"),
+                value,
+            });
         }
         v
     }
@@ -367,7 +395,9 @@ impl Engine {
     }
 
     pub fn contact_for_conversation(&self, conversation_id: &str) -> Option<&Contact> {
-        self.by_conversation.get(conversation_id).and_then(|id| self.contacts.get(id))
+        self.by_conversation
+            .get(conversation_id)
+            .and_then(|id| self.contacts.get(id))
     }
 
     /// Waiting contacts per configured queue (zero included), for gauges.
@@ -402,7 +432,9 @@ impl Engine {
         let existing = self.by_conversation.get(&ev.conversation_id).cloned();
         let outcome = match (ev.kind, existing) {
             (InboundType::Message, Some(cid)) => {
-                let Some(c) = self.contacts.get_mut(&cid) else { return Ok(Outcome::Ignored("stale conversation")) };
+                let Some(c) = self.contacts.get_mut(&cid) else {
+                    return Ok(Outcome::Ignored("stale conversation"));
+                };
                 c.messages += 1;
                 self.dirty_contacts.insert(cid.clone());
                 if let ContactState::Assigned { agent, .. } = &c.state {
@@ -460,11 +492,16 @@ impl Engine {
                 self.event("queued", &id, now, None, None);
                 // The SLA may already be overdue (an adapter that was down).
                 self.fire_sla(&id, now);
-                Outcome::Opened { queue: placement.queue, contact_id: id }
+                Outcome::Opened {
+                    queue: placement.queue,
+                    contact_id: id,
+                }
             }
             (InboundType::End, None) => Outcome::Ignored("no open contact"),
             (InboundType::End, Some(cid)) => {
-                let Some(c) = self.contacts.get(&cid) else { return Ok(Outcome::Ignored("stale conversation")) };
+                let Some(c) = self.contacts.get(&cid) else {
+                    return Ok(Outcome::Ignored("stale conversation"));
+                };
                 let channel = c.channel;
                 match c.state.clone() {
                     ContactState::Waiting => {
@@ -512,7 +549,9 @@ impl Engine {
                     },
                 );
             } else {
-                return Err(BadMessage(format!("agent {aid} is not known (publish a profile first)")));
+                return Err(BadMessage(format!(
+                    "agent {aid} is not known (publish a profile first)"
+                )));
             }
         }
         let outcome = match &ev.body {
@@ -538,8 +577,14 @@ impl Engine {
             AgentEventBody::Presence(status) => self.set_presence(aid, *status, now),
             AgentEventBody::Accept { contact_id } => match self.held(contact_id, aid) {
                 Some(ContactState::Offered { offer_id, .. }) => {
-                    let Some(c) = self.contacts.get_mut(contact_id) else { return Ok(Outcome::Ignored("gone")) };
-                    c.state = ContactState::Assigned { agent: aid.clone(), offer_id, accepted_at: now };
+                    let Some(c) = self.contacts.get_mut(contact_id) else {
+                        return Ok(Outcome::Ignored("gone"));
+                    };
+                    c.state = ContactState::Assigned {
+                        agent: aid.clone(),
+                        offer_id,
+                        accepted_at: now,
+                    };
                     if c.channel.accept_is_response() && c.responded_at.is_none() {
                         c.responded_at = Some(now);
                     }
@@ -552,7 +597,12 @@ impl Engine {
                     Outcome::Applied
                 }
                 Some(ContactState::Assigned { .. }) => Outcome::Ignored("already accepted"),
-                _ => self.reject(contact_id, aid, "contact is not offered to this agent (expired, withdrawn or closed)", now),
+                _ => self.reject(
+                    contact_id,
+                    aid,
+                    "contact is not offered to this agent (expired, withdrawn or closed)",
+                    now,
+                ),
             },
             AgentEventBody::Decline { contact_id, reason } => match self.held(contact_id, aid) {
                 Some(ContactState::Offered { .. }) => {
@@ -564,7 +614,9 @@ impl Engine {
             },
             AgentEventBody::Respond { contact_id } => match self.held(contact_id, aid) {
                 Some(ContactState::Assigned { .. }) => {
-                    let Some(c) = self.contacts.get_mut(contact_id) else { return Ok(Outcome::Ignored("gone")) };
+                    let Some(c) = self.contacts.get_mut(contact_id) else {
+                        return Ok(Outcome::Ignored("gone"));
+                    };
                     if c.responded_at.is_none() {
                         c.responded_at = Some(now);
                         self.dirty_contacts.insert(contact_id.clone());
@@ -576,7 +628,10 @@ impl Engine {
                 }
                 _ => self.reject(contact_id, aid, "contact is not assigned to this agent", now),
             },
-            AgentEventBody::Complete { contact_id, wrap_up_secs } => match self.held(contact_id, aid) {
+            AgentEventBody::Complete {
+                contact_id,
+                wrap_up_secs,
+            } => match self.held(contact_id, aid) {
                 Some(ContactState::Assigned { .. }) => {
                     let channel = self.contacts.get(contact_id).map(|c| c.channel);
                     self.event("completed", contact_id, now, None, None);
@@ -586,10 +641,20 @@ impl Engine {
                             Some(s) => {
                                 let until = now + secs_to_duration(s);
                                 if let Some(a) = self.agents.get_mut(aid) {
-                                    a.wrap_ups.push(WrapUp { contact_id: contact_id.clone(), channel, until });
+                                    a.wrap_ups.push(WrapUp {
+                                        contact_id: contact_id.clone(),
+                                        channel,
+                                        until,
+                                    });
                                     self.dirty_agents.insert(aid.clone());
                                 }
-                                self.timers.insert((until, Timer::WrapUpEnd { agent: aid.clone(), contact: contact_id.clone() }));
+                                self.timers.insert((
+                                    until,
+                                    Timer::WrapUpEnd {
+                                        agent: aid.clone(),
+                                        contact: contact_id.clone(),
+                                    },
+                                ));
                             }
                             None => self.release(aid, channel, now),
                         }
@@ -611,7 +676,9 @@ impl Engine {
             if *at > now {
                 break;
             }
-            let Some((_, timer)) = self.timers.pop_first() else { break };
+            let Some((_, timer)) = self.timers.pop_first() else {
+                break;
+            };
             match timer {
                 Timer::OfferExpiry { contact, offer } => self.expire_offer(&contact, &offer, now),
                 Timer::WrapUpEnd { agent, contact } => {
@@ -664,7 +731,9 @@ impl Engine {
     }
 
     fn set_presence(&mut self, aid: &AgentId, status: Presence, now: DateTime<Utc>) -> Outcome {
-        let Some(a) = self.agents.get_mut(aid) else { return Outcome::Ignored("unknown agent") };
+        let Some(a) = self.agents.get_mut(aid) else {
+            return Outcome::Ignored("unknown agent");
+        };
         if a.status == status {
             return Outcome::Ignored("unchanged");
         }
@@ -685,7 +754,14 @@ impl Engine {
                 .collect();
             for cid in offered {
                 if let Some(ContactState::Offered { offer_id, .. }) = self.contacts.get(&cid).map(|c| c.state.clone()) {
-                    self.notice(&cid, aid, "withdrawn", Some(&offer_id), Some("agent is no longer available"), now);
+                    self.notice(
+                        &cid,
+                        aid,
+                        "withdrawn",
+                        Some(&offer_id),
+                        Some("agent is no longer available"),
+                        now,
+                    );
                     self.event("declined", &cid, now, Some("agent is no longer available"), None);
                     self.requeue(&cid, aid, now);
                 }
@@ -696,11 +772,20 @@ impl Engine {
 
     fn expire_offer(&mut self, contact_id: &str, offer: &str, now: DateTime<Utc>) {
         let Some(c) = self.contacts.get(contact_id) else { return };
-        let ContactState::Offered { agent, offer_id, .. } = c.state.clone() else { return };
+        let ContactState::Offered { agent, offer_id, .. } = c.state.clone() else {
+            return;
+        };
         if offer_id != offer {
             return;
         }
-        self.notice(contact_id, &agent, "withdrawn", Some(&offer_id), Some("offer expired"), now);
+        self.notice(
+            contact_id,
+            &agent,
+            "withdrawn",
+            Some(&offer_id),
+            Some("offer expired"),
+            now,
+        );
         self.event("offer_expired", contact_id, now, None, None);
         self.requeue(contact_id, &agent, now);
         let max = self.spec.max_missed_offers;
@@ -717,7 +802,9 @@ impl Engine {
 
     /// Puts an offered contact back in the queue with its original age.
     fn requeue(&mut self, contact_id: &str, agent: &AgentId, now: DateTime<Utc>) {
-        let Some(c) = self.contacts.get_mut(contact_id) else { return };
+        let Some(c) = self.contacts.get_mut(contact_id) else {
+            return;
+        };
         let channel = c.channel;
         c.state = ContactState::Waiting;
         c.declined_by.insert(agent.clone());
@@ -755,7 +842,11 @@ impl Engine {
     fn close(&mut self, contact_id: &str) {
         if let Some(c) = self.contacts.remove(contact_id) {
             self.dequeue(&c);
-            if self.by_conversation.get(&c.conversation_id).is_some_and(|id| id == contact_id) {
+            if self
+                .by_conversation
+                .get(&c.conversation_id)
+                .is_some_and(|id| id == contact_id)
+            {
                 self.by_conversation.remove(&c.conversation_id);
             }
             self.dirty_contacts.insert(c.id);
@@ -775,11 +866,15 @@ impl Engine {
 
     fn fire_sla(&mut self, contact_id: &str, now: DateTime<Utc>) {
         let spec = Arc::clone(&self.spec);
-        let Some(c) = self.contacts.get_mut(contact_id) else { return };
+        let Some(c) = self.contacts.get_mut(contact_id) else {
+            return;
+        };
         if !c.sla_running() {
             return;
         }
-        let Some((policy, target)) = spec.sla_target(c.sla_policy.as_deref(), c.channel) else { return };
+        let Some((policy, target)) = spec.sla_target(c.sla_policy.as_deref(), c.channel) else {
+            return;
+        };
         let due = sla::due(c.received_at, target, &policy.warnings, &c.sla_fired, now);
         if due.is_empty() {
             return;
@@ -801,7 +896,10 @@ impl Engine {
                 target_secs: target,
                 elapsed_secs: wire::secs(now - c.received_at),
                 agent_id: c.agent(),
-                customer: AlertCustomer { id: &c.customer.id, tier: c.customer.tier.as_deref() },
+                customer: AlertCustomer {
+                    id: &c.customer.id,
+                    tier: c.customer.tier.as_deref(),
+                },
                 at: now,
             };
             self.out.push(Outbound {
@@ -834,7 +932,11 @@ impl Engine {
         while free.iter().any(|n| *n > 0) {
             let next = match &cursor {
                 None => self.waiting.first().cloned(),
-                Some(k) => self.waiting.range((std::ops::Bound::Excluded(k.clone()), std::ops::Bound::Unbounded)).next().cloned(),
+                Some(k) => self
+                    .waiting
+                    .range((std::ops::Bound::Excluded(k.clone()), std::ops::Bound::Unbounded))
+                    .next()
+                    .cloned(),
             };
             let Some(key) = next else { break };
             cursor = Some(key.clone());
@@ -842,8 +944,14 @@ impl Engine {
             if free[c.channel.index()] == 0 {
                 continue;
             }
-            let strategy = self.spec.queues.get(&c.queue).map_or(Strategy::LongestIdle, |q| q.strategy);
-            let Some((agent, candidates)) = self.pick(c, strategy) else { continue };
+            let strategy = self
+                .spec
+                .queues
+                .get(&c.queue)
+                .map_or(Strategy::LongestIdle, |q| q.strategy);
+            let Some((agent, candidates)) = self.pick(c, strategy) else {
+                continue;
+            };
             let channel = c.channel;
             self.offer(&key.2, &agent, candidates, now);
             if self.agents.get(&agent).is_some_and(|a| !a.free(channel)) {
@@ -860,7 +968,11 @@ impl Engine {
         let mut n = 0;
         for a in self.agents.values().filter(|a| a.can_take(c)) {
             n += 1;
-            let slot = if c.declined_by.contains(&a.id) { &mut best_declined } else { &mut best };
+            let slot = if c.declined_by.contains(&a.id) {
+                &mut best_declined
+            } else {
+                &mut best
+            };
             if slot.is_none_or(|b| better(strategy, a, b)) {
                 *slot = Some(a);
             }
@@ -869,7 +981,9 @@ impl Engine {
     }
 
     fn offer(&mut self, contact_id: &str, agent: &AgentId, candidates: usize, now: DateTime<Utc>) {
-        let Some(c) = self.contacts.get(contact_id).cloned() else { return };
+        let Some(c) = self.contacts.get(contact_id).cloned() else {
+            return;
+        };
         let timeout = self
             .spec
             .queues
@@ -893,16 +1007,35 @@ impl Engine {
         }
         self.dirty_agents.insert(agent.clone());
         self.dirty_contacts.insert(contact_id.to_string());
-        self.timers.insert((expires_at, Timer::OfferExpiry { contact: contact_id.to_string(), offer: offer_id.clone() }));
+        self.timers.insert((
+            expires_at,
+            Timer::OfferExpiry {
+                contact: contact_id.to_string(),
+                offer: offer_id.clone(),
+            },
+        ));
         self.emit_offer(contact_id);
         self.event("offered", contact_id, now, None, Some(&offer_id));
     }
 
     fn emit_offer(&mut self, contact_id: &str) {
         let Some(c) = self.contacts.get(contact_id) else { return };
-        let ContactState::Offered { agent, offer_id, offered_at, expires_at, candidates } = &c.state else { return };
+        let ContactState::Offered {
+            agent,
+            offer_id,
+            offered_at,
+            expires_at,
+            candidates,
+        } = &c.state
+        else {
+            return;
+        };
         let Some(a) = self.agents.get(agent) else { return };
-        let strategy = self.spec.queues.get(&c.queue).map_or(Strategy::LongestIdle, |q| q.strategy);
+        let strategy = self
+            .spec
+            .queues
+            .get(&c.queue)
+            .map_or(Strategy::LongestIdle, |q| q.strategy);
         let msg = OfferMsg {
             v: 1,
             kind: "offer",
@@ -938,7 +1071,15 @@ impl Engine {
         });
     }
 
-    fn notice(&mut self, contact_id: &str, agent: &AgentId, kind: &'static str, offer_id: Option<&str>, reason: Option<&str>, now: DateTime<Utc>) {
+    fn notice(
+        &mut self,
+        contact_id: &str,
+        agent: &AgentId,
+        kind: &'static str,
+        offer_id: Option<&str>,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) {
         let Some(c) = self.contacts.get(contact_id) else { return };
         let n = DesktopNotice {
             v: 1,
@@ -962,7 +1103,14 @@ impl Engine {
         });
     }
 
-    fn event(&mut self, what: &'static str, contact_id: &str, now: DateTime<Utc>, reason: Option<&str>, offer_id: Option<&str>) {
+    fn event(
+        &mut self,
+        what: &'static str,
+        contact_id: &str,
+        now: DateTime<Utc>,
+        reason: Option<&str>,
+        offer_id: Option<&str>,
+    ) {
         let Some(c) = self.contacts.get(contact_id) else { return };
         let msg = ContactEventMsg {
             v: 1,

@@ -75,9 +75,10 @@ impl RuleSpec {
                 return false;
             };
             // `es` matches `es` and `es-MX`: a BCP 47 prefix on a subtag boundary.
-            let hit = self.languages.iter().any(|want| {
-                lang == *want || (lang.starts_with(want.as_str()) && lang[want.len()..].starts_with('-'))
-            });
+            let hit = self
+                .languages
+                .iter()
+                .any(|want| lang == *want || (lang.starts_with(want.as_str()) && lang[want.len()..].starts_with('-')));
             if !hit {
                 return false;
             }
@@ -166,12 +167,12 @@ impl RouterSpec {
                 return Err(BadMessage(format!("queue {q} does not take {} contacts", ev.channel)));
             }
             (spec, None)
-        } else if let Some((spec, rule)) = self
-            .rules
-            .iter()
-            .filter(|r| r.matches(ev))
-            .find_map(|r| self.queues.get(&r.queue).filter(|q| q.takes(ev.channel)).map(|q| (q, r)))
-        {
+        } else if let Some((spec, rule)) = self.rules.iter().filter(|r| r.matches(ev)).find_map(|r| {
+            self.queues
+                .get(&r.queue)
+                .filter(|q| q.takes(ev.channel))
+                .map(|q| (q, r))
+        }) {
             (spec, Some(rule))
         } else {
             let spec = self
@@ -189,7 +190,9 @@ impl RouterSpec {
         Ok(Placement {
             queue: queue.name.clone(),
             priority: ev.priority.or(rule.and_then(|r| r.priority)).unwrap_or(queue.priority),
-            sla_policy: rule.and_then(|r| r.sla_policy.clone()).or_else(|| queue.sla_policy.clone()),
+            sla_policy: rule
+                .and_then(|r| r.sla_policy.clone())
+                .or_else(|| queue.sla_policy.clone()),
             required,
             rule: rule.map(|r| r.name.clone()),
         })

@@ -4,7 +4,9 @@
 use super::*;
 use crate::config::Config;
 use crate::domain::wire::{decode_agent, decode_inbound};
-use proptest::prelude::{prop_assert, prop_assert_eq, prop_oneof, proptest, ProptestConfig, Strategy as PropStrategy, TestCaseError};
+use proptest::prelude::{
+    prop_assert, prop_assert_eq, prop_oneof, proptest, ProptestConfig, Strategy as PropStrategy, TestCaseError,
+};
 use serde_json::json;
 
 fn spec(toml: &str) -> Arc<RouterSpec> {
@@ -13,7 +15,10 @@ fn spec(toml: &str) -> Arc<RouterSpec> {
 }
 
 fn t(secs: f64) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-11-23T09:00:00Z").expect("time").with_timezone(&Utc) + secs_to_duration(secs)
+    DateTime::parse_from_rfc3339("2026-11-23T09:00:00Z")
+        .expect("time")
+        .with_timezone(&Utc)
+        + secs_to_duration(secs)
 }
 
 fn inbound(id: &str, channel: &str, conv: &str, extra: serde_json::Value) -> InboundEvent {
@@ -76,7 +81,8 @@ fn engine(agents: &str) -> Engine {
 #[test]
 fn sla_thresholds_fire_once_at_their_times_and_stop_on_response() {
     let mut e = engine("");
-    e.on_inbound(&inbound("1", "email", "a", json!({"queue": "q"})), t(0.0)).expect("ok");
+    e.on_inbound(&inbound("1", "email", "a", json!({"queue": "q"})), t(0.0))
+        .expect("ok");
     e.take_outputs();
     assert_eq!(e.next_deadline(), Some(t(50.0)));
     e.on_tick(t(49.9));
@@ -84,22 +90,31 @@ fn sla_thresholds_fire_once_at_their_times_and_stop_on_response() {
     e.on_tick(t(50.0));
     let a = alerts(&e.take_outputs());
     assert_eq!(a.len(), 1);
-    assert_eq!((a[0]["kind"].as_str(), a[0]["threshold"].as_f64()), (Some("warning"), Some(0.5)));
+    assert_eq!(
+        (a[0]["kind"].as_str(), a[0]["threshold"].as_f64()),
+        (Some("warning"), Some(0.5))
+    );
     e.on_tick(t(50.0));
     assert!(alerts(&e.take_outputs()).is_empty(), "no repeat");
     // A late tick fires both remaining thresholds, each once.
     e.on_tick(t(150.0));
     let a = alerts(&e.take_outputs());
-    let kinds: Vec<_> = a.iter().map(|v| (v["kind"].as_str().unwrap_or(""), v["threshold"].as_f64().unwrap_or(0.0))).collect();
+    let kinds: Vec<_> = a
+        .iter()
+        .map(|v| (v["kind"].as_str().unwrap_or(""), v["threshold"].as_f64().unwrap_or(0.0)))
+        .collect();
     assert_eq!(kinds, [("warning", 0.9), ("breach", 1.0)]);
     assert_eq!(e.next_deadline(), None);
 
     // A chat accepted in time: accept is the first response, no alert ever.
-    let mut e = engine("[[agents]]\nid = \"x\"\nskills = { s = 5 }\ncapacity = { chat = 1 }\ninitial_status = \"available\"\n");
-    e.on_inbound(&inbound("2", "chat", "b", json!({"queue": "q"})), t(0.0)).expect("ok");
+    let mut e =
+        engine("[[agents]]\nid = \"x\"\nskills = { s = 5 }\ncapacity = { chat = 1 }\ninitial_status = \"available\"\n");
+    e.on_inbound(&inbound("2", "chat", "b", json!({"queue": "q"})), t(0.0))
+        .expect("ok");
     let o = offers(&e.take_outputs());
     let cid = o[0].1["contact_id"].as_str().expect("cid").to_string();
-    e.on_agent(&agent_ev("x", "accept", json!({"contact_id": cid})), t(1.0)).expect("ok");
+    e.on_agent(&agent_ev("x", "accept", json!({"contact_id": cid})), t(1.0))
+        .expect("ok");
     e.on_tick(t(1000.0));
     assert!(alerts(&e.take_outputs()).is_empty());
 }
@@ -107,11 +122,12 @@ fn sla_thresholds_fire_once_at_their_times_and_stop_on_response() {
 #[test]
 fn alerts_survive_restore_without_repeating() {
     let mut e = engine("");
-    e.on_inbound(&inbound("1", "email", "a", json!({"queue": "q"})), t(0.0)).expect("ok");
+    e.on_inbound(&inbound("1", "email", "a", json!({"queue": "q"})), t(0.0))
+        .expect("ok");
     e.on_tick(t(60.0));
     assert_eq!(alerts(&e.take_outputs()).len(), 1);
     let (contacts, agents) = snapshot(&mut e);
-    let mut e2 = Engine::restore(spec(&format!("{BASE}")), contacts, agents, t(61.0));
+    let mut e2 = Engine::restore(spec(BASE), contacts, agents, t(61.0));
     e2.on_tick(t(95.0));
     let a = alerts(&e2.take_outputs());
     assert_eq!(a.len(), 1, "only the 0.9 warning: {a:?}");
@@ -120,26 +136,40 @@ fn alerts_survive_restore_without_repeating() {
 
 fn snapshot(e: &mut Engine) -> (Vec<Contact>, Vec<Agent>) {
     // Everything, not just the dirty records: what the bucket would hold.
-    let contacts = e.contacts().cloned().map(|c| serde_json::from_slice(&wire::to_json(&c)).expect("roundtrip")).collect();
-    let agents = e.agents().cloned().map(|a| serde_json::from_slice(&wire::to_json(&a)).expect("roundtrip")).collect();
+    let contacts = e
+        .contacts()
+        .map(|c| serde_json::from_slice(&wire::to_json(c)).expect("roundtrip"))
+        .collect();
+    let agents = e
+        .agents()
+        .map(|a| serde_json::from_slice(&wire::to_json(a)).expect("roundtrip"))
+        .collect();
     e.take_changes();
     (contacts, agents)
 }
 
 #[test]
 fn expired_offers_re_route_and_repeated_misses_set_the_agent_away() {
-    let agents = "[[agents]]\nid = \"a\"\nskills = { s = 5 }\ncapacity = { email = 1 }\ninitial_status = \"available\"\n";
+    let agents =
+        "[[agents]]\nid = \"a\"\nskills = { s = 5 }\ncapacity = { email = 1 }\ninitial_status = \"available\"\n";
     let mut e = engine(agents);
-    e.on_inbound(&inbound("1", "email", "c1", json!({"queue": "q"})), t(0.0)).expect("ok");
+    e.on_inbound(&inbound("1", "email", "c1", json!({"queue": "q"})), t(0.0))
+        .expect("ok");
     assert_eq!(offers(&e.take_outputs()).len(), 1);
     e.on_tick(t(10.0));
     let out = e.take_outputs();
-    assert!(out.iter().any(|o| o.subject == OutSubject::ContactEvent("offer_expired")));
+    assert!(out
+        .iter()
+        .any(|o| o.subject == OutSubject::ContactEvent("offer_expired")));
     // Only agent: it is offered again (the decliner is the only candidate).
     assert_eq!(offers(&out).len(), 1);
     e.on_tick(t(20.0));
     let out = e.take_outputs();
-    assert_eq!(e.agent("a").map(|a| a.status), Some(Presence::Away), "two misses in a row");
+    assert_eq!(
+        e.agent("a").map(|a| a.status),
+        Some(Presence::Away),
+        "two misses in a row"
+    );
     assert!(offers(&out).is_empty());
     let c = e.contact_for_conversation("c1").expect("still open");
     assert_eq!(c.state, ContactState::Waiting);
@@ -148,14 +178,22 @@ fn expired_offers_re_route_and_repeated_misses_set_the_agent_away() {
 
 #[test]
 fn wrap_up_holds_the_slot_until_it_ends() {
-    let agents = "[[agents]]\nid = \"a\"\nskills = { s = 5 }\ncapacity = { email = 1 }\ninitial_status = \"available\"\n";
+    let agents =
+        "[[agents]]\nid = \"a\"\nskills = { s = 5 }\ncapacity = { email = 1 }\ninitial_status = \"available\"\n";
     let mut e = engine(agents);
-    e.on_inbound(&inbound("1", "email", "c1", json!({"queue": "q"})), t(0.0)).expect("ok");
-    e.on_inbound(&inbound("2", "email", "c2", json!({"queue": "q"})), t(0.0)).expect("ok");
+    e.on_inbound(&inbound("1", "email", "c1", json!({"queue": "q"})), t(0.0))
+        .expect("ok");
+    e.on_inbound(&inbound("2", "email", "c2", json!({"queue": "q"})), t(0.0))
+        .expect("ok");
     let o = offers(&e.take_outputs());
     let cid = o[0].1["contact_id"].as_str().expect("cid").to_string();
-    e.on_agent(&agent_ev("a", "accept", json!({"contact_id": cid})), t(1.0)).expect("ok");
-    e.on_agent(&agent_ev("a", "complete", json!({"contact_id": cid, "wrap_up_secs": 30})), t(2.0)).expect("ok");
+    e.on_agent(&agent_ev("a", "accept", json!({"contact_id": cid})), t(1.0))
+        .expect("ok");
+    e.on_agent(
+        &agent_ev("a", "complete", json!({"contact_id": cid, "wrap_up_secs": 30})),
+        t(2.0),
+    )
+    .expect("ok");
     assert!(offers(&e.take_outputs()).is_empty(), "slot held during wrap-up");
     e.on_tick(t(31.9));
     assert!(offers(&e.take_outputs()).is_empty());
@@ -170,13 +208,16 @@ fn least_loaded_prefers_the_lower_share_and_longest_idle_the_oldest() {
     let agents = "[[agents]]\nid = \"busy\"\ncapacity = { chat = 2 }\ninitial_status = \"available\"\n[[agents]]\nid = \"free\"\ncapacity = { chat = 4 }\ninitial_status = \"available\"\n";
     let mut e = engine(agents);
     // Both agents at 0 load: least_loaded ties break on idle time, then id.
-    e.on_inbound(&inbound("1", "chat", "c1", json!({"queue": "ll"})), t(0.0)).expect("ok");
+    e.on_inbound(&inbound("1", "chat", "c1", json!({"queue": "ll"})), t(0.0))
+        .expect("ok");
     assert_eq!(offers(&e.take_outputs())[0].0, "busy");
     // busy is at 1/2, free at 0/4: free wins.
-    e.on_inbound(&inbound("2", "chat", "c2", json!({"queue": "ll"})), t(1.0)).expect("ok");
+    e.on_inbound(&inbound("2", "chat", "c2", json!({"queue": "ll"})), t(1.0))
+        .expect("ok");
     assert_eq!(offers(&e.take_outputs())[0].0, "free");
     // busy 1/2 = 0.5, free 1/4 = 0.25: free again.
-    e.on_inbound(&inbound("3", "chat", "c3", json!({"queue": "ll"})), t(2.0)).expect("ok");
+    e.on_inbound(&inbound("3", "chat", "c3", json!({"queue": "ll"})), t(2.0))
+        .expect("ok");
     assert_eq!(offers(&e.take_outputs())[0].0, "free");
 }
 
@@ -184,44 +225,66 @@ fn least_loaded_prefers_the_lower_share_and_longest_idle_the_oldest() {
 fn a_decliner_is_passed_over_while_someone_else_fits() {
     let agents = "[[agents]]\nid = \"a1\"\nskills = { s = 5 }\ncapacity = { email = 1 }\ninitial_status = \"available\"\n[[agents]]\nid = \"a2\"\nskills = { s = 5 }\ncapacity = { email = 1 }\ninitial_status = \"offline\"\n";
     let mut e = engine(agents);
-    e.on_inbound(&inbound("1", "email", "c1", json!({"queue": "q"})), t(0.0)).expect("ok");
+    e.on_inbound(&inbound("1", "email", "c1", json!({"queue": "q"})), t(0.0))
+        .expect("ok");
     let o = offers(&e.take_outputs());
     let cid = o[0].1["contact_id"].as_str().expect("cid").to_string();
-    e.on_agent(&agent_ev("a1", "decline", json!({"contact_id": cid})), t(1.0)).expect("ok");
+    e.on_agent(&agent_ev("a1", "decline", json!({"contact_id": cid})), t(1.0))
+        .expect("ok");
     // a1 is the only candidate: it gets the contact again.
     assert_eq!(offers(&e.take_outputs())[0].0, "a1");
-    e.on_agent(&agent_ev("a1", "decline", json!({"contact_id": cid})), t(2.0)).expect("ok");
+    e.on_agent(&agent_ev("a1", "decline", json!({"contact_id": cid})), t(2.0))
+        .expect("ok");
     e.take_outputs();
-    e.on_agent(&agent_ev("a2", "presence", json!({"status": "available"})), t(3.0)).expect("ok");
+    e.on_agent(&agent_ev("a2", "presence", json!({"status": "available"})), t(3.0))
+        .expect("ok");
     // a2 came in while it waited... it was re-offered to a1 at once, so a1 holds it.
     // Decline again: now a2 is free and preferred.
-    e.on_agent(&agent_ev("a1", "decline", json!({"contact_id": cid})), t(4.0)).expect("ok");
+    e.on_agent(&agent_ev("a1", "decline", json!({"contact_id": cid})), t(4.0))
+        .expect("ok");
     assert_eq!(offers(&e.take_outputs())[0].0, "a2");
 }
 
 #[test]
 fn going_away_withdraws_pending_offers() {
-    let agents = "[[agents]]\nid = \"a\"\nskills = { s = 5 }\ncapacity = { email = 1 }\ninitial_status = \"available\"\n";
+    let agents =
+        "[[agents]]\nid = \"a\"\nskills = { s = 5 }\ncapacity = { email = 1 }\ninitial_status = \"available\"\n";
     let mut e = engine(agents);
-    e.on_inbound(&inbound("1", "email", "c1", json!({"queue": "q"})), t(0.0)).expect("ok");
+    e.on_inbound(&inbound("1", "email", "c1", json!({"queue": "q"})), t(0.0))
+        .expect("ok");
     e.take_outputs();
-    e.on_agent(&agent_ev("a", "presence", json!({"status": "away"})), t(1.0)).expect("ok");
+    e.on_agent(&agent_ev("a", "presence", json!({"status": "away"})), t(1.0))
+        .expect("ok");
     let out = e.take_outputs();
-    assert!(out.iter().any(|o| o.subject == OutSubject::Desktop(AgentId::try_from("a").expect("id"))));
-    assert_eq!(e.contact_for_conversation("c1").map(|c| c.state.clone()), Some(ContactState::Waiting));
+    assert!(out
+        .iter()
+        .any(|o| o.subject == OutSubject::Desktop(AgentId::try_from("a").expect("id"))));
+    assert_eq!(
+        e.contact_for_conversation("c1").map(|c| c.state.clone()),
+        Some(ContactState::Waiting)
+    );
     assert_eq!(e.waiting_len(), 1);
 }
 
 #[test]
 fn restore_rebuilds_loads_order_and_offer_timers() {
-    let agents = "[[agents]]\nid = \"a\"\nskills = { s = 5 }\ncapacity = { email = 1 }\ninitial_status = \"available\"\n";
+    let agents =
+        "[[agents]]\nid = \"a\"\nskills = { s = 5 }\ncapacity = { email = 1 }\ninitial_status = \"available\"\n";
     let mut e = engine(agents);
-    e.on_inbound(&inbound("1", "email", "c1", json!({"queue": "q"})), t(0.0)).expect("ok");
-    e.on_inbound(&inbound("2", "email", "c2", json!({"queue": "q", "priority": 9})), t(1.0)).expect("ok");
+    e.on_inbound(&inbound("1", "email", "c1", json!({"queue": "q"})), t(0.0))
+        .expect("ok");
+    e.on_inbound(
+        &inbound("2", "email", "c2", json!({"queue": "q", "priority": 9})),
+        t(1.0),
+    )
+    .expect("ok");
     e.take_outputs();
     let (contacts, agents_v) = snapshot(&mut e);
     let mut r = Engine::restore(spec(&format!("{BASE}{agents}")), contacts, agents_v, t(2.0));
-    assert!(offers(&r.take_outputs()).is_empty(), "restore does not offer what is already offered");
+    assert!(
+        offers(&r.take_outputs()).is_empty(),
+        "restore does not offer what is already offered"
+    );
     assert_eq!(r.agent("a").map(|a| a.load[Channel::Email.index()]), Some(1));
     r.replay_offers();
     let replay = offers(&r.take_outputs());
@@ -238,14 +301,39 @@ fn restore_rebuilds_loads_order_and_offer_timers() {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Contact { channel: usize, skill: Option<usize>, priority: u8 },
-    Presence { agent: usize, status: usize },
-    Accept { agent: usize, nth: usize },
-    Decline { agent: usize, nth: usize },
-    Complete { agent: usize, nth: usize, wrap: u8 },
-    Profile { agent: usize, level: u8, cap: u8 },
-    End { nth: usize },
-    Tick { secs: u8 },
+    Contact {
+        channel: usize,
+        skill: Option<usize>,
+        priority: u8,
+    },
+    Presence {
+        agent: usize,
+        status: usize,
+    },
+    Accept {
+        agent: usize,
+        nth: usize,
+    },
+    Decline {
+        agent: usize,
+        nth: usize,
+    },
+    Complete {
+        agent: usize,
+        nth: usize,
+        wrap: u8,
+    },
+    Profile {
+        agent: usize,
+        level: u8,
+        cap: u8,
+    },
+    End {
+        nth: usize,
+    },
+    Tick {
+        secs: u8,
+    },
 }
 
 fn op() -> impl PropStrategy<Value = Op> {
@@ -304,7 +392,10 @@ initial_status = "offline"
 
 /// Contacts an agent holds on a channel, counted from the contacts.
 fn held(e: &Engine, a: &Agent, ch: Channel) -> u32 {
-    let contacts = e.contacts().filter(|c| c.channel == ch && c.agent() == Some(&a.id)).count() as u32;
+    let contacts = e
+        .contacts()
+        .filter(|c| c.channel == ch && c.agent() == Some(&a.id))
+        .count() as u32;
     let wraps = a.wrap_ups.iter().filter(|w| w.channel == ch).count() as u32;
     contacts + wraps
 }
@@ -319,12 +410,27 @@ fn check_invariants(e: &Engine, out: &[Outbound]) -> Result<(), TestCaseError> {
         let offered_here = matches!(&c.state, ContactState::Offered { agent: x, .. } if x.as_str() == agent);
         prop_assert!(offered_here, "offer not recorded on the contact");
         prop_assert_eq!(a.status, Presence::Available, "offer to a non-available agent");
-        prop_assert!(a.fits(&c.required), "offer to {} lacking skills {:?} (has {:?})", agent, c.required, a.skills);
-        prop_assert!(held(e, a, c.channel) <= a.capacity[c.channel.index()], "offer beyond capacity");
+        prop_assert!(
+            a.fits(&c.required),
+            "offer to {} lacking skills {:?} (has {:?})",
+            agent,
+            c.required,
+            a.skills
+        );
+        prop_assert!(
+            held(e, a, c.channel) <= a.capacity[c.channel.index()],
+            "offer beyond capacity"
+        );
     }
     for a in e.agents() {
         for ch in Channel::ALL {
-            prop_assert_eq!(a.load[ch.index()], held(e, a, ch), "load bookkeeping of {} on {}", a.id, ch);
+            prop_assert_eq!(
+                a.load[ch.index()],
+                held(e, a, ch),
+                "load bookkeeping of {} on {}",
+                a.id,
+                ch
+            );
         }
     }
     // Work-conserving: nothing waits while an available agent could take it.

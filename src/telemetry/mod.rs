@@ -31,14 +31,46 @@ fn describe() {
     describe_gauge!(CONTACTS_OPEN, "Open contacts (waiting, offered or assigned).");
     describe_counter!(OFFERS, "Offer outcomes by queue: offered, accepted, declined, expired.");
     describe_counter!(CONTACT_EVENTS, "Contact lifecycle events published, by kind.");
-    describe_histogram!(ROUTING_DECISION_SECONDS, Unit::Seconds, "Time the routing core spends on one event.");
-    describe_histogram!(BATCH_COMMIT_SECONDS, Unit::Seconds, "Time to make one batch durable and publish its outputs.");
+    describe_histogram!(
+        ROUTING_DECISION_SECONDS,
+        Unit::Seconds,
+        "Time the routing core spends on one event."
+    );
+    describe_histogram!(
+        BATCH_COMMIT_SECONDS,
+        Unit::Seconds,
+        "Time to make one batch durable and publish its outputs."
+    );
     describe_counter!(SLA_ALERTS, "SLA alerts by queue and kind (warning, breach).");
     describe_counter!(DEAD_LETTERS, "Messages dead-lettered, by dead-letter subject.");
     describe_gauge!(AGENTS, "Agents by presence status.");
     describe_counter!(COMMIT_RETRIES, "Batch commits retried after a transient NATS error.");
     describe_gauge!(NATS_CONNECTED, "1 while the NATS connection is up.");
     describe_gauge!(BUILD_INFO, "Always 1; the version label tells the running build.");
+}
+
+/// Registers every counter series whose labels are known from the
+/// configuration at zero, so the first increase is visible to `increase()`
+/// and `rate()` in Prometheus.
+pub fn register_series(prefix: &str, queues: &[String]) {
+    use metrics::counter;
+    for q in queues {
+        for kind in ["warning", "breach"] {
+            counter!(SLA_ALERTS, "queue" => q.clone(), "kind" => kind).increment(0);
+        }
+        for outcome in ["offered", "accepted", "declined", "expired"] {
+            counter!(OFFERS, "queue" => q.clone(), "outcome" => outcome).increment(0);
+        }
+    }
+    for what in ["inbound", "agent"] {
+        counter!(DEAD_LETTERS, "subject" => format!("{prefix}.dlq.{what}")).increment(0);
+    }
+    for ch in crate::domain::Channel::ALL {
+        for outcome in ["opened", "attached", "ended", "ignored", "duplicate", "dead_lettered"] {
+            counter!(INBOUND_EVENTS, "channel" => ch.as_str(), "outcome" => outcome).increment(0);
+        }
+    }
+    counter!(COMMIT_RETRIES).increment(0);
 }
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -52,10 +84,14 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     metrics_exporter_prometheus::Matcher::Full(ROUTING_DECISION_SECONDS.into()),
-                    &[1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05],
+                    &[
+                        1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05,
+                    ],
                 )
                 .and_then(|b| {
-                    b.set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
+                    b.set_buckets(&[
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    ])
                 })
                 .map(|b| b.build_recorder());
             match recorder {
@@ -86,7 +122,9 @@ pub enum TelemetryError {
 /// production. `RUST_LOG` overrides the configured level.
 pub fn init_logging(format: &str, level: &str) -> Result<(), TelemetryError> {
     let filter = match std::env::var("RUST_LOG") {
-        Ok(f) if !f.is_empty() => EnvFilter::builder().parse(&f).map_err(|e| TelemetryError::Filter(f, e.to_string()))?,
+        Ok(f) if !f.is_empty() => EnvFilter::builder()
+            .parse(&f)
+            .map_err(|e| TelemetryError::Filter(f, e.to_string()))?,
         _ => EnvFilter::builder()
             .parse(level)
             .map_err(|e| TelemetryError::Filter(level.to_string(), e.to_string()))?,
@@ -94,7 +132,13 @@ pub fn init_logging(format: &str, level: &str) -> Result<(), TelemetryError> {
     let registry = tracing_subscriber::registry().with(filter);
     let res = if format == "json" {
         registry
-            .with(fmt::layer().json().flatten_event(true).with_current_span(true).with_target(true))
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_target(true),
+            )
             .try_init()
     } else {
         registry.with(fmt::layer().with_target(false)).try_init()

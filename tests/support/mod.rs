@@ -46,7 +46,9 @@ impl NatsServer {
             .arg("--ports_file_dir")
             .arg(dir.path())
             .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(dir.path().join("nats.log")).expect("log file")))
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("nats.log")).expect("log file"),
+            ))
             .spawn()
             .expect("start nats-server");
         let ports_file = dir.path().join(format!("nats-server_{}.ports", child.id()));
@@ -55,14 +57,23 @@ impl NatsServer {
             if let Ok(text) = std::fs::read_to_string(&ports_file) {
                 if let Ok(v) = serde_json::from_str::<Value>(&text) {
                     if let Some(url) = v["nats"][0].as_str() {
-                        break url.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()).expect("port in ports file");
+                        break url
+                            .rsplit(':')
+                            .next()
+                            .and_then(|p| p.parse::<u16>().ok())
+                            .expect("port in ports file");
                     }
                 }
             }
             assert!(Instant::now() < deadline, "nats-server did not write its ports file");
             std::thread::sleep(Duration::from_millis(10));
         };
-        NatsServer { child, url: format!("nats://127.0.0.1:{port}"), port, _dir: dir }
+        NatsServer {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+            port,
+            _dir: dir,
+        }
     }
 }
 
@@ -110,7 +121,9 @@ impl Daemon {
     /// Cancels and waits for a clean exit.
     pub async fn stop(self) {
         self.token.cancel();
-        let r = tokio::time::timeout(Duration::from_secs(30), self.handle).await.expect("daemon stops in time");
+        let r = tokio::time::timeout(Duration::from_secs(30), self.handle)
+            .await
+            .expect("daemon stops in time");
         r.expect("daemon task").expect("daemon exits cleanly");
     }
 }
@@ -118,12 +131,16 @@ impl Daemon {
 /// A minimal HTTP/1.1 GET over a real socket.
 pub async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await?;
     let text = String::from_utf8_lossy(&buf).to_string();
     let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
@@ -143,7 +160,13 @@ impl Client {
         let sub = nc.subscribe("omni.>").await.expect("subscribe");
         nc.flush().await.expect("flush");
         let js = jetstream::new(nc.clone());
-        Client { nc, js, sub, seen: Vec::new(), n: 0 }
+        Client {
+            nc,
+            js,
+            sub,
+            seen: Vec::new(),
+            n: 0,
+        }
     }
 
     pub fn next_id(&mut self, what: &str) -> String {
@@ -153,7 +176,11 @@ impl Client {
 
     /// Publishes raw bytes through JetStream and waits for the stream ack.
     pub async fn publish_raw(&self, subject: &str, payload: Vec<u8>) {
-        let ack = self.js.publish(subject.to_string(), payload.into()).await.expect("publish");
+        let ack = self
+            .js
+            .publish(subject.to_string(), payload.into())
+            .await
+            .expect("publish");
         ack.await.expect("stream ack");
     }
 
@@ -236,7 +263,10 @@ impl Client {
 
     /// Any offer to an agent.
     pub async fn any_offer(&mut self, agent: &str) -> Value {
-        self.expect(&format!("omni.offer.{agent}"), Duration::from_secs(10), |v| v["kind"] == "offer").await
+        self.expect(&format!("omni.offer.{agent}"), Duration::from_secs(10), |v| {
+            v["kind"] == "offer"
+        })
+        .await
     }
 
     /// Takes every message received so far (after a barrier) off the buffer.
@@ -246,13 +276,17 @@ impl Client {
             if s.starts_with("omni.inbound.") || s.starts_with("omni.agent.") {
                 continue;
             }
-            self.seen.push((s, serde_json::from_slice(&msg.payload).unwrap_or(Value::Null)));
+            self.seen
+                .push((s, serde_json::from_slice(&msg.payload).unwrap_or(Value::Null)));
         }
         std::mem::take(&mut self.seen)
     }
 
     fn summary(&self) -> Vec<String> {
-        self.seen.iter().map(|(s, v)| format!("{s} {}", v.get("kind").or(v.get("contact_id")).unwrap_or(&Value::Null))).collect()
+        self.seen
+            .iter()
+            .map(|(s, v)| format!("{s} {}", v.get("kind").or(v.get("contact_id")).unwrap_or(&Value::Null)))
+            .collect()
     }
 }
 

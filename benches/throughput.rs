@@ -1,0 +1,216 @@
+//! `cargo bench --bench throughput [-- N]`: routing throughput through a real
+//! nats-server, against the raw JetStream throughput measured in the same
+//! run, and the routing decision latency of the core. Prints one JSON object.
+//!
+//! - raw: N contact-sized messages published to a stream (acks awaited in
+//!   windows) and consumed with a durable pull consumer and explicit acks;
+//! - router: N contacts published to `omni.inbound.chat` until the N-th
+//!   `contact.offered` event is seen (each contact: consume, decide, write
+//!   contact + agent state + dedupe id to key-value, publish offer and two
+//!   events, ack);
+//! - decision: the pure engine's `on_inbound` over N contacts and 500 agents,
+//!   with a backlog of waiting contacts, timed per call.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use async_nats::jetstream::{self, consumer::pull, stream};
+use futures::StreamExt;
+use omniroute::domain::wire::decode_inbound;
+use omniroute::routing::Engine;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const AGENTS: usize = 500;
+
+fn contact(i: usize) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "v": 1, "id": format!("bench-{i}"), "type": "message", "channel": "chat",
+        "conversation_id": format!("conv-{i}"),
+        "customer": {"id": format!("cust-{i}"), "name": "Bench Customer", "tier": "std", "language": "en"},
+        "subject": "Where is my order?", "text": "Hello, I ordered something last week and it has not arrived yet.",
+        "queue": "sales"
+    }))
+    .unwrap_or_default()
+}
+
+fn config_toml() -> String {
+    let mut s = String::from(
+        "[nats]\nbatch_size = 512\n[sla.policies.p]\nfirst_response_secs = { chat = 600 }\nwarning_thresholds = [0.5]\n\
+         [[queues]]\nname = \"sales\"\nchannels = [\"chat\"]\nskills = { sales = 2 }\nsla_policy = \"p\"\n",
+    );
+    for a in 0..AGENTS {
+        s.push_str(&format!(
+            "[[agents]]\nid = \"agent-{a}\"\nskills = {{ sales = {} }}\ncapacity = {{ chat = 1000 }}\ninitial_status = \"available\"\n",
+            2 + a % 8
+        ));
+    }
+    s
+}
+
+async fn publish_all(js: &jetstream::Context, subject: &str, n: usize, with_id: bool) {
+    let mut acks = Vec::with_capacity(1024);
+    for i in 0..n {
+        let mut msg = jetstream::message::PublishMessage::build().payload(contact(i).into());
+        if with_id {
+            msg = msg.message_id(format!("bench-{i}"));
+        }
+        acks.push(js.send_publish(subject.to_string(), msg).await.expect("publish"));
+        if acks.len() == 1024 {
+            for a in acks.drain(..) {
+                a.await.expect("ack");
+            }
+        }
+    }
+    for a in acks {
+        a.await.expect("ack");
+    }
+}
+
+async fn raw(url: &str, n: usize) -> f64 {
+    let nc = async_nats::connect(url).await.expect("connect");
+    let js = jetstream::new(nc);
+    let s = js
+        .create_stream(stream::Config {
+            name: "BENCH_RAW".into(),
+            subjects: vec!["bench.raw.>".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("stream");
+    let consumer = s
+        .create_consumer(pull::Config {
+            durable_name: Some("raw".into()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .expect("consumer");
+    let t = Instant::now();
+    let reader = tokio::spawn(async move {
+        let mut msgs = consumer
+            .stream()
+            .max_messages_per_batch(512)
+            .messages()
+            .await
+            .expect("messages");
+        let mut got = 0;
+        while got < n {
+            let m = msgs.next().await.expect("open").expect("message");
+            m.ack().await.expect("ack");
+            got += 1;
+        }
+    });
+    publish_all(&js, "bench.raw.chat", n, true).await;
+    reader.await.expect("reader");
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+async fn router(url: &str, n: usize) -> (f64, String) {
+    let cfg = support::config(url, &config_toml());
+    let d = support::Daemon::start(cfg).await;
+    let nc = async_nats::connect(url).await.expect("connect");
+    let mut offered = nc.subscribe("omni.event.contact.offered").await.expect("sub");
+    nc.flush().await.expect("flush");
+    let js = jetstream::new(nc.clone());
+    let t = Instant::now();
+    let counter = tokio::spawn(async move {
+        let mut got = 0;
+        while got < n {
+            tokio::time::timeout(Duration::from_secs(60), offered.next())
+                .await
+                .expect("offers keep coming")
+                .expect("open");
+            got += 1;
+        }
+    });
+    publish_all(&js, "omni.inbound.chat", n, true).await;
+    counter.await.expect("counter");
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    let (_, metrics) = support::http_get(d.http, "/metrics").await.expect("metrics");
+    d.stop().await;
+    (rate, metrics)
+}
+
+fn decision(n: usize) -> serde_json::Value {
+    let toml = config_toml();
+    let cfg =
+        omniroute::config::Config::from_toml_with_env(&toml, "bench", Vec::<(String, String)>::new()).expect("config");
+    let spec = Arc::new(cfg.validate().expect("valid"));
+    let t0 = chrono::Utc::now();
+    let mut e = Engine::new(spec, t0);
+    let mut h = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+    // First half: agents have room, every contact is offered. Second half:
+    // the engine runs with a growing backlog (agents' capacity set to zero by
+    // going away), the worst case for queue bookkeeping.
+    for i in 0..n {
+        if i == n / 2 {
+            for a in 0..AGENTS {
+                let ev = omniroute::domain::wire::decode_agent(
+                    &format!("agent-{a}"),
+                    "presence",
+                    json!({"v":1,"id":format!("p{a}"),"type":"presence","agent_id":format!("agent-{a}"),"status":"away"}).to_string().as_bytes(),
+                )
+                .expect("presence");
+                e.on_agent(&ev, t0).expect("applies");
+            }
+        }
+        let ev = decode_inbound("chat", &contact(i)).expect("valid");
+        let now = t0 + chrono::Duration::milliseconds(i as i64);
+        let t = Instant::now();
+        e.on_inbound(&ev, now).expect("routes");
+        h.record(t.elapsed().as_nanos() as u64).expect("record");
+        e.take_outputs();
+        e.take_changes();
+    }
+    json!({
+        "decision_samples": h.len(),
+        "decision_p50_us": h.value_at_quantile(0.50) as f64 / 1000.0,
+        "decision_p99_us": h.value_at_quantile(0.99) as f64 / 1000.0,
+        "decision_p999_us": h.value_at_quantile(0.999) as f64 / 1000.0,
+        "decision_max_us": h.max() as f64 / 1000.0,
+        "decision_agents": AGENTS,
+        "decision_backlog_at_end": e.waiting_len(),
+    })
+}
+
+fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` does not,
+    // and then a small run checks the benchmark still works.
+    let full = std::env::args().any(|a| a == "--bench");
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(if full { 20_000 } else { 500 });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (raw_rate, router_rate, metrics) = rt.block_on(async {
+        let nats = support::NatsServer::start();
+        let raw_rate = raw(&nats.url, n).await;
+        let (router_rate, metrics) = router(&nats.url, n).await;
+        (raw_rate, router_rate, metrics)
+    });
+    let commit_count = metrics
+        .lines()
+        .find(|l| l.starts_with("omniroute_batch_commit_duration_seconds_count"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let mut out = json!({
+        "bench": "throughput",
+        "messages": n,
+        "raw_jetstream_msgs_per_sec": raw_rate.round(),
+        "router_contacts_per_sec": router_rate.round(),
+        "router_vs_raw": (router_rate / raw_rate * 1000.0).round() / 1000.0,
+        "router_batches": commit_count,
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+    });
+    if let (Some(o), serde_json::Value::Object(d)) = (out.as_object_mut(), decision(n)) {
+        o.extend(d);
+    }
+    println!("{out}");
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Run every check the project has: formatting, lints, release build, the
+# test suite (against the pinned nats-server) and validation of every
+# shipped configuration file. Run from anywhere: scripts/test.sh
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "nats-server (pinned)"
+OMNIROUTE_NATS_SERVER="$("$ROOT/scripts/ensure-nats.sh" --pinned)"
+export OMNIROUTE_NATS_SERVER
+echo "$OMNIROUTE_NATS_SERVER: $("$OMNIROUTE_NATS_SERVER" --version)"
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (-D warnings)"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "cargo build --release"
+cargo build --release --locked
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/omniroute"
+
+# Every test, including the ones that run the compiled binary and a short
+# run of the throughput benchmark (the full one is `cargo bench`).
+step "cargo test --release"
+cargo test --release --locked --all-targets
+
+step "omniroute validate (shipped configuration files)"
+shopt -s nullglob
+configs=(config/*.toml config/examples/*.toml)
+if (( ${#configs[@]} == 0 )); then
+    echo "no configuration files found under config/" >&2
+    exit 1
+fi
+failed=0
+for config in "${configs[@]}"; do
+    if "$BIN" validate --config "$config"; then
+        echo "ok      $config"
+    else
+        echo "INVALID $config" >&2
+        failed=$((failed + 1))
+    fi
+done
+if (( failed > 0 )); then
+    echo "$failed of ${#configs[@]} configuration files are invalid" >&2
+    exit 1
+fi
+
+step "all checks passed"
