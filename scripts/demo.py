@@ -76,6 +76,9 @@ async def main():
     ap.add_argument("--seconds", type=float, default=90, help="how long to listen (default: %(default)s)")
     ap.add_argument("--available", metavar="AGENT_ID", action="append", default=[],
                     help="first publish presence=available for this agent (repeatable)")
+    ap.add_argument("--channel", default="chat", choices=["email", "chat", "social", "voice"],
+                    help="channel of the sample contact (default: %(default)s; chat has a 30 s VIP SLA "
+                         "in config/omniroute.toml, so a warning and a breach show within the demo)")
     ap.add_argument("--accept", action="store_true", help="accept the offer made for the sample contact")
     ap.add_argument("--respond", action="store_true", help="after accepting, publish a respond event")
     args = ap.parse_args()
@@ -143,11 +146,11 @@ async def main():
             await nc.close()
             sys.exit(1)
 
-    email = {
+    contact = {
         "v": 1,
-        "id": new_id("email"),
+        "id": new_id(args.channel),
         "type": "message",
-        "channel": "email",
+        "channel": args.channel,
         "conversation_id": conversation_id,
         "received_at": now(),
         "customer": {"id": "cust-demo-0042", "name": "Ana Ruiz", "tier": "vip",
@@ -157,7 +160,7 @@ async def main():
         "skills": ["billing"],
         "source": {"adapter": "demo.py"},
     }
-    if not await publish(f"{p}.inbound.email", email):
+    if not await publish(f"{p}.inbound.{args.channel}", contact):
         await nc.close()
         sys.exit(1)
 

@@ -141,7 +141,13 @@ pub fn init_logging(format: &str, level: &str) -> Result<(), TelemetryError> {
             )
             .try_init()
     } else {
-        registry.with(fmt::layer().with_target(false)).try_init()
+        {
+            // Colours only for a person at a terminal, never into a journal or file.
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+            registry
+                .with(fmt::layer().with_target(false).with_ansi(ansi))
+                .try_init()
+        }
     };
     res.map_err(|_| TelemetryError::AlreadyInstalled)
 }
