@@ -22,6 +22,7 @@ use crate::config::{Config, NatsConfig};
 use crate::domain::wire::{self, check_size, decode_agent, decode_inbound, AgentEventBody, BadMessage, DeadLetterMsg};
 use crate::domain::Presence;
 use crate::health::Readiness;
+use crate::routing::spec::RouterSpec;
 use crate::routing::{Agent, Contact, Engine, OutSubject, Outbound, Outcome, AGENT_KEY, CONTACT_KEY};
 use crate::telemetry as m;
 use chrono::{DateTime, Utc};
@@ -75,18 +76,12 @@ fn subject_of(prefix: &str, s: &OutSubject) -> String {
 
 impl Daemon {
     /// Loads persisted state and remembered ids and builds the engine.
-    pub async fn start(cfg: Arc<Config>, bus: Bus, ready: Arc<Readiness>) -> Result<Daemon, DaemonError> {
-        let spec = match cfg.validate() {
-            Ok(s) => Arc::new(s),
-            Err(problems) => {
-                // run() validates first; this only guards direct callers.
-                return Err(DaemonError::CorruptState {
-                    what: "configuration",
-                    key: "-".into(),
-                    message: problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "),
-                });
-            }
-        };
+    pub async fn start(
+        cfg: Arc<Config>,
+        spec: Arc<RouterSpec>,
+        bus: Bus,
+        ready: Arc<Readiness>,
+    ) -> Result<Daemon, DaemonError> {
         let queues: Vec<String> = spec.queue_order.iter().map(|q| q.to_string()).collect();
         m::register_series(&cfg.nats.subject_prefix, &queues);
         let t = Instant::now();

@@ -15,6 +15,9 @@ impl Readiness {
         self.nats_connected.store(v, Ordering::Relaxed);
         metrics::gauge!(crate::telemetry::NATS_CONNECTED).set(if v { 1.0 } else { 0.0 });
     }
+    pub fn nats_connected(&self) -> bool {
+        self.nats_connected.load(Ordering::Relaxed)
+    }
     pub fn set_streams_ok(&self, v: bool) {
         self.streams_ok.store(v, Ordering::Relaxed);
     }

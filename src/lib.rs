@@ -52,7 +52,7 @@ pub enum RunError {
 /// in-flight work is committed within `runtime.shutdown_grace_secs`, and the
 /// function returns. `listener` is already bound (tests pass port 0).
 pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
-    config.validate().map_err(RunError::Config)?;
+    let spec = Arc::new(config.validate().map_err(RunError::Config)?);
     let cfg = Arc::new(config);
     let ready = Arc::new(Readiness::default());
     let http_stop = CancellationToken::new();
@@ -63,7 +63,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         http_stop.clone(),
     ));
     let result = tokio::select! {
-        r = run_routing(Arc::clone(&cfg), Arc::clone(&ready), shutdown) => r,
+        r = run_routing(Arc::clone(&cfg), spec, Arc::clone(&ready), shutdown) => r,
         r = &mut http_task => Err(RunError::Http(match r {
             Ok(Ok(())) => "stopped".into(),
             Ok(Err(e)) => e.to_string(),
@@ -76,7 +76,12 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     result
 }
 
-async fn run_routing(cfg: Arc<Config>, ready: Arc<Readiness>, shutdown: CancellationToken) -> Result<(), RunError> {
+async fn run_routing(
+    cfg: Arc<Config>,
+    spec: Arc<routing::spec::RouterSpec>,
+    ready: Arc<Readiness>,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
     tracing::info!(url = %cfg.nats.url, prefix = %cfg.nats.subject_prefix, "Connecting to NATS.");
     let client = match bus::connect(&cfg.nats, Arc::clone(&ready), &shutdown).await {
         Ok(c) => c,
@@ -87,7 +92,7 @@ async fn run_routing(cfg: Arc<Config>, ready: Arc<Readiness>, shutdown: Cancella
     let retention = Duration::from_secs_f64(cfg.routing.dedupe_retention_secs);
     let bus = bus::Bus::setup(client, &cfg.nats, retention).await?;
     ready.set_streams_ok(true);
-    let daemon = Daemon::start(Arc::clone(&cfg), bus.clone(), Arc::clone(&ready)).await?;
+    let daemon = Daemon::start(Arc::clone(&cfg), spec, bus.clone(), Arc::clone(&ready)).await?;
 
     let intake = shutdown.child_token();
     let hard_stop = CancellationToken::new();
@@ -161,8 +166,16 @@ async fn run_routing(cfg: Arc<Config>, ready: Arc<Readiness>, shutdown: Cancella
         }
     };
     // Acks are buffered publishes; make sure they leave before we exit.
-    if let Err(e) = bus.flush().await {
-        tracing::warn!(error = %e, "Could not flush the NATS connection at shutdown.");
+    if !ready.nats_connected() {
+        tracing::warn!("NATS is unreachable at shutdown; unacked input will be redelivered.");
+    } else {
+        match tokio::time::timeout(Duration::from_secs(5), bus.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "Could not flush the NATS connection at shutdown."),
+            Err(_) => {
+                tracing::warn!("NATS did not take the final flush within 5 s; unacked input will be redelivered.")
+            }
+        }
     }
     tracing::info!("Stopped.");
     result

@@ -307,6 +307,32 @@ async fn operator_endpoints_report_health_and_metrics() {
         assert!(metrics.contains(name), "missing {name} in\n{metrics}");
     }
     assert!(!metrics.contains("m1"), "agent ids must not be metric labels");
+    let (status, body) = support::http_request(d.http, "POST", "/metrics").await.expect("405");
+    assert_eq!(status, 405);
+    assert!(
+        serde_json::from_str::<Value>(&body).is_ok_and(|v| v["error"].is_string()),
+        "{body}"
+    );
     d.stop().await;
-    let _ = Duration::ZERO;
+}
+
+#[tokio::test]
+async fn readiness_follows_the_nats_connection_and_shutdown_still_completes() {
+    let mut nats = NatsServer::start();
+    let d = Daemon::start(cfg(&nats.url, "")).await;
+    nats.kill();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let body = loop {
+        let (status, body) = support::http_get(d.http, "/ready").await.expect("ready endpoint");
+        if status == 503 {
+            break body;
+        }
+        assert!(std::time::Instant::now() < deadline, "still ready with NATS gone");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let v: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(v["status"], "not_ready");
+    assert_eq!(v["reason"], "not connected to NATS");
+    assert_eq!(support::http_get(d.http, "/live").await.expect("live").0, 200);
+    d.stop().await;
 }

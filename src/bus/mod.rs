@@ -481,37 +481,29 @@ fn is_not_found(kind: &jetstream::context::GetStreamErrorKind) -> bool {
 }
 
 async fn load_bucket(store: &kv::Store, with_values: bool) -> Result<Vec<(String, Bytes)>, BusError> {
-    let mut out = Vec::new();
-    if with_values {
-        let keys: Vec<String> = store
-            .keys()
-            .await
-            .map_err(transient("state keys"))?
-            .try_collect()
-            .await
-            .map_err(transient("state keys"))?;
-        let values: Vec<Option<(String, Bytes)>> = futures::stream::iter(keys.into_iter().map(|k| async move {
+    let keys: Vec<String> = store
+        .keys()
+        .await
+        .map_err(transient("bucket keys"))?
+        .try_collect()
+        .await
+        .map_err(transient("bucket keys"))?;
+    if !with_values {
+        return Ok(keys.into_iter().map(|k| (k, Bytes::new())).collect());
+    }
+    let reads: Vec<_> = keys
+        .into_iter()
+        .map(|k| async move {
             store
                 .get(k.clone())
                 .await
                 .map(|v| v.map(|v| (k, v)))
                 .map_err(transient("state read"))
-        }))
-        .buffer_unordered(128)
-        .try_collect()
-        .await?;
-        out.extend(values.into_iter().flatten());
-    } else {
-        let keys: Vec<String> = store
-            .keys()
-            .await
-            .map_err(transient("dedupe keys"))?
-            .try_collect()
-            .await
-            .map_err(transient("dedupe keys"))?;
-        out.extend(keys.into_iter().map(|k| (k, Bytes::new())));
-    }
-    Ok(out)
+        })
+        .collect();
+    let values: Vec<Option<(String, Bytes)>> = futures::stream::iter(reads).buffer_unordered(128).try_collect().await?;
+    // A key deleted between listing and reading is simply gone.
+    Ok(values.into_iter().flatten().collect())
 }
 
 /// A key-value key for an event id. Ids may hold any printable characters;

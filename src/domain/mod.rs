@@ -71,14 +71,15 @@ impl FromStr for Channel {
 /// Checks the contract's identifier grammar: 1 to 64 of `A-Z a-z 0-9 _ -`.
 /// These names become subject tokens, key-value keys and metric labels.
 pub fn check_token(s: &str) -> Result<(), String> {
-    if s.is_empty() || s.len() > 64 {
-        return Err(format!("must be 1 to 64 characters, got {}", s.chars().count()));
-    }
     if let Some(c) = s
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
     {
         return Err(format!("character {c:?} is not one of A-Z a-z 0-9 _ -"));
+    }
+    // Only ASCII is left, so bytes are characters.
+    if s.is_empty() || s.len() > 64 {
+        return Err(format!("must be 1 to 64 characters, got {}", s.len()));
     }
     Ok(())
 }

@@ -528,6 +528,11 @@ pub struct SlaAlertMsg<'a> {
     pub at: DateTime<Utc>,
 }
 
+/// How much of a refused payload a dead letter copies. The copy must stay
+/// well under the server's max payload, or publishing the dead letter itself
+/// would fail and the router would retry it forever.
+pub const DEAD_LETTER_MAX_COPY: usize = 64 * 1024;
+
 /// `omni.dlq.inbound` / `omni.dlq.agent`.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeadLetterMsg<'a> {
@@ -540,6 +545,11 @@ pub struct DeadLetterMsg<'a> {
     /// The original payload in base64 when it is not UTF-8.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload_base64: Option<String>,
+    /// Size of the original payload.
+    pub payload_bytes: usize,
+    /// Set when only the first [`DEAD_LETTER_MAX_COPY`] bytes are copied.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub payload_truncated: bool,
     #[serde(with = "time_format")]
     pub at: DateTime<Utc>,
 }
@@ -547,9 +557,15 @@ pub struct DeadLetterMsg<'a> {
 impl<'a> DeadLetterMsg<'a> {
     pub fn new(subject: &'a str, payload: &'a [u8], error: &'a str, at: DateTime<Utc>) -> Self {
         use base64::Engine as _;
-        let (text, b64) = match std::str::from_utf8(payload) {
+        let truncated = payload.len() > DEAD_LETTER_MAX_COPY;
+        let copy = &payload[..payload.len().min(DEAD_LETTER_MAX_COPY)];
+        let (text, b64) = match std::str::from_utf8(copy) {
             Ok(t) => (Some(t), None),
-            Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(payload))),
+            // A cut through a multi-byte character is still text.
+            Err(e) if truncated && e.error_len().is_none() => {
+                (std::str::from_utf8(&copy[..e.valid_up_to()]).ok(), None)
+            }
+            Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(copy))),
         };
         DeadLetterMsg {
             v: 1,
@@ -557,6 +573,8 @@ impl<'a> DeadLetterMsg<'a> {
             error,
             payload: text,
             payload_base64: b64,
+            payload_bytes: payload.len(),
+            payload_truncated: truncated,
             at,
         }
     }
@@ -664,5 +682,56 @@ mod tests {
         let d = DeadLetterMsg::new("omni.inbound.email", &[0xff, 0x00], "payload is not UTF-8", at);
         assert_eq!(d.payload, None);
         assert_eq!(d.payload_base64.as_deref(), Some("/wA="));
+        assert_eq!(d.payload_bytes, 2);
+        assert!(!d.payload_truncated);
+    }
+
+    #[test]
+    fn dead_letters_of_huge_payloads_copy_a_bounded_prefix() {
+        let big = "é".repeat(DEAD_LETTER_MAX_COPY);
+        let d = DeadLetterMsg::new("s", big.as_bytes(), "too big", Utc::now());
+        assert!(d.payload_truncated);
+        assert_eq!(d.payload_bytes, big.len());
+        let copied = d.payload.expect("still text after a cut inside a character");
+        assert!(copied.len() <= DEAD_LETTER_MAX_COPY && copied.len() > DEAD_LETTER_MAX_COPY - 2);
+        assert!(to_json(&d).len() < 4 * DEAD_LETTER_MAX_COPY);
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        /// Decoders return an error, never panic, whatever the bytes.
+        #[test]
+        fn decoders_never_panic_on_bytes(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512), tok in "[a-z.]{0,12}") {
+            let _ = decode_inbound(&tok, &bytes);
+            let _ = decode_agent(&tok, &tok, &bytes);
+        }
+
+        /// Nor on well-formed JSON with any field replaced by any JSON value.
+        #[test]
+        fn decoders_never_panic_on_mutated_json(field in "(v|id|type|channel|conversation_id|received_at|customer|skills|queue|priority|attributes|agent_id|status|contact_id|skills|capacity|wrap_up_secs|at)", value in proptest::prop_oneof![
+            proptest::strategy::Just(serde_json::Value::Null),
+            proptest::num::i64::ANY.prop_map(serde_json::Value::from),
+            proptest::num::f64::ANY.prop_map(serde_json::Value::from),
+            ".{0,300}".prop_map(serde_json::Value::from),
+            proptest::collection::vec(".{0,8}", 0..4).prop_map(serde_json::Value::from),
+            proptest::collection::btree_map("[a-z]{1,5}", proptest::num::i64::ANY, 0..4).prop_map(|m| serde_json::to_value(m).unwrap_or_default()),
+        ]) {
+            let _ = &value;
+            for (sub, base) in [
+                ("email", GOOD.to_string()),
+                ("profile", r#"{"v":1,"id":"x","type":"profile","agent_id":"a1","skills":{"b":7},"capacity":{"chat":2}}"#.to_string()),
+                ("complete", r#"{"v":1,"id":"x","type":"complete","agent_id":"a1","contact_id":"c","wrap_up_secs":5}"#.to_string()),
+            ] {
+                let mut v: serde_json::Value = serde_json::from_str(&base).expect("base parses");
+                v[&field] = value.clone();
+                let bytes = v.to_string().into_bytes();
+                if sub == "email" {
+                    let _ = decode_inbound(sub, &bytes);
+                } else {
+                    let _ = decode_agent("a1", sub, &bytes);
+                }
+            }
+        }
     }
 }

@@ -71,6 +71,42 @@ pub struct Contact {
     /// Agents who declined or let an offer expire; others are preferred.
     pub declined_by: BTreeSet<AgentId>,
     pub messages: u32,
+    /// Follow-ups that arrived before an agent took the contact, handed to
+    /// the agent on accept (the most recent [`MAX_PENDING_FOLLOW_UPS`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<FollowUp>,
+}
+
+/// A customer message waiting for the contact's agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FollowUp {
+    pub event_id: String,
+    pub subject: Option<String>,
+    pub text: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+pub const MAX_PENDING_FOLLOW_UPS: usize = 20;
+
+/// Message content kept with a contact and put into offers. Bounded so an
+/// offer or a state record can never outgrow the server's max payload
+/// (which would make every retry of the commit fail the same way); the
+/// adapter's source system keeps the full message.
+pub const MAX_SUBJECT_BYTES: usize = 1024;
+pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+
+/// Cuts content to at most `max` bytes on a character boundary, marking the cut.
+pub fn clip(s: &Option<String>, max: usize) -> Option<String> {
+    s.as_ref().map(|s| {
+        if s.len() <= max {
+            return s.clone();
+        }
+        let mut end = max.saturating_sub(3);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &s[..end])
+    })
 }
 
 impl Contact {
@@ -437,27 +473,20 @@ impl Engine {
                 };
                 c.messages += 1;
                 self.dirty_contacts.insert(cid.clone());
-                if let ContactState::Assigned { agent, .. } = &c.state {
-                    let n = DesktopNotice {
-                        v: 1,
-                        kind: "message",
-                        contact_id: &c.id,
-                        conversation_id: &c.conversation_id,
-                        agent_id: agent,
-                        channel: c.channel,
-                        offer_id: None,
-                        reason: None,
-                        event_id: Some(&ev.id),
-                        subject: ev.subject.as_deref(),
-                        text: ev.text.as_deref(),
-                        at: now,
-                    };
-                    self.out.push(Outbound {
-                        subject: OutSubject::Desktop(agent.clone()),
-                        msg_id: format!("msg-{}", ev.id),
-                        payload: wire::to_json(&n),
-                        queue: Some(c.queue.clone()),
-                    });
+                let f = FollowUp {
+                    event_id: ev.id.clone(),
+                    subject: clip(&ev.subject, MAX_SUBJECT_BYTES),
+                    text: clip(&ev.text, MAX_TEXT_BYTES),
+                    at: now,
+                };
+                match c.state.clone() {
+                    ContactState::Assigned { agent, .. } => self.forward(&cid, &agent, &f),
+                    _ => {
+                        if c.pending.len() >= MAX_PENDING_FOLLOW_UPS {
+                            c.pending.remove(0);
+                        }
+                        c.pending.push(f);
+                    }
                 }
                 Outcome::Attached
             }
@@ -471,8 +500,8 @@ impl Engine {
                     queue: placement.queue.clone(),
                     priority: placement.priority,
                     customer: ev.customer.clone(),
-                    subject: ev.subject.clone(),
-                    text: ev.text.clone(),
+                    subject: clip(&ev.subject, MAX_SUBJECT_BYTES),
+                    text: clip(&ev.text, MAX_TEXT_BYTES),
                     required: placement.required,
                     received_at,
                     state: ContactState::Waiting,
@@ -482,6 +511,7 @@ impl Engine {
                     sla_fired: Vec::new(),
                     declined_by: BTreeSet::new(),
                     messages: 1,
+                    pending: Vec::new(),
                 };
                 let id = c.id.clone();
                 self.by_conversation.insert(c.conversation_id.clone(), id.clone());
@@ -594,6 +624,13 @@ impl Engine {
                         self.dirty_agents.insert(aid.clone());
                     }
                     self.event("accepted", contact_id, now, None, None);
+                    let pending = self
+                        .contacts
+                        .get_mut(contact_id)
+                        .map(|c| std::mem::take(&mut c.pending));
+                    for f in pending.unwrap_or_default() {
+                        self.forward(contact_id, aid, &f);
+                    }
                     Outcome::Applied
                 }
                 Some(ContactState::Assigned { .. }) => Outcome::Ignored("already accepted"),
@@ -1067,6 +1104,31 @@ impl Engine {
             subject: OutSubject::Desktop(agent.clone()),
             msg_id: offer_id.clone(),
             payload: wire::to_json(&msg),
+            queue: Some(c.queue.clone()),
+        });
+    }
+
+    /// A customer's follow-up message to the agent holding the contact.
+    fn forward(&mut self, contact_id: &str, agent: &AgentId, f: &FollowUp) {
+        let Some(c) = self.contacts.get(contact_id) else { return };
+        let n = DesktopNotice {
+            v: 1,
+            kind: "message",
+            contact_id: &c.id,
+            conversation_id: &c.conversation_id,
+            agent_id: agent,
+            channel: c.channel,
+            offer_id: None,
+            reason: None,
+            event_id: Some(&f.event_id),
+            subject: f.subject.as_deref(),
+            text: f.text.as_deref(),
+            at: f.at,
+        };
+        self.out.push(Outbound {
+            subject: OutSubject::Desktop(agent.clone()),
+            msg_id: format!("msg-{}", f.event_id),
+            payload: wire::to_json(&n),
             queue: Some(c.queue.clone()),
         });
     }

@@ -523,3 +523,45 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn follow_ups_before_accept_are_handed_to_the_agent_who_accepts() {
+    let agents = "[[agents]]\nid = \"a\"\nskills = { s = 5 }\ncapacity = { chat = 1 }\ninitial_status = \"offline\"\n";
+    let mut e = engine(agents);
+    e.on_inbound(
+        &inbound("1", "chat", "c1", json!({"queue": "q", "text": "first"})),
+        t(0.0),
+    )
+    .expect("ok");
+    e.on_inbound(&inbound("2", "chat", "c1", json!({"text": "second"})), t(1.0))
+        .expect("ok");
+    e.on_agent(&agent_ev("a", "presence", json!({"status": "available"})), t(2.0))
+        .expect("ok");
+    let o = offers(&e.take_outputs());
+    assert_eq!(o[0].1["text"], "first");
+    e.on_inbound(&inbound("3", "chat", "c1", json!({"text": "third"})), t(3.0))
+        .expect("ok");
+    let cid = o[0].1["contact_id"].as_str().expect("cid").to_string();
+    e.on_agent(&agent_ev("a", "accept", json!({"contact_id": cid})), t(4.0))
+        .expect("ok");
+    let texts: Vec<String> = e
+        .take_outputs()
+        .iter()
+        .filter(|o| matches!(o.subject, OutSubject::Desktop(_)))
+        .filter_map(|o| serde_json::from_slice::<serde_json::Value>(&o.payload).ok())
+        .filter(|v| v["kind"] == "message")
+        .map(|v| v["text"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(texts, ["second", "third"]);
+    assert!(e.contact(&cid).is_some_and(|c| c.pending.is_empty()));
+}
+
+#[test]
+fn content_is_clipped_on_a_character_boundary() {
+    let long = Some("é".repeat(40_000));
+    let c = clip(&long, MAX_TEXT_BYTES).expect("some");
+    assert!(c.len() <= MAX_TEXT_BYTES);
+    assert!(c.ends_with('…'));
+    assert_eq!(clip(&Some("short".into()), 10).as_deref(), Some("short"));
+    assert_eq!(clip(&None, 10), None);
+}
