@@ -49,6 +49,10 @@ pub enum DaemonError {
     GraceExceeded(Duration),
 }
 
+/// The routing loop turns at least this often, so its heartbeat (which feeds
+/// the systemd watchdog) shows it is alive even when idle.
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+
 /// A batch waiting for its commit.
 #[derive(Default)]
 struct Pending {
@@ -151,7 +155,9 @@ impl Daemon {
                 .engine
                 .next_deadline()
                 .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
-                .unwrap_or(Duration::from_secs(3600));
+                .unwrap_or(HEARTBEAT)
+                .min(HEARTBEAT);
+            self.ready.beat();
             tokio::select! {
                 biased;
                 n = rx.recv_many(&mut buf, batch) => {
@@ -354,6 +360,7 @@ impl Daemon {
                 Ok(()) => break,
                 Err(e) if e.is_transient() => {
                     metrics::counter!(m::COMMIT_RETRIES).increment(1);
+                    self.ready.beat();
                     tracing::warn!(error = %e, stage, retry_in_ms = backoff.as_millis() as u64, "Commit failed; retrying (inputs stay un-acked).");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}

@@ -1,6 +1,7 @@
 //! Readiness latches, set by each subsystem and read by `/ready`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Default)]
 pub struct Readiness {
@@ -8,6 +9,15 @@ pub struct Readiness {
     streams_ok: AtomicBool,
     state_loaded: AtomicBool,
     draining: AtomicBool,
+    /// Milliseconds since the epoch of the routing loop's last turn.
+    heartbeat_ms: AtomicU64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl Readiness {
@@ -26,6 +36,17 @@ impl Readiness {
     }
     pub fn set_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// The routing loop is alive: it turned, or is deliberately retrying.
+    pub fn beat(&self) {
+        self.heartbeat_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Whether the routing loop turned within `within`: the systemd watchdog
+    /// is only fed while this holds, so a hung loop gets the process restarted.
+    pub fn alive_within(&self, within: Duration) -> bool {
+        now_ms().saturating_sub(self.heartbeat_ms.load(Ordering::Relaxed)) <= within.as_millis() as u64
     }
 
     /// `Ok` when ready; otherwise the first reason it is not.

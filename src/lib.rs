@@ -102,11 +102,19 @@ async fn run_routing(
     let mut core = tokio::spawn(daemon.run_loop(rx, hard_stop.clone()));
     notify::notify("READY=1");
     let watchdog = notify::watchdog_interval().map(|every| {
-        let stop = shutdown.clone();
+        let (stop, ready) = (shutdown.clone(), Arc::clone(&ready));
+        // Fed only while the routing loop turns (it does at least every
+        // HEARTBEAT, and while retrying a commit), so a hung loop is
+        // restarted by systemd rather than left half-alive.
+        let stale_after = every + daemon::HEARTBEAT;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             while tokio::select! { _ = tick.tick() => true, _ = stop.cancelled() => false } {
-                notify::notify("WATCHDOG=1");
+                if ready.alive_within(stale_after) {
+                    notify::notify("WATCHDOG=1");
+                } else {
+                    tracing::error!("Routing loop has not turned; withholding the watchdog ping.");
+                }
             }
         })
     });

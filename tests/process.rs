@@ -50,6 +50,10 @@ fn free_port() -> u16 {
 }
 
 async fn spawn(dir: &std::path::Path, nats_url: &str, tag: &str) -> Proc {
+    spawn_with(dir, nats_url, tag, &[]).await
+}
+
+async fn spawn_with(dir: &std::path::Path, nats_url: &str, tag: &str, env: &[(&str, String)]) -> Proc {
     let cfg = dir.join("omniroute.toml");
     std::fs::write(&cfg, CFG).expect("write config");
     let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
@@ -61,6 +65,7 @@ async fn spawn(dir: &std::path::Path, nats_url: &str, tag: &str) -> Proc {
         .env("OMNIROUTE_HTTP__LISTEN", http.to_string())
         .env("OMNIROUTE_LOG__FORMAT", "json")
         .env_remove("RUST_LOG")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::from(std::fs::File::create(&log).expect("log")))
         .stderr(Stdio::inherit())
         .spawn()
@@ -197,4 +202,33 @@ async fn sigterm_drains_and_exits_zero_and_logs_hold_no_customer_data() {
     for secret in ["ana@example.com", "Ana Ruiz", "Secret subject", "4111"] {
         assert!(!log.contains(secret), "log leaks {secret:?}:\n{log}");
     }
+}
+
+#[tokio::test]
+async fn speaks_the_systemd_notify_protocol_with_a_watchdog() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).expect("bind notify socket");
+    sock.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let env = [
+        ("NOTIFY_SOCKET", sock_path.display().to_string()),
+        ("WATCHDOG_USEC", "400000".to_string()),
+    ];
+    let mut p = spawn_with(dir.path(), &nats.url, "n", &env).await;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !(got.iter().any(|m| m == "READY=1") && got.iter().filter(|m| *m == "WATCHDOG=1").count() >= 2) {
+        let n = sock.recv(&mut buf).expect("a notification within 20 s");
+        got.push(String::from_utf8_lossy(&buf[..n]).to_string());
+    }
+    assert_eq!(got[0], "READY=1", "ready comes first: {got:?}");
+    kill(Pid::from_raw(p.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    loop {
+        let n = sock.recv(&mut buf).expect("STOPPING=1 within 20 s");
+        if &buf[..n] == b"STOPPING=1" {
+            break;
+        }
+    }
+    assert!(wait_exit(&mut p.child, Duration::from_secs(30)).success());
 }
