@@ -20,6 +20,16 @@ cargo fmt --all -- --check
 step "cargo clippy (-D warnings)"
 cargo clippy --all-targets --locked -- -D warnings
 
+step "cargo deny (advisories, licenses, sources)"
+# The advisory database is an offline snapshot (../shared/tools/advisory-db
+# makes it, .ci/run calls it); without cargo-deny or the snapshot the step
+# is skipped with a note rather than failing a developer's run.
+if cargo deny --version >/dev/null 2>&1 && [ -d .tools/advisory-dbs ]; then
+    cargo deny --offline check
+else
+    echo "skipped: needs cargo-deny and .tools/advisory-dbs (bash .ci/run installs both)"
+fi
+
 step "cargo build --release"
 cargo build --release --locked
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/omniroute"
