@@ -385,6 +385,7 @@ pub fn decode_agent(subject_agent: &str, subject_type: &str, payload: &[u8]) -> 
             contact_id: contact_id()?,
         },
         _ => {
+            let contact_id = contact_id()?;
             let wrap_up_secs = present(&o, "wrap_up_secs")
                 .map(|v| match v.as_f64() {
                     Some(s) if (0.0..=86_400.0).contains(&s) => Ok(s),
@@ -392,7 +393,7 @@ pub fn decode_agent(subject_agent: &str, subject_type: &str, payload: &[u8]) -> 
                 })
                 .transpose()?;
             AgentEventBody::Complete {
-                contact_id: contact_id()?,
+                contact_id,
                 wrap_up_secs,
             }
         }

@@ -615,7 +615,10 @@ impl Engine {
                         offer_id,
                         accepted_at: now,
                     };
-                    if c.channel.accept_is_response() && c.responded_at.is_none() {
+                    // On chat and voice the customer is live: taking the
+                    // contact is the first response, and says so.
+                    let responded = c.channel.accept_is_response() && c.responded_at.is_none();
+                    if responded {
                         c.responded_at = Some(now);
                     }
                     self.dirty_contacts.insert(contact_id.clone());
@@ -624,6 +627,9 @@ impl Engine {
                         self.dirty_agents.insert(aid.clone());
                     }
                     self.event("accepted", contact_id, now, None, None);
+                    if responded {
+                        self.event("responded", contact_id, now, None, None);
+                    }
                     let pending = self
                         .contacts
                         .get_mut(contact_id)
@@ -644,6 +650,10 @@ impl Engine {
             AgentEventBody::Decline { contact_id, reason } => match self.held(contact_id, aid) {
                 Some(ContactState::Offered { .. }) => {
                     self.event("declined", contact_id, now, reason.as_deref(), None);
+                    // A decline is an answer: it ends a run of missed offers.
+                    if let Some(a) = self.agents.get_mut(aid) {
+                        a.missed_offers = 0;
+                    }
                     self.requeue(contact_id, aid, now);
                     Outcome::Applied
                 }

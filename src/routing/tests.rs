@@ -565,3 +565,37 @@ fn content_is_clipped_on_a_character_boundary() {
     assert_eq!(clip(&Some("short".into()), 10).as_deref(), Some("short"));
     assert_eq!(clip(&None, 10), None);
 }
+
+#[test]
+fn accept_on_chat_is_the_first_response_and_a_decline_ends_a_miss_streak() {
+    let agents = "[[agents]]\nid = \"a\"\nskills = { s = 5 }\ncapacity = { chat = 1, email = 1 }\ninitial_status = \"available\"\n";
+    let mut e = engine(agents);
+    e.on_inbound(&inbound("1", "chat", "c1", json!({"queue": "q"})), t(0.0))
+        .expect("ok");
+    let o = offers(&e.take_outputs());
+    let cid = o[0].1["contact_id"].as_str().expect("cid").to_string();
+    e.on_agent(&agent_ev("a", "accept", json!({"contact_id": cid})), t(1.0))
+        .expect("ok");
+    let kinds: Vec<_> = e.take_outputs().into_iter().map(|o| o.subject).collect();
+    assert!(kinds.contains(&OutSubject::ContactEvent("responded")), "{kinds:?}");
+
+    // Email: expire once (miss 1), decline (streak over), expire again: still available.
+    e.on_inbound(&inbound("2", "email", "c2", json!({"queue": "q"})), t(2.0))
+        .expect("ok");
+    e.take_outputs();
+    e.on_tick(t(12.0));
+    assert_eq!(e.agent("a").map(|a| a.missed_offers), Some(1));
+    let o = offers(&e.take_outputs());
+    let cid = o[0].1["contact_id"].as_str().expect("cid").to_string();
+    let mut ev = agent_ev("a", "decline", json!({"contact_id": cid}));
+    ev.id = "decline-2".into();
+    e.on_agent(&ev, t(13.0)).expect("ok");
+    assert_eq!(e.agent("a").map(|a| a.missed_offers), Some(0));
+    e.take_outputs();
+    e.on_tick(t(23.0));
+    assert_eq!(
+        e.agent("a").map(|a| a.status),
+        Some(Presence::Available),
+        "max_missed_offers is 2"
+    );
+}
