@@ -119,7 +119,10 @@ impl Daemon {
             .collect();
         let (nc, na, ns) = (contacts.len(), agents.len(), seen.len());
         let mut engine = Engine::restore(spec, contacts, agents, now);
+        // Re-publish what was outstanding before routing anything new, so no
+        // offer goes out twice in the first commit.
         engine.replay_offers();
+        engine.route_waiting(now);
         tracing::info!(
             contacts = nc,
             agents = na,

@@ -278,6 +278,7 @@ impl Engine {
     /// Rebuilds the engine from persisted records. The roster fills in agents
     /// never seen and refreshes those no `profile` event has changed; loads,
     /// the waiting order and every timer are derived from the records.
+    /// Nothing is offered until [`Engine::route_waiting`].
     pub fn restore(spec: Arc<RouterSpec>, contacts: Vec<Contact>, agents: Vec<Agent>, now: DateTime<Utc>) -> Engine {
         let mut e = Engine {
             agents: agents.into_iter().map(|a| (a.id.clone(), a)).collect(),
@@ -381,8 +382,14 @@ impl Engine {
             e.schedule_sla(&c);
             e.contacts.insert(c.id.clone(), c);
         }
-        e.dispatch(now);
         e
+    }
+
+    /// Offers waiting contacts to whoever is free now. The daemon calls it
+    /// once after [`Engine::restore`] and [`Engine::replay_offers`] (every
+    /// other input dispatches by itself).
+    pub fn route_waiting(&mut self, now: DateTime<Utc>) {
+        self.dispatch(now);
     }
 
     /// Outbound messages produced since the last call, in order.

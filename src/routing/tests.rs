@@ -599,3 +599,29 @@ fn accept_on_chat_is_the_first_response_and_a_decline_ends_a_miss_streak() {
         "max_missed_offers is 2"
     );
 }
+
+#[test]
+fn restart_replays_each_outstanding_offer_once_and_routes_the_rest() {
+    let one = "[[agents]]\nid = \"a\"\nskills = { s = 5 }\ncapacity = { email = 1 }\ninitial_status = \"available\"\n";
+    let mut e = engine(one);
+    e.on_inbound(&inbound("1", "email", "c1", json!({"queue": "q"})), t(0.0))
+        .expect("ok");
+    e.on_inbound(&inbound("2", "email", "c2", json!({"queue": "q"})), t(1.0))
+        .expect("ok");
+    e.take_outputs();
+    let (contacts, agents_v) = snapshot(&mut e);
+    // A second agent joins the roster while the router is down.
+    let two = format!("{one}[[agents]]\nid = \"b\"\nskills = {{ s = 5 }}\ncapacity = {{ email = 1 }}\ninitial_status = \"available\"\n");
+    let mut r = Engine::restore(spec(&format!("{BASE}{two}")), contacts, agents_v, t(2.0));
+    r.replay_offers();
+    r.route_waiting(t(2.0));
+    let o = offers(&r.take_outputs());
+    let got: Vec<(String, String)> = o
+        .iter()
+        .map(|(a, v)| (a.clone(), v["conversation_id"].as_str().unwrap_or_default().to_string()))
+        .collect();
+    assert_eq!(
+        got,
+        [("a".to_string(), "c1".to_string()), ("b".to_string(), "c2".to_string())]
+    );
+}
