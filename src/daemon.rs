@@ -409,7 +409,7 @@ impl Daemon {
         for (q, n) in self.engine.waiting_per_queue() {
             metrics::gauge!(m::CONTACTS_WAITING, "queue" => q.to_string()).set(n as f64);
         }
-        metrics::gauge!(m::CONTACTS_OPEN).set(self.engine.contacts().count() as f64);
+        metrics::gauge!(m::CONTACTS_OPEN).set(self.engine.contacts_len() as f64);
         let mut by_status = [0usize; 3];
         for a in self.engine.agents() {
             by_status[a.status as usize] += 1;

@@ -605,11 +605,11 @@ mod tests {
 
     #[test]
     fn decodes_a_full_inbound_event_and_ignores_unknown_fields() {
-        let e = inbound(GOOD).unwrap();
+        let e = inbound(GOOD).expect("test value");
         assert_eq!(e.channel, Channel::Email);
         assert_eq!(e.priority, Some(7));
         assert_eq!(e.customer.tier.as_deref(), Some("vip"));
-        assert_eq!(rfc3339(e.received_at.unwrap()), "2026-11-23T08:14:03.000Z");
+        assert_eq!(rfc3339(e.received_at.expect("test value")), "2026-11-23T08:14:03.000Z");
     }
 
     #[test]
@@ -658,11 +658,11 @@ mod tests {
     #[test]
     fn decodes_agent_events_and_checks_the_subject() {
         let p = br#"{"v":1,"id":"x","type":"profile","agent_id":"a1","skills":{"billing":7},"capacity":{"chat":2}}"#;
-        let e = decode_agent("a1", "profile", p).unwrap();
+        let e = decode_agent("a1", "profile", p).expect("test value");
         match e.body {
             AgentEventBody::Profile { skills, capacity, .. } => {
-                assert_eq!(skills.unwrap().values().next(), Some(&7));
-                assert_eq!(capacity.unwrap().get(&Channel::Chat), Some(&2));
+                assert_eq!(skills.expect("test value").values().next(), Some(&7));
+                assert_eq!(capacity.expect("test value").get(&Channel::Chat), Some(&2));
             }
             other => panic!("unexpected {other:?}"),
         }

@@ -451,6 +451,10 @@ impl Engine {
             .map(|q| (q, self.waiting_per_queue.get(q).copied().unwrap_or(0)))
     }
 
+    pub fn contacts_len(&self) -> usize {
+        self.contacts.len()
+    }
+
     pub fn waiting_len(&self) -> usize {
         self.waiting.len()
     }

@@ -62,7 +62,7 @@ mod tests {
 
     fn t0() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-11-23T09:00:00Z")
-            .unwrap()
+            .expect("test value")
             .with_timezone(&Utc)
     }
 
