@@ -8,10 +8,11 @@
 //!    `Nats-Msg-Id`, then recorded as fired in the contact's state: a crash in
 //!    between re-sends an alert JetStream deduplicates, never loses one;
 //! 2. state records are written to the key-value bucket;
-//! 3. offers, desktop notices, lifecycle events and dead letters are
+//! 3. processed event ids are remembered (a redelivery after this point is
+//!    recognised, so no input is applied twice);
+//! 4. offers, desktop notices, lifecycle events and dead letters are
 //!    published (an offer is therefore never visible before it is durable,
 //!    and the restart path re-publishes outstanding offers under their id);
-//! 4. processed event ids are remembered;
 //! 5. only then are the input messages acked.
 //!
 //! A transient NATS failure retries the commit (nothing is acked meanwhile);
@@ -168,11 +169,13 @@ impl Daemon {
                         break;
                     }
                     let now = Utc::now();
-                    self.engine.on_tick(now);
                     let mut pending = Pending::default();
                     for d in buf.drain(..) {
                         self.process(d, now, &mut pending);
                     }
+                    // Inputs first, then due timers: an accept or respond that
+                    // is already in hand wins over an expiry or alert due now.
+                    self.engine.on_tick(now);
                     self.commit(pending, &hard_stop).await?;
                 }
                 _ = tokio::time::sleep(sleep_for) => {
@@ -342,12 +345,14 @@ impl Daemon {
                     self.bus.persist(&changes).await?;
                     stage = 2;
                 }
+                // Remembered right after the state: a crash later in the
+                // commit must not let a redelivery apply the input twice.
                 if stage == 2 {
-                    self.bus.publish_all(&other_msgs).await?;
+                    self.bus.remember(&pending.dedupe_keys).await?;
                     stage = 3;
                 }
                 if stage == 3 {
-                    self.bus.remember(&pending.dedupe_keys).await?;
+                    self.bus.publish_all(&other_msgs).await?;
                     stage = 4;
                 }
                 if stage == 4 {

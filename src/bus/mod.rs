@@ -97,8 +97,15 @@ pub struct Bus {
     js: jetstream::Context,
     client: async_nats::Client,
     state: kv::Store,
+    /// `$KV.<bucket>.`: subjects of state records, for purging closed ones.
+    state_prefix: String,
     dedupe: kv::Store,
 }
+
+/// Publishes awaiting their JetStream ack at once. async-nats allows 5000
+/// per context and blocks the next publish until one is awaited; since acks
+/// are awaited only after a window is sent, a window must stay below that.
+const PUBLISH_WINDOW: usize = 1000;
 
 /// Connects, reporting connection changes to the readiness latch. Retries
 /// the first connection until `token` is cancelled, so the daemon can start
@@ -253,10 +260,12 @@ impl Bus {
         }
         let state = Bus::bucket(&js, &cfg.state_bucket, Duration::ZERO, cfg.stream_replicas).await?;
         let dedupe = Bus::bucket(&js, &cfg.dedupe_bucket, dedupe_retention, cfg.stream_replicas).await?;
+        let state_prefix = format!("$KV.{}.", cfg.state_bucket);
         Ok(Bus {
             js,
             client,
             state,
+            state_prefix,
             dedupe,
         })
     }
@@ -402,22 +411,34 @@ impl Bus {
 
     /// Publishes to the outbound stream and waits for every JetStream ack.
     /// `Nats-Msg-Id` makes a retry after a partial failure harmless.
+    ///
+    /// A message over the server's max payload can never be published;
+    /// retrying it would stall all routing, so it is dropped and reported.
+    /// (The core bounds what it puts in messages, so this is a last guard.)
     pub async fn publish_all(&self, msgs: &[Publish]) -> Result<(), BusError> {
-        let mut acks = Vec::with_capacity(msgs.len());
-        for m in msgs {
-            let publish = jetstream::message::PublishMessage::build()
-                .payload(m.payload.clone())
-                .message_id(&m.msg_id);
-            let ack = self
-                .js
-                .send_publish(m.subject.clone(), publish)
+        let max = self.client.max_payload();
+        for window in msgs.chunks(PUBLISH_WINDOW) {
+            let mut acks = Vec::with_capacity(window.len());
+            for m in window {
+                if m.payload.len() + m.msg_id.len() + 64 > max {
+                    tracing::error!(subject = %m.subject, msg_id = %m.msg_id, bytes = m.payload.len(), max, "Outbound message over the server's max payload; dropped.");
+                    metrics::counter!(crate::telemetry::DROPPED_OVERSIZE, "what" => "publish").increment(1);
+                    continue;
+                }
+                let publish = jetstream::message::PublishMessage::build()
+                    .payload(m.payload.clone())
+                    .message_id(&m.msg_id);
+                let ack = self
+                    .js
+                    .send_publish(m.subject.clone(), publish)
+                    .await
+                    .map_err(transient("publish"))?;
+                acks.push(std::future::IntoFuture::into_future(ack));
+            }
+            futures::future::try_join_all(acks)
                 .await
-                .map_err(transient("publish"))?;
-            acks.push(std::future::IntoFuture::into_future(ack));
+                .map_err(transient("publish ack"))?;
         }
-        futures::future::try_join_all(acks)
-            .await
-            .map_err(transient("publish ack"))?;
         Ok(())
     }
 
@@ -427,14 +448,20 @@ impl Bus {
             .iter()
             .map(|c| {
                 let (store, key, value) = (self.state.clone(), c.key.clone(), c.value.clone());
+                let subject = format!("{}{}", self.state_prefix, c.key);
+                let max = self.client.max_payload();
                 async move {
                     match value {
-                        Some(v) => store
-                            .put(&key, Bytes::from(v))
-                            .await
-                            .map(|_| ())
-                            .map_err(transient("state write")),
-                        None => store.delete(&key).await.map_err(transient("state delete")),
+                        Some(v) if v.len() + 256 > max => {
+                            tracing::error!(key = %key, bytes = v.len(), max, "State record over the server's max payload; not persisted.");
+                            metrics::counter!(crate::telemetry::DROPPED_OVERSIZE, "what" => "state").increment(1);
+                            Ok(())
+                        }
+                        Some(v) => store.put(&key, Bytes::from(v)).await.map(|_| ()).map_err(transient("state write")),
+                        // A closed record is purged, not deleted: a delete
+                        // leaves a marker per contact forever, and every
+                        // start-up would scan them all.
+                        None => store.stream.purge().filter(subject).await.map(|_| ()).map_err(transient("state purge")),
                     }
                 }
             })

@@ -563,4 +563,30 @@ warning_thresholds = [1.5]
         assert_eq!(p[0].key, "nats.batch_size");
         assert_eq!(p[0].value, "\"many\"");
     }
+
+    #[test]
+    fn durations_are_bounded_and_thresholds_must_stay_distinct() {
+        let toml = r#"
+[routing]
+offer_timeout_secs = 1e13
+[sla.policies.p]
+first_response_secs = { email = 1e12 }
+warning_thresholds = [0.5001, 0.5004, 0.9996]
+[[queues]]
+name = "q"
+channels = ["email"]
+"#;
+        let cfg = Config::from_toml_with_env(toml, "t", Vec::new()).expect("well-typed");
+        let problems = cfg.validate().expect_err("out of range");
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        for want in [
+            "routing.offer_timeout_secs",
+            "sla.policies.p.first_response_secs.email",
+            "sla.policies.p.warning_thresholds[1]",
+            "sla.policies.p.warning_thresholds[2]",
+        ] {
+            assert!(keys.contains(&want), "missing {want} in {keys:?}");
+        }
+        assert!(!keys.contains(&"sla.policies.p.warning_thresholds[0]"), "{keys:?}");
+    }
 }

@@ -40,9 +40,11 @@ impl Problems {
     fn add(&mut self, key: impl Into<String>, value: impl fmt::Debug, message: impl Into<String>) {
         self.0.push(Problem::new(key, format!("{value:?}"), message));
     }
-    fn positive(&mut self, key: &str, v: f64) {
-        if !(v.is_finite() && v > 0.0) {
-            self.add(key, v, "must be a positive number of seconds");
+    /// Positive and at most `max` seconds: beyond sane ranges, date
+    /// arithmetic would overflow.
+    fn seconds(&mut self, key: &str, v: f64, max: f64) {
+        if !(v.is_finite() && v > 0.0 && v <= max) {
+            self.add(key, v, format!("must be a number of seconds above 0 and at most {max}"));
         }
     }
 }
@@ -123,7 +125,7 @@ impl Config {
             for (ch, secs) in &pol.first_response_secs {
                 let k = format!("{key}.first_response_secs.{ch}");
                 if let Some(c) = channel(&mut p, k.clone(), ch) {
-                    p.positive(&k, *secs);
+                    p.seconds(&k, *secs, 365.0 * 86_400.0);
                     targets[c.index()] = Some(*secs);
                 }
             }
@@ -135,7 +137,19 @@ impl Config {
                 );
             }
             let mut thresholds = pol.warning_thresholds.clone();
+            // Fired thresholds are recorded in permille: two that round to
+            // the same permille, or one that rounds to the breach, would
+            // silently never fire.
+            let mut permilles = std::collections::BTreeSet::new();
             for (i, t) in pol.warning_thresholds.iter().enumerate() {
+                let pm = crate::sla::permille(*t);
+                if t.is_finite() && *t > 0.0 && *t < 1.0 && (pm == 0 || pm >= 1000 || !permilles.insert(pm)) {
+                    p.add(
+                        format!("{key}.warning_thresholds[{i}]"),
+                        t,
+                        "thresholds must differ from each other and from 0 and 1 by at least 0.001",
+                    );
+                }
                 if !(t.is_finite() && *t > 0.0 && *t < 1.0) {
                     p.add(
                         format!("{key}.warning_thresholds[{i}]"),
@@ -195,7 +209,7 @@ impl Config {
                 .unwrap_or(default_strategy);
             let offer_timeout_secs = q.offer_timeout_secs.unwrap_or(self.routing.offer_timeout_secs);
             if let Some(t) = q.offer_timeout_secs {
-                p.positive(&format!("{key}.offer_timeout_secs"), t);
+                p.seconds(&format!("{key}.offer_timeout_secs"), t, 86_400.0);
             }
             if let Some(name) = name {
                 if queues.contains_key(&name) {
@@ -440,8 +454,8 @@ impl Config {
         if !(1..=4096).contains(&n.batch_size) {
             p.add("nats.batch_size", n.batch_size, "must be 1 to 4096");
         }
-        p.positive("nats.ack_wait_secs", n.ack_wait_secs);
-        p.positive("nats.duplicate_window_secs", n.duplicate_window_secs);
+        p.seconds("nats.ack_wait_secs", n.ack_wait_secs, 86_400.0);
+        p.seconds("nats.duplicate_window_secs", n.duplicate_window_secs, 86_400.0);
         if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
             p.add(
                 "http.listen",
@@ -455,9 +469,13 @@ impl Config {
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
             p.add("log.level", &self.log.level, format!("not a log filter: {e}"));
         }
-        p.positive("runtime.shutdown_grace_secs", self.runtime.shutdown_grace_secs);
-        p.positive("routing.offer_timeout_secs", self.routing.offer_timeout_secs);
-        p.positive("routing.dedupe_retention_secs", self.routing.dedupe_retention_secs);
+        p.seconds("runtime.shutdown_grace_secs", self.runtime.shutdown_grace_secs, 3_600.0);
+        p.seconds("routing.offer_timeout_secs", self.routing.offer_timeout_secs, 86_400.0);
+        p.seconds(
+            "routing.dedupe_retention_secs",
+            self.routing.dedupe_retention_secs,
+            30.0 * 86_400.0,
+        );
         if self.routing.max_missed_offers == 0 {
             p.add("routing.max_missed_offers", 0, "must be at least 1");
         }

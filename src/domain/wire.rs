@@ -60,6 +60,18 @@ fn opt_str(o: &Obj, key: &str) -> Result<Option<String>, BadMessage> {
     present(o, key).map(|v| as_str(v, key).map(str::to_string)).transpose()
 }
 
+/// Display fields are clipped, not refused: a long name must not cost the
+/// customer their contact, nor bloat offers and state.
+fn clip_opt(s: Option<String>) -> Option<String> {
+    s.map(|s| {
+        if s.chars().count() > 256 {
+            super::truncate(&s, 255)
+        } else {
+            s
+        }
+    })
+}
+
 fn opt_time(o: &Obj, key: &str) -> Result<Option<DateTime<Utc>>, BadMessage> {
     present(o, key)
         .map(|v| {
@@ -195,9 +207,9 @@ pub fn decode_inbound(subject_channel: &str, payload: &[u8]) -> Result<InboundEv
             id: req_str(c, "id", 256)
                 .map_err(|e| bad(format!("customer: {e}")))?
                 .to_string(),
-            name: opt_str(c, "name").map_err(|e| bad(format!("customer: {e}")))?,
-            tier: opt_str(c, "tier").map_err(|e| bad(format!("customer: {e}")))?,
-            language: opt_str(c, "language").map_err(|e| bad(format!("customer: {e}")))?,
+            name: clip_opt(opt_str(c, "name").map_err(|e| bad(format!("customer: {e}")))?),
+            tier: clip_opt(opt_str(c, "tier").map_err(|e| bad(format!("customer: {e}")))?),
+            language: clip_opt(opt_str(c, "language").map_err(|e| bad(format!("customer: {e}")))?),
         },
         other => {
             return Err(bad(format!(

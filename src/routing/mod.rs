@@ -71,6 +71,10 @@ pub struct Contact {
     /// Agents who declined or let an offer expire; others are preferred.
     pub declined_by: BTreeSet<AgentId>,
     pub messages: u32,
+    /// Id of the inbound event that opened the contact: its redelivery is
+    /// recognised even if the dedupe record was never written.
+    #[serde(default)]
+    pub opened_by: String,
     /// Follow-ups that arrived before an agent took the contact, handed to
     /// the agent on accept (the most recent [`MAX_PENDING_FOLLOW_UPS`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -87,6 +91,24 @@ pub struct FollowUp {
 }
 
 pub const MAX_PENDING_FOLLOW_UPS: usize = 20;
+
+/// Budget for a contact's persisted JSON: half the server's 1 MiB default
+/// max payload, whatever JSON escaping (up to 6×) does to the content. The
+/// first message alone (64 KiB clipped) stays within it.
+pub const MAX_CONTACT_JSON_BYTES: usize = 512 * 1024;
+
+/// A contact id derived from the event that opens it (FNV-1a, 128 bit): a
+/// redelivery after a crash re-creates the *same* contact, so anything
+/// already published about it (an SLA alert of a contact that was overdue
+/// on arrival, say) keeps its id and is recognised as a duplicate.
+fn contact_id_for(event_id: &str) -> String {
+    let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
+    for b in event_id.as_bytes() {
+        h ^= *b as u128;
+        h = h.wrapping_mul(0x0000000001000000000000000000013b);
+    }
+    format!("c-{h:032x}")
+}
 
 /// Message content kept with a contact and put into offers. Bounded so an
 /// offer or a state record can never outgrow the server's max payload
@@ -482,6 +504,9 @@ impl Engine {
                 let Some(c) = self.contacts.get_mut(&cid) else {
                     return Ok(Outcome::Ignored("stale conversation"));
                 };
+                if c.opened_by == ev.id || c.pending.iter().any(|f| f.event_id == ev.id) {
+                    return Ok(Outcome::Ignored("already applied"));
+                }
                 c.messages += 1;
                 self.dirty_contacts.insert(cid.clone());
                 let f = FollowUp {
@@ -497,6 +522,17 @@ impl Engine {
                             c.pending.remove(0);
                         }
                         c.pending.push(f);
+                        // Oldest follow-ups go first when the record would
+                        // outgrow its budget (escaping can multiply content).
+                        while c.pending.len() > 1 && wire::to_json(&*c).len() > MAX_CONTACT_JSON_BYTES {
+                            c.pending.remove(0);
+                        }
+                        // Alone and still too big: keep its start only.
+                        if wire::to_json(&*c).len() > MAX_CONTACT_JSON_BYTES {
+                            if let Some(last) = c.pending.last_mut() {
+                                last.text = clip(&last.text, 4 * 1024);
+                            }
+                        }
                     }
                 }
                 Outcome::Attached
@@ -505,7 +541,7 @@ impl Engine {
                 let placement = self.spec.place(ev)?;
                 let received_at = ev.received_at.map_or(now, |t| t.min(now));
                 let c = Contact {
-                    id: new_id("c"),
+                    id: contact_id_for(&ev.id),
                     conversation_id: ev.conversation_id.clone(),
                     channel: ev.channel,
                     queue: placement.queue.clone(),
@@ -522,6 +558,7 @@ impl Engine {
                     sla_fired: Vec::new(),
                     declined_by: BTreeSet::new(),
                     messages: 1,
+                    opened_by: ev.id.clone(),
                     pending: Vec::new(),
                 };
                 let id = c.id.clone();
@@ -987,6 +1024,10 @@ impl Engine {
             }
         }
         let mut cursor: Option<WaitKey> = None;
+        // Requirements nobody free can meet in this pass. Offers only use up
+        // capacity, so a miss stays a miss until the pass ends; this keeps a
+        // long queue of contacts no free agent fits from costing W × A.
+        let mut unfit: Vec<(Channel, BTreeMap<SkillName, SkillLevel>)> = Vec::new();
         while free.iter().any(|n| *n > 0) {
             let next = match &cursor {
                 None => self.waiting.first().cloned(),
@@ -1002,12 +1043,16 @@ impl Engine {
             if free[c.channel.index()] == 0 {
                 continue;
             }
+            if unfit.iter().any(|(ch, req)| *ch == c.channel && *req == c.required) {
+                continue;
+            }
             let strategy = self
                 .spec
                 .queues
                 .get(&c.queue)
                 .map_or(Strategy::LongestIdle, |q| q.strategy);
             let Some((agent, candidates)) = self.pick(c, strategy) else {
+                unfit.push((c.channel, c.required.clone()));
                 continue;
             };
             let channel = c.channel;

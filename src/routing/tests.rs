@@ -625,3 +625,66 @@ fn restart_replays_each_outstanding_offer_once_and_routes_the_rest() {
         [("a".to_string(), "c1".to_string()), ("b".to_string(), "c2".to_string())]
     );
 }
+
+#[test]
+fn a_redelivered_opening_message_is_not_its_own_follow_up() {
+    let mut e = engine("");
+    let ev = inbound("open-1", "email", "c1", json!({"queue": "q", "text": "hello"}));
+    assert!(matches!(e.on_inbound(&ev, t(0.0)), Ok(Outcome::Opened { .. })));
+    let id = e.contact_for_conversation("c1").map(|c| c.id.clone());
+    assert_eq!(e.on_inbound(&ev, t(1.0)), Ok(Outcome::Ignored("already applied")));
+    let c = e.contact_for_conversation("c1").expect("open");
+    assert_eq!((c.messages, c.pending.len()), (1, 0));
+    // The id is derived from the opening event: a replay after a crash,
+    // in a fresh engine, re-creates the same contact id.
+    let mut fresh = engine("");
+    fresh.on_inbound(&ev, t(5.0)).expect("ok");
+    assert_eq!(fresh.contact_for_conversation("c1").map(|c| c.id.clone()), id);
+}
+
+#[test]
+fn buffered_follow_ups_stay_within_the_record_budget() {
+    let mut e = engine("");
+    e.on_inbound(&inbound("1", "chat", "c1", json!({"queue": "q"})), t(0.0))
+        .expect("ok");
+    // Control characters escape to six bytes each in JSON.
+    let nasty = "\u{1}".repeat(60_000);
+    for i in 0..10 {
+        e.on_inbound(&inbound(&format!("f{i}"), "chat", "c1", json!({"text": nasty})), t(1.0))
+            .expect("ok");
+    }
+    let c = e.contact_for_conversation("c1").expect("open");
+    assert!(
+        wire::to_json(c).len() <= MAX_CONTACT_JSON_BYTES,
+        "{}",
+        wire::to_json(c).len()
+    );
+    assert!(!c.pending.is_empty(), "the newest follow-up is kept");
+    assert_eq!(c.pending.last().map(|f| f.event_id.as_str()), Some("f9"));
+}
+
+#[test]
+fn a_long_queue_nobody_free_fits_is_skipped_cheaply_and_correctly() {
+    let agents =
+        "[[agents]]\nid = \"x\"\nskills = { s = 5 }\ncapacity = { chat = 1 }\ninitial_status = \"available\"\n";
+    let mut e = engine(agents);
+    for i in 0..200 {
+        e.on_inbound(
+            &inbound(
+                &format!("r{i}"),
+                "chat",
+                &format!("rare{i}"),
+                json!({"queue": "q", "skills": ["t"]}),
+            ),
+            t(0.0),
+        )
+        .expect("ok");
+    }
+    assert!(offers(&e.take_outputs()).is_empty());
+    // A plain contact behind them still reaches the free agent.
+    e.on_inbound(&inbound("p", "chat", "plain", json!({"queue": "q"})), t(1.0))
+        .expect("ok");
+    let o = offers(&e.take_outputs());
+    assert_eq!(o.len(), 1);
+    assert_eq!(o[0].1["conversation_id"], "plain");
+}

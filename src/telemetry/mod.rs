@@ -22,6 +22,7 @@ pub const AGENTS: &str = "omniroute_agents";
 pub const COMMIT_RETRIES: &str = "omniroute_commit_retries_total";
 pub const NATS_CONNECTED: &str = "omniroute_nats_connected";
 pub const BUILD_INFO: &str = "omniroute_build_info";
+pub const DROPPED_OVERSIZE: &str = "omniroute_dropped_oversize_total";
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
@@ -46,6 +47,10 @@ fn describe() {
     describe_gauge!(AGENTS, "Agents by presence status.");
     describe_counter!(COMMIT_RETRIES, "Batch commits retried after a transient NATS error.");
     describe_gauge!(NATS_CONNECTED, "1 while the NATS connection is up.");
+    describe_counter!(
+        DROPPED_OVERSIZE,
+        "Outbound messages or state records over the server's max payload, dropped (should stay 0)."
+    );
     describe_gauge!(BUILD_INFO, "Always 1; the version label tells the running build.");
 }
 
