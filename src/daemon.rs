@@ -69,6 +69,8 @@ pub struct Daemon {
     seen: HashMap<String, DateTime<Utc>>,
     last_prune: DateTime<Utc>,
     ready: Arc<Readiness>,
+    /// Whether this router has state from an earlier run.
+    ran_before: bool,
 }
 
 fn subject_of(prefix: &str, s: &OutSubject) -> String {
@@ -119,6 +121,7 @@ impl Daemon {
             .map(|k| (k, now + retention))
             .collect();
         let (nc, na, ns) = (contacts.len(), agents.len(), seen.len());
+        let ran_before = nc + na + ns > 0;
         let mut engine = Engine::restore(spec, contacts, agents, now);
         // Re-publish what was outstanding before routing anything new, so no
         // offer goes out twice in the first commit.
@@ -138,6 +141,7 @@ impl Daemon {
             seen,
             last_prune: now,
             ready,
+            ran_before,
         })
     }
 
@@ -226,6 +230,13 @@ impl Daemon {
             }
         }
         pending.deliveries.push(d);
+    }
+
+    /// Where a re-created consumer should resume: the dedupe window, once
+    /// the router has processed anything; the whole stream on a first start.
+    pub fn resume_window(&self) -> Option<Duration> {
+        self.ran_before
+            .then(|| Duration::from_secs_f64(self.cfg.routing.dedupe_retention_secs))
     }
 
     fn retention(&self) -> chrono::Duration {
@@ -453,12 +464,13 @@ pub fn spawn_consumers(
     cfg: &NatsConfig,
     tx: mpsc::Sender<Delivery>,
     intake: &CancellationToken,
+    resume_window: Option<Duration>,
 ) {
     for source in [Source::Inbound, Source::Agent] {
         let (bus, cfg, tx, token) = (bus.clone(), cfg.clone(), tx.clone(), intake.clone());
         tasks.spawn(async move {
             let name = format!("{source:?} consumer");
-            (name, bus.consume(&cfg, source, tx, token).await)
+            (name, bus.consume(&cfg, source, tx, token, resume_window).await)
         });
     }
 }

@@ -98,7 +98,8 @@ async fn run_routing(
     let hard_stop = CancellationToken::new();
     let (tx, rx) = mpsc::channel(cfg.nats.batch_size * 4);
     let mut consumers = JoinSet::new();
-    daemon::spawn_consumers(&mut consumers, &bus, &cfg.nats, tx, &intake);
+    let resume_window = daemon.resume_window();
+    daemon::spawn_consumers(&mut consumers, &bus, &cfg.nats, tx, &intake, resume_window);
     let mut core = tokio::spawn(daemon.run_loop(rx, hard_stop.clone()));
     notify::notify("READY=1");
     let watchdog = notify::watchdog_interval().map(|every| {

@@ -245,7 +245,11 @@ async fn follow_ups_reach_the_holding_agent_and_end_abandons_a_waiting_contact()
     // markers left behind (start-up would otherwise scan them forever).
     let mut kv = c.js.get_stream("KV_omniroute_state").await.expect("state stream");
     let info = kv.info().await.expect("info");
-    assert_eq!(info.state.subjects_count, 1, "only the agent record remains: {:?}", info.state);
+    assert_eq!(
+        info.state.subjects_count, 1,
+        "only the agent record remains: {:?}",
+        info.state
+    );
     d.stop().await;
 }
 
@@ -339,5 +343,37 @@ async fn readiness_follows_the_nats_connection_and_shutdown_still_completes() {
     assert_eq!(v["status"], "not_ready");
     assert_eq!(v["reason"], "not connected to NATS");
     assert_eq!(support::http_get(d.http, "/live").await.expect("live").0, 200);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_lost_consumer_is_re_created_from_the_dedupe_window_not_the_stream_start() {
+    let nats = NatsServer::start();
+    let agents = agent_toml("r1", "billing = 9", "email = 5", "available");
+    let d = Daemon::start(cfg(&nats.url, &agents)).await;
+    let mut c = Client::connect(&nats.url).await;
+    c.contact("email", "before", json!({"queue": "billing"})).await;
+    c.offer("r1", "before").await;
+    d.stop().await;
+
+    let inbound = c.js.get_stream("OMNI_INBOUND").await.expect("stream");
+    inbound.delete_consumer("omniroute").await.expect("delete consumer");
+    c.contact("email", "after", json!({"queue": "billing"})).await;
+
+    let d = Daemon::start(cfg(&nats.url, &agents)).await;
+    c.offer("r1", "after").await;
+    let mut consumer = inbound
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("omniroute")
+        .await
+        .expect("re-created");
+    let info = consumer.info().await.expect("info");
+    assert!(
+        matches!(
+            info.config.deliver_policy,
+            async_nats::jetstream::consumer::DeliverPolicy::ByStartTime { .. }
+        ),
+        "{:?}",
+        info.config.deliver_policy
+    );
     d.stop().await;
 }

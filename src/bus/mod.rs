@@ -315,6 +315,7 @@ impl Bus {
         source: Source,
         tx: mpsc::Sender<Delivery>,
         token: CancellationToken,
+        resume_window: Option<Duration>,
     ) -> Result<(), BusError> {
         let p = &cfg.subject_prefix;
         let (what, filter) = match source {
@@ -322,36 +323,69 @@ impl Bus {
             Source::Agent => ("AGENT", format!("{p}.agent.>")),
         };
         let name = stream_name(p, what);
-        let stream = self
-            .js
-            .get_stream(&name)
-            .await
-            .map_err(setup(format!("stream {name}")))?;
-        let consumer: jetstream::consumer::Consumer<pull::Config> = stream
-            .get_or_create_consumer(
-                &cfg.consumer_name,
-                pull::Config {
-                    durable_name: Some(cfg.consumer_name.clone()),
-                    description: Some("omniroute router".into()),
-                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                    ack_wait: Duration::from_secs_f64(cfg.ack_wait_secs),
-                    max_deliver: -1,
-                    max_ack_pending: 20_000,
-                    filter_subject: filter,
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(setup(format!("consumer {} on {name}", cfg.consumer_name)))?;
+        // Setting up is a few JetStream requests that can each wait out a
+        // timeout while NATS is away; shutdown must not wait for them.
+        let setup_consumer = async {
+            let stream = self
+                .js
+                .get_stream(&name)
+                .await
+                .map_err(setup(format!("stream {name}")))?;
+            let consumer: jetstream::consumer::Consumer<pull::Config> = match stream
+                .get_consumer(&cfg.consumer_name)
+                .await
+            {
+                Ok(c) => c,
+                Err(_) => {
+                    // A router that has processed input before and lost its
+                    // consumer must not replay the whole stream (days of it,
+                    // beyond what it remembers for idempotency): it resumes
+                    // from the start of its dedupe window. A first start takes
+                    // the whole backlog.
+                    let deliver_policy = match resume_window {
+                        Some(w) => {
+                            let start_time =
+                                chrono::Utc::now() - chrono::Duration::from_std(w).unwrap_or(chrono::Duration::days(1));
+                            tracing::warn!(stream = %name, from = %start_time, "Durable consumer missing; re-creating it from the start of the dedupe window.");
+                            jetstream::consumer::DeliverPolicy::ByStartTime { start_time }
+                        }
+                        None => jetstream::consumer::DeliverPolicy::All,
+                    };
+                    stream
+                        .create_consumer(pull::Config {
+                            durable_name: Some(cfg.consumer_name.clone()),
+                            description: Some("omniroute router".into()),
+                            deliver_policy,
+                            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                            ack_wait: Duration::from_secs_f64(cfg.ack_wait_secs),
+                            max_deliver: -1,
+                            max_ack_pending: 20_000,
+                            filter_subject: filter,
+                            ..Default::default()
+                        })
+                        .await
+                        .map_err(setup(format!("consumer {} on {name}", cfg.consumer_name)))?
+                }
+            };
+            Ok::<_, BusError>(consumer)
+        };
+        let consumer = tokio::select! {
+            c = setup_consumer => c?,
+            _ = token.cancelled() => return Ok(()),
+        };
         let mut backoff = Duration::from_millis(100);
         'outer: while !token.is_cancelled() {
-            let messages = consumer
+            // Starting a pull can wait on the server; shutdown must not.
+            let start = consumer
                 .stream()
                 .max_messages_per_batch(cfg.batch_size)
                 .heartbeat(Duration::from_secs(5))
                 .expires(Duration::from_secs(30))
-                .messages()
-                .await;
+                .messages();
+            let messages = tokio::select! {
+                m = start => m,
+                _ = token.cancelled() => break,
+            };
             let mut messages = match messages {
                 Ok(m) => m,
                 Err(e) => {

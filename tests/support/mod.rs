@@ -106,6 +106,11 @@ pub struct Daemon {
 
 impl Daemon {
     pub async fn start(cfg: Config) -> Daemon {
+        // `RUST_LOG=omniroute=debug cargo test -- --nocapture` shows the daemon's logs.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .try_init();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let http = listener.local_addr().expect("addr");
         let token = CancellationToken::new();
