@@ -194,10 +194,9 @@ impl Daemon {
     }
 
     fn process(&mut self, d: Delivery, now: DateTime<Utc>, pending: &mut Pending) {
-        let prefix = &self.cfg.nats.subject_prefix;
-        let (kind_label, dlq) = match d.source {
-            Source::Inbound => ("inbound", format!("{prefix}.dlq.inbound")),
-            Source::Agent => ("agent", format!("{prefix}.dlq.agent")),
+        let kind_label = match d.source {
+            Source::Inbound => "inbound",
+            Source::Agent => "agent",
         };
         let result = self.decide(&d, now);
         match result {
@@ -215,6 +214,7 @@ impl Daemon {
             }
             Ok(None) => {}
             Err(BadMessage(error)) => {
+                let dlq = format!("{}.dlq.{kind_label}", self.cfg.nats.subject_prefix);
                 tracing::warn!(subject = %d.subject, seq = d.stream_seq, error = %error, "Bad {kind_label} message dead-lettered.");
                 match d.source {
                     Source::Inbound => metrics::counter!(m::INBOUND_EVENTS, "channel" => channel_label(&d.subject), "outcome" => "dead_lettered").increment(1),

@@ -150,8 +150,6 @@ pub struct Placement {
     pub priority: u8,
     pub sla_policy: Option<String>,
     pub required: BTreeMap<SkillName, SkillLevel>,
-    /// The rule that chose the queue, for the log.
-    pub rule: Option<String>,
 }
 
 impl RouterSpec {
@@ -194,7 +192,6 @@ impl RouterSpec {
                 .and_then(|r| r.sla_policy.clone())
                 .or_else(|| queue.sla_policy.clone()),
             required,
-            rule: rule.map(|r| r.name.clone()),
         })
     }
 
