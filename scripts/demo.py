@@ -1,6 +1,13 @@
 #!/usr/bin/env python3
-"""Drive a running omniroute by hand: publish one sample email contact and
-print what the router publishes back (offers, contact events, SLA alerts).
+"""Drive a running omniroute by hand: publish one sample contact and print
+what the router publishes back (offers, contact events, SLA alerts).
+
+Without --accept nobody answers: the offer expires and is re-offered, the SLA
+warnings and the breach arrive, and when the listening time is over the demo
+customer leaves (an `end` event), so no demo contact lingers in the queue.
+With --accept the demo first sets agent a-017 available (an earlier run may
+have set it away for letting offers expire), accepts the offer, and completes
+the contact when the listening time is over, which frees the agent's slot.
 
     scripts/run.sh                                 # in one terminal
     python3 scripts/demo.py --accept --respond     # in another
@@ -79,7 +86,9 @@ async def main():
     ap.add_argument("--channel", default="chat", choices=["email", "chat", "social", "voice"],
                     help="channel of the sample contact (default: %(default)s; chat has a 30 s VIP SLA "
                          "in config/omniroute.toml, so a warning and a breach show within the demo)")
-    ap.add_argument("--accept", action="store_true", help="accept the offer made for the sample contact")
+    ap.add_argument("--accept", action="store_true",
+                    help="accept the offer made for the sample contact (sets a-017 available first "
+                         "unless --available names agents)")
     ap.add_argument("--respond", action="store_true", help="after accepting, publish a respond event")
     args = ap.parse_args()
     p = args.prefix
@@ -118,7 +127,7 @@ async def main():
         return {"v": 1, "id": new_id(etype), "type": etype, "agent_id": agent_id, "at": now(), **fields}
 
     conversation_id = f"demo:{uuid.uuid4().hex}"
-    accepted = set()
+    accepted = {}  # contact id -> agent id
 
     async def on_message(msg):
         show(msg.subject, msg.data)
@@ -133,7 +142,7 @@ async def main():
         agent, contact = offer["agent_id"], offer["contact_id"]
         if contact in accepted:
             return
-        accepted.add(contact)
+        accepted[contact] = agent
         ok = await publish(f"{p}.agent.{agent}.accept", agent_event(agent, "accept", contact_id=contact))
         if ok and args.respond:
             await publish(f"{p}.agent.{agent}.respond", agent_event(agent, "respond", contact_id=contact))
@@ -141,6 +150,8 @@ async def main():
     for subject in (f"{p}.offer.>", f"{p}.alert.>", f"{p}.event.>"):
         await nc.subscribe(subject, cb=on_message)
 
+    if args.accept and not args.available:
+        args.available = ["a-017"]
     for agent in args.available:
         if not await publish(f"{p}.agent.{agent}.presence", agent_event(agent, "presence", status="available")):
             await nc.close()
@@ -168,6 +179,16 @@ async def main():
           flush=True)
     try:
         await asyncio.sleep(args.seconds)
+        # Leave nothing behind: the demo agent completes what it took, or
+        # the demo customer gives up, so the next run starts clean.
+        for contact_id, agent in accepted.items():
+            await publish(f"{p}.agent.{agent}.complete",
+                          agent_event(agent, "complete", contact_id=contact_id, wrap_up_secs=0))
+        if not accepted:
+            customer_left = {key: value for key, value in contact.items() if key not in ("subject", "text", "skills")}
+            await publish(f"{p}.inbound.{args.channel}",
+                          {**customer_left, "id": new_id(args.channel), "type": "end", "received_at": now()})
+        await asyncio.sleep(1)  # a moment to print the completed or abandoned event
     finally:
         await nc.drain()
 

@@ -50,17 +50,21 @@ fn load(a: &RunArgs) -> Result<(Config, Source), ConfigError> {
     Config::load(&source).map(|c| (c, source))
 }
 
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 fn validate(a: &RunArgs) -> ExitCode {
     let source = Config::describe_source(a.config.as_deref());
     let problems = match Config::load(&source) {
         Ok(cfg) => match cfg.validate() {
             Ok(spec) => {
                 println!(
-                    "{source}: OK ({} queues, {} rules, {} agents, {} SLA policies)",
-                    spec.queues.len(),
-                    spec.rules.len(),
-                    spec.agents.len(),
-                    spec.policies.len()
+                    "{source}: OK ({}, {}, {}, {})",
+                    count(spec.queues.len(), "queue", "queues"),
+                    count(spec.rules.len(), "rule", "rules"),
+                    count(spec.agents.len(), "agent", "agents"),
+                    count(spec.policies.len(), "SLA policy", "SLA policies")
                 );
                 return ExitCode::SUCCESS;
             }
