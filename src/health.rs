@@ -1,6 +1,7 @@
 //! Readiness latches, set by each subsystem and read by `/ready`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Default)]
@@ -9,6 +10,9 @@ pub struct Readiness {
     streams_ok: AtomicBool,
     state_loaded: AtomicBool,
     draining: AtomicBool,
+    /// Why the last connection attempt failed (`authorization violation`),
+    /// so `/ready` tells the operator more than "not connected".
+    nats_error: Mutex<Option<String>>,
     /// Milliseconds since the epoch of the routing loop's last turn.
     heartbeat_ms: AtomicU64,
 }
@@ -24,6 +28,18 @@ impl Readiness {
     pub fn set_nats_connected(&self, v: bool) {
         self.nats_connected.store(v, Ordering::Relaxed);
         metrics::gauge!(crate::telemetry::NATS_CONNECTED).set(if v { 1.0 } else { 0.0 });
+    }
+    /// Records the latest connection failure (`None` once connected).
+    /// Returns whether it differs from the one before, so a client that
+    /// retries every few seconds logs each new cause once, not each retry.
+    pub fn set_nats_error(&self, error: Option<String>) -> bool {
+        match self.nats_error.lock() {
+            Ok(mut last) if *last != error => {
+                *last = error;
+                true
+            }
+            _ => false,
+        }
     }
     pub fn nats_connected(&self) -> bool {
         self.nats_connected.load(Ordering::Relaxed)
@@ -50,15 +66,18 @@ impl Readiness {
     }
 
     /// `Ok` when ready; otherwise the first reason it is not.
-    pub fn check(&self) -> Result<(), &'static str> {
+    pub fn check(&self) -> Result<(), String> {
         if self.draining.load(Ordering::Relaxed) {
-            Err("shutting down")
+            Err("shutting down".into())
         } else if !self.nats_connected.load(Ordering::Relaxed) {
-            Err("not connected to NATS")
+            match self.nats_error.lock().ok().and_then(|e| e.clone()) {
+                Some(error) => Err(format!("not connected to NATS: {error}")),
+                None => Err("not connected to NATS".into()),
+            }
         } else if !self.streams_ok.load(Ordering::Relaxed) {
-            Err("JetStream streams not checked yet")
+            Err("JetStream streams not checked yet".into())
         } else if !self.state_loaded.load(Ordering::Relaxed) {
-            Err("routing state not loaded yet")
+            Err("routing state not loaded yet".into())
         } else {
             Ok(())
         }

@@ -88,7 +88,6 @@ async fn run_routing(
         Err(_) if shutdown.is_cancelled() => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    ready.set_nats_connected(true);
     let retention = Duration::from_secs_f64(cfg.routing.dedupe_retention_secs);
     let bus = bus::Bus::setup(client, &cfg.nats, retention).await?;
     ready.set_streams_ok(true);

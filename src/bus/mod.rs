@@ -119,23 +119,40 @@ pub async fn connect(
         url: cfg.url.clone(),
         message: m,
     };
+    let (connected_tx, mut connected) = tokio::sync::watch::channel(false);
+    let ready_events = Arc::clone(&ready);
     let mut opts = async_nats::ConnectOptions::new()
         .name(&cfg.client_name)
         .connection_timeout(Duration::from_secs(5))
         .retry_on_initial_connect()
         .max_reconnects(None)
         .event_callback(move |ev| {
-            let ready = Arc::clone(&ready);
+            let ready = Arc::clone(&ready_events);
+            let connected_tx = connected_tx.clone();
             async move {
                 match ev {
                     async_nats::Event::Connected => {
                         ready.set_nats_connected(true);
+                        ready.set_nats_error(None);
+                        connected_tx.send_replace(true);
                         tracing::info!("Connected to NATS.");
                     }
                     async_nats::Event::Disconnected => {
                         ready.set_nats_connected(false);
                         tracing::warn!("Disconnected from NATS; reconnecting.");
                     }
+                    // Failed connection attempts (wrong credentials, TLS,
+                    // refused) arrive here on every retry.
+                    async_nats::Event::ClientError(e) => {
+                        let error = e.to_string();
+                        let error = error.strip_prefix("nats: ").unwrap_or(&error).to_string();
+                        if ready.set_nats_error(Some(error.clone())) {
+                            tracing::warn!(%error, "Cannot connect to NATS; retrying.");
+                        } else {
+                            tracing::debug!(%error, "Cannot connect to NATS; retrying.");
+                        }
+                    }
+                    async_nats::Event::ServerError(e) => tracing::warn!(error = %e, "NATS server reported an error."),
                     other => tracing::info!(event = %other, "NATS connection event."),
                 }
             }
@@ -167,10 +184,23 @@ pub async fn connect(
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect();
-    tokio::select! {
-        r = opts.connect(urls) => r.map_err(|e| err(e.to_string())),
-        _ = token.cancelled() => Err(err("cancelled while connecting".into())),
+    let client = tokio::select! {
+        r = opts.connect(urls) => r.map_err(|e| err(e.to_string()))?,
+        _ = token.cancelled() => return Err(err("cancelled while connecting".into())),
+    };
+    // With retry on initial connect the client comes back before it has
+    // reached a server; JetStream set-up must wait for a real connection,
+    // however long NATS takes (each failed attempt is logged and shown on
+    // `/ready`), not time out and exit.
+    if client.connection_state() == async_nats::connection::State::Connected {
+        ready.set_nats_connected(true);
+    } else {
+        tokio::select! {
+            r = connected.wait_for(|c| *c) => r.map(|_| ()).map_err(|_| err("connection events stopped".into()))?,
+            _ = token.cancelled() => return Err(err("cancelled while connecting".into())),
+        }
     }
+    Ok(client)
 }
 
 /// True when a stream subject (possibly with wildcards) covers `want`.

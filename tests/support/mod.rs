@@ -38,6 +38,11 @@ pub struct NatsServer {
 
 impl NatsServer {
     pub fn start() -> NatsServer {
+        Self::start_with(&[])
+    }
+
+    /// A server with extra command-line options (authentication, TLS).
+    pub fn start_with(extra: &[&std::ffi::OsStr]) -> NatsServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = dir.path().join("js");
         let child = Command::new(nats_server_bin())
@@ -45,6 +50,7 @@ impl NatsServer {
             .arg(&store)
             .arg("--ports_file_dir")
             .arg(dir.path())
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::from(
                 std::fs::File::create(dir.path().join("nats.log")).expect("log file"),
@@ -106,6 +112,13 @@ pub struct Daemon {
 
 impl Daemon {
     pub async fn start(cfg: Config) -> Daemon {
+        let d = Self::spawn(cfg).await;
+        d.wait_ready().await;
+        d
+    }
+
+    /// Starts the daemon without waiting for it to become ready.
+    pub async fn spawn(cfg: Config) -> Daemon {
         // `RUST_LOG=omniroute=debug cargo test -- --nocapture` shows the daemon's logs.
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
@@ -115,9 +128,7 @@ impl Daemon {
         let http = listener.local_addr().expect("addr");
         let token = CancellationToken::new();
         let handle = tokio::spawn(omniroute::run(cfg, listener, token.clone()));
-        let d = Daemon { token, handle, http };
-        d.wait_ready().await;
-        d
+        Daemon { token, handle, http }
     }
 
     pub async fn wait_ready(&self) {
@@ -174,7 +185,11 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(url: &str) -> Client {
-        let nc = async_nats::connect(url).await.expect("connect");
+        Self::connect_with(url, async_nats::ConnectOptions::new()).await
+    }
+
+    pub async fn connect_with(url: &str, options: async_nats::ConnectOptions) -> Client {
+        let nc = options.connect(url).await.expect("connect");
         let sub = nc.subscribe("omni.>").await.expect("subscribe");
         nc.flush().await.expect("flush");
         let js = jetstream::new(nc.clone());
