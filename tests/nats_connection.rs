@@ -58,28 +58,17 @@ async fn user_and_password_authentication_connects_and_routes() {
     daemon.stop().await;
 }
 
-/// Polls `/ready` until its reason contains `cause`; it must be a 503 all
-/// along. Returns the reason.
+/// Waits until `/ready` gives `cause` as its reason; never ready meanwhile.
 async fn unready_because(daemon: &Daemon, cause: &str) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let (status, body) = support::http_get(daemon.http, "/ready")
-            .await
-            .unwrap_or((0, String::new()));
-        assert_ne!(status, 200, "ready while it should not be: {body}");
-        let reason = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["reason"].as_str().map(str::to_string));
-        if let Some(reason) = reason.filter(|r| r.contains(cause)) {
-            assert_eq!(status, 503, "{body}");
-            return reason;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no {cause:?} in /ready: {status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    support::eventually(Duration::from_secs(20), cause, || async {
+        let (status, reason) = daemon.readiness().await;
+        assert_ne!(status, 200, "ready while it should not be");
+        reason.contains(cause).then(|| {
+            assert_eq!(status, 503, "{reason}");
+            reason
+        })
+    })
+    .await
 }
 
 #[tokio::test]

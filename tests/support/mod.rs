@@ -132,14 +132,20 @@ impl Daemon {
     }
 
     pub async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok((200, _)) = http_get(self.http, "/ready").await {
-                return;
-            }
-            assert!(Instant::now() < deadline, "daemon not ready in time");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(Duration::from_secs(20), "daemon ready", || async {
+            matches!(http_get(self.http, "/ready").await, Ok((200, _))).then_some(())
+        })
+        .await
+    }
+
+    /// `/ready` as (status, reason); (0, "") while the listener is not up.
+    pub async fn readiness(&self) -> (u16, String) {
+        let (status, body) = http_get(self.http, "/ready").await.unwrap_or((0, String::new()));
+        let reason = serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v["reason"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        (status, reason)
     }
 
     /// Cancels and waits for a clean exit.
@@ -149,6 +155,24 @@ impl Daemon {
             .await
             .expect("daemon stops in time");
         r.expect("daemon task").expect("daemon exits cleanly");
+    }
+}
+
+/// Polls `probe` until it yields a value; fails naming `what` after `within`.
+/// For state only visible by asking (an HTTP endpoint), not for messages,
+/// which `Client::expect` waits on directly.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
