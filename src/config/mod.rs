@@ -178,7 +178,9 @@ impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             format: "text".into(),
-            level: "info".into(),
+            // async-nats logs each reconnect attempt at info; the bus
+            // module reports each new connection problem once, at warn.
+            level: "info,async_nats=warn".into(),
         }
     }
 }
