@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Default)]
 pub struct Readiness {
-    nats_connected: AtomicBool,
+    /// A watch rather than a flag so start-up can wait for the connection.
+    nats_connected: tokio::sync::watch::Sender<bool>,
     streams_ok: AtomicBool,
     state_loaded: AtomicBool,
     draining: AtomicBool,
@@ -26,7 +27,7 @@ fn now_ms() -> u64 {
 
 impl Readiness {
     pub fn set_nats_connected(&self, v: bool) {
-        self.nats_connected.store(v, Ordering::Relaxed);
+        self.nats_connected.send_replace(v);
         metrics::gauge!(crate::telemetry::NATS_CONNECTED).set(if v { 1.0 } else { 0.0 });
     }
     /// Records the latest connection failure (`None` once connected).
@@ -42,7 +43,12 @@ impl Readiness {
         }
     }
     pub fn nats_connected(&self) -> bool {
-        self.nats_connected.load(Ordering::Relaxed)
+        *self.nats_connected.borrow()
+    }
+    /// Resolves once NATS is connected.
+    pub async fn wait_nats_connected(&self) {
+        // The sender lives in `self`, so the wait cannot fail.
+        let _ = self.nats_connected.subscribe().wait_for(|c| *c).await;
     }
     pub fn set_streams_ok(&self, v: bool) {
         self.streams_ok.store(v, Ordering::Relaxed);
@@ -69,7 +75,7 @@ impl Readiness {
     pub fn check(&self) -> Result<(), String> {
         if self.draining.load(Ordering::Relaxed) {
             Err("shutting down".into())
-        } else if !self.nats_connected.load(Ordering::Relaxed) {
+        } else if !self.nats_connected() {
             match self.nats_error.lock().ok().and_then(|e| e.clone()) {
                 Some(error) => Err(format!("not connected to NATS: {error}")),
                 None => Err("not connected to NATS".into()),

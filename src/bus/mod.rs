@@ -119,7 +119,6 @@ pub async fn connect(
         url: cfg.url.clone(),
         message: m,
     };
-    let (connected_tx, mut connected) = tokio::sync::watch::channel(false);
     let ready_events = Arc::clone(&ready);
     let mut opts = async_nats::ConnectOptions::new()
         .name(&cfg.client_name)
@@ -128,13 +127,11 @@ pub async fn connect(
         .max_reconnects(None)
         .event_callback(move |ev| {
             let ready = Arc::clone(&ready_events);
-            let connected_tx = connected_tx.clone();
             async move {
                 match ev {
                     async_nats::Event::Connected => {
                         ready.set_nats_connected(true);
                         ready.set_nats_error(None);
-                        connected_tx.send_replace(true);
                         tracing::info!("Connected to NATS.");
                     }
                     async_nats::Event::Disconnected => {
@@ -196,7 +193,7 @@ pub async fn connect(
         ready.set_nats_connected(true);
     } else {
         tokio::select! {
-            r = connected.wait_for(|c| *c) => r.map(|_| ()).map_err(|_| err("connection events stopped".into()))?,
+            _ = ready.wait_nats_connected() => {}
             _ = token.cancelled() => return Err(err("cancelled while connecting".into())),
         }
     }
