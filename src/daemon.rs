@@ -21,7 +21,6 @@
 use crate::bus::{self, Bus, BusError, Delivery, Publish, Source};
 use crate::config::{Config, NatsConfig};
 use crate::domain::wire::{self, check_size, decode_agent, decode_inbound, AgentEventBody, BadMessage, DeadLetterMsg};
-use crate::domain::Presence;
 use crate::health::Readiness;
 use crate::routing::spec::RouterSpec;
 use crate::routing::{Agent, Contact, Engine, OutSubject, Outbound, Outcome, AGENT_KEY, CONTACT_KEY};
@@ -127,6 +126,11 @@ impl Daemon {
         // offer goes out twice in the first commit.
         engine.replay_offers();
         engine.route_waiting(now);
+        // Every configured queue's gauge once (zero included); from here on
+        // only queues whose count changes are updated.
+        for (q, n) in engine.waiting_per_queue() {
+            metrics::gauge!(m::CONTACTS_WAITING, "queue" => q.to_string()).set(n as f64);
+        }
         tracing::info!(
             contacts = nc,
             agents = na,
@@ -179,18 +183,35 @@ impl Daemon {
                     }
                     // Inputs first, then due timers: an accept or respond that
                     // is already in hand wins over an expiry or alert due now.
-                    self.engine.on_tick(now);
+                    self.tick(now);
                     self.commit(pending, &hard_stop).await?;
                 }
                 _ = tokio::time::sleep(sleep_for) => {
-                    self.engine.on_tick(Utc::now());
+                    self.tick(Utc::now());
                     self.commit(Pending::default(), &hard_stop).await?;
                 }
             }
         }
-        self.engine.on_tick(Utc::now());
+        self.tick(Utc::now());
         self.commit(Pending::default(), &hard_stop).await?;
         Ok(())
+    }
+
+    /// Fires due timers. The heartbeat calls it too: it costs the timers
+    /// due, and the core offers nothing on it unless a timer changed something.
+    fn tick(&mut self, now: DateTime<Utc>) {
+        let t = Instant::now();
+        self.engine.on_tick(now);
+        let work = self.engine.last_work();
+        if work.timers_fired > 0 {
+            metrics::histogram!(m::ROUTING_TICK_SECONDS).record(t.elapsed().as_secs_f64());
+            metrics::histogram!(m::ROUTING_CANDIDATES).record(work.examined as f64);
+        }
+    }
+
+    fn record_decision(&self, started: Instant) {
+        metrics::histogram!(m::ROUTING_DECISION_SECONDS).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(m::ROUTING_CANDIDATES).record(self.engine.last_work().examined as f64);
     }
 
     fn process(&mut self, d: Delivery, now: DateTime<Utc>, pending: &mut Pending) {
@@ -282,7 +303,7 @@ impl Daemon {
                 }
                 let t = Instant::now();
                 let outcome = self.engine.on_inbound(&ev, now);
-                metrics::histogram!(m::ROUTING_DECISION_SECONDS).record(t.elapsed().as_secs_f64());
+                self.record_decision(t);
                 let outcome = outcome?;
                 if let Outcome::Opened { queue, contact_id } = &outcome {
                     tracing::debug!(contact_id = %contact_id, queue = %queue, channel = %ev.channel, "Contact opened.");
@@ -306,7 +327,7 @@ impl Daemon {
                 }
                 let t = Instant::now();
                 let outcome = self.engine.on_agent(&ev, now);
-                metrics::histogram!(m::ROUTING_DECISION_SECONDS).record(t.elapsed().as_secs_f64());
+                self.record_decision(t);
                 let outcome = outcome?;
                 if let (AgentEventBody::Presence(p), Outcome::Applied) = (&ev.body, &outcome) {
                     tracing::info!(agent_id = %ev.agent_id, status = p.as_str(), "Agent presence changed.");
@@ -421,19 +442,15 @@ impl Daemon {
         }
     }
 
-    fn update_gauges(&self) {
-        for (q, n) in self.engine.waiting_per_queue() {
+    /// Gauges of what changed: queues whose waiting count moved, and the
+    /// counts the engine keeps as it goes (no scan of agents or queues).
+    fn update_gauges(&mut self) {
+        for (q, n) in self.engine.take_waiting_changes() {
             metrics::gauge!(m::CONTACTS_WAITING, "queue" => q.to_string()).set(n as f64);
         }
         metrics::gauge!(m::CONTACTS_OPEN).set(self.engine.contacts_len() as f64);
-        let mut by_status = [0usize; 3];
-        for a in self.engine.agents() {
-            by_status[a.status as usize] += 1;
-        }
-        for (s, n) in [Presence::Available, Presence::Away, Presence::Offline]
-            .iter()
-            .zip(by_status)
-        {
+        metrics::gauge!(m::TIMERS_SCHEDULED).set(self.engine.timers_len() as f64);
+        for (s, n) in self.engine.agents_by_status() {
             metrics::gauge!(m::AGENTS, "status" => s.as_str()).set(n as f64);
         }
     }

@@ -3,7 +3,9 @@
 
 use super::*;
 use crate::config::Config;
-use crate::domain::wire::{decode_agent, decode_inbound};
+use crate::domain::wire::{self, decode_agent, decode_inbound, AgentEvent, InboundEvent};
+use crate::domain::{Channel, Presence};
+use model::secs_to_duration;
 use proptest::prelude::{
     prop_assert, prop_assert_eq, prop_oneof, proptest, ProptestConfig, Strategy as PropStrategy, TestCaseError,
 };
@@ -205,18 +207,21 @@ fn wrap_up_holds_the_slot_until_it_ends() {
 
 #[test]
 fn least_loaded_prefers_the_lower_share_and_longest_idle_the_oldest() {
-    let agents = "[[agents]]\nid = \"busy\"\ncapacity = { chat = 2 }\ninitial_status = \"available\"\n[[agents]]\nid = \"free\"\ncapacity = { chat = 4 }\ninitial_status = \"available\"\n";
+    let agents = "[[agents]]\nid = \"busy\"\ncapacity = { chat = 2 }\ninitial_status = \"available\"\n[[agents]]\nid = \"free\"\ncapacity = { chat = 4 }\ninitial_status = \"offline\"\n";
     let mut e = engine(agents);
-    // Both agents at 0 load: least_loaded ties break on idle time, then id.
-    e.on_inbound(&inbound("1", "chat", "c1", json!({"queue": "ll"})), t(0.0))
+    e.on_agent(&agent_ev("free", "presence", json!({"status": "available"})), t(0.5))
+        .expect("ok");
+    // Both agents at 0 load: least_loaded ties break on idle time (busy
+    // has been idle since 0, free since 0.5).
+    e.on_inbound(&inbound("1", "chat", "c1", json!({"queue": "ll"})), t(1.0))
         .expect("ok");
     assert_eq!(offers(&e.take_outputs())[0].0, "busy");
     // busy is at 1/2, free at 0/4: free wins.
-    e.on_inbound(&inbound("2", "chat", "c2", json!({"queue": "ll"})), t(1.0))
+    e.on_inbound(&inbound("2", "chat", "c2", json!({"queue": "ll"})), t(2.0))
         .expect("ok");
     assert_eq!(offers(&e.take_outputs())[0].0, "free");
     // busy 1/2 = 0.5, free 1/4 = 0.25: free again.
-    e.on_inbound(&inbound("3", "chat", "c3", json!({"queue": "ll"})), t(2.0))
+    e.on_inbound(&inbound("3", "chat", "c3", json!({"queue": "ll"})), t(3.0))
         .expect("ok");
     assert_eq!(offers(&e.take_outputs())[0].0, "free");
 }

@@ -23,6 +23,9 @@ pub const COMMIT_RETRIES: &str = "omniroute_commit_retries_total";
 pub const NATS_CONNECTED: &str = "omniroute_nats_connected";
 pub const BUILD_INFO: &str = "omniroute_build_info";
 pub const DROPPED_OVERSIZE: &str = "omniroute_dropped_oversize_total";
+pub const ROUTING_TICK_SECONDS: &str = "omniroute_routing_tick_duration_seconds";
+pub const ROUTING_CANDIDATES: &str = "omniroute_routing_candidates_examined";
+pub const TIMERS_SCHEDULED: &str = "omniroute_timers_scheduled";
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
@@ -41,6 +44,20 @@ fn describe() {
         BATCH_COMMIT_SECONDS,
         Unit::Seconds,
         "Time to make one batch durable and publish its outputs."
+    );
+    describe_histogram!(
+        ROUTING_TICK_SECONDS,
+        Unit::Seconds,
+        "Time the routing core spends firing the timers due at one tick."
+    );
+    describe_histogram!(
+        ROUTING_CANDIDATES,
+        Unit::Count,
+        "Agents and queue heads the routing core looked at for one event or tick."
+    );
+    describe_gauge!(
+        TIMERS_SCHEDULED,
+        "Offer expiries, wrap-up ends and SLA thresholds scheduled."
     );
     describe_counter!(SLA_ALERTS, "SLA alerts by queue and kind (warning, breach).");
     describe_counter!(DEAD_LETTERS, "Messages dead-lettered, by dead-letter subject.");
@@ -78,6 +95,12 @@ pub fn register_series(prefix: &str, queues: &[String]) {
     counter!(COMMIT_RETRIES).increment(0);
 }
 
+/// Buckets for the routing core's own work: microseconds (its normal
+/// range) up to seconds, so a pathological event shows where it landed.
+const CORE_SECONDS_BUCKETS: &[f64] = &[
+    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.25, 1.0, 2.5, 5.0,
+];
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs the process-wide Prometheus recorder once and returns its handle;
@@ -89,10 +112,20 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     metrics_exporter_prometheus::Matcher::Full(ROUTING_DECISION_SECONDS.into()),
-                    &[
-                        1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05,
-                    ],
+                    CORE_SECONDS_BUCKETS,
                 )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        metrics_exporter_prometheus::Matcher::Full(ROUTING_TICK_SECONDS.into()),
+                        CORE_SECONDS_BUCKETS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        metrics_exporter_prometheus::Matcher::Full(ROUTING_CANDIDATES.into()),
+                        &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 1e3, 1e4, 1e5],
+                    )
+                })
                 .and_then(|b| {
                     b.set_buckets(&[
                         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,

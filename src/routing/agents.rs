@@ -1,0 +1,352 @@
+//! The index of agents who can take an offer now: `available`, with a free
+//! slot on a channel, ordered by each strategy's key.
+//!
+//! Layout: for every channel, one tier holding every such agent, and for
+//! every (channel, skill, level) one tier holding the agents with exactly
+//! that level. A tier keeps one ordered set per strategy in use (longest
+//! idle: `idle_since`; least loaded: share of capacity in use, then
+//! `idle_since`); ties break on a hash of the agent id, so the order is a
+//! function of the persisted records alone.
+//!
+//! Invariants:
+//! - an agent is in a channel's tiers iff it is `available` and
+//!   [`Agent::free`](super::Agent::free) holds for that channel, under the key
+//!   it has now (the engine removes an agent's entry before any change to its
+//!   presence, load, skills, capacity or idle time, and inserts it again
+//!   after);
+//! - a contact needing skills {(s, L), ...} is served by walking only the
+//!   tiers (channel, s', L..=10) of its rarest skill s' (the fewest agents
+//!   free in them), merged in strategy order; the other skills are checked
+//!   per agent. Work per pick is the agents walked until the choice, which
+//!   is bounded by the decliners skipped plus the agents of that skill who
+//!   lack another required skill.
+//!
+//! How the next routing model plugs in:
+//! - `round_robin` is one more ordered set per tier, keyed by the sequence
+//!   number of the agent's last offer; `most_skilled` walks the level tiers
+//!   from 10 down, each in idle order; `ring_group` takes the first N of the
+//!   same walk;
+//! - weighted capacity units change only `Agent::free` (units left ≥ the
+//!   channel's weight); the tiers already follow it;
+//! - relaxation re-files a waiting contact under a lower level (see the wait
+//!   index); affinity checks the preferred agent's entry directly before the
+//!   walk (one lookup).
+
+use super::spec::Strategy;
+use crate::domain::Channel;
+use chrono::{DateTime, Utc};
+use std::cmp::Ordering;
+use std::collections::{BTreeSet, HashMap};
+
+/// An interned skill name.
+pub(crate) type SkillIx = u32;
+
+/// Skill levels run 1..=10; level `l` is stored at `l - 1`.
+pub(crate) const LEVELS: usize = 10;
+
+/// Interned (skill, level) pairs, sorted by skill.
+pub(crate) type Skills = Vec<(SkillIx, u8)>;
+
+/// Does an agent with `have` meet every requirement in `need`? Both sorted.
+pub(crate) fn fits(have: &[(SkillIx, u8)], need: &[(SkillIx, u8)]) -> bool {
+    let mut it = have.iter();
+    'need: for (s, l) in need {
+        for (hs, hl) in it.by_ref() {
+            match hs.cmp(s) {
+                Ordering::Less => continue,
+                Ordering::Equal if hl >= l => continue 'need,
+                _ => return false,
+            }
+        }
+        return false;
+    }
+    true
+}
+
+/// Share of capacity in use, compared exactly (cross-multiplied).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Share {
+    pub load: u64,
+    pub cap: u64,
+}
+
+impl Ord for Share {
+    fn cmp(&self, o: &Self) -> Ordering {
+        let lhs = self.load as u128 * o.cap.max(1) as u128;
+        let rhs = o.load as u128 * self.cap.max(1) as u128;
+        lhs.cmp(&rhs)
+    }
+}
+impl PartialOrd for Share {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl PartialEq for Share {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == Ordering::Equal
+    }
+}
+impl Eq for Share {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct IdleKey {
+    pub since: DateTime<Utc>,
+    pub tie: u64,
+    pub ix: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct LoadKey {
+    pub share: Share,
+    pub since: DateTime<Utc>,
+    pub tie: u64,
+    pub ix: u32,
+}
+
+trait Keyed: Ord + Copy {
+    fn ix(&self) -> u32;
+}
+impl Keyed for IdleKey {
+    fn ix(&self) -> u32 {
+        self.ix
+    }
+}
+impl Keyed for LoadKey {
+    fn ix(&self) -> u32 {
+        self.ix
+    }
+}
+
+/// What an agent's entry holds, kept by the engine so the same entries can
+/// be removed later.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Entry {
+    pub free: [bool; 4],
+    pub idle: IdleKey,
+    pub load: LoadKey,
+}
+
+#[derive(Debug, Default)]
+struct Tier {
+    idle: BTreeSet<IdleKey>,
+    load: BTreeSet<LoadKey>,
+}
+
+impl Tier {
+    fn len(&self, strategy: Strategy) -> usize {
+        match strategy {
+            Strategy::LongestIdle => self.idle.len(),
+            Strategy::LeastLoaded => self.load.len(),
+        }
+    }
+}
+
+/// What a walk callback tells the walk.
+pub(crate) enum Step {
+    Next,
+    Stop,
+}
+
+#[derive(Debug)]
+pub(crate) struct AgentIndex {
+    /// The least-loaded sets are kept only when some queue uses them.
+    keep_load: bool,
+    any: [Tier; 4],
+    by_skill: HashMap<(Channel, SkillIx), Box<[Tier; LEVELS]>>,
+    /// Agents (any presence) holding a skill, per exact level: how rare a
+    /// requirement is, for choosing the wait index's filing skill.
+    holders: HashMap<SkillIx, [u32; LEVELS]>,
+}
+
+fn lvl(l: u8) -> usize {
+    (l.clamp(1, LEVELS as u8) - 1) as usize
+}
+
+impl AgentIndex {
+    pub fn new(keep_load: bool) -> AgentIndex {
+        AgentIndex {
+            keep_load,
+            any: Default::default(),
+            by_skill: HashMap::new(),
+            holders: HashMap::new(),
+        }
+    }
+
+    pub fn insert(&mut self, e: &Entry, skills: &[(SkillIx, u8)]) {
+        for ch in Channel::ALL.into_iter().filter(|c| e.free[c.index()]) {
+            let keep_load = self.keep_load;
+            let put = |t: &mut Tier| {
+                t.idle.insert(e.idle);
+                if keep_load {
+                    t.load.insert(e.load);
+                }
+            };
+            put(&mut self.any[ch.index()]);
+            for (s, l) in skills {
+                put(&mut self.by_skill.entry((ch, *s)).or_default()[lvl(*l)]);
+            }
+        }
+    }
+
+    pub fn remove(&mut self, e: &Entry, skills: &[(SkillIx, u8)]) {
+        for ch in Channel::ALL.into_iter().filter(|c| e.free[c.index()]) {
+            let take = |t: &mut Tier| {
+                t.idle.remove(&e.idle);
+                t.load.remove(&e.load);
+            };
+            take(&mut self.any[ch.index()]);
+            for (s, l) in skills {
+                if let Some(levels) = self.by_skill.get_mut(&(ch, *s)) {
+                    take(&mut levels[lvl(*l)]);
+                }
+            }
+        }
+    }
+
+    pub fn add_holder(&mut self, skills: &[(SkillIx, u8)]) {
+        for (s, l) in skills {
+            self.holders.entry(*s).or_default()[lvl(*l)] += 1;
+        }
+    }
+
+    pub fn remove_holder(&mut self, skills: &[(SkillIx, u8)]) {
+        for (s, l) in skills {
+            if let Some(h) = self.holders.get_mut(s) {
+                h[lvl(*l)] = h[lvl(*l)].saturating_sub(1);
+            }
+        }
+    }
+
+    /// Agents (any presence) holding `skill` at `level` or above.
+    pub fn holders_at_least(&self, skill: SkillIx, level: u8) -> u32 {
+        self.holders.get(&skill).map_or(0, |h| h[lvl(level)..].iter().sum())
+    }
+
+    /// Walks the agents free on `ch` who hold the rarest skill of `need` at
+    /// its level, in `strategy` order, until `f` says stop. Returns how many
+    /// entries were walked. The callback checks the other requirements.
+    pub fn walk(&self, ch: Channel, need: &[(SkillIx, u8)], strategy: Strategy, f: impl FnMut(u32) -> Step) -> usize {
+        let strategy = if self.keep_load {
+            strategy
+        } else {
+            Strategy::LongestIdle
+        };
+        let mut tiers: Vec<&Tier> = Vec::new();
+        if need.is_empty() {
+            tiers.push(&self.any[ch.index()]);
+        } else {
+            let mut best: Option<(usize, Vec<&Tier>)> = None;
+            for (s, l) in need {
+                let Some(levels) = self.by_skill.get(&(ch, *s)) else {
+                    return 0; // nobody free on the channel holds it
+                };
+                let ts: Vec<&Tier> = levels[lvl(*l)..].iter().filter(|t| t.len(strategy) > 0).collect();
+                let n: usize = ts.iter().map(|t| t.len(strategy)).sum();
+                if n == 0 {
+                    return 0;
+                }
+                if best.as_ref().is_none_or(|(m, _)| n < *m) {
+                    best = Some((n, ts));
+                }
+            }
+            tiers = best.map(|(_, ts)| ts).unwrap_or_default();
+        }
+        match strategy {
+            Strategy::LongestIdle => merge(tiers.iter().map(|t| &t.idle), f),
+            Strategy::LeastLoaded => merge(tiers.iter().map(|t| &t.load), f),
+        }
+    }
+}
+
+/// Visits the union of ordered sets in key order (a k-way merge over at
+/// most [`LEVELS`] sets).
+fn merge<'a, K: Keyed + 'a>(sets: impl Iterator<Item = &'a BTreeSet<K>>, mut f: impl FnMut(u32) -> Step) -> usize {
+    let mut iters: Vec<std::iter::Peekable<std::collections::btree_set::Iter<'a, K>>> =
+        sets.map(|s| s.iter().peekable()).collect();
+    let mut walked = 0;
+    loop {
+        let mut best: Option<(usize, K)> = None;
+        for (i, it) in iters.iter_mut().enumerate() {
+            if let Some(k) = it.peek() {
+                if best.is_none_or(|(_, b)| **k < b) {
+                    best = Some((i, **k));
+                }
+            }
+        }
+        let Some((i, k)) = best else { return walked };
+        iters[i].next();
+        walked += 1;
+        if let Step::Stop = f(k.ix()) {
+            return walked;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(ix: u32, since_s: i64, load: u64, cap: u64) -> Entry {
+        let since = DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::seconds(since_s);
+        Entry {
+            free: [true, true, false, false],
+            idle: IdleKey { since, tie: 0, ix },
+            load: LoadKey {
+                share: Share { load, cap },
+                since,
+                tie: 0,
+                ix,
+            },
+        }
+    }
+
+    fn order(ix: &AgentIndex, need: &[(SkillIx, u8)], s: Strategy) -> Vec<u32> {
+        let mut v = Vec::new();
+        ix.walk(Channel::Chat, need, s, |a| {
+            v.push(a);
+            Step::Next
+        });
+        v
+    }
+
+    #[test]
+    fn walks_only_holders_at_the_level_in_strategy_order() {
+        let mut ix = AgentIndex::new(true);
+        // Agent 0: skill 1 at 3, idle since 10, load 1/2.
+        ix.insert(&key(0, 10, 1, 2), &[(1, 3)]);
+        // Agent 1: skill 1 at 7, idle since 20, load 0/4.
+        ix.insert(&key(1, 20, 0, 4), &[(1, 7), (2, 5)]);
+        // Agent 2: skill 2 only, idle since 5.
+        ix.insert(&key(2, 5, 0, 1), &[(2, 9)]);
+        assert_eq!(order(&ix, &[], Strategy::LongestIdle), [2, 0, 1]);
+        assert_eq!(order(&ix, &[(1, 3)], Strategy::LongestIdle), [0, 1]);
+        assert_eq!(order(&ix, &[(1, 3)], Strategy::LeastLoaded), [1, 0]);
+        assert_eq!(order(&ix, &[(1, 4)], Strategy::LongestIdle), [1]);
+        // Skill 2 has two holders, skill 1 at >= 4 only one: the walk uses skill 1.
+        assert_eq!(order(&ix, &[(1, 4), (2, 1)], Strategy::LongestIdle), [1]);
+        assert!(order(&ix, &[(3, 1)], Strategy::LongestIdle).is_empty());
+        ix.remove(&key(1, 20, 0, 4), &[(1, 7), (2, 5)]);
+        assert_eq!(order(&ix, &[(1, 3)], Strategy::LeastLoaded), [0]);
+        assert_eq!(ix.any[Channel::Voice.index()].idle.len(), 0);
+    }
+
+    #[test]
+    fn fits_checks_every_requirement_and_level() {
+        assert!(fits(&[(1, 3), (4, 9)], &[]));
+        assert!(fits(&[(1, 3), (4, 9)], &[(4, 9)]));
+        assert!(fits(&[(1, 3), (4, 9)], &[(1, 2), (4, 1)]));
+        assert!(!fits(&[(1, 3), (4, 9)], &[(1, 4)]));
+        assert!(!fits(&[(1, 3), (4, 9)], &[(2, 1)]));
+        assert!(!fits(&[(1, 3)], &[(1, 3), (5, 1)]));
+        assert!(!fits(&[], &[(0, 1)]));
+    }
+
+    #[test]
+    fn shares_compare_exactly() {
+        let s = |load, cap| Share { load, cap };
+        assert_eq!(s(1, 2), s(2, 4));
+        assert!(s(1, 4) < s(1, 2));
+        assert!(s(0, 3) < s(1, 1000));
+    }
+}

@@ -1,0 +1,403 @@
+//! Matching: settling what an input changed, picking agents, offering,
+//! re-queueing and releasing, and keeping the indexes in step with every
+//! change to a contact or an agent.
+//!
+//! [`Engine::settle`] reproduces the greedy rule of the module docs from the
+//! input's changes alone. Before the input nothing waiting fitted anyone
+//! free, so the greedy pass can only offer (a) contacts that became waiting
+//! in this input, or (b) contacts that fit an agent who gained a free slot
+//! or a skill in it. Each round takes the first, in priority-then-age
+//! order, of the best (a) that has a fitting free agent and the best (b)
+//! per changed agent (the head of the wait index that agent can take), and
+//! offers it to its best free agent. A contact of (a) with no fit, or an
+//! agent of (b) with nothing it can take, is dropped from the round: offers
+//! only use up capacity, so neither can match later in the same input.
+
+use super::agents::{fits, Entry, IdleKey, LoadKey, Share, Step};
+use super::model::secs_to_duration;
+use super::queues::WaitKey;
+use super::spec::Strategy;
+use super::timers::Timer;
+use super::{Engine, CANDIDATES_COUNTED};
+use crate::domain::{AgentId, Channel, Presence};
+use crate::sla;
+use chrono::{DateTime, Utc};
+
+impl Engine {
+    // ----- the matching loop -----
+
+    pub(super) fn settle(&mut self, now: DateTime<Utc>) {
+        loop {
+            let mut choice: Option<(WaitKey, u32, usize)> = None;
+            while let Some(k) = self.pending_contacts.first().copied() {
+                if !self.is_filed(k) {
+                    self.pending_contacts.pop_first();
+                    continue;
+                }
+                match self.pick(k.ix) {
+                    Some((ax, n)) => {
+                        choice = Some((k, ax, n));
+                        break;
+                    }
+                    None => {
+                        self.pending_contacts.pop_first();
+                    }
+                }
+            }
+            let mut i = 0;
+            while i < self.pending_agents.len() {
+                let ax = self.pending_agents[i];
+                let Some(free) = self.free_channels(ax) else {
+                    self.pending_agents.swap_remove(i);
+                    continue;
+                };
+                let skills = &self.agents[ax as usize].skills;
+                let (first, walked) = self.waiting.first_for(free, skills, choice.map(|c| c.0));
+                self.work.examined += walked;
+                match first {
+                    Some(k) => match self.pick(k.ix) {
+                        Some((best, n)) => {
+                            choice = Some((k, best, n));
+                            i += 1;
+                        }
+                        // Cannot happen (the agent itself fits); never loop on it.
+                        None => {
+                            self.pending_agents.swap_remove(i);
+                        }
+                    },
+                    None if choice.is_none() => {
+                        self.pending_agents.swap_remove(i);
+                    }
+                    None => i += 1,
+                }
+            }
+            let Some((k, ax, n)) = choice else { break };
+            self.offer(k.ix, ax, n, now);
+        }
+        self.pending_agents.clear();
+        self.pending_contacts.clear();
+    }
+
+    fn is_filed(&self, k: WaitKey) -> bool {
+        self.slot(k.ix)
+            .is_some_and(|s| s.class.is_some() && s.wait_key(k.ix) == k)
+    }
+
+    /// Channels the agent has a free slot on, if it is in the free index.
+    fn free_channels(&self, ax: u32) -> Option<[bool; 4]> {
+        self.agents.get(ax as usize)?.entry.map(|e| e.free)
+    }
+
+    /// The best free agent for a waiting contact under its queue's strategy,
+    /// and how many could take it (counted up to [`CANDIDATES_COUNTED`]).
+    /// Agents who declined it are chosen only when nobody else can.
+    pub(super) fn pick(&mut self, cx: u32) -> Option<(u32, usize)> {
+        let s = self.slot(cx)?;
+        let strategy = self
+            .spec
+            .queues
+            .get(&s.c.queue)
+            .map_or(Strategy::LongestIdle, |q| q.strategy);
+        let declined: Vec<u32> =
+            s.c.declined_by
+                .iter()
+                .filter_map(|a| self.agent_ix.get(a).copied())
+                .collect();
+        let (mut best, mut fallback, mut n) = (None, None, 0);
+        let walked = self.free.walk(s.c.channel, &s.need, strategy, |ax| {
+            let a = &self.agents[ax as usize];
+            if !fits(&a.skills, &s.need) {
+                return Step::Next;
+            }
+            n += 1;
+            if declined.contains(&ax) {
+                fallback = fallback.or(Some(ax));
+            } else {
+                best = best.or(Some(ax));
+            }
+            if best.is_some() && n >= CANDIDATES_COUNTED {
+                Step::Stop
+            } else {
+                Step::Next
+            }
+        });
+        self.work.examined += walked;
+        best.or(fallback).map(|ax| (ax, n))
+    }
+
+    // ----- contact transitions -----
+
+    /// Makes a waiting contact an offer to an agent.
+    pub(super) fn offer(&mut self, cx: u32, ax: u32, candidates: usize, now: DateTime<Utc>) {
+        let Some(s) = self.slot(cx) else { return };
+        if !s.c.is_waiting() {
+            debug_assert!(false, "offer of a contact that is not waiting");
+            return;
+        }
+        let timeout = self
+            .spec
+            .queues
+            .get(&s.c.queue)
+            .map_or(self.spec.offer_timeout_secs, |q| q.offer_timeout_secs);
+        let offer_id = super::outputs::new_id("off");
+        let expires_at = now + secs_to_duration(timeout);
+        self.dequeue(cx);
+        let agent = self.agents[ax as usize].a.id.clone();
+        let Some(s) = self.slot_mut(cx) else { return };
+        s.c.state = super::ContactState::Offered {
+            agent: agent.clone(),
+            offer_id: offer_id.clone(),
+            offered_at: now,
+            expires_at,
+            candidates,
+        };
+        self.hold(cx, &agent);
+        self.change_agent(ax, |a| a.idle_since = now);
+        self.dirty_contacts.insert(self.contacts_id(cx));
+        self.timers.insert(expires_at, Timer::OfferExpiry(cx));
+        self.emit_offer(cx);
+        self.event("offered", cx, now, None, Some(&offer_id));
+    }
+
+    /// Puts an offered contact back in the queue with its original age.
+    pub(super) fn requeue(&mut self, cx: u32, agent: &AgentId, now: DateTime<Utc>) {
+        let Some(s) = self.slot_mut(cx) else { return };
+        if let super::ContactState::Offered { expires_at, .. } = s.c.state {
+            self.timers.cancel(expires_at, Timer::OfferExpiry(cx));
+        }
+        let Some(s) = self.slot_mut(cx) else { return };
+        let channel = s.c.channel;
+        s.c.state = super::ContactState::Waiting;
+        s.c.add_decliner(agent);
+        self.unhold(cx, agent);
+        self.dirty_contacts.insert(self.contacts_id(cx));
+        self.enqueue(cx);
+        self.release(agent, channel, now);
+    }
+
+    /// Frees one of the agent's slots on a channel.
+    pub(super) fn release(&mut self, agent: &AgentId, channel: Channel, now: DateTime<Utc>) {
+        let Some(ax) = self.agent_ix.get(agent).copied() else {
+            return;
+        };
+        self.change_agent(ax, |a| {
+            let l = &mut a.load[channel.index()];
+            *l = l.saturating_sub(1);
+            if a.total_load() == 0 && a.status == Presence::Available {
+                a.idle_since = a.idle_since.max(now);
+            }
+        });
+    }
+
+    /// Closes a contact: it leaves every index, its timers are cancelled and
+    /// its record is deleted. The agent's slot is the caller's business
+    /// (released at once, or held for wrap-up).
+    pub(super) fn close(&mut self, cx: u32) {
+        self.dequeue(cx);
+        self.cancel_sla(cx);
+        let Some(s) = self.slot(cx) else { return };
+        let state = s.c.state.clone();
+        match &state {
+            super::ContactState::Offered { agent, expires_at, .. } => {
+                self.timers.cancel(*expires_at, Timer::OfferExpiry(cx));
+                self.unhold(cx, agent);
+            }
+            super::ContactState::Assigned { agent, .. } => self.unhold(cx, agent),
+            super::ContactState::Waiting => {}
+        }
+        let Some(s) = self.contacts.get_mut(cx as usize).and_then(Option::take) else {
+            return;
+        };
+        self.contact_ix.remove(&s.c.id);
+        if self.by_conversation.get(&s.c.conversation_id) == Some(&cx) {
+            self.by_conversation.remove(&s.c.conversation_id);
+        }
+        self.free_slots.push(cx);
+        self.dirty_contacts.insert(s.c.id);
+    }
+
+    pub(super) fn contacts_id(&self, cx: u32) -> String {
+        self.slot(cx).map(|s| s.c.id.clone()).unwrap_or_default()
+    }
+
+    // ----- the wait index -----
+
+    /// Files a waiting contact and marks it for this input's settle.
+    pub(super) fn enqueue(&mut self, cx: u32) {
+        let Some(s) = self.contacts.get(cx as usize).and_then(Option::as_ref) else {
+            return;
+        };
+        if s.class.is_some() {
+            return;
+        }
+        let key = s.wait_key(cx);
+        let free = &self.free;
+        let class = self.waiting.insert(s.c.channel, &s.need, key, |need| {
+            // File under the skill fewest agents hold at the level.
+            need.iter().copied().min_by_key(|(s, l)| free.holders_at_least(*s, *l))
+        });
+        let queue = s.c.queue.clone();
+        if let Some(s) = self.slot_mut(cx) {
+            s.class = Some(class);
+        }
+        self.pending_contacts.insert(key);
+        *self.waiting_per_queue.entry(queue.clone()).or_default() += 1;
+        self.changed_queues.insert(queue);
+    }
+
+    pub(super) fn dequeue(&mut self, cx: u32) {
+        let Some(s) = self.slot_mut(cx) else { return };
+        let Some(class) = s.class.take() else { return };
+        let key = s.wait_key(cx);
+        let queue = s.c.queue.clone();
+        self.waiting.remove(class, key);
+        if let Some(n) = self.waiting_per_queue.get_mut(&queue) {
+            *n = n.saturating_sub(1);
+        }
+        self.changed_queues.insert(queue);
+    }
+
+    // ----- agents -----
+
+    /// Records that the agent holds (is offered or assigned) a contact.
+    pub(super) fn hold(&mut self, cx: u32, agent: &AgentId) {
+        let Some(ax) = self.agent_ix.get(agent).copied() else {
+            return;
+        };
+        let Some(channel) = self.slot(cx).map(|s| s.c.channel) else {
+            return;
+        };
+        self.agents[ax as usize].holding.push(cx);
+        self.change_agent(ax, |a| a.load[channel.index()] += 1);
+    }
+
+    /// Forgets that the agent holds a contact; the slot stays taken.
+    pub(super) fn unhold(&mut self, cx: u32, agent: &AgentId) {
+        if let Some(ax) = self.agent_ix.get(agent).copied() {
+            self.agents[ax as usize].holding.retain(|c| *c != cx);
+        }
+    }
+
+    /// Changes an agent's presence, load, capacity or idle time, keeping the
+    /// free index, the status counts and the pending set in step; the
+    /// agent's record is marked for persisting.
+    pub(super) fn change_agent(&mut self, ax: u32, f: impl FnOnce(&mut super::Agent)) {
+        self.change_agent_with(ax, false, f);
+    }
+
+    /// As [`Engine::change_agent`]; with `skills_changed` the change may also
+    /// replace the agent's skills (re-interned here).
+    pub(super) fn change_agent_with(&mut self, ax: u32, skills_changed: bool, f: impl FnOnce(&mut super::Agent)) {
+        let Some(slot) = self.agents.get_mut(ax as usize) else {
+            return;
+        };
+        // Entries were inserted under the old key and skills: remove first.
+        if let Some(e) = slot.entry.take() {
+            self.free.remove(&e, &slot.skills);
+        }
+        let (status0, cap0, load0) = (slot.a.status, slot.a.capacity, slot.a.load);
+        f(&mut slot.a);
+        let status = slot.a.status;
+        if status != status0 {
+            self.by_status[super::status_ix(status0)] -= 1;
+            self.by_status[super::status_ix(status)] += 1;
+        }
+        // Anything that can free a slot or widen a fit may create a match.
+        let gained = status == Presence::Available
+            && (status0 != Presence::Available
+                || skills_changed
+                || Channel::ALL.iter().any(|c| {
+                    let i = c.index();
+                    slot.a.load[i] < load0[i] || slot.a.capacity[i] > cap0[i]
+                }));
+        if skills_changed {
+            self.free.remove_holder(&slot.skills);
+            let skills = slot.a.skills.clone();
+            let interned = self.intern(&skills);
+            self.free.add_holder(&interned);
+            self.agents[ax as usize].skills = interned;
+        }
+        self.reindex(ax);
+        if gained && !self.pending_agents.contains(&ax) {
+            self.pending_agents.push(ax);
+        }
+        let id = self.agents[ax as usize].a.id.clone();
+        self.dirty_agents.insert(id);
+    }
+
+    /// Puts the agent in the free index under its current key, if it is
+    /// available with a free slot somewhere.
+    pub(super) fn reindex(&mut self, ax: u32) {
+        let Some(slot) = self.agents.get_mut(ax as usize) else {
+            return;
+        };
+        if let Some(e) = slot.entry.take() {
+            self.free.remove(&e, &slot.skills);
+        }
+        let a = &slot.a;
+        if a.status != Presence::Available {
+            return;
+        }
+        let free = Channel::ALL.map(|c| a.free(c));
+        if !free.iter().any(|f| *f) {
+            return;
+        }
+        let e = Entry {
+            free,
+            idle: IdleKey {
+                since: a.idle_since,
+                tie: slot.tie,
+                ix: ax,
+            },
+            load: LoadKey {
+                share: Share {
+                    load: a.total_load(),
+                    cap: a.total_capacity(),
+                },
+                since: a.idle_since,
+                tie: slot.tie,
+                ix: ax,
+            },
+        };
+        self.free.insert(&e, &slot.skills);
+        slot.entry = Some(e);
+    }
+
+    /// Contacts offered to (`offered`) or assigned to the agent.
+    pub(super) fn held_by(&self, ax: u32, offered: bool) -> Vec<u32> {
+        self.agents[ax as usize]
+            .holding
+            .iter()
+            .copied()
+            .filter(|cx| {
+                self.slot(*cx)
+                    .is_some_and(|s| matches!(s.c.state, super::ContactState::Offered { .. }) == offered)
+            })
+            .collect()
+    }
+
+    // ----- SLA clocks -----
+
+    pub(super) fn schedule_sla(&mut self, cx: u32) {
+        self.cancel_sla(cx);
+        let Some(s) = self.slot(cx) else { return };
+        if !s.c.sla_running() {
+            return;
+        }
+        let Some((p, target)) = self.spec.sla_target(s.c.sla_policy.as_deref(), s.c.channel) else {
+            return;
+        };
+        if let Some(at) = sla::next(s.c.received_at, target, &p.warnings, &s.c.sla_fired) {
+            self.timers.insert(at, Timer::Sla(cx));
+            if let Some(s) = self.slot_mut(cx) {
+                s.sla_at = Some(at);
+            }
+        }
+    }
+
+    pub(super) fn cancel_sla(&mut self, cx: u32) {
+        if let Some(at) = self.slot_mut(cx).and_then(|s| s.sla_at.take()) {
+            self.timers.cancel(at, Timer::Sla(cx));
+        }
+    }
+}

@@ -1,0 +1,419 @@
+//! What each input does: inbound customer events, agent events and timer
+//! ticks. Every entry point applies its change, then settles (offers what
+//! the change made possible), and records the work it did.
+
+use super::model::{clip, contact_id_for, secs_to_duration};
+use super::timers::Timer;
+use super::{
+    Agent, Contact, ContactState, Engine, FollowUp, Outcome, Work, WrapUp, MAX_CONTACT_JSON_BYTES,
+    MAX_PENDING_FOLLOW_UPS, MAX_SUBJECT_BYTES, MAX_TEXT_BYTES,
+};
+use crate::domain::wire::{self, AgentEvent, AgentEventBody, BadMessage, InboundEvent, InboundType};
+use crate::domain::{AgentId, Presence};
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, BTreeSet};
+
+impl Engine {
+    pub fn on_inbound(&mut self, ev: &InboundEvent, now: DateTime<Utc>) -> Result<Outcome, BadMessage> {
+        self.work = Work::default();
+        let existing = self.by_conversation.get(&ev.conversation_id).copied();
+        let outcome = match (ev.kind, existing) {
+            (InboundType::Message, Some(cx)) => self.follow_up(cx, ev, now),
+            (InboundType::Message, None) => self.open(ev, now)?,
+            (InboundType::End, None) => Outcome::Ignored("no open contact"),
+            (InboundType::End, Some(cx)) => self.end(cx, now),
+        };
+        self.settle(now);
+        Ok(outcome)
+    }
+
+    fn open(&mut self, ev: &InboundEvent, now: DateTime<Utc>) -> Result<Outcome, BadMessage> {
+        let placement = self.spec.place(ev)?;
+        let id = contact_id_for(&ev.conversation_id, &ev.id);
+        if self.contact_ix.contains_key(&id) {
+            // Only a conversation id reused while its first contact is open
+            // under another conversation slot could get here; never overwrite.
+            return Ok(Outcome::Ignored("contact already open"));
+        }
+        let received_at = ev.received_at.map_or(now, |t| t.min(now));
+        let c = Contact {
+            id: id.clone(),
+            conversation_id: ev.conversation_id.clone(),
+            channel: ev.channel,
+            queue: placement.queue.clone(),
+            priority: placement.priority,
+            customer: ev.customer.clone(),
+            subject: clip(&ev.subject, MAX_SUBJECT_BYTES),
+            text: clip(&ev.text, MAX_TEXT_BYTES),
+            required: placement.required,
+            received_at,
+            state: ContactState::Waiting,
+            responded_at: None,
+            customer_ended: false,
+            sla_policy: placement.sla_policy,
+            sla_fired: Vec::new(),
+            declined_by: BTreeSet::new(),
+            messages: 1,
+            opened_by: ev.id.clone(),
+            pending: Vec::new(),
+        };
+        let cx = self.push_contact(c);
+        self.enqueue(cx);
+        self.schedule_sla(cx);
+        self.dirty_contacts.insert(id.clone());
+        self.event("queued", cx, now, None, None);
+        // The SLA may already be overdue (an adapter that was down).
+        self.fire_sla(cx, now);
+        Ok(Outcome::Opened {
+            queue: placement.queue,
+            contact_id: id,
+        })
+    }
+
+    fn follow_up(&mut self, cx: u32, ev: &InboundEvent, now: DateTime<Utc>) -> Outcome {
+        let Some(s) = self.slot_mut(cx) else {
+            return Outcome::Ignored("stale conversation");
+        };
+        let c = &mut s.c;
+        if c.opened_by == ev.id || c.pending.iter().any(|f| f.event_id == ev.id) {
+            return Outcome::Ignored("already applied");
+        }
+        c.messages += 1;
+        let f = FollowUp {
+            event_id: ev.id.clone(),
+            subject: clip(&ev.subject, MAX_SUBJECT_BYTES),
+            text: clip(&ev.text, MAX_TEXT_BYTES),
+            at: now,
+        };
+        match c.state.clone() {
+            ContactState::Assigned { agent, .. } => self.forward(cx, &agent, &f),
+            _ => {
+                if c.pending.len() >= MAX_PENDING_FOLLOW_UPS {
+                    c.pending.remove(0);
+                }
+                c.pending.push(f);
+                // Oldest follow-ups go first when the record would outgrow
+                // its budget (escaping can multiply content).
+                while c.pending.len() > 1 && wire::to_json(&*c).len() > MAX_CONTACT_JSON_BYTES {
+                    c.pending.remove(0);
+                }
+                // Alone and still too big: keep its start only.
+                if wire::to_json(&*c).len() > MAX_CONTACT_JSON_BYTES {
+                    if let Some(last) = c.pending.last_mut() {
+                        last.text = clip(&last.text, 4 * 1024);
+                    }
+                }
+            }
+        }
+        self.dirty_contacts.insert(self.contacts_id(cx));
+        Outcome::Attached
+    }
+
+    fn end(&mut self, cx: u32, now: DateTime<Utc>) -> Outcome {
+        let Some(s) = self.slot(cx) else {
+            return Outcome::Ignored("stale conversation");
+        };
+        let channel = s.c.channel;
+        match s.c.state.clone() {
+            ContactState::Waiting => {
+                self.event("abandoned", cx, now, None, None);
+                self.close(cx);
+            }
+            ContactState::Offered { agent, offer_id, .. } => {
+                self.notice(cx, &agent, "withdrawn", Some(&offer_id), Some("customer left"), now);
+                self.event("abandoned", cx, now, None, None);
+                self.close(cx);
+                self.release(&agent, channel, now);
+            }
+            ContactState::Assigned { agent, .. } => {
+                if let Some(s) = self.slot_mut(cx) {
+                    s.c.customer_ended = true;
+                }
+                self.cancel_sla(cx);
+                self.dirty_contacts.insert(self.contacts_id(cx));
+                self.notice(cx, &agent, "ended", None, Some("customer left"), now);
+            }
+        }
+        Outcome::Ended
+    }
+
+    pub fn on_agent(&mut self, ev: &AgentEvent, now: DateTime<Utc>) -> Result<Outcome, BadMessage> {
+        self.work = Work::default();
+        let aid = &ev.agent_id;
+        let ax = match self.agent_ix.get(aid) {
+            Some(ax) => *ax,
+            None if matches!(ev.body, AgentEventBody::Profile { .. }) => {
+                let ax = self.push_agent(Agent {
+                    id: aid.clone(),
+                    name: aid.to_string(),
+                    skills: BTreeMap::new(),
+                    capacity: [0; 4],
+                    status: Presence::Offline,
+                    idle_since: now,
+                    missed_offers: 0,
+                    wrap_ups: Vec::new(),
+                    profile_from_event: true,
+                    load: [0; 4],
+                });
+                self.dirty_agents.insert(aid.clone());
+                ax
+            }
+            None => {
+                return Err(BadMessage(format!(
+                    "agent {aid} is not known (publish a profile first)"
+                )))
+            }
+        };
+        let outcome = match &ev.body {
+            AgentEventBody::Profile { name, skills, capacity } => {
+                self.change_agent_with(ax, skills.is_some(), |a| {
+                    if let Some(n) = name {
+                        a.name = n.clone();
+                    }
+                    if let Some(s) = skills {
+                        a.skills = s.clone();
+                    }
+                    if let Some(cap) = capacity {
+                        a.capacity = [0; 4];
+                        for (ch, n) in cap {
+                            a.capacity[ch.index()] = *n;
+                        }
+                    }
+                    a.profile_from_event = true;
+                });
+                Outcome::Applied
+            }
+            AgentEventBody::Presence(status) => self.set_presence(ax, *status, now),
+            AgentEventBody::Accept { contact_id } => self.accept(ax, contact_id, now),
+            AgentEventBody::Decline { contact_id, reason } => match self.held(contact_id, aid) {
+                Some((cx, ContactState::Offered { .. })) => {
+                    self.event("declined", cx, now, reason.as_deref(), None);
+                    // A decline is an answer: it ends a run of missed offers.
+                    self.change_agent(ax, |a| a.missed_offers = 0);
+                    self.requeue(cx, aid, now);
+                    Outcome::Applied
+                }
+                _ => self.reject(contact_id, aid, "contact is not offered to this agent", now),
+            },
+            AgentEventBody::Respond { contact_id } => match self.held(contact_id, aid) {
+                Some((cx, ContactState::Assigned { .. })) => {
+                    let Some(s) = self.slot_mut(cx) else {
+                        return Ok(Outcome::Ignored("gone"));
+                    };
+                    if s.c.responded_at.is_none() {
+                        s.c.responded_at = Some(now);
+                        self.cancel_sla(cx);
+                        self.dirty_contacts.insert(self.contacts_id(cx));
+                        self.event("responded", cx, now, None, None);
+                        Outcome::Applied
+                    } else {
+                        Outcome::Ignored("already responded")
+                    }
+                }
+                _ => self.reject(contact_id, aid, "contact is not assigned to this agent", now),
+            },
+            AgentEventBody::Complete {
+                contact_id,
+                wrap_up_secs,
+            } => match self.held(contact_id, aid) {
+                Some((cx, ContactState::Assigned { .. })) => {
+                    self.complete(ax, cx, *wrap_up_secs, now);
+                    Outcome::Applied
+                }
+                _ => self.reject(contact_id, aid, "contact is not assigned to this agent", now),
+            },
+        };
+        self.settle(now);
+        Ok(outcome)
+    }
+
+    fn accept(&mut self, ax: u32, contact_id: &str, now: DateTime<Utc>) -> Outcome {
+        let aid = self.agents[ax as usize].a.id.clone();
+        match self.held(contact_id, &aid) {
+            Some((
+                cx,
+                ContactState::Offered {
+                    offer_id, expires_at, ..
+                },
+            )) => {
+                self.timers.cancel(expires_at, Timer::OfferExpiry(cx));
+                let Some(s) = self.slot_mut(cx) else {
+                    return Outcome::Ignored("gone");
+                };
+                s.c.state = ContactState::Assigned {
+                    agent: aid.clone(),
+                    offer_id,
+                    accepted_at: now,
+                };
+                // On chat and voice the customer is live: taking the contact
+                // is the first response, and says so.
+                let responded = s.c.channel.accept_is_response() && s.c.responded_at.is_none();
+                if responded {
+                    s.c.responded_at = Some(now);
+                }
+                let pending = std::mem::take(&mut s.c.pending);
+                if responded {
+                    self.cancel_sla(cx);
+                }
+                self.dirty_contacts.insert(self.contacts_id(cx));
+                self.change_agent(ax, |a| a.missed_offers = 0);
+                self.event("accepted", cx, now, None, None);
+                if responded {
+                    self.event("responded", cx, now, None, None);
+                }
+                for f in pending {
+                    self.forward(cx, &aid, &f);
+                }
+                Outcome::Applied
+            }
+            Some((_, ContactState::Assigned { .. })) => Outcome::Ignored("already accepted"),
+            _ => self.reject(
+                contact_id,
+                &aid,
+                "contact is not offered to this agent (expired, withdrawn or closed)",
+                now,
+            ),
+        }
+    }
+
+    fn complete(&mut self, ax: u32, cx: u32, wrap_up_secs: Option<f64>, now: DateTime<Utc>) {
+        let Some(s) = self.slot(cx) else { return };
+        let (channel, contact_id) = (s.c.channel, s.c.id.clone());
+        let aid = self.agents[ax as usize].a.id.clone();
+        self.event("completed", cx, now, None, None);
+        self.close(cx);
+        match wrap_up_secs.filter(|s| *s > 0.0) {
+            Some(secs) => {
+                let until = now + secs_to_duration(secs);
+                self.change_agent(ax, |a| {
+                    a.wrap_ups.push(WrapUp {
+                        contact_id,
+                        channel,
+                        until,
+                    })
+                });
+                self.timers.insert(until, Timer::WrapUpEnd(ax));
+            }
+            None => self.release(&aid, channel, now),
+        }
+    }
+
+    /// Fires every timer due at `now`: offer expiries, wrap-up ends, SLA
+    /// thresholds. Costs the number of timers due.
+    pub fn on_tick(&mut self, now: DateTime<Utc>) {
+        self.work = Work::default();
+        while let Some((at, timer)) = self.timers.pop_due(now) {
+            self.work.timers_fired += 1;
+            match timer {
+                Timer::OfferExpiry(cx) => self.expire_offer(cx, at, now),
+                Timer::WrapUpEnd(ax) => self.end_wrap_ups(ax, at, now),
+                Timer::Sla(cx) => {
+                    let due = self.slot_mut(cx).is_some_and(|s| {
+                        let mine = s.sla_at == Some(at);
+                        if mine {
+                            s.sla_at = None;
+                        }
+                        mine
+                    });
+                    if due {
+                        self.fire_sla(cx, now);
+                    }
+                }
+            }
+        }
+        self.settle(now);
+    }
+
+    fn end_wrap_ups(&mut self, ax: u32, at: DateTime<Utc>, now: DateTime<Utc>) {
+        let Some(slot) = self.agents.get(ax as usize) else {
+            return;
+        };
+        let due: Vec<_> = slot
+            .a
+            .wrap_ups
+            .iter()
+            .filter(|w| w.until <= at)
+            .map(|w| w.channel)
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        self.change_agent(ax, |a| a.wrap_ups.retain(|w| w.until > at));
+        let aid = self.agents[ax as usize].a.id.clone();
+        for channel in due {
+            self.release(&aid, channel, now);
+        }
+    }
+
+    // ----- transitions -----
+
+    /// The contact's slot and state, if the agent holds it.
+    fn held(&self, contact_id: &str, agent: &AgentId) -> Option<(u32, ContactState)> {
+        let cx = self.contact_slot_of(contact_id)?;
+        let c = &self.slot(cx)?.c;
+        (c.agent() == Some(agent)).then(|| (cx, c.state.clone()))
+    }
+
+    fn set_presence(&mut self, ax: u32, status: Presence, now: DateTime<Utc>) -> Outcome {
+        if self.agents[ax as usize].a.status == status {
+            return Outcome::Ignored("unchanged");
+        }
+        self.change_agent(ax, |a| {
+            a.status = status;
+            if status == Presence::Available {
+                a.idle_since = now;
+                a.missed_offers = 0;
+            }
+        });
+        if status != Presence::Available {
+            // Offers in flight to someone who left their desk would only
+            // expire; route them on now.
+            let aid = self.agents[ax as usize].a.id.clone();
+            for cx in self.held_by(ax, true) {
+                let Some(ContactState::Offered { offer_id, .. }) = self.slot(cx).map(|s| s.c.state.clone()) else {
+                    continue;
+                };
+                self.notice(
+                    cx,
+                    &aid,
+                    "withdrawn",
+                    Some(&offer_id),
+                    Some("agent is no longer available"),
+                    now,
+                );
+                self.event("declined", cx, now, Some("agent is no longer available"), None);
+                self.requeue(cx, &aid, now);
+            }
+        }
+        Outcome::Applied
+    }
+
+    fn expire_offer(&mut self, cx: u32, at: DateTime<Utc>, now: DateTime<Utc>) {
+        let Some(s) = self.slot(cx) else { return };
+        let ContactState::Offered {
+            agent,
+            offer_id,
+            expires_at,
+            ..
+        } = s.c.state.clone()
+        else {
+            return;
+        };
+        if expires_at != at {
+            return;
+        }
+        self.notice(cx, &agent, "withdrawn", Some(&offer_id), Some("offer expired"), now);
+        self.event("offer_expired", cx, now, None, None);
+        self.requeue(cx, &agent, now);
+        let Some(ax) = self.agent_ix.get(&agent).copied() else {
+            return;
+        };
+        let max = self.spec.max_missed_offers;
+        self.change_agent(ax, |a| a.missed_offers += 1);
+        let a = &self.agents[ax as usize].a;
+        if a.missed_offers >= max && a.status == Presence::Available {
+            tracing::info!(agent_id = %agent, missed = max, "Agent let offers expire in a row; setting away.");
+            self.set_presence(ax, Presence::Away, now);
+        }
+    }
+}

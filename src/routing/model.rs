@@ -1,0 +1,249 @@
+//! The routing model as persisted: contacts and agents exactly as they are
+//! stored in the state bucket (`contact.<id>`, `agent.<id>`) and restored.
+//!
+//! Nothing here is an index: the engine derives its indexes (free agents by
+//! channel and skill, waiting contacts by requirement, timers) from these
+//! records at restore and keeps them in step on every change.
+//!
+//! Bounds on what reaches persisted state: subject 1 KiB, text 64 KiB, at
+//! most [`MAX_PENDING_FOLLOW_UPS`] buffered follow-ups, a contact record at
+//! most [`MAX_CONTACT_JSON_BYTES`], and at most [`MAX_DECLINED_BY`] agents
+//! remembered as having declined a contact.
+
+use crate::domain::wire::Customer;
+use crate::domain::{AgentId, Channel, Presence, QueueName, SkillLevel, SkillName};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Where a contact stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ContactState {
+    Waiting,
+    Offered {
+        agent: AgentId,
+        offer_id: String,
+        offered_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+        candidates: usize,
+    },
+    Assigned {
+        agent: AgentId,
+        offer_id: String,
+        accepted_at: DateTime<Utc>,
+    },
+}
+
+/// An open contact. This is also its persisted form (JSON in the state
+/// bucket under `contact.<id>`); the customer's address is deliberately not
+/// part of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Contact {
+    pub id: String,
+    pub conversation_id: String,
+    pub channel: Channel,
+    pub queue: QueueName,
+    pub priority: u8,
+    pub customer: Customer,
+    pub subject: Option<String>,
+    pub text: Option<String>,
+    pub required: BTreeMap<SkillName, SkillLevel>,
+    /// SLA clocks and queue age start here.
+    pub received_at: DateTime<Utc>,
+    pub state: ContactState,
+    pub responded_at: Option<DateTime<Utc>>,
+    pub customer_ended: bool,
+    pub sla_policy: Option<String>,
+    /// Thresholds already alerted, in permille (1000 = breach).
+    pub sla_fired: Vec<u32>,
+    /// Agents who declined or let an offer expire; others are preferred.
+    /// The most recent [`MAX_DECLINED_BY`] are kept.
+    pub declined_by: BTreeSet<AgentId>,
+    pub messages: u32,
+    /// Id of the inbound event that opened the contact: its redelivery is
+    /// recognised even if the dedupe record was never written.
+    #[serde(default)]
+    pub opened_by: String,
+    /// Follow-ups that arrived before an agent took the contact, handed to
+    /// the agent on accept (the most recent [`MAX_PENDING_FOLLOW_UPS`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<FollowUp>,
+}
+
+/// A customer message waiting for the contact's agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FollowUp {
+    pub event_id: String,
+    pub subject: Option<String>,
+    pub text: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+pub const MAX_PENDING_FOLLOW_UPS: usize = 20;
+
+/// Agents remembered per contact as having declined it (or let it expire).
+/// Beyond this the oldest entry is forgotten; with more decliners than this
+/// every agent has passed on the contact and preference no longer matters.
+pub const MAX_DECLINED_BY: usize = 32;
+
+/// Budget for a contact's persisted JSON: half the server's 1 MiB default
+/// max payload, whatever JSON escaping (up to 6×) does to the content. The
+/// first message alone (64 KiB clipped) stays within it.
+pub const MAX_CONTACT_JSON_BYTES: usize = 512 * 1024;
+
+/// Message content kept with a contact and put into offers. Bounded so an
+/// offer or a state record can never outgrow the server's max payload
+/// (which would make every retry of the commit fail the same way); the
+/// adapter's source system keeps the full message.
+pub const MAX_SUBJECT_BYTES: usize = 1024;
+pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+
+/// The id of the contact a conversation's opening event opens: a 128-bit
+/// FNV-1a hash of the conversation id and the event id (length-prefixed, so
+/// no two pairs share an encoding).
+///
+/// Derived, not random, so a redelivery after a crash re-creates the *same*
+/// contact and anything already published about it (an SLA alert of a
+/// contact overdue on arrival, say) keeps its id. Both parts are needed: an
+/// event id reused by another conversation (e-mail Message-IDs are reused
+/// across systems, and the dedupe window is finite) opens a new contact
+/// instead of overwriting the open one.
+pub fn contact_id_for(conversation_id: &str, event_id: &str) -> String {
+    let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
+    let len = (conversation_id.len() as u64).to_le_bytes();
+    for b in len.iter().chain(conversation_id.as_bytes()).chain(event_id.as_bytes()) {
+        h ^= *b as u128;
+        h = h.wrapping_mul(0x0000000001000000000000000000013b);
+    }
+    format!("c-{h:032x}")
+}
+
+/// A stable 64-bit hash (FNV-1a) used to break ties between equal keys in
+/// the indexes: deterministic from the records alone, so a restored engine
+/// decides exactly as the one that wrote them.
+pub(crate) fn tie_hash(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in s.as_bytes() {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+/// Cuts content to at most `max` bytes on a character boundary, marking the cut.
+pub fn clip(s: &Option<String>, max: usize) -> Option<String> {
+    s.as_ref().map(|s| {
+        if s.len() <= max {
+            return s.clone();
+        }
+        let mut end = max.saturating_sub(3);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &s[..end])
+    })
+}
+
+pub(crate) fn secs_to_duration(s: f64) -> Duration {
+    Duration::milliseconds((s * 1000.0).round() as i64)
+}
+
+impl Contact {
+    pub fn agent(&self) -> Option<&AgentId> {
+        match &self.state {
+            ContactState::Waiting => None,
+            ContactState::Offered { agent, .. } | ContactState::Assigned { agent, .. } => Some(agent),
+        }
+    }
+
+    pub fn is_waiting(&self) -> bool {
+        self.state == ContactState::Waiting
+    }
+
+    pub(crate) fn sla_running(&self) -> bool {
+        self.responded_at.is_none() && !self.customer_ended
+    }
+
+    /// Remembers a decliner, forgetting the oldest beyond the bound. The
+    /// set is ordered by id, not time, so "oldest" is approximated by
+    /// dropping an arbitrary other entry: the bound is what matters.
+    pub(crate) fn add_decliner(&mut self, agent: &AgentId) {
+        if self.declined_by.len() >= MAX_DECLINED_BY && !self.declined_by.contains(agent) {
+            self.declined_by.pop_first();
+        }
+        self.declined_by.insert(agent.clone());
+    }
+}
+
+/// A slot held after `complete` for the agent's wrap-up work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WrapUp {
+    pub contact_id: String,
+    pub channel: Channel,
+    pub until: DateTime<Utc>,
+}
+
+/// An agent. Also the persisted form (`agent.<id>`); `load` is derived from
+/// the contacts and wrap-ups at restore.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Agent {
+    pub id: AgentId,
+    pub name: String,
+    pub skills: BTreeMap<SkillName, SkillLevel>,
+    /// Per channel, indexed by `Channel::index`.
+    pub capacity: [u32; 4],
+    pub status: Presence,
+    /// Last offer or return to `available`: the `longest_idle` key.
+    pub idle_since: DateTime<Utc>,
+    pub missed_offers: u32,
+    pub wrap_ups: Vec<WrapUp>,
+    /// Set once a `profile` event changed the agent; the TOML roster then no
+    /// longer overrides it at start-up.
+    pub profile_from_event: bool,
+    #[serde(skip)]
+    pub load: [u32; 4],
+}
+
+impl Agent {
+    /// Whether the agent has a free slot on the channel. The one place that
+    /// says what "free" means: weighted capacity units will change this
+    /// function, and the indexes follow it.
+    pub fn free(&self, c: Channel) -> bool {
+        self.load[c.index()] < self.capacity[c.index()]
+    }
+
+    pub fn fits(&self, required: &BTreeMap<SkillName, SkillLevel>) -> bool {
+        required
+            .iter()
+            .all(|(s, lvl)| self.skills.get(s).is_some_and(|have| have >= lvl))
+    }
+
+    pub fn can_take(&self, c: &Contact) -> bool {
+        self.status == Presence::Available && self.free(c.channel) && self.fits(&c.required)
+    }
+
+    pub(crate) fn total_load(&self) -> u64 {
+        self.load.iter().map(|n| *n as u64).sum()
+    }
+
+    pub(crate) fn total_capacity(&self) -> u64 {
+        self.capacity.iter().map(|n| *n as u64).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contact_ids_depend_on_conversation_and_event() {
+        let a = contact_id_for("conv-a", "X");
+        assert_eq!(a, contact_id_for("conv-a", "X"), "deterministic");
+        assert_ne!(a, contact_id_for("conv-b", "X"), "reused event id, other conversation");
+        assert_ne!(a, contact_id_for("conv-a", "Y"));
+        // Length-prefixed: moving the boundary changes the id.
+        assert_ne!(contact_id_for("ab", "c"), contact_id_for("a", "bc"));
+        assert_eq!(a.len(), 34);
+    }
+}

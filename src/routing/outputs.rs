@@ -1,0 +1,251 @@
+//! The messages the engine publishes: offers and desktop notices, contact
+//! lifecycle events, SLA alerts. Each is built from the contact's record as
+//! it is at that moment and queued in order; the daemon publishes them after
+//! the state they describe is durable.
+
+use super::spec::Strategy;
+use super::{Engine, FollowUp, OutSubject, Outbound, Outcome};
+use crate::domain::wire::{self, AlertCustomer, ContactEventMsg, DesktopNotice, OfferMsg, SlaAlertMsg, Why};
+use crate::domain::AgentId;
+use crate::sla;
+use chrono::{DateTime, Utc};
+
+pub(super) fn new_id(prefix: &str) -> String {
+    format!("{prefix}-{}", ulid::Ulid::new())
+}
+
+impl Engine {
+    /// The offer of an offered contact (again, after a restart: same id).
+    pub(super) fn emit_offer(&mut self, cx: u32) {
+        let Some(s) = self.slot(cx) else { return };
+        let c = &s.c;
+        let super::ContactState::Offered {
+            agent,
+            offer_id,
+            offered_at,
+            expires_at,
+            candidates,
+        } = &c.state
+        else {
+            return;
+        };
+        let Some(a) = self.agent(agent.as_str()) else { return };
+        let strategy = self
+            .spec
+            .queues
+            .get(&c.queue)
+            .map_or(Strategy::LongestIdle, |q| q.strategy);
+        let msg = OfferMsg {
+            v: 1,
+            kind: "offer",
+            offer_id,
+            contact_id: &c.id,
+            conversation_id: &c.conversation_id,
+            agent_id: agent,
+            queue: &c.queue,
+            channel: c.channel,
+            priority: c.priority,
+            offered_at: *offered_at,
+            expires_at: *expires_at,
+            waited_secs: wire::secs(*offered_at - c.received_at),
+            customer: &c.customer,
+            subject: c.subject.as_deref(),
+            text: c.text.as_deref(),
+            why: Why {
+                strategy: strategy.as_str(),
+                required: c.required.clone(),
+                agent_levels: c
+                    .required
+                    .keys()
+                    .filter_map(|s| a.skills.get(s).map(|l| (s.clone(), *l)))
+                    .collect(),
+                candidates: *candidates,
+            },
+        };
+        let out = Outbound {
+            subject: OutSubject::Desktop(agent.clone()),
+            msg_id: offer_id.clone(),
+            payload: wire::to_json(&msg),
+            queue: Some(c.queue.clone()),
+        };
+        self.out.push(out);
+    }
+
+    /// A customer's follow-up message to the agent holding the contact.
+    pub(super) fn forward(&mut self, cx: u32, agent: &AgentId, f: &FollowUp) {
+        let Some(s) = self.slot(cx) else { return };
+        let c = &s.c;
+        let n = DesktopNotice {
+            v: 1,
+            kind: "message",
+            contact_id: &c.id,
+            conversation_id: &c.conversation_id,
+            agent_id: agent,
+            channel: c.channel,
+            offer_id: None,
+            reason: None,
+            event_id: Some(&f.event_id),
+            subject: f.subject.as_deref(),
+            text: f.text.as_deref(),
+            at: f.at,
+        };
+        let out = Outbound {
+            subject: OutSubject::Desktop(agent.clone()),
+            msg_id: format!("msg-{}", f.event_id),
+            payload: wire::to_json(&n),
+            queue: Some(c.queue.clone()),
+        };
+        self.out.push(out);
+    }
+
+    pub(super) fn notice(
+        &mut self,
+        cx: u32,
+        agent: &AgentId,
+        kind: &'static str,
+        offer_id: Option<&str>,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) {
+        let Some(s) = self.slot(cx) else { return };
+        let c = &s.c;
+        let n = DesktopNotice {
+            v: 1,
+            kind,
+            contact_id: &c.id,
+            conversation_id: &c.conversation_id,
+            agent_id: agent,
+            channel: c.channel,
+            offer_id,
+            reason,
+            event_id: None,
+            subject: None,
+            text: None,
+            at: now,
+        };
+        let out = Outbound {
+            subject: OutSubject::Desktop(agent.clone()),
+            msg_id: new_id(kind),
+            payload: wire::to_json(&n),
+            queue: Some(c.queue.clone()),
+        };
+        self.out.push(out);
+    }
+
+    pub(super) fn event(
+        &mut self,
+        what: &'static str,
+        cx: u32,
+        now: DateTime<Utc>,
+        reason: Option<&str>,
+        offer_id: Option<&str>,
+    ) {
+        let Some(s) = self.slot(cx) else { return };
+        let c = &s.c;
+        let msg = ContactEventMsg {
+            v: 1,
+            event_id: new_id("ev"),
+            contact_id: Some(&c.id),
+            conversation_id: Some(&c.conversation_id),
+            channel: Some(c.channel),
+            queue: Some(&c.queue),
+            agent_id: c.agent(),
+            at: now,
+            waited_secs: wire::secs(now - c.received_at),
+            offer_id,
+            reason,
+            from_queue: None,
+            to_queue: None,
+            error: None,
+        };
+        let out = Outbound {
+            subject: OutSubject::ContactEvent(what),
+            msg_id: msg.event_id.clone(),
+            payload: wire::to_json(&msg),
+            queue: Some(c.queue.clone()),
+        };
+        self.out.push(out);
+    }
+
+    /// A well-formed agent event that does not apply: `contact.rejected`.
+    pub(super) fn reject(&mut self, contact_id: &str, agent: &AgentId, error: &str, now: DateTime<Utc>) -> Outcome {
+        let c = self.contact(contact_id);
+        let msg = ContactEventMsg {
+            v: 1,
+            event_id: new_id("ev"),
+            contact_id: Some(contact_id),
+            conversation_id: c.map(|c| c.conversation_id.as_str()),
+            channel: c.map(|c| c.channel),
+            queue: c.map(|c| &c.queue),
+            agent_id: Some(agent),
+            at: now,
+            waited_secs: c.map_or(0.0, |c| wire::secs(now - c.received_at)),
+            offer_id: None,
+            reason: None,
+            from_queue: None,
+            to_queue: None,
+            error: Some(error),
+        };
+        let out = Outbound {
+            subject: OutSubject::ContactEvent("rejected"),
+            msg_id: msg.event_id.clone(),
+            payload: wire::to_json(&msg),
+            queue: c.map(|c| c.queue.clone()),
+        };
+        self.out.push(out);
+        Outcome::Rejected(error.to_string())
+    }
+
+    /// Raises every SLA threshold of the contact that is due and not yet
+    /// fired (each once: recorded on the contact), then schedules the next.
+    pub(super) fn fire_sla(&mut self, cx: u32, now: DateTime<Utc>) {
+        let spec = std::sync::Arc::clone(&self.spec);
+        let Some(s) = self.slot_mut(cx) else { return };
+        let c = &mut s.c;
+        if !c.sla_running() {
+            return;
+        }
+        let Some((policy, target)) = spec.sla_target(c.sla_policy.as_deref(), c.channel) else {
+            return;
+        };
+        let due = sla::due(c.received_at, target, &policy.warnings, &c.sla_fired, now);
+        if due.is_empty() {
+            return;
+        }
+        let mut alerts = Vec::with_capacity(due.len());
+        for share in &due {
+            c.sla_fired.push(sla::permille(*share));
+            let kind = sla::kind(*share);
+            let msg = SlaAlertMsg {
+                v: 1,
+                alert_id: sla::alert_id(&c.id, "first_response", *share),
+                kind,
+                contact_id: &c.id,
+                conversation_id: &c.conversation_id,
+                queue: &c.queue,
+                channel: c.channel,
+                policy: &policy.name,
+                clock: "first_response",
+                threshold: *share,
+                target_secs: target,
+                elapsed_secs: wire::secs(now - c.received_at),
+                agent_id: c.agent(),
+                customer: AlertCustomer {
+                    id: &c.customer.id,
+                    tier: c.customer.tier.as_deref(),
+                },
+                at: now,
+            };
+            alerts.push(Outbound {
+                subject: OutSubject::SlaAlert(kind),
+                msg_id: msg.alert_id.clone(),
+                payload: wire::to_json(&msg),
+                queue: Some(c.queue.clone()),
+            });
+        }
+        let id = c.id.clone();
+        self.out.extend(alerts);
+        self.dirty_contacts.insert(id);
+        self.schedule_sla(cx);
+    }
+}
