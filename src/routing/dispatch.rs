@@ -144,6 +144,7 @@ impl Engine {
         self.dequeue(cx);
         let agent = self.agents[ax as usize].a.id.clone();
         let Some(s) = self.slot_mut(cx) else { return };
+        let channel = s.c.channel;
         s.c.state = super::ContactState::Offered {
             agent: agent.clone(),
             offer_id: offer_id.clone(),
@@ -151,8 +152,12 @@ impl Engine {
             expires_at,
             candidates,
         };
-        self.hold(cx, &agent);
-        self.change_agent(ax, |a| a.idle_since = now);
+        // One index update for both changes: a slot taken, idle from now.
+        self.agents[ax as usize].holding.push(cx);
+        self.change_agent(ax, |a| {
+            a.load[channel.index()] += 1;
+            a.idle_since = now;
+        });
         self.dirty_contacts.insert(self.contacts_id(cx));
         self.timers.insert(expires_at, Timer::OfferExpiry(cx));
         self.emit_offer(cx);
@@ -291,10 +296,6 @@ impl Engine {
         let Some(slot) = self.agents.get_mut(ax as usize) else {
             return;
         };
-        // Entries were inserted under the old key and skills: remove first.
-        if let Some(e) = slot.entry.take() {
-            self.free.remove(&e, &slot.skills);
-        }
         let (status0, cap0, load0) = (slot.a.status, slot.a.capacity, slot.a.load);
         f(&mut slot.a);
         let status = slot.a.status;
@@ -311,6 +312,10 @@ impl Engine {
                     slot.a.load[i] < load0[i] || slot.a.capacity[i] > cap0[i]
                 }));
         if skills_changed {
+            // Entries were inserted under the old skills: remove them first.
+            if let Some(e) = slot.entry.take() {
+                self.free.remove(&e, &slot.skills);
+            }
             self.free.remove_holder(&slot.skills);
             let skills = slot.a.skills.clone();
             let interned = self.intern(&skills);
@@ -326,23 +331,15 @@ impl Engine {
     }
 
     /// Puts the agent in the free index under its current key, if it is
-    /// available with a free slot somewhere.
+    /// available with a free slot somewhere; touches the index only when the
+    /// key differs from the one it is filed under.
     pub(super) fn reindex(&mut self, ax: u32) {
         let Some(slot) = self.agents.get_mut(ax as usize) else {
             return;
         };
-        if let Some(e) = slot.entry.take() {
-            self.free.remove(&e, &slot.skills);
-        }
         let a = &slot.a;
-        if a.status != Presence::Available {
-            return;
-        }
         let free = Channel::ALL.map(|c| a.free(c));
-        if !free.iter().any(|f| *f) {
-            return;
-        }
-        let e = Entry {
+        let entry = (a.status == Presence::Available && free.iter().any(|f| *f)).then(|| Entry {
             free,
             idle: IdleKey {
                 since: a.idle_since,
@@ -358,9 +355,17 @@ impl Engine {
                 tie: slot.tie,
                 ix: ax,
             },
-        };
-        self.free.insert(&e, &slot.skills);
-        slot.entry = Some(e);
+        });
+        if entry == slot.entry {
+            return;
+        }
+        if let Some(e) = slot.entry.take() {
+            self.free.remove(&e, &slot.skills);
+        }
+        if let Some(e) = entry {
+            self.free.insert(&e, &slot.skills);
+            slot.entry = Some(e);
+        }
     }
 
     /// Contacts offered to (`offered`) or assigned to the agent.

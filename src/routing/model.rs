@@ -245,5 +245,10 @@ mod tests {
         // Length-prefixed: moving the boundary changes the id.
         assert_ne!(contact_id_for("ab", "c"), contact_id_for("a", "bc"));
         assert_eq!(a.len(), 34);
+        // The worked example in docs/contract.md.
+        assert_eq!(
+            contact_id_for("mail:<CAF1234@mail.example.com>", "ex-0001"),
+            "c-6ba259ea7108357d9e007bd4c6de4494"
+        );
     }
 }

@@ -693,3 +693,80 @@ fn a_long_queue_nobody_free_fits_is_skipped_cheaply_and_correctly() {
     assert_eq!(o.len(), 1);
     assert_eq!(o[0].1["conversation_id"], "plain");
 }
+
+#[test]
+fn an_event_id_reused_by_another_conversation_opens_a_new_contact() {
+    let agents =
+        "[[agents]]\nid = \"a\"\nskills = { s = 5 }\ncapacity = { email = 1 }\ninitial_status = \"available\"\n";
+    let mut e = engine(agents);
+    // The same Message-ID, seen again after the dedupe window, for another thread.
+    e.on_inbound(&inbound("X", "email", "conv-a", json!({"queue": "q"})), t(0.0))
+        .expect("ok");
+    let o = offers(&e.take_outputs());
+    let first = o[0].1["contact_id"].as_str().expect("cid").to_string();
+    e.on_agent(&agent_ev("a", "accept", json!({"contact_id": first})), t(1.0))
+        .expect("ok");
+    e.take_outputs();
+    let r = e
+        .on_inbound(&inbound("X", "email", "conv-b", json!({"queue": "q"})), t(2.0))
+        .expect("ok");
+    let Outcome::Opened { contact_id: second, .. } = r else {
+        panic!("expected a new contact, got {r:?}")
+    };
+    assert_ne!(first, second);
+    assert_eq!(e.contacts_len(), 2);
+    let a = e.contact(&first).expect("first still open");
+    assert_eq!(
+        (a.conversation_id.as_str(), a.agent().map(|x| x.as_str())),
+        ("conv-a", Some("a"))
+    );
+    assert!(matches!(a.state, ContactState::Assigned { .. }));
+    let b = e.contact(&second).expect("second open");
+    assert_eq!(
+        (b.conversation_id.as_str(), &b.state),
+        ("conv-b", &ContactState::Waiting)
+    );
+    // The agent's one slot is taken by the first: nothing is offered.
+    assert!(offers(&e.take_outputs()).is_empty());
+    assert_eq!(e.agent("a").map(|a| a.load[Channel::Email.index()]), Some(1));
+}
+
+#[test]
+fn a_restart_restores_100_000_contacts_and_their_order() {
+    let agents = "[[agents]]\nid = \"a\"\nskills = { s = 5 }\ncapacity = { chat = 1 }\ninitial_status = \"offline\"\n";
+    let spec = spec(&format!("{BASE}{agents}"));
+    let mut e = Engine::new(Arc::clone(&spec), t(0.0));
+    const N: usize = 100_000;
+    for i in 0..N {
+        let ev = inbound(
+            &format!("e{i}"),
+            "chat",
+            &format!("conv{i}"),
+            json!({"queue": "q", "priority": (i % 10) as u8, "text": "hello"}),
+        );
+        e.on_inbound(&ev, t(i as f64 / 1000.0)).expect("ok");
+        if i % 4096 == 0 {
+            e.take_outputs();
+            e.take_changes();
+        }
+    }
+    e.take_outputs();
+    let (contacts, agents_v) = snapshot(&mut e);
+    assert_eq!(contacts.len(), N);
+    let mut r = Engine::restore(Arc::clone(&spec), contacts, agents_v, t(200.0));
+    r.route_waiting(t(200.0));
+    assert_eq!((r.contacts_len(), r.waiting_len()), (N, N));
+    assert!(offers(&r.take_outputs()).is_empty(), "nobody is available");
+    // SLA clocks came back as timers (chat: 10 s target, already breached):
+    // one tick fires every due threshold, each once.
+    r.on_tick(t(201.0));
+    assert_eq!(r.last_work().timers_fired, N);
+    assert_eq!(alerts(&r.take_outputs()).len(), 3 * N);
+    assert_eq!(r.next_deadline(), None);
+    // The agent comes in: the first priority-9 contact is the oldest one.
+    r.on_agent(&agent_ev("a", "presence", json!({"status": "available"})), t(202.0))
+        .expect("ok");
+    let o = offers(&r.take_outputs());
+    assert_eq!(o.len(), 1);
+    assert_eq!(o[0].1["conversation_id"], "conv9");
+}
