@@ -36,7 +36,8 @@ use super::spec::Strategy;
 use crate::domain::Channel;
 use chrono::{DateTime, Utc};
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, HashMap};
+use super::FastMap as HashMap;
+use std::collections::BTreeSet;
 
 /// An interned skill name.
 pub(crate) type SkillIx = u32;
@@ -168,8 +169,8 @@ impl AgentIndex {
         AgentIndex {
             keep_load,
             any: Default::default(),
-            by_skill: HashMap::new(),
-            holders: HashMap::new(),
+            by_skill: HashMap::default(),
+            holders: HashMap::default(),
         }
     }
 

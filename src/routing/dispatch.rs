@@ -93,11 +93,7 @@ impl Engine {
     /// Agents who declined it are chosen only when nobody else can.
     pub(super) fn pick(&mut self, cx: u32) -> Option<(u32, usize)> {
         let s = self.slot(cx)?;
-        let strategy = self
-            .spec
-            .queues
-            .get(&s.c.queue)
-            .map_or(Strategy::LongestIdle, |q| q.strategy);
+        let strategy = self.queues.get(s.q as usize).map_or(Strategy::LongestIdle, |q| q.strategy);
         let declined: Vec<u32> =
             s.c.declined_by
                 .iter()
@@ -134,11 +130,7 @@ impl Engine {
             debug_assert!(false, "offer of a contact that is not waiting");
             return;
         }
-        let timeout = self
-            .spec
-            .queues
-            .get(&s.c.queue)
-            .map_or(self.spec.offer_timeout_secs, |q| q.offer_timeout_secs);
+        let timeout = self.queues.get(s.q as usize).map_or(self.spec.offer_timeout_secs, |q| q.offer_timeout_secs);
         let offer_id = super::outputs::new_id("off");
         let expires_at = now + secs_to_duration(timeout);
         self.dequeue(cx);
@@ -241,25 +233,30 @@ impl Engine {
             // File under the skill fewest agents hold at the level.
             need.iter().copied().min_by_key(|(s, l)| free.holders_at_least(*s, *l))
         });
-        let queue = s.c.queue.clone();
+        let q = s.q;
         if let Some(s) = self.slot_mut(cx) {
             s.class = Some(class);
         }
         self.pending_contacts.insert(key);
-        *self.waiting_per_queue.entry(queue.clone()).or_default() += 1;
-        self.changed_queues.insert(queue);
+        self.count_waiting(q, true);
+    }
+
+    fn count_waiting(&mut self, q: u32, up: bool) {
+        let Some(slot) = self.queues.get_mut(q as usize) else { return };
+        slot.waiting = if up { slot.waiting + 1 } else { slot.waiting.saturating_sub(1) };
+        if !slot.changed {
+            slot.changed = true;
+            self.changed_queues.push(q);
+        }
     }
 
     pub(super) fn dequeue(&mut self, cx: u32) {
         let Some(s) = self.slot_mut(cx) else { return };
         let Some(class) = s.class.take() else { return };
         let key = s.wait_key(cx);
-        let queue = s.c.queue.clone();
+        let q = s.q;
         self.waiting.remove(class, key);
-        if let Some(n) = self.waiting_per_queue.get_mut(&queue) {
-            *n = n.saturating_sub(1);
-        }
-        self.changed_queues.insert(queue);
+        self.count_waiting(q, false);
     }
 
     // ----- agents -----

@@ -56,7 +56,7 @@ use model::tie_hash;
 use queues::{ClassIx, WaitIndex, WaitKey};
 use spec::{RouterSpec, Strategy};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use timers::{Timer, Timers};
 
@@ -132,10 +132,33 @@ pub const AGENT_KEY: &str = "agent.";
 /// `why.candidates` counts agents able to take a contact up to this many.
 pub const CANDIDATES_COUNTED: usize = 10;
 
+/// Hash maps of the core: keys include ids from outside (conversation ids),
+/// so the hasher is seeded per process; it is several times faster than
+/// SipHash on the short keys the core looks up on every event.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+fn map_with<K, V>(n: usize) -> FastMap<K, V> {
+    FastMap::with_capacity_and_hasher(n, Default::default())
+}
+
+/// A queue as the core uses it on every event, by slot: the configured
+/// queues in configuration order, then any queue only restored contacts
+/// name (removed from the configuration; routed with the defaults).
+#[derive(Debug)]
+struct QueueSlot {
+    name: QueueName,
+    strategy: Strategy,
+    offer_timeout_secs: f64,
+    waiting: usize,
+    changed: bool,
+}
+
 /// An open contact and what the indexes need to find it again.
 #[derive(Debug)]
 struct ContactSlot {
     c: Contact,
+    /// Slot of `c.queue`.
+    q: u32,
     /// `c.required`, interned and sorted.
     need: Box<[(SkillIx, SkillLevel)]>,
     tie: u64,
@@ -172,16 +195,17 @@ pub struct Engine {
     spec: Arc<RouterSpec>,
     contacts: Vec<Option<ContactSlot>>,
     free_slots: Vec<u32>,
-    contact_ix: HashMap<String, u32>,
-    by_conversation: HashMap<String, u32>,
+    contact_ix: FastMap<String, u32>,
+    by_conversation: FastMap<String, u32>,
     agents: Vec<AgentSlot>,
-    agent_ix: HashMap<AgentId, u32>,
-    skill_ix: HashMap<SkillName, SkillIx>,
+    agent_ix: FastMap<AgentId, u32>,
+    skill_ix: FastMap<SkillName, SkillIx>,
     free: AgentIndex,
     waiting: WaitIndex,
     timers: Timers,
-    waiting_per_queue: HashMap<QueueName, usize>,
-    changed_queues: BTreeSet<QueueName>,
+    queues: Vec<QueueSlot>,
+    queue_ix: FastMap<QueueName, u32>,
+    changed_queues: Vec<u32>,
     by_status: [usize; 3],
     /// What the current input changed: agents that may have gained a free
     /// slot or a fit, and contacts that became waiting.
@@ -217,16 +241,17 @@ impl Engine {
             spec: Arc::clone(&spec),
             contacts: Vec::with_capacity(contacts.len()),
             free_slots: Vec::new(),
-            contact_ix: HashMap::with_capacity(contacts.len()),
-            by_conversation: HashMap::with_capacity(contacts.len()),
+            contact_ix: map_with(contacts.len()),
+            by_conversation: map_with(contacts.len()),
             agents: Vec::new(),
-            agent_ix: HashMap::new(),
-            skill_ix: HashMap::new(),
+            agent_ix: map_with(spec.agents.len()),
+            skill_ix: map_with(0),
             free: AgentIndex::new(keep_load),
             waiting: WaitIndex::default(),
             timers: Timers::default(),
-            waiting_per_queue: HashMap::new(),
-            changed_queues: BTreeSet::new(),
+            queues: Vec::with_capacity(spec.queue_order.len()),
+            queue_ix: map_with(spec.queue_order.len()),
+            changed_queues: Vec::new(),
             by_status: [0; 3],
             pending_agents: Vec::new(),
             pending_contacts: BTreeSet::new(),
@@ -235,6 +260,9 @@ impl Engine {
             dirty_agents: BTreeSet::new(),
             out: Vec::new(),
         };
+        for q in &spec.queue_order {
+            e.queue_slot(q);
+        }
         // Agents in id order, so slots (and nothing else) follow the records.
         let mut by_id: BTreeMap<AgentId, Agent> = agents.into_iter().map(|a| (a.id.clone(), a)).collect();
         for a in &spec.agents {
@@ -332,7 +360,9 @@ impl Engine {
     /// Adds an open contact (not yet filed or held) and returns its slot.
     fn push_contact(&mut self, c: Contact) -> u32 {
         let need = self.intern(&c.required).into_boxed_slice();
+        let q = self.queue_slot(&c.queue);
         let slot = ContactSlot {
+            q,
             tie: tie_hash(&c.id),
             need,
             class: None,
@@ -355,6 +385,24 @@ impl Engine {
             self.by_conversation.insert(conv, cx);
         }
         cx
+    }
+
+    /// The slot of a queue, added (with the defaults) if it is not configured.
+    fn queue_slot(&mut self, name: &QueueName) -> u32 {
+        if let Some(q) = self.queue_ix.get(name) {
+            return *q;
+        }
+        let spec = self.spec.queues.get(name);
+        self.queues.push(QueueSlot {
+            name: name.clone(),
+            strategy: spec.map_or(Strategy::LongestIdle, |q| q.strategy),
+            offer_timeout_secs: spec.map_or(self.spec.offer_timeout_secs, |q| q.offer_timeout_secs),
+            waiting: 0,
+            changed: false,
+        });
+        let q = (self.queues.len() - 1) as u32;
+        self.queue_ix.insert(name.clone(), q);
+        q
     }
 
     fn intern(&mut self, skills: &BTreeMap<SkillName, SkillLevel>) -> Skills {
@@ -460,21 +508,21 @@ impl Engine {
 
     /// Waiting contacts per configured queue (zero included), for gauges.
     pub fn waiting_per_queue(&self) -> impl Iterator<Item = (&QueueName, usize)> {
-        self.spec
-            .queue_order
+        self.queues
             .iter()
-            .map(|q| (q, self.waiting_per_queue.get(q).copied().unwrap_or(0)))
+            .take(self.spec.queue_order.len())
+            .map(|q| (&q.name, q.waiting))
     }
 
     /// Queues whose waiting count changed since the last call, with the count.
     pub fn take_waiting_changes(&mut self) -> Vec<(QueueName, usize)> {
-        std::mem::take(&mut self.changed_queues)
-            .into_iter()
-            .map(|q| {
-                let n = self.waiting_per_queue.get(&q).copied().unwrap_or(0);
-                (q, n)
-            })
-            .collect()
+        let mut v = Vec::with_capacity(self.changed_queues.len());
+        for q in std::mem::take(&mut self.changed_queues) {
+            let slot = &mut self.queues[q as usize];
+            slot.changed = false;
+            v.push((slot.name.clone(), slot.waiting));
+        }
+        v
     }
 
     pub fn contacts_len(&self) -> usize {

@@ -33,7 +33,8 @@ use super::agents::{fits, SkillIx, LEVELS};
 use crate::domain::Channel;
 use chrono::{DateTime, Utc};
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
+use super::FastMap as HashMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub(crate) type ClassIx = u32;
