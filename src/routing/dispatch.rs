@@ -261,18 +261,6 @@ impl Engine {
 
     // ----- agents -----
 
-    /// Records that the agent holds (is offered or assigned) a contact.
-    pub(super) fn hold(&mut self, cx: u32, agent: &AgentId) {
-        let Some(ax) = self.agent_ix.get(agent).copied() else {
-            return;
-        };
-        let Some(channel) = self.slot(cx).map(|s| s.c.channel) else {
-            return;
-        };
-        self.agents[ax as usize].holding.push(cx);
-        self.change_agent(ax, |a| a.load[channel.index()] += 1);
-    }
-
     /// Forgets that the agent holds a contact; the slot stays taken.
     pub(super) fn unhold(&mut self, cx: u32, agent: &AgentId) {
         if let Some(ax) = self.agent_ix.get(agent).copied() {

@@ -322,14 +322,26 @@ impl Engine {
                 continue;
             }
             let cx = e.push_contact(c);
-            let Some(slot) = e.slot(cx) else { continue };
-            match slot.c.state.clone() {
-                ContactState::Waiting => e.enqueue(cx),
+            let Some(slot) = e.contacts.get(cx as usize).and_then(Option::as_ref) else {
+                continue;
+            };
+            let channel = slot.c.channel;
+            let holder = match &slot.c.state {
+                ContactState::Waiting => None,
                 ContactState::Offered { agent, expires_at, .. } => {
-                    e.hold(cx, &agent);
-                    e.timers.insert(expires_at, Timer::OfferExpiry(cx));
+                    e.timers.insert(*expires_at, Timer::OfferExpiry(cx));
+                    Some(agent)
                 }
-                ContactState::Assigned { agent, .. } => e.hold(cx, &agent),
+                ContactState::Assigned { agent, .. } => Some(agent),
+            };
+            match holder.and_then(|a| e.agent_ix.get(a)).copied() {
+                // Loads only: agents enter the free index once, below.
+                Some(ax) => {
+                    let a = &mut e.agents[ax as usize];
+                    a.holding.push(cx);
+                    a.a.load[channel.index()] += 1;
+                }
+                None => e.enqueue(cx),
             }
             e.schedule_sla(cx);
         }
