@@ -65,16 +65,24 @@ pub(crate) fn fits(have: &[(SkillIx, u8)], need: &[(SkillIx, u8)]) -> bool {
 }
 
 /// Share of capacity in use, compared exactly (cross-multiplied).
+/// Capacities are at most 1 000 per channel, so totals fit in 32 bits.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Share {
-    pub load: u64,
-    pub cap: u64,
+    pub load: u32,
+    pub cap: u32,
+}
+
+impl Share {
+    pub fn new(load: u64, cap: u64) -> Share {
+        let c = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        Share { load: c(load), cap: c(cap) }
+    }
 }
 
 impl Ord for Share {
     fn cmp(&self, o: &Self) -> Ordering {
-        let lhs = self.load as u128 * o.cap.max(1) as u128;
-        let rhs = o.load as u128 * self.cap.max(1) as u128;
+        let lhs = self.load as u64 * o.cap.max(1) as u64;
+        let rhs = o.load as u64 * self.cap.max(1) as u64;
         lhs.cmp(&rhs)
     }
 }
@@ -90,19 +98,35 @@ impl PartialEq for Share {
 }
 impl Eq for Share {}
 
+/// Keys are small on purpose (16 and 24 bytes): the trees they live in are
+/// walked and updated on every offer, and at 100 000 agents a node that
+/// fits in fewer cache lines is most of the cost.
+///
+/// `since` is `idle_since` in nanoseconds; `tie` is the high half of the
+/// agent id's hash over the agent's slot, so ties order by the id hash and
+/// the slot is recovered from the key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct IdleKey {
-    pub since: DateTime<Utc>,
+    pub since: i64,
     pub tie: u64,
-    pub ix: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct LoadKey {
     pub share: Share,
-    pub since: DateTime<Utc>,
+    pub since: i64,
     pub tie: u64,
-    pub ix: u32,
+}
+
+/// The `tie` of an agent's keys.
+pub(crate) fn tie(id_hash: u64, ix: u32) -> u64 {
+    (id_hash & 0xffff_ffff_0000_0000) | ix as u64
+}
+
+/// An instant as a key: nanoseconds since 1970 (saturating beyond ±292 years).
+pub(crate) fn nanos(t: DateTime<Utc>) -> i64 {
+    t.timestamp_nanos_opt()
+        .unwrap_or(if t.timestamp() < 0 { i64::MIN } else { i64::MAX })
 }
 
 trait Keyed: Ord + Copy {
@@ -110,12 +134,12 @@ trait Keyed: Ord + Copy {
 }
 impl Keyed for IdleKey {
     fn ix(&self) -> u32 {
-        self.ix
+        self.tie as u32
     }
 }
 impl Keyed for LoadKey {
     fn ix(&self) -> u32 {
-        self.ix
+        self.tie as u32
     }
 }
 
@@ -289,15 +313,14 @@ mod tests {
     use super::*;
 
     fn key(ix: u32, since_s: i64, load: u64, cap: u64) -> Entry {
-        let since = DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::seconds(since_s);
+        let since = nanos(DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::seconds(since_s));
         Entry {
             free: [true, true, false, false],
-            idle: IdleKey { since, tie: 0, ix },
+            idle: IdleKey { since, tie: tie(0, ix) },
             load: LoadKey {
-                share: Share { load, cap },
+                share: Share::new(load, cap),
                 since,
-                tie: 0,
-                ix,
+                tie: tie(0, ix),
             },
         }
     }
@@ -345,7 +368,7 @@ mod tests {
 
     #[test]
     fn shares_compare_exactly() {
-        let s = |load, cap| Share { load, cap };
+        let s = Share::new;
         assert_eq!(s(1, 2), s(2, 4));
         assert!(s(1, 4) < s(1, 2));
         assert!(s(0, 3) < s(1, 1000));

@@ -13,7 +13,7 @@
 //! agent of (b) with nothing it can take, is dropped from the round: offers
 //! only use up capacity, so neither can match later in the same input.
 
-use super::agents::{fits, Entry, IdleKey, LoadKey, Share, Step};
+use super::agents::{fits, nanos, tie, Entry, IdleKey, LoadKey, Share, Step};
 use super::model::secs_to_duration;
 use super::queues::WaitKey;
 use super::spec::Strategy;
@@ -324,21 +324,14 @@ impl Engine {
         };
         let a = &slot.a;
         let free = Channel::ALL.map(|c| a.free(c));
+        let (since, tie) = (nanos(a.idle_since), tie(slot.tie, ax));
         let entry = (a.status == Presence::Available && free.iter().any(|f| *f)).then(|| Entry {
             free,
-            idle: IdleKey {
-                since: a.idle_since,
-                tie: slot.tie,
-                ix: ax,
-            },
+            idle: IdleKey { since, tie },
             load: LoadKey {
-                share: Share {
-                    load: a.total_load(),
-                    cap: a.total_capacity(),
-                },
-                since: a.idle_since,
-                tie: slot.tie,
-                ix: ax,
+                share: Share::new(a.total_load(), a.total_capacity()),
+                since,
+                tie,
             },
         });
         if entry == slot.entry {
