@@ -414,6 +414,19 @@ struct Budget {
     start: Instant,
     limit: Duration,
     last_report: Instant,
+    sched_start: (u64, u64),
+}
+
+/// This thread's time on a CPU and waiting for one, in ns
+/// (`/proc/thread-self/schedstat`); zeros where unavailable.
+fn sched_ns() -> (u64, u64) {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| {
+            let mut f = s.split_whitespace().map(|x| x.parse::<u64>().ok());
+            Some((f.next()??, f.next()??))
+        })
+        .unwrap_or((0, 0))
 }
 
 impl Budget {
@@ -426,6 +439,7 @@ impl Budget {
             start: now,
             limit,
             last_report: now,
+            sched_start: sched_ns(),
         }
     }
 
@@ -445,13 +459,34 @@ impl Budget {
         }
     }
 
-    fn done(&self, what: String) {
+    /// Logs the outcome; returns the loop's wall time and how much of it
+    /// this thread spent on a CPU and waiting for one (a high wait share
+    /// means other work on the machine inflated the timings).
+    fn done(&self, what: String) -> Map<String, Value> {
+        let wall = self.start.elapsed().as_secs_f64();
+        let (run, wait) = sched_ns();
+        let share = |ns: u64| {
+            if wall > 0.0 {
+                round3(ns as f64 / 1e9 / wall)
+            } else {
+                0.0
+            }
+        };
+        let cpu_share = share(run.saturating_sub(self.sched_start.0));
+        let wait_share = share(wait.saturating_sub(self.sched_start.1));
         eprintln!(
-            "{}: {} in {:.1} s",
+            "{}: {} in {:.1} s (on cpu {:.0}%, waiting for cpu {:.0}%)",
             self.label,
             what,
-            self.start.elapsed().as_secs_f64()
+            wall,
+            cpu_share * 100.0,
+            wait_share * 100.0
         );
+        let mut m = Map::new();
+        m.insert("loop_secs".into(), json!(round3(wall)));
+        m.insert("cpu_share".into(), json!(cpu_share));
+        m.insert("cpu_wait_share".into(), json!(wait_share));
+        m
     }
 }
 
@@ -563,8 +598,9 @@ fn run_size(p: &Params) -> Value {
         }
         b.progress(|| format!("{i}/{n_free} contacts"));
     }
-    b.done(format!("{} contacts, {offered_at_once} offered at once", h.len()));
+    let timing = b.done(format!("{} contacts, {offered_at_once} offered at once", h.len()));
     let mut s = stats(&h, cut);
+    s.extend(timing);
     s.insert("contacts".into(), json!(n_free));
     s.insert("offered_at_once".into(), json!(offered_at_once));
     scenarios.insert("new_contact_free_agents".into(), Value::Object(s));
@@ -606,13 +642,14 @@ fn run_size(p: &Params) -> Value {
             )
         });
     };
-    b.done(format!(
+    let timing = b.done(format!(
         "assigned {}/{} reachable ({stop_reason}), waiting {}",
         sim.assigned.len(),
         world.reachable_capacity,
         sim.e.waiting_len()
     ));
     let mut s = stats(&h, cut);
+    s.extend(timing);
     s.insert("assigned".into(), json!(sim.assigned.len()));
     s.insert("reachable_capacity".into(), json!(world.reachable_capacity));
     s.insert("total_capacity".into(), json!(world.total_capacity));
@@ -640,8 +677,9 @@ fn run_size(p: &Params) -> Value {
         offers_in_fill += sim.inbound(Some(&mut h), OnOffer::Accept).offers;
         b.progress(|| format!("waiting {}/{}", sim.e.waiting_len(), p.waiting));
     }
-    b.done(format!("{} contacts, waiting {}", h.len(), sim.e.waiting_len()));
+    let timing = b.done(format!("{} contacts, waiting {}", h.len(), sim.e.waiting_len()));
     let mut s = stats(&h, cut);
+    s.extend(timing);
     s.insert("waiting_reached".into(), json!(sim.e.waiting_len()));
     s.insert("waiting_target".into(), json!(p.waiting));
     s.insert("open_contacts".into(), json!(sim.e.contacts_len()));
@@ -702,8 +740,9 @@ fn run_size(p: &Params) -> Value {
         offers_made += sim.inbound(None, OnOffer::Hold).offers;
         b.progress(|| format!("{i}/{k} completes, {refilled} slots re-offered"));
     }
-    b.done(format!("{} completes, {refilled} slots re-offered", h.len()));
+    let timing = b.done(format!("{} completes, {refilled} slots re-offered", h.len()));
     let mut s = stats(&h, cut);
+    s.extend(timing);
     s.insert("completes_requested".into(), json!(p.completes));
     s.insert("slots_reoffered".into(), json!(refilled));
     s.insert("offers_outstanding".into(), json!(offers_made));
@@ -738,9 +777,10 @@ fn run_size(p: &Params) -> Value {
         reoffered += d.offers;
         b.progress(|| format!("{i}/{} ticks, {expired} offers expired", expiries.len()));
     }
-    b.done(format!("{} ticks, {expired}/{targeted} offers expired", h.len()));
+    let timing = b.done(format!("{} ticks, {expired}/{targeted} offers expired", h.len()));
     let not_available = sim.e.agents().filter(|a| a.status != Presence::Available).count();
     let mut s = stats(&h, cut);
+    s.extend(timing);
     s.insert("offers_targeted".into(), json!(targeted));
     s.insert("offers_expired".into(), json!(expired));
     s.insert("reoffered".into(), json!(reoffered));
@@ -773,8 +813,9 @@ fn run_size(p: &Params) -> Value {
         }
         b.progress(|| format!("{i}/{} ticks", p.idle_ticks));
     }
-    b.done(format!("{} ticks", h.len()));
+    let timing = b.done(format!("{} ticks", h.len()));
     let mut s = stats(&h, cut);
+    s.extend(timing);
     s.insert("open_contacts".into(), json!(sim.e.contacts_len()));
     s.insert("waiting".into(), json!(sim.e.waiting_len()));
     s.insert("ticks_with_output".into(), json!(busy));
@@ -972,7 +1013,7 @@ fn summary(reports: &[Value]) -> Value {
                 for (name, s) in sc {
                     per.insert(
                         name.clone(),
-                        json!({"count": s["count"], "p50_us": s["p50_us"], "p99_us": s["p99_us"], "mean_us": s["mean_us"], "truncated": s["truncated"]}),
+                        json!({"count": s["count"], "p50_us": s["p50_us"], "p99_us": s["p99_us"], "mean_us": s["mean_us"], "truncated": s["truncated"], "cpu_wait_share": s["cpu_wait_share"]}),
                     );
                 }
             }

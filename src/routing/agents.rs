@@ -33,10 +33,10 @@
 //!   walk (one lookup).
 
 use super::spec::Strategy;
+use super::FastMap as HashMap;
 use crate::domain::Channel;
 use chrono::{DateTime, Utc};
 use std::cmp::Ordering;
-use super::FastMap as HashMap;
 use std::collections::BTreeSet;
 
 /// An interned skill name.
@@ -75,7 +75,10 @@ pub(crate) struct Share {
 impl Share {
     pub fn new(load: u64, cap: u64) -> Share {
         let c = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
-        Share { load: c(load), cap: c(cap) }
+        Share {
+            load: c(load),
+            cap: c(cap),
+        }
     }
 }
 

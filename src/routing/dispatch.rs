@@ -72,7 +72,15 @@ impl Engine {
                 }
             }
             let Some((k, ax, n)) = choice else { break };
-            self.offer(k.ix, ax, n, now);
+            if !self.offer(k.ix, ax, n, now) {
+                // Unreachable by construction (only filed contacts are
+                // chosen); never spin on it.
+                tracing::error!(
+                    slot = k.ix,
+                    "Routing chose a contact that cannot be offered; settling stopped."
+                );
+                break;
+            }
         }
         self.pending_agents.clear();
         self.pending_contacts.clear();
@@ -93,7 +101,10 @@ impl Engine {
     /// Agents who declined it are chosen only when nobody else can.
     pub(super) fn pick(&mut self, cx: u32) -> Option<(u32, usize)> {
         let s = self.slot(cx)?;
-        let strategy = self.queues.get(s.q as usize).map_or(Strategy::LongestIdle, |q| q.strategy);
+        let strategy = self
+            .queues
+            .get(s.q as usize)
+            .map_or(Strategy::LongestIdle, |q| q.strategy);
         let declined: Vec<u32> =
             s.c.declined_by
                 .iter()
@@ -124,18 +135,21 @@ impl Engine {
     // ----- contact transitions -----
 
     /// Makes a waiting contact an offer to an agent.
-    pub(super) fn offer(&mut self, cx: u32, ax: u32, candidates: usize, now: DateTime<Utc>) {
-        let Some(s) = self.slot(cx) else { return };
-        if !s.c.is_waiting() {
+    pub(super) fn offer(&mut self, cx: u32, ax: u32, candidates: usize, now: DateTime<Utc>) -> bool {
+        let Some(s) = self.slot(cx) else { return false };
+        if !s.c.is_waiting() || ax as usize >= self.agents.len() {
             debug_assert!(false, "offer of a contact that is not waiting");
-            return;
+            return false;
         }
-        let timeout = self.queues.get(s.q as usize).map_or(self.spec.offer_timeout_secs, |q| q.offer_timeout_secs);
+        let timeout = self
+            .queues
+            .get(s.q as usize)
+            .map_or(self.spec.offer_timeout_secs, |q| q.offer_timeout_secs);
         let offer_id = super::outputs::new_id("off");
         let expires_at = now + secs_to_duration(timeout);
         self.dequeue(cx);
         let agent = self.agents[ax as usize].a.id.clone();
-        let Some(s) = self.slot_mut(cx) else { return };
+        let Some(s) = self.slot_mut(cx) else { return false };
         let channel = s.c.channel;
         s.c.state = super::ContactState::Offered {
             agent: agent.clone(),
@@ -154,6 +168,7 @@ impl Engine {
         self.timers.insert(expires_at, Timer::OfferExpiry(cx));
         self.emit_offer(cx);
         self.event("offered", cx, now, None, Some(&offer_id));
+        true
     }
 
     /// Puts an offered contact back in the queue with its original age.
@@ -242,8 +257,14 @@ impl Engine {
     }
 
     fn count_waiting(&mut self, q: u32, up: bool) {
-        let Some(slot) = self.queues.get_mut(q as usize) else { return };
-        slot.waiting = if up { slot.waiting + 1 } else { slot.waiting.saturating_sub(1) };
+        let Some(slot) = self.queues.get_mut(q as usize) else {
+            return;
+        };
+        slot.waiting = if up {
+            slot.waiting + 1
+        } else {
+            slot.waiting.saturating_sub(1)
+        };
         if !slot.changed {
             slot.changed = true;
             self.changed_queues.push(q);

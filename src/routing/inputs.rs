@@ -63,7 +63,10 @@ impl Engine {
         self.dirty_contacts.insert(id.clone());
         self.event("queued", cx, now, None, None);
         // The SLA may already be overdue (an adapter that was down).
-        self.fire_sla(cx, now);
+        if self.slot(cx).and_then(|s| s.sla_at).is_some_and(|at| at <= now) {
+            self.cancel_sla(cx);
+            self.fire_sla(cx, now);
+        }
         Ok(Outcome::Opened {
             queue: placement.queue,
             contact_id: id,

@@ -30,7 +30,10 @@ impl Engine {
             return;
         };
         let Some(a) = self.agent(agent.as_str()) else { return };
-        let strategy = self.queues.get(s.q as usize).map_or(Strategy::LongestIdle, |q| q.strategy);
+        let strategy = self
+            .queues
+            .get(s.q as usize)
+            .map_or(Strategy::LongestIdle, |q| q.strategy);
         let msg = OfferMsg {
             v: 1,
             kind: "offer",

@@ -30,10 +30,10 @@
 //! ("also offer to agents of queue general") adds the queue to the class.
 
 use super::agents::{fits, SkillIx, LEVELS};
+use super::FastMap as HashMap;
 use crate::domain::Channel;
 use chrono::{DateTime, Utc};
 use std::cmp::Reverse;
-use super::FastMap as HashMap;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
