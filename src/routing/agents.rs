@@ -33,7 +33,6 @@
 //!   walk (one lookup).
 
 use super::spec::Strategy;
-use super::FastMap as HashMap;
 use crate::domain::Channel;
 use chrono::{DateTime, Utc};
 use std::cmp::Ordering;
@@ -181,10 +180,16 @@ pub(crate) struct AgentIndex {
     /// The least-loaded sets are kept only when some queue uses them.
     keep_load: bool,
     any: [Tier; 4],
-    by_skill: HashMap<(Channel, SkillIx), Box<[Tier; LEVELS]>>,
+    /// Indexed by `skill * 4 + channel` (skills are interned densely), so
+    /// the tiers of an agent are found without hashing on every offer.
+    by_skill: Vec<Option<Box<[Tier; LEVELS]>>>,
     /// Agents (any presence) holding a skill, per exact level: how rare a
     /// requirement is, for choosing the wait index's filing skill.
-    holders: HashMap<SkillIx, [u32; LEVELS]>,
+    holders: Vec<[u32; LEVELS]>,
+}
+
+fn slot(ch: Channel, s: SkillIx) -> usize {
+    s as usize * 4 + ch.index()
 }
 
 fn lvl(l: u8) -> usize {
@@ -196,8 +201,8 @@ impl AgentIndex {
         AgentIndex {
             keep_load,
             any: Default::default(),
-            by_skill: HashMap::default(),
-            holders: HashMap::default(),
+            by_skill: Vec::new(),
+            holders: Vec::new(),
         }
     }
 
@@ -212,7 +217,11 @@ impl AgentIndex {
             };
             put(&mut self.any[ch.index()]);
             for (s, l) in skills {
-                put(&mut self.by_skill.entry((ch, *s)).or_default()[lvl(*l)]);
+                let at = slot(ch, *s);
+                if self.by_skill.len() <= at {
+                    self.by_skill.resize_with(at + 1, || None);
+                }
+                put(&mut self.by_skill[at].get_or_insert_with(Default::default)[lvl(*l)]);
             }
         }
     }
@@ -225,7 +234,7 @@ impl AgentIndex {
             };
             take(&mut self.any[ch.index()]);
             for (s, l) in skills {
-                if let Some(levels) = self.by_skill.get_mut(&(ch, *s)) {
+                if let Some(Some(levels)) = self.by_skill.get_mut(slot(ch, *s)) {
                     take(&mut levels[lvl(*l)]);
                 }
             }
@@ -234,13 +243,17 @@ impl AgentIndex {
 
     pub fn add_holder(&mut self, skills: &[(SkillIx, u8)]) {
         for (s, l) in skills {
-            self.holders.entry(*s).or_default()[lvl(*l)] += 1;
+            let at = *s as usize;
+            if self.holders.len() <= at {
+                self.holders.resize(at + 1, [0; LEVELS]);
+            }
+            self.holders[at][lvl(*l)] += 1;
         }
     }
 
     pub fn remove_holder(&mut self, skills: &[(SkillIx, u8)]) {
         for (s, l) in skills {
-            if let Some(h) = self.holders.get_mut(s) {
+            if let Some(h) = self.holders.get_mut(*s as usize) {
                 h[lvl(*l)] = h[lvl(*l)].saturating_sub(1);
             }
         }
@@ -248,7 +261,9 @@ impl AgentIndex {
 
     /// Agents (any presence) holding `skill` at `level` or above.
     pub fn holders_at_least(&self, skill: SkillIx, level: u8) -> u32 {
-        self.holders.get(&skill).map_or(0, |h| h[lvl(level)..].iter().sum())
+        self.holders
+            .get(skill as usize)
+            .map_or(0, |h| h[lvl(level)..].iter().sum())
     }
 
     /// Walks the agents free on `ch` who hold the rarest skill of `need` at
@@ -260,26 +275,26 @@ impl AgentIndex {
         } else {
             Strategy::LongestIdle
         };
-        let mut tiers: Vec<&Tier> = Vec::new();
-        if need.is_empty() {
-            tiers.push(&self.any[ch.index()]);
-        } else {
-            let mut best: Option<(usize, Vec<&Tier>)> = None;
-            for (s, l) in need {
-                let Some(levels) = self.by_skill.get(&(ch, *s)) else {
-                    return 0; // nobody free on the channel holds it
-                };
-                let ts: Vec<&Tier> = levels[lvl(*l)..].iter().filter(|t| t.len(strategy) > 0).collect();
-                let n: usize = ts.iter().map(|t| t.len(strategy)).sum();
-                if n == 0 {
-                    return 0;
-                }
-                if best.as_ref().is_none_or(|(m, _)| n < *m) {
-                    best = Some((n, ts));
-                }
+        // The (skill, level) whose tiers hold the fewest free agents.
+        let levels = |s: SkillIx| self.by_skill.get(slot(ch, s)).and_then(Option::as_ref);
+        let mut drive: Option<(usize, &[Tier])> = None;
+        for (s, l) in need {
+            let Some(tiers) = levels(*s) else {
+                return 0; // nobody free on the channel holds it
+            };
+            let tiers = &tiers[lvl(*l)..];
+            let n: usize = tiers.iter().map(|t| t.len(strategy)).sum();
+            if n == 0 {
+                return 0;
             }
-            tiers = best.map(|(_, ts)| ts).unwrap_or_default();
+            if drive.is_none_or(|(m, _)| n < m) {
+                drive = Some((n, tiers));
+            }
         }
+        let tiers: &[Tier] = match drive {
+            Some((_, tiers)) => tiers,
+            None => std::slice::from_ref(&self.any[ch.index()]),
+        };
         match strategy {
             Strategy::LongestIdle => merge(tiers.iter().map(|t| &t.idle), f),
             Strategy::LeastLoaded => merge(tiers.iter().map(|t| &t.load), f),
@@ -290,20 +305,26 @@ impl AgentIndex {
 /// Visits the union of ordered sets in key order (a k-way merge over at
 /// most [`LEVELS`] sets).
 fn merge<'a, K: Keyed + 'a>(sets: impl Iterator<Item = &'a BTreeSet<K>>, mut f: impl FnMut(u32) -> Step) -> usize {
-    let mut iters: Vec<std::iter::Peekable<std::collections::btree_set::Iter<'a, K>>> =
-        sets.map(|s| s.iter().peekable()).collect();
+    // On the stack: this runs for every pick.
+    let mut iters: [Option<std::collections::btree_set::Iter<'a, K>>; LEVELS] = Default::default();
+    let mut heads: [Option<K>; LEVELS] = [None; LEVELS];
+    for (i, set) in sets.filter(|s| !s.is_empty()).take(LEVELS).enumerate() {
+        let mut it = set.iter();
+        heads[i] = it.next().copied();
+        iters[i] = Some(it);
+    }
     let mut walked = 0;
     loop {
         let mut best: Option<(usize, K)> = None;
-        for (i, it) in iters.iter_mut().enumerate() {
-            if let Some(k) = it.peek() {
-                if best.is_none_or(|(_, b)| **k < b) {
-                    best = Some((i, **k));
+        for (i, h) in heads.iter().enumerate() {
+            if let Some(k) = h {
+                if best.is_none_or(|(_, b)| *k < b) {
+                    best = Some((i, *k));
                 }
             }
         }
         let Some((i, k)) = best else { return walked };
-        iters[i].next();
+        heads[i] = iters[i].as_mut().and_then(|it| it.next().copied());
         walked += 1;
         if let Step::Stop = f(k.ix()) {
             return walked;
