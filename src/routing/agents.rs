@@ -267,9 +267,16 @@ impl AgentIndex {
     }
 
     /// Walks the agents free on `ch` who hold the rarest skill of `need` at
-    /// its level, in `strategy` order, until `f` says stop. Returns how many
-    /// entries were walked. The callback checks the other requirements.
-    pub fn walk(&self, ch: Channel, need: &[(SkillIx, u8)], strategy: Strategy, f: impl FnMut(u32) -> Step) -> usize {
+    /// its level (the pool), in `strategy` order, until `f` says stop.
+    /// Returns the pool's size and how many entries were walked. The
+    /// callback checks the other requirements.
+    pub fn walk(
+        &self,
+        ch: Channel,
+        need: &[(SkillIx, u8)],
+        strategy: Strategy,
+        f: impl FnMut(u32) -> Step,
+    ) -> (usize, usize) {
         let strategy = if self.keep_load {
             strategy
         } else {
@@ -280,25 +287,29 @@ impl AgentIndex {
         let mut drive: Option<(usize, &[Tier])> = None;
         for (s, l) in need {
             let Some(tiers) = levels(*s) else {
-                return 0; // nobody free on the channel holds it
+                return (0, 0); // nobody free on the channel holds it
             };
             let tiers = &tiers[lvl(*l)..];
             let n: usize = tiers.iter().map(|t| t.len(strategy)).sum();
             if n == 0 {
-                return 0;
+                return (0, 0);
             }
             if drive.is_none_or(|(m, _)| n < m) {
                 drive = Some((n, tiers));
             }
         }
-        let tiers: &[Tier] = match drive {
-            Some((_, tiers)) => tiers,
-            None => std::slice::from_ref(&self.any[ch.index()]),
+        let (pool, tiers): (usize, &[Tier]) = match drive {
+            Some(d) => d,
+            None => {
+                let any = &self.any[ch.index()];
+                (any.len(strategy), std::slice::from_ref(any))
+            }
         };
-        match strategy {
+        let walked = match strategy {
             Strategy::LongestIdle => merge(tiers.iter().map(|t| &t.idle), f),
             Strategy::LeastLoaded => merge(tiers.iter().map(|t| &t.load), f),
-        }
+        };
+        (pool, walked)
     }
 }
 
@@ -351,10 +362,11 @@ mod tests {
 
     fn order(ix: &AgentIndex, need: &[(SkillIx, u8)], s: Strategy) -> Vec<u32> {
         let mut v = Vec::new();
-        ix.walk(Channel::Chat, need, s, |a| {
+        let (pool, walked) = ix.walk(Channel::Chat, need, s, |a| {
             v.push(a);
             Step::Next
         });
+        assert!(walked <= pool);
         v
     }
 

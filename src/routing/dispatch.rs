@@ -18,7 +18,7 @@ use super::model::secs_to_duration;
 use super::queues::WaitKey;
 use super::spec::Strategy;
 use super::timers::Timer;
-use super::{Engine, CANDIDATES_COUNTED};
+use super::Engine;
 use crate::domain::{AgentId, Channel, Presence};
 use crate::sla;
 use chrono::{DateTime, Utc};
@@ -97,8 +97,11 @@ impl Engine {
     }
 
     /// The best free agent for a waiting contact under its queue's strategy,
-    /// and how many could take it (counted up to [`CANDIDATES_COUNTED`]).
-    /// Agents who declined it are chosen only when nobody else can.
+    /// and the size of the pool it was chosen from: the agents free on the
+    /// channel who hold the contact's rarest required skill at the level
+    /// (with one required skill, exactly those who could take it, including
+    /// decliners; with several, an upper bound). Agents who declined the
+    /// contact are chosen only when nobody else can.
     pub(super) fn pick(&mut self, cx: u32) -> Option<(u32, usize)> {
         let s = self.slot(cx)?;
         let strategy = self
@@ -110,26 +113,21 @@ impl Engine {
                 .iter()
                 .filter_map(|a| self.agent_ix.get(a).copied())
                 .collect();
-        let (mut best, mut fallback, mut n) = (None, None, 0);
-        let walked = self.free.walk(s.c.channel, &s.need, strategy, |ax| {
-            let a = &self.agents[ax as usize];
-            if !fits(&a.skills, &s.need) {
+        let (mut best, mut fallback) = (None, None);
+        let (pool, walked) = self.free.walk(s.c.channel, &s.need, strategy, |ax| {
+            if !fits(&self.agents[ax as usize].skills, &s.need) {
                 return Step::Next;
             }
-            n += 1;
             if declined.contains(&ax) {
                 fallback = fallback.or(Some(ax));
-            } else {
-                best = best.or(Some(ax));
-            }
-            if best.is_some() && n >= CANDIDATES_COUNTED {
-                Step::Stop
-            } else {
                 Step::Next
+            } else {
+                best = Some(ax);
+                Step::Stop
             }
         });
         self.work.examined += walked;
-        best.or(fallback).map(|ax| (ax, n))
+        best.or(fallback).map(|ax| (ax, pool))
     }
 
     // ----- contact transitions -----

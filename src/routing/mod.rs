@@ -138,9 +138,6 @@ pub struct Work {
 pub const CONTACT_KEY: &str = "contact.";
 pub const AGENT_KEY: &str = "agent.";
 
-/// `why.candidates` counts agents able to take a contact up to this many.
-pub const CANDIDATES_COUNTED: usize = 10;
-
 /// Hash maps of the core: keys include ids from outside (conversation ids),
 /// so the hasher is seeded per process; it is several times faster than
 /// SipHash on the short keys the core looks up on every event.

@@ -770,3 +770,26 @@ fn a_restart_restores_100_000_contacts_and_their_order() {
     assert_eq!(o.len(), 1);
     assert_eq!(o[0].1["conversation_id"], "conv9");
 }
+
+#[test]
+fn candidates_is_the_pool_of_free_agents_holding_the_rarest_skill_at_the_level() {
+    let agents =
+        "[[agents]]\nid = \"a\"\nskills = { s = 5, t = 2 }\ncapacity = { chat = 2 }\ninitial_status = \"available\"\n\
+[[agents]]\nid = \"b\"\nskills = { s = 9 }\ncapacity = { chat = 1 }\ninitial_status = \"available\"\n\
+[[agents]]\nid = \"c\"\nskills = { s = 2 }\ncapacity = { chat = 1 }\ninitial_status = \"available\"\n";
+    let mut e = engine(agents);
+    // Queue q needs s >= 3: a and b qualify, c does not.
+    e.on_inbound(&inbound("1", "chat", "c1", json!({"queue": "q"})), t(0.0))
+        .expect("ok");
+    let o = offers(&e.take_outputs());
+    assert_eq!(o[0].1["why"]["candidates"], 2, "{}", o[0].1);
+    // s >= 3 and t: only a fits; the pool (rarest skill t, held by a alone) says 1.
+    e.on_inbound(
+        &inbound("2", "chat", "c2", json!({"queue": "q", "skills": ["t"]})),
+        t(1.0),
+    )
+    .expect("ok");
+    let o = offers(&e.take_outputs());
+    assert_eq!(o[0].0, "a");
+    assert_eq!(o[0].1["why"]["candidates"], 1);
+}
