@@ -25,6 +25,9 @@ step "cargo deny (advisories, licenses, sources)"
 # makes it, .ci/run calls it); without cargo-deny or the snapshot the step
 # is skipped with a note rather than failing a developer's run.
 if cargo deny --version >/dev/null 2>&1 && [ -d .tools/advisory-dbs ]; then
+    # `--offline` still reads the metadata of every platform's crates in the
+    # lock file, which a host build never downloads: fetch them first.
+    cargo fetch --locked --quiet
     cargo deny --offline check
 else
     echo "skipped: needs cargo-deny and .tools/advisory-dbs (bash .ci/run installs both)"
