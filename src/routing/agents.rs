@@ -179,6 +179,12 @@ pub(crate) enum Step {
 pub(crate) struct AgentIndex {
     /// The least-loaded sets are kept only when some queue uses them.
     keep_load: bool,
+    /// The per-channel tiers of every free agent are read only for contacts
+    /// that need no skill. They are the largest trees, so they are kept only
+    /// while such a contact can exist (a queue without skills), and built on
+    /// the first one that appears otherwise (a contact restored from a queue
+    /// since removed).
+    keep_any: bool,
     any: [Tier; 4],
     /// Indexed by `skill * 4 + channel` (skills are interned densely), so
     /// the tiers of an agent are found without hashing on every offer.
@@ -197,9 +203,10 @@ fn lvl(l: u8) -> usize {
 }
 
 impl AgentIndex {
-    pub fn new(keep_load: bool) -> AgentIndex {
+    pub fn new(keep_load: bool, keep_any: bool) -> AgentIndex {
         AgentIndex {
             keep_load,
+            keep_any,
             any: Default::default(),
             by_skill: Vec::new(),
             holders: Vec::new(),
@@ -215,7 +222,9 @@ impl AgentIndex {
                     t.load.insert(e.load);
                 }
             };
-            put(&mut self.any[ch.index()]);
+            if self.keep_any {
+                put(&mut self.any[ch.index()]);
+            }
             for (s, l) in skills {
                 let at = slot(ch, *s);
                 if self.by_skill.len() <= at {
@@ -232,10 +241,34 @@ impl AgentIndex {
                 t.idle.remove(&e.idle);
                 t.load.remove(&e.load);
             };
-            take(&mut self.any[ch.index()]);
+            if self.keep_any {
+                take(&mut self.any[ch.index()]);
+            }
             for (s, l) in skills {
                 if let Some(Some(levels)) = self.by_skill.get_mut(slot(ch, *s)) {
                     take(&mut levels[lvl(*l)]);
+                }
+            }
+        }
+    }
+
+    pub fn keeps_any(&self) -> bool {
+        self.keep_any
+    }
+
+    /// Starts keeping the per-channel tiers, filled from every entry now in
+    /// the index (once; from then on they follow every change).
+    pub fn keep_any_from(&mut self, entries: impl Iterator<Item = Entry>) {
+        if self.keep_any {
+            return;
+        }
+        self.keep_any = true;
+        for e in entries {
+            for ch in Channel::ALL.into_iter().filter(|c| e.free[c.index()]) {
+                let t = &mut self.any[ch.index()];
+                t.idle.insert(e.idle);
+                if self.keep_load {
+                    t.load.insert(e.load);
                 }
             }
         }
@@ -372,7 +405,7 @@ mod tests {
 
     #[test]
     fn walks_only_holders_at_the_level_in_strategy_order() {
-        let mut ix = AgentIndex::new(true);
+        let mut ix = AgentIndex::new(true, true);
         // Agent 0: skill 1 at 3, idle since 10, load 1/2.
         ix.insert(&key(0, 10, 1, 2), &[(1, 3)]);
         // Agent 1: skill 1 at 7, idle since 20, load 0/4.

@@ -103,6 +103,10 @@ impl Engine {
     /// decliners; with several, an upper bound). Agents who declined the
     /// contact are chosen only when nobody else can.
     pub(super) fn pick(&mut self, cx: u32) -> Option<(u32, usize)> {
+        if self.slot(cx)?.need.is_empty() && !self.free.keeps_any() {
+            let entries = self.agents.iter().filter_map(|a| a.entry);
+            self.free.keep_any_from(entries);
+        }
         let s = self.slot(cx)?;
         let strategy = self
             .queues

@@ -252,7 +252,7 @@ impl Engine {
             agents: Vec::new(),
             agent_ix: map_with(spec.agents.len()),
             skill_ix: map_with(0),
-            free: AgentIndex::new(keep_load),
+            free: AgentIndex::new(keep_load, spec.queues.values().any(|q| q.skills.is_empty())),
             waiting: WaitIndex::default(),
             timers: Timers::default(),
             queues: Vec::with_capacity(spec.queue_order.len()),

@@ -793,3 +793,31 @@ fn candidates_is_the_pool_of_free_agents_holding_the_rarest_skill_at_the_level()
     assert_eq!(o[0].0, "a");
     assert_eq!(o[0].1["why"]["candidates"], 1);
 }
+
+#[test]
+fn a_skill_less_contact_restored_from_a_removed_queue_is_still_routed() {
+    let agent = "[[agents]]\nid = \"a\"\nskills = { s = 5 }\ncapacity = { chat = 2 }\ninitial_status = \"offline\"\n";
+    let with_general = format!("{BASE}[[queues]]\nname = \"general\"\nchannels = [\"chat\"]\n{agent}");
+    let mut e = Engine::new(spec(&with_general), t(0.0));
+    e.on_inbound(&inbound("1", "chat", "c1", json!({"queue": "general"})), t(0.0))
+        .expect("ok");
+    e.on_inbound(&inbound("2", "chat", "c2", json!({"queue": "general"})), t(0.5))
+        .expect("ok");
+    let (contacts, agents_v) = snapshot(&mut e);
+    assert!(contacts.iter().all(|c| c.required.is_empty()));
+    // The new configuration has only queues that require skills (q needs s,
+    // ll is dropped too), so the per-channel tier starts unkept.
+    let only_skills = format!(
+        "[sla.policies.p]\nfirst_response_secs = {{ chat = 10 }}\n[[queues]]\nname = \"q\"\nchannels = [\"chat\"]\nskills = {{ s = 3 }}\nsla_policy = \"p\"\n{agent}"
+    );
+    let mut r = Engine::restore(spec(&only_skills), contacts, agents_v, t(1.0));
+    r.route_waiting(t(1.0));
+    assert!(offers(&r.take_outputs()).is_empty());
+    // The agent logs in: both skill-less contacts reach it, oldest first.
+    r.on_agent(&agent_ev("a", "presence", json!({"status": "available"})), t(2.0))
+        .expect("ok");
+    let o = offers(&r.take_outputs());
+    let convs: Vec<_> = o.iter().map(|(_, v)| v["conversation_id"].clone()).collect();
+    assert_eq!(convs, [json!("c1"), json!("c2")]);
+    assert_eq!(o[0].1["why"]["candidates"], 1);
+}
