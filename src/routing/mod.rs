@@ -40,9 +40,10 @@
 //! entry leaves and re-enters its channel and skill tiers, once per
 //! strategy in use, because its idle time and load changed), a third
 //! building the offer and its lifecycle events, a quarter creating the
-//! contact. Cheaper next steps, if needed: keep the skill-less channel tier
-//! only while some queue can produce skill-less contacts, and serialise
-//! outputs after the decision rather than inside it.
+//! contact. Cheaper next steps, if needed: render outputs after the
+//! decision rather than inside it (they must then capture what they
+//! describe, since later inputs of the batch change the contact), and an
+//! allocator with cheaper small frees.
 
 mod agents;
 mod dispatch;
