@@ -418,11 +418,19 @@ pub fn decode_agent(subject_agent: &str, subject_type: &str, payload: &[u8]) -> 
 /// writes it, without the formatting machinery: every offer and event
 /// carries one or more of these, and this is several times faster.
 pub fn rfc3339(t: DateTime<Utc>) -> String {
+    match rfc3339_bytes(t) {
+        Some(b) => b.iter().map(|c| *c as char).collect(),
+        None => t.to_rfc3339_opts(SecondsFormat::Millis, true),
+    }
+}
+
+/// The common case of [`rfc3339`] on the stack; `None` outside four-digit
+/// years or on a leap second, where chrono's own form is used.
+fn rfc3339_bytes(t: DateTime<Utc>) -> Option<[u8; 24]> {
     use chrono::{Datelike, Timelike};
     let ms = t.timestamp_subsec_millis();
     if !(0..=9999).contains(&t.year()) || ms >= 1000 {
-        // Outside four-digit years, or a leap second: chrono's own form.
-        return t.to_rfc3339_opts(SecondsFormat::Millis, true);
+        return None;
     }
     let mut b = *b"0000-00-00T00:00:00.000Z";
     let mut put = |at: usize, width: u32, mut n: u32| {
@@ -438,14 +446,17 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
     put(14, 2, t.minute());
     put(17, 2, t.second());
     put(20, 3, ms);
-    b.iter().map(|c| *c as char).collect()
+    Some(b)
 }
 
 mod time_format {
     use chrono::{DateTime, Utc};
     use serde::Serializer;
     pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::rfc3339(*t))
+        match super::rfc3339_bytes(*t).as_ref().map(|b| std::str::from_utf8(b)) {
+            Some(Ok(text)) => s.serialize_str(text),
+            _ => s.serialize_str(&super::rfc3339(*t)),
+        }
     }
 }
 
@@ -620,10 +631,15 @@ impl<'a> DeadLetterMsg<'a> {
 /// numbers and string-keyed maps, which JSON always represents; an error here
 /// would be a programming mistake, reported rather than panicking.
 pub fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).unwrap_or_else(|e| {
-        tracing::error!(error = %e, "Could not serialise an outbound payload.");
-        b"{}".to_vec()
-    })
+    // Most payloads fit: one allocation instead of a series of regrowths.
+    let mut buf = Vec::with_capacity(512);
+    match serde_json::to_writer(&mut buf, v) {
+        Ok(()) => buf,
+        Err(e) => {
+            tracing::error!(error = %e, "Could not serialise an outbound payload.");
+            b"{}".to_vec()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,8 +10,17 @@ use crate::domain::AgentId;
 use crate::sla;
 use chrono::{DateTime, Utc};
 
+/// `<prefix>-<ULID>`, written without the formatting machinery (several
+/// per offer).
 pub(super) fn new_id(prefix: &str) -> String {
-    format!("{prefix}-{}", ulid::Ulid::new())
+    let mut buf = [0u8; ulid::ULID_LEN];
+    let ulid = ulid::Ulid::new();
+    let text = ulid.array_to_str(&mut buf);
+    let mut id = String::with_capacity(prefix.len() + 1 + text.len());
+    id.push_str(prefix);
+    id.push('-');
+    id.push_str(text);
+    id
 }
 
 impl Engine {

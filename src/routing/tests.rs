@@ -821,3 +821,22 @@ fn a_skill_less_contact_restored_from_a_removed_queue_is_still_routed() {
     assert_eq!(convs, [json!("c1"), json!("c2")]);
     assert_eq!(o[0].1["why"]["candidates"], 1);
 }
+
+#[test]
+fn offer_and_event_ids_keep_their_documented_form() {
+    let agents =
+        "[[agents]]\nid = \"a\"\nskills = { s = 5 }\ncapacity = { chat = 1 }\ninitial_status = \"available\"\n";
+    let mut e = engine(agents);
+    e.on_inbound(&inbound("1", "chat", "c1", json!({"queue": "q"})), t(0.0))
+        .expect("ok");
+    let out = e.take_outputs();
+    let ulid = |s: &str, prefix: &str| {
+        s.strip_prefix(prefix)
+            .is_some_and(|u| u.len() == 26 && u.chars().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()))
+    };
+    let o = offers(&out);
+    assert!(ulid(o[0].1["offer_id"].as_str().unwrap_or(""), "off-"), "{}", o[0].1);
+    for ev in out.iter().filter(|o| matches!(o.subject, OutSubject::ContactEvent(_))) {
+        assert!(ulid(&ev.msg_id, "ev-"), "{}", ev.msg_id);
+    }
+}
