@@ -632,7 +632,7 @@ impl<'a> DeadLetterMsg<'a> {
 /// would be a programming mistake, reported rather than panicking.
 pub fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
     // Most payloads fit: one allocation instead of a series of regrowths.
-    let mut buf = Vec::with_capacity(512);
+    let mut buf = Vec::with_capacity(1024);
     match serde_json::to_writer(&mut buf, v) {
         Ok(()) => buf,
         Err(e) => {
