@@ -31,8 +31,8 @@ impl Engine {
         let placement = self.spec.place(ev)?;
         let id = contact_id_for(&ev.conversation_id, &ev.id);
         if self.contact_ix.contains_key(&id) {
-            // Only a conversation id reused while its first contact is open
-            // under another conversation slot could get here; never overwrite.
+            // Unreachable unless two open contacts share a conversation (a
+            // duplicate record at restore): never overwrite an open contact.
             return Ok(Outcome::Ignored("contact already open"));
         }
         let received_at = ev.received_at.map_or(now, |t| t.min(now));

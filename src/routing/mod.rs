@@ -224,6 +224,21 @@ pub struct Engine {
     out: Vec<Outbound>,
 }
 
+/// Stores an item in a freed slot if there is one, else in a new one, and
+/// returns the slot. Slots are `u32` so index keys stay small.
+pub(crate) fn put_in_slot<T>(slots: &mut Vec<Option<T>>, free: &mut Vec<u32>, item: T) -> u32 {
+    match free.pop() {
+        Some(i) => {
+            slots[i as usize] = Some(item);
+            i
+        }
+        None => {
+            slots.push(Some(item));
+            (slots.len() - 1) as u32
+        }
+    }
+}
+
 fn status_ix(p: Presence) -> usize {
     match p {
         Presence::Available => 0,
@@ -388,16 +403,7 @@ impl Engine {
             sla_at: None,
             c,
         };
-        let cx = match self.free_slots.pop() {
-            Some(cx) => {
-                self.contacts[cx as usize] = Some(slot);
-                cx
-            }
-            None => {
-                self.contacts.push(Some(slot));
-                (self.contacts.len() - 1) as u32
-            }
-        };
+        let cx = put_in_slot(&mut self.contacts, &mut self.free_slots, slot);
         if let Some(s) = self.slot(cx) {
             let (id, conv) = (s.c.id.clone(), s.c.conversation_id.clone());
             self.contact_ix.insert(id, cx);

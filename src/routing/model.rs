@@ -58,7 +58,7 @@ pub struct Contact {
     /// Thresholds already alerted, in permille (1000 = breach).
     pub sla_fired: Vec<u32>,
     /// Agents who declined or let an offer expire; others are preferred.
-    /// The most recent [`MAX_DECLINED_BY`] are kept.
+    /// At most [`MAX_DECLINED_BY`] are kept.
     pub declined_by: BTreeSet<AgentId>,
     pub messages: u32,
     /// Id of the inbound event that opened the contact: its redelivery is
@@ -165,9 +165,9 @@ impl Contact {
         self.responded_at.is_none() && !self.customer_ended
     }
 
-    /// Remembers a decliner, forgetting the oldest beyond the bound. The
-    /// set is ordered by id, not time, so "oldest" is approximated by
-    /// dropping an arbitrary other entry: the bound is what matters.
+    /// Remembers a decliner within [`MAX_DECLINED_BY`]: when full, the entry
+    /// with the smallest id makes room (the set keeps no time order; the
+    /// bound is what matters).
     pub(crate) fn add_decliner(&mut self, agent: &AgentId) {
         if self.declined_by.len() >= MAX_DECLINED_BY && !self.declined_by.contains(agent) {
             self.declined_by.pop_first();

@@ -97,16 +97,7 @@ impl WaitIndex {
                     need: Arc::clone(&need),
                     waiting: BTreeSet::new(),
                 };
-                let cix = match self.free.pop() {
-                    Some(c) => {
-                        self.classes[c as usize] = Some(class);
-                        c
-                    }
-                    None => {
-                        self.classes.push(Some(class));
-                        (self.classes.len() - 1) as ClassIx
-                    }
-                };
+                let cix = super::put_in_slot(&mut self.classes, &mut self.free, class);
                 self.by_need[channel.index()].insert(need, cix);
                 cix
             }

@@ -1,0 +1,235 @@
+//! Property tests of the core's invariants on random event sequences (the
+//! scanning reference model in `tests/routing_model.rs` checks each decision
+//! itself): no offer beyond skill, capacity or presence, loads that match
+//! what agents hold, nothing waiting while a free agent could take it, and a
+//! restore that changes nothing.
+
+use super::*;
+use proptest::prelude::{
+    prop_assert, prop_assert_eq, prop_oneof, proptest, ProptestConfig, Strategy as PropStrategy, TestCaseError,
+};
+
+#[derive(Debug, Clone)]
+enum Op {
+    Contact {
+        channel: usize,
+        skill: Option<usize>,
+        priority: u8,
+    },
+    Presence {
+        agent: usize,
+        status: usize,
+    },
+    Accept {
+        agent: usize,
+        nth: usize,
+    },
+    Decline {
+        agent: usize,
+        nth: usize,
+    },
+    Complete {
+        agent: usize,
+        nth: usize,
+        wrap: u8,
+    },
+    Profile {
+        agent: usize,
+        level: u8,
+        cap: u8,
+    },
+    End {
+        nth: usize,
+    },
+    Tick {
+        secs: u8,
+    },
+}
+
+fn op() -> impl PropStrategy<Value = Op> {
+    prop_oneof![
+        4 => (0..4usize, proptest::option::of(0..3usize), 0..10u8).prop_map(|(channel, skill, priority)| Op::Contact { channel, skill, priority }),
+        2 => (0..4usize, 0..3usize).prop_map(|(agent, status)| Op::Presence { agent, status }),
+        3 => (0..4usize, 0..4usize).prop_map(|(agent, nth)| Op::Accept { agent, nth }),
+        1 => (0..4usize, 0..4usize).prop_map(|(agent, nth)| Op::Decline { agent, nth }),
+        3 => (0..4usize, 0..4usize, 0..3u8).prop_map(|(agent, nth, wrap)| Op::Complete { agent, nth, wrap }),
+        1 => (0..4usize, 1..11u8, 0..3u8).prop_map(|(agent, level, cap)| Op::Profile { agent, level, cap }),
+        1 => (0..8usize).prop_map(|nth| Op::End { nth }),
+        2 => (1..20u8).prop_map(|secs| Op::Tick { secs }),
+    ]
+}
+
+const SKILLS: [&str; 3] = ["s", "t", "u"];
+const AGENTS: [&str; 4] = ["p0", "p1", "p2", "p3"];
+
+fn prop_spec() -> Arc<RouterSpec> {
+    spec(
+        r#"
+[routing]
+offer_timeout_secs = 7
+max_missed_offers = 3
+[sla.policies.p]
+first_response_secs = { email = 30, chat = 5, social = 20, voice = 3 }
+warning_thresholds = [0.5]
+[[queues]]
+name = "q"
+channels = ["email", "chat", "social", "voice"]
+skills = { s = 3 }
+sla_policy = "p"
+[[agents]]
+id = "p0"
+skills = { s = 3, t = 5 }
+capacity = { email = 2, chat = 1, voice = 1 }
+initial_status = "available"
+[[agents]]
+id = "p1"
+skills = { s = 2, u = 9 }
+capacity = { email = 1, chat = 3, social = 1 }
+initial_status = "available"
+[[agents]]
+id = "p2"
+skills = { s = 9, t = 1, u = 1 }
+capacity = { chat = 1, voice = 2 }
+initial_status = "away"
+[[agents]]
+id = "p3"
+skills = { s = 5 }
+capacity = { email = 1, social = 2 }
+initial_status = "offline"
+"#,
+    )
+}
+
+/// Contacts an agent holds on a channel, counted from the contacts.
+fn held(e: &Engine, a: &Agent, ch: Channel) -> u32 {
+    let contacts = e
+        .contacts()
+        .filter(|c| c.channel == ch && c.agent() == Some(&a.id))
+        .count() as u32;
+    let wraps = a.wrap_ups.iter().filter(|w| w.channel == ch).count() as u32;
+    contacts + wraps
+}
+
+fn check_invariants(e: &Engine, out: &[Outbound]) -> Result<(), TestCaseError> {
+    for (agent, offer) in offers(out) {
+        let a = e.agent(&agent).expect("offered agent exists");
+        let c = e.contact(offer["contact_id"].as_str().unwrap_or_default());
+        // The offer may have been answered later in the same step (never here:
+        // one input per step), so the contact is still offered to this agent.
+        let c = c.expect("offered contact is open");
+        let offered_here = matches!(&c.state, ContactState::Offered { agent: x, .. } if x.as_str() == agent);
+        prop_assert!(offered_here, "offer not recorded on the contact");
+        prop_assert_eq!(a.status, Presence::Available, "offer to a non-available agent");
+        prop_assert!(
+            a.fits(&c.required),
+            "offer to {} lacking skills {:?} (has {:?})",
+            agent,
+            c.required,
+            a.skills
+        );
+        prop_assert!(
+            held(e, a, c.channel) <= a.capacity[c.channel.index()],
+            "offer beyond capacity"
+        );
+    }
+    for a in e.agents() {
+        for ch in Channel::ALL {
+            prop_assert_eq!(
+                a.load[ch.index()],
+                held(e, a, ch),
+                "load bookkeeping of {} on {}",
+                a.id,
+                ch
+            );
+        }
+    }
+    // Work-conserving: nothing waits while an available agent could take it.
+    for c in e.contacts().filter(|c| c.state == ContactState::Waiting) {
+        for a in e.agents() {
+            prop_assert!(!a.can_take(c), "{} waits although {} could take it", c.id, a.id);
+        }
+    }
+    Ok(())
+}
+
+fn nth_held(e: &Engine, agent: &str, nth: usize, offered: bool) -> Option<String> {
+    let mut v: Vec<&Contact> = e
+        .contacts()
+        .filter(|c| c.agent().is_some_and(|a| a.as_str() == agent))
+        .filter(|c| matches!(c.state, ContactState::Offered { .. }) == offered)
+        .collect();
+    v.sort_by(|a, b| a.id.cmp(&b.id));
+    v.get(nth % v.len().max(1)).map(|c| c.id.clone())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn routing_never_breaks_skill_capacity_or_presence(ops in proptest::collection::vec(op(), 1..60)) {
+        let spec = prop_spec();
+        let mut e = Engine::new(Arc::clone(&spec), t(0.0));
+        let first = e.take_outputs();
+        check_invariants(&e, &first)?;
+        let mut now = 0.0;
+        for (i, op) in ops.into_iter().enumerate() {
+            now += 0.5;
+            let id = format!("e{i}");
+            let r = match op {
+                Op::Contact { channel, skill, priority } => {
+                    let ch = Channel::ALL[channel].as_str();
+                    let skills: Vec<&str> = skill.map(|s| SKILLS[s]).into_iter().collect();
+                    e.on_inbound(&inbound(&id, ch, &format!("conv{i}"), json!({"skills": skills, "priority": priority})), t(now)).map(|_| ())
+                }
+                Op::Presence { agent, status } => {
+                    let s = ["available", "away", "offline"][status];
+                    e.on_agent(&agent_ev(AGENTS[agent], "presence", json!({"status": s})), t(now)).map(|_| ())
+                }
+                Op::Accept { agent, nth } => match nth_held(&e, AGENTS[agent], nth, true) {
+                    Some(cid) => e.on_agent(&agent_ev(AGENTS[agent], "accept", json!({"contact_id": cid})), t(now)).map(|_| ()),
+                    None => Ok(()),
+                },
+                Op::Decline { agent, nth } => match nth_held(&e, AGENTS[agent], nth, true) {
+                    Some(cid) => e.on_agent(&agent_ev(AGENTS[agent], "decline", json!({"contact_id": cid})), t(now)).map(|_| ()),
+                    None => Ok(()),
+                },
+                Op::Complete { agent, nth, wrap } => match nth_held(&e, AGENTS[agent], nth, false) {
+                    Some(cid) => e.on_agent(&agent_ev(AGENTS[agent], "complete", json!({"contact_id": cid, "wrap_up_secs": wrap})), t(now)).map(|_| ()),
+                    None => Ok(()),
+                },
+                Op::Profile { agent, level, cap } => e
+                    .on_agent(&agent_ev(AGENTS[agent], "profile", json!({"skills": {"s": level, "t": level}, "capacity": {"email": cap, "chat": cap}})), t(now))
+                    .map(|_| ()),
+                Op::End { nth } => {
+                    let mut convs: Vec<String> = e.contacts().map(|c| c.conversation_id.clone()).collect();
+                    convs.sort();
+                    match convs.get(nth % convs.len().max(1)).cloned() {
+                        Some(conv) => {
+                            let ch = e.contact_for_conversation(&conv).map(|c| c.channel.as_str()).unwrap_or("email");
+                            let ev = decode_inbound(ch, json!({"v":1,"id":id,"type":"end","channel":ch,"conversation_id":conv,"customer":{"id":"c"}}).to_string().as_bytes()).expect("end");
+                            e.on_inbound(&ev, t(now)).map(|_| ())
+                        }
+                        None => Ok(()),
+                    }
+                }
+                Op::Tick { secs } => {
+                    now += secs as f64;
+                    e.on_tick(t(now));
+                    Ok(())
+                }
+            };
+            prop_assert!(r.is_ok(), "well-formed input refused: {:?}", r);
+            let out = e.take_outputs();
+            check_invariants(&e, &out)?;
+            // Every persisted record round-trips and restoring changes nothing.
+            e.take_changes();
+        }
+        let (contacts, agents) = snapshot(&mut e);
+        let n = contacts.len();
+        let r = Engine::restore(Arc::clone(&spec), contacts, agents, t(now));
+        prop_assert_eq!(r.contacts().count(), n);
+        for a in e.agents() {
+            prop_assert_eq!(r.agent(a.id.as_str()).map(|x| x.load), Some(a.load));
+        }
+    }
+}
