@@ -9,8 +9,9 @@
 //! | [`domain`] | the wire contract's types and decoders |
 //! | [`routing`] | the pure engine: queues, agents, skills, strategies, offers |
 //! | [`sla`] | pure first-response clock arithmetic |
-//! | [`bus`] | the only NATS code: streams, consumers, publisher, key-value state |
+//! | [`bus`] | the only NATS code: streams, consumers, publisher, the state journal |
 //! | [`daemon`] | the engine's owner task and the commit protocol |
+//! | [`store`] | the journal's entries and snapshots, the outbox, remembered ids |
 //! | [`http`] | `/live`, `/ready`, `/metrics` |
 //! | [`telemetry`] | logging set-up and metric names |
 #![forbid(unsafe_code)]
@@ -24,6 +25,7 @@ pub mod http;
 pub mod notify;
 pub mod routing;
 pub mod sla;
+pub mod store;
 pub mod telemetry;
 
 use config::{Config, Problem};
@@ -88,8 +90,7 @@ async fn run_routing(
         Err(_) if shutdown.is_cancelled() => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    let retention = Duration::from_secs_f64(cfg.routing.dedupe_retention_secs);
-    let bus = bus::Bus::setup(client, &cfg.nats, retention).await?;
+    let bus = bus::Bus::setup(client, &cfg.nats).await?;
     ready.set_streams_ok(true);
     let daemon = Daemon::start(Arc::clone(&cfg), spec, bus.clone(), Arc::clone(&ready)).await?;
 

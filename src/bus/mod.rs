@@ -5,9 +5,10 @@
 //! Errors carry whether they are transient: the daemon retries those (the
 //! message stays un-acked) and stops on the rest.
 
+pub mod journal;
+
 use crate::config::NatsConfig;
 use crate::health::Readiness;
-use crate::routing::Change;
 use async_nats::jetstream::{self, consumer::pull, kv, stream};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -33,11 +34,22 @@ pub enum BusError {
     /// NATS unreachable or slow for a moment: retry.
     #[error("NATS {what} failed: {message}")]
     Transient { what: &'static str, message: String },
+    /// Another router appended to the journal: this one is no longer the
+    /// active router and must not write (it steps down).
+    #[error("the journal moved on without this router ({0}); another instance is active")]
+    Fenced(String),
+    /// Retrying cannot help: an operator has to act.
+    #[error("{what}: {message}; fix: {fix}")]
+    Permanent { what: String, message: String, fix: String },
 }
 
 impl BusError {
     pub fn is_transient(&self) -> bool {
         matches!(self, BusError::Transient { .. })
+    }
+
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, BusError::Fenced(_))
     }
 }
 
@@ -96,10 +108,11 @@ pub fn stream_name(prefix: &str, what: &str) -> String {
 pub struct Bus {
     js: jetstream::Context,
     client: async_nats::Client,
-    state: kv::Store,
-    /// `$KV.<bucket>.`: subjects of state records, for purging closed ones.
-    state_prefix: String,
-    dedupe: kv::Store,
+    state_stream: stream::Stream,
+    prefix: String,
+    /// The key-value bucket earlier releases kept state in, when it exists:
+    /// read once, to carry its contacts and agents into a new journal.
+    legacy_state: Option<kv::Store>,
 }
 
 /// Publishes awaiting their JetStream ack at once. async-nats allows 5000
@@ -200,6 +213,18 @@ pub async fn connect(
     Ok(client)
 }
 
+/// An existing stream must cover every subject the router uses on it.
+fn check_subjects(stream: &str, have: &[String], want: &[String]) -> Result<(), BusError> {
+    match want.iter().find(|w| !have.iter().any(|h| subject_covers(h, w))) {
+        Some(w) => Err(BusError::StreamMismatch {
+            stream: stream.to_string(),
+            subject: w.clone(),
+            have: have.to_vec(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// True when a stream subject (possibly with wildcards) covers `want`.
 pub fn subject_covers(have: &str, want: &str) -> bool {
     let mut h = have.split('.');
@@ -219,11 +244,7 @@ impl Bus {
     /// Creates or checks the contract's streams and the router's buckets.
     /// Existing streams are never modified: a subject gap is an error, other
     /// differences are reported in the log.
-    pub async fn setup(
-        client: async_nats::Client,
-        cfg: &NatsConfig,
-        dedupe_retention: Duration,
-    ) -> Result<Bus, BusError> {
+    pub async fn setup(client: async_nats::Client, cfg: &NatsConfig) -> Result<Bus, BusError> {
         let js = jetstream::new(client.clone());
         let p = &cfg.subject_prefix;
         let week = Duration::from_secs(7 * 86_400);
@@ -245,15 +266,7 @@ impl Bus {
             match js.get_stream(&name).await {
                 Ok(mut s) => {
                     let info = s.info().await.map_err(setup(format!("stream {name}")))?;
-                    for want in &subjects {
-                        if !info.config.subjects.iter().any(|h| subject_covers(h, want)) {
-                            return Err(BusError::StreamMismatch {
-                                stream: name.clone(),
-                                subject: want.clone(),
-                                have: info.config.subjects.clone(),
-                            });
-                        }
-                    }
+                    check_subjects(&name, &info.config.subjects, &subjects)?;
                     if info.config.num_replicas != cfg.stream_replicas {
                         tracing::warn!(stream = %name, replicas = info.config.num_replicas, configured = cfg.stream_replicas, "Stream exists with other replicas than configured; leaving it as it is.");
                     }
@@ -285,53 +298,34 @@ impl Bus {
                 }
             }
         }
-        let state = Bus::bucket(&js, &cfg.state_bucket, Duration::ZERO, cfg.stream_replicas).await?;
-        let dedupe = Bus::bucket(&js, &cfg.dedupe_bucket, dedupe_retention, cfg.stream_replicas).await?;
-        let state_prefix = format!("$KV.{}.", cfg.state_bucket);
+        let state_stream = journal::setup_stream(&js, p, cfg.stream_replicas).await?;
+        let legacy_state = js.get_key_value(&cfg.state_bucket).await.ok();
         Ok(Bus {
             js,
             client,
-            state,
-            state_prefix,
-            dedupe,
+            state_stream,
+            prefix: p.clone(),
+            legacy_state,
         })
     }
 
-    async fn bucket(
-        js: &jetstream::Context,
-        name: &str,
-        max_age: Duration,
-        replicas: usize,
-    ) -> Result<kv::Store, BusError> {
-        match js.get_key_value(name).await {
-            Ok(s) => Ok(s),
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: name.to_string(),
-                    history: 1,
-                    max_age,
-                    storage: stream::StorageType::File,
-                    num_replicas: replicas,
-                    ..Default::default()
-                })
-                .await
-                .map_err(setup(format!("key-value bucket {name}"))),
+    /// The journal, positioned at its current tip.
+    pub async fn journal(&self) -> Result<journal::Journal, BusError> {
+        journal::Journal::open(self.js.clone(), self.state_stream.clone(), &self.prefix).await
+    }
+
+    /// The largest message the server takes.
+    pub fn max_payload(&self) -> usize {
+        self.client.max_payload()
+    }
+
+    /// Every record of the key-value bucket earlier releases kept state in
+    /// (empty when there is none).
+    pub async fn load_legacy_state(&self) -> Result<Vec<(String, Bytes)>, BusError> {
+        match &self.legacy_state {
+            Some(store) => load_bucket(store).await,
+            None => Ok(Vec::new()),
         }
-    }
-
-    /// Every live record of the state bucket, read in one pass over the
-    /// bucket's stream (last value per key).
-    pub async fn load_state(&self) -> Result<Vec<(String, Bytes)>, BusError> {
-        load_bucket(&self.state, true).await
-    }
-
-    /// Every event id remembered in the dedupe bucket.
-    pub async fn load_dedupe(&self) -> Result<Vec<String>, BusError> {
-        Ok(load_bucket(&self.dedupe, false)
-            .await?
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect())
     }
 
     /// Pulls from the durable consumer of one stream into `tx` until `token`
@@ -503,72 +497,17 @@ impl Bus {
         Ok(())
     }
 
-    /// Writes state records, concurrently; returns once all are durable.
-    pub async fn persist(&self, changes: &[Change]) -> Result<(), BusError> {
-        let writes: Vec<_> = changes
-            .iter()
-            .map(|c| {
-                let (store, key, value) = (self.state.clone(), c.key.clone(), c.value.clone());
-                let subject = format!("{}{}", self.state_prefix, c.key);
-                let max = self.client.max_payload();
-                async move {
-                    match value {
-                        Some(v) if v.len() + 256 > max => {
-                            tracing::error!(key = %key, bytes = v.len(), max, "State record over the server's max payload; not persisted.");
-                            metrics::counter!(crate::telemetry::DROPPED_OVERSIZE, "what" => "state").increment(1);
-                            Ok(())
-                        }
-                        Some(v) => store.put(&key, Bytes::from(v)).await.map(|_| ()).map_err(transient("state write")),
-                        // A closed record is purged, not deleted: a delete
-                        // leaves a marker per contact forever, and every
-                        // start-up would scan them all.
-                        None => store.stream.purge().filter(subject).await.map(|_| ()).map_err(transient("state purge")),
-                    }
-                }
-            })
-            .collect();
-        run_concurrently(writes).await
-    }
-
-    /// Remembers processed event ids (keys made safe by [`dedupe_key`]).
-    pub async fn remember(&self, keys: &[String]) -> Result<(), BusError> {
-        let writes: Vec<_> = keys
-            .iter()
-            .map(|k| {
-                let (store, key) = (self.dedupe.clone(), k.clone());
-                async move {
-                    store
-                        .put(&key, Bytes::new())
-                        .await
-                        .map(|_| ())
-                        .map_err(transient("dedupe write"))
-                }
-            })
-            .collect();
-        run_concurrently(writes).await
-    }
-
     /// Flushes the client's write buffer (acks are fire-and-forget publishes).
     pub async fn flush(&self) -> Result<(), BusError> {
         self.client.flush().await.map_err(transient("flush"))
     }
 }
 
-/// Key-value writes are JetStream publishes with an ack round trip each;
-/// keeping many in flight is what makes a batch commit fast.
-async fn run_concurrently<F: std::future::Future<Output = Result<(), BusError>>>(futs: Vec<F>) -> Result<(), BusError> {
-    futures::stream::iter(futs)
-        .buffer_unordered(256)
-        .try_collect::<Vec<()>>()
-        .await
-        .map(|_| ())
-}
-
 fn is_not_found(kind: &jetstream::context::GetStreamErrorKind) -> bool {
     matches!(kind, jetstream::context::GetStreamErrorKind::JetStream(e) if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
 }
 
-async fn load_bucket(store: &kv::Store, with_values: bool) -> Result<Vec<(String, Bytes)>, BusError> {
+async fn load_bucket(store: &kv::Store) -> Result<Vec<(String, Bytes)>, BusError> {
     let keys: Vec<String> = store
         .keys()
         .await
@@ -576,9 +515,6 @@ async fn load_bucket(store: &kv::Store, with_values: bool) -> Result<Vec<(String
         .try_collect()
         .await
         .map_err(transient("bucket keys"))?;
-    if !with_values {
-        return Ok(keys.into_iter().map(|k| (k, Bytes::new())).collect());
-    }
     let reads: Vec<_> = keys
         .into_iter()
         .map(|k| async move {
@@ -592,20 +528,6 @@ async fn load_bucket(store: &kv::Store, with_values: bool) -> Result<Vec<(String
     let values: Vec<Option<(String, Bytes)>> = futures::stream::iter(reads).buffer_unordered(128).try_collect().await?;
     // A key deleted between listing and reading is simply gone.
     Ok(values.into_iter().flatten().collect())
-}
-
-/// A key-value key for an event id. Ids may hold any printable characters;
-/// keys may not, so the id is base64url-encoded (no collisions, reversible).
-pub fn dedupe_key(kind: Source, id: &str) -> String {
-    use base64::Engine as _;
-    let k = match kind {
-        Source::Inbound => "i",
-        Source::Agent => "a",
-    };
-    format!(
-        "{k}.{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.as_bytes())
-    )
 }
 
 #[cfg(test)]
@@ -626,14 +548,5 @@ mod tests {
     fn stream_names_follow_the_prefix() {
         assert_eq!(stream_name("omni", "INBOUND"), "OMNI_INBOUND");
         assert_eq!(stream_name("acme.cc-1", "AGENT"), "ACME_CC_1_AGENT");
-    }
-
-    #[test]
-    fn dedupe_keys_are_valid_kv_keys() {
-        let k = dedupe_key(Source::Inbound, "mail:<CAF1234@mail.example.com> / ü");
-        assert!(
-            k.chars().all(|c| c.is_ascii_alphanumeric() || "-_=./".contains(c)),
-            "{k}"
-        );
     }
 }

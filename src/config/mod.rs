@@ -96,9 +96,10 @@ pub struct NatsConfig {
     /// Replicas for streams and buckets the router creates (1 for a single
     /// server, 3 for a cluster). Existing streams are never changed.
     pub stream_replicas: usize,
-    /// Key-value bucket holding waiting/assigned contacts and agent state.
+    /// Key-value bucket where releases before the journal kept contacts and
+    /// agents: read once, when the journal is empty, to carry them over.
     pub state_bucket: String,
-    /// Key-value bucket remembering processed event ids.
+    /// Unused since ids are kept in the journal; accepted so older files load.
     pub dedupe_bucket: String,
     /// Durable consumer name on `OMNI_INBOUND` and `OMNI_AGENT`.
     pub consumer_name: String,
@@ -211,6 +212,9 @@ pub struct RoutingConfig {
     pub max_missed_offers: u32,
     /// How long processed event ids are remembered for idempotency.
     pub dedupe_retention_secs: f64,
+    /// At most this many ids are remembered (about 10 bytes each); past it
+    /// the oldest are forgotten early and counted.
+    pub dedupe_max_ids: usize,
     /// Strategy for queues that do not name one.
     pub default_strategy: String,
 }
@@ -221,6 +225,7 @@ impl Default for RoutingConfig {
             offer_timeout_secs: 30.0,
             max_missed_offers: 3,
             dedupe_retention_secs: 86_400.0,
+            dedupe_max_ids: 5_000_000,
             default_strategy: "longest_idle".into(),
         }
     }

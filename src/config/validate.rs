@@ -479,6 +479,13 @@ impl Config {
         if self.routing.max_missed_offers == 0 {
             p.add("routing.max_missed_offers", 0, "must be at least 1");
         }
+        if !(1_000..=500_000_000).contains(&self.routing.dedupe_max_ids) {
+            p.add(
+                "routing.dedupe_max_ids",
+                self.routing.dedupe_max_ids,
+                "must be between 1000 and 500000000",
+            );
+        }
     }
 }
 

@@ -486,6 +486,17 @@ impl Engine {
         v
     }
 
+    /// Every record as [`Engine::take_changes`] writes it, for a snapshot.
+    pub fn records(&self) -> impl Iterator<Item = (String, Vec<u8>)> + '_ {
+        let contacts = self
+            .contacts()
+            .map(|c| (format!("{CONTACT_KEY}{}", c.id), crate::domain::wire::to_json(c)));
+        let agents = self
+            .agents()
+            .map(|a| (format!("{AGENT_KEY}{}", a.id), crate::domain::wire::to_json(a)));
+        contacts.chain(agents)
+    }
+
     /// The work the last input or tick did.
     pub fn last_work(&self) -> Work {
         self.work

@@ -26,6 +26,12 @@ pub const DROPPED_OVERSIZE: &str = "omniroute_dropped_oversize_total";
 pub const ROUTING_TICK_SECONDS: &str = "omniroute_routing_tick_duration_seconds";
 pub const ROUTING_CANDIDATES: &str = "omniroute_routing_candidates_examined";
 pub const TIMERS_SCHEDULED: &str = "omniroute_timers_scheduled";
+pub const JOURNAL_BYTES: &str = "omniroute_journal_bytes_total";
+pub const OUTBOX_PENDING: &str = "omniroute_outbox_pending";
+pub const SNAPSHOTS: &str = "omniroute_snapshots_total";
+pub const SNAPSHOT_SECONDS: &str = "omniroute_snapshot_duration_seconds";
+pub const DEDUPE_IDS: &str = "omniroute_dedupe_ids";
+pub const DEDUPE_EVICTED: &str = "omniroute_dedupe_evicted_total";
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
@@ -67,6 +73,22 @@ fn describe() {
     describe_counter!(
         DROPPED_OVERSIZE,
         "Outbound messages or state records over the server's max payload, dropped (should stay 0)."
+    );
+    describe_counter!(JOURNAL_BYTES, "Bytes appended to the state journal.");
+    describe_gauge!(
+        OUTBOX_PENDING,
+        "Outbound messages decided and durable but not yet acknowledged by JetStream."
+    );
+    describe_counter!(SNAPSHOTS, "State snapshots written, by outcome (written, failed).");
+    describe_histogram!(
+        SNAPSHOT_SECONDS,
+        Unit::Seconds,
+        "Time to encode and write a state snapshot."
+    );
+    describe_gauge!(DEDUPE_IDS, "Event ids remembered for duplicate detection.");
+    describe_counter!(
+        DEDUPE_EVICTED,
+        "Event ids forgotten before their retention ran out (routing.dedupe_max_ids reached)."
     );
     describe_gauge!(BUILD_INFO, "Always 1; the version label tells the running build.");
 }

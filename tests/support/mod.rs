@@ -298,7 +298,7 @@ impl Client {
                 .unwrap_or_else(|_| panic!("no message on {subject} within {within:?}; seen: {:#?}", self.summary()))
                 .expect("subscription open");
             let s = msg.subject.to_string();
-            if s.starts_with("omni.inbound.") || s.starts_with("omni.agent.") || s.starts_with("$") {
+            if is_input_or_internal(&s) {
                 continue;
             }
             let v: Value = serde_json::from_slice(&msg.payload).unwrap_or(Value::Null);
@@ -330,7 +330,7 @@ impl Client {
     pub async fn drain_received(&mut self) -> Vec<(String, Value)> {
         while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(1), self.sub.next()).await {
             let s = msg.subject.to_string();
-            if s.starts_with("omni.inbound.") || s.starts_with("omni.agent.") {
+            if is_input_or_internal(&s) {
                 continue;
             }
             self.seen
@@ -345,6 +345,13 @@ impl Client {
             .map(|(s, v)| format!("{s} {}", v.get("kind").or(v.get("contact_id")).unwrap_or(&Value::Null)))
             .collect()
     }
+}
+
+/// Subjects the router reads or keeps for itself, not its outputs.
+fn is_input_or_internal(s: &str) -> bool {
+    ["omni.inbound.", "omni.agent.", "omni.state.", "$"]
+        .iter()
+        .any(|p| s.starts_with(p))
 }
 
 pub fn merge(base: &mut Value, extra: Value) {

@@ -1,32 +1,23 @@
 //! The running daemon: intake from the two durable consumers, the routing
-//! core, timers, and the commit protocol.
+//! core, timers, and the commit protocol (`commit`), on state rebuilt from
+//! the journal at start-up (`recover`).
 //!
 //! One task owns the [`Engine`]. It takes whatever deliveries are ready (up to
-//! a batch), applies them in order, then commits the batch:
-//!
-//! 1. SLA alerts are published first, with their stable `alert_id` as
-//!    `Nats-Msg-Id`, then recorded as fired in the contact's state: a crash in
-//!    between re-sends an alert JetStream deduplicates, never loses one;
-//! 2. state records are written to the key-value bucket;
-//! 3. processed event ids are remembered (a redelivery after this point is
-//!    recognised, so no input is applied twice);
-//! 4. offers, desktop notices, lifecycle events and dead letters are
-//!    published (an offer is therefore never visible before it is durable,
-//!    and the restart path re-publishes outstanding offers under their id);
-//! 5. only then are the input messages acked.
-//!
-//! A transient NATS failure retries the commit (nothing is acked meanwhile);
-//! intake pauses until it succeeds.
+//! a batch), applies them in order, fires due timers, then commits the batch.
 
-use crate::bus::{self, Bus, BusError, Delivery, Publish, Source};
+mod commit;
+mod recover;
+
+use crate::bus::journal::Journal;
+use crate::bus::{Bus, BusError, Delivery, Publish, Source};
 use crate::config::{Config, NatsConfig};
 use crate::domain::wire::{self, check_size, decode_agent, decode_inbound, AgentEventBody, BadMessage, DeadLetterMsg};
 use crate::health::Readiness;
 use crate::routing::spec::RouterSpec;
-use crate::routing::{Agent, Contact, Engine, OutSubject, Outbound, Outcome, AGENT_KEY, CONTACT_KEY};
+use crate::routing::{Engine, OutSubject, Outcome};
+use crate::store::{IdSet, Outbox};
 use crate::telemetry as m;
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -57,15 +48,28 @@ pub const HEARTBEAT: Duration = Duration::from_secs(5);
 #[derive(Default)]
 struct Pending {
     deliveries: Vec<Delivery>,
-    dedupe_keys: Vec<String>,
+    /// Digests of the ids of the inputs applied.
+    ids: Vec<u64>,
     dead_letters: Vec<Publish>,
 }
 
 pub struct Daemon {
     cfg: Arc<Config>,
     bus: Bus,
+    journal: Journal,
     engine: Engine,
-    seen: HashMap<String, DateTime<Utc>>,
+    /// Processed input ids (digests), as of the journal's tip.
+    ids: IdSet,
+    /// Outbound messages durable in the journal, not yet acknowledged.
+    outbox: Outbox,
+    /// The `published_through` last written to the journal.
+    journaled_published: u64,
+    /// Largest journal entry or snapshot chunk (below the server's limit).
+    part_limit: usize,
+    /// Journal bytes appended since the last snapshot started.
+    since_snapshot: u64,
+    snapshot: Option<commit::SnapshotJob>,
+    evicted_reported: u64,
     last_prune: DateTime<Utc>,
     ready: Arc<Readiness>,
     /// Whether this router has state from an earlier run.
@@ -81,7 +85,7 @@ fn subject_of(prefix: &str, s: &OutSubject) -> String {
 }
 
 impl Daemon {
-    /// Loads persisted state and remembered ids and builds the engine.
+    /// Rebuilds the state from the journal and builds the engine.
     pub async fn start(
         cfg: Arc<Config>,
         spec: Arc<RouterSpec>,
@@ -91,62 +95,57 @@ impl Daemon {
         let queues: Vec<String> = spec.queue_order.iter().map(|q| q.to_string()).collect();
         m::register_series(&cfg.nats.subject_prefix, &queues);
         let t = Instant::now();
-        let records = bus.load_state().await?;
-        let mut contacts = Vec::new();
-        let mut agents = Vec::new();
-        for (key, value) in records {
-            if key.starts_with(CONTACT_KEY) {
-                let c: Contact = serde_json::from_slice(&value).map_err(|e| DaemonError::CorruptState {
-                    what: "contact",
-                    key: key.clone(),
-                    message: e.to_string(),
-                })?;
-                contacts.push(c);
-            } else if key.starts_with(AGENT_KEY) {
-                let a: Agent = serde_json::from_slice(&value).map_err(|e| DaemonError::CorruptState {
-                    what: "agent",
-                    key: key.clone(),
-                    message: e.to_string(),
-                })?;
-                agents.push(a);
-            }
-        }
+        let mut journal = bus.journal().await?;
+        let retention_ms = (cfg.routing.dedupe_retention_secs * 1000.0) as i64;
+        let r = recover::recover(&bus, &journal, retention_ms, cfg.routing.dedupe_max_ids).await?;
+        journal.set_tip(r.durable.tip);
         let now = Utc::now();
-        let retention = chrono::Duration::milliseconds((cfg.routing.dedupe_retention_secs * 1000.0) as i64);
-        let seen: HashMap<String, DateTime<Utc>> = bus
-            .load_dedupe()
-            .await?
-            .into_iter()
-            .map(|k| (k, now + retention))
-            .collect();
-        let (nc, na, ns) = (contacts.len(), agents.len(), seen.len());
-        let ran_before = nc + na + ns > 0;
-        let mut engine = Engine::restore(spec, contacts, agents, now);
-        // Re-publish what was outstanding before routing anything new, so no
-        // offer goes out twice in the first commit.
-        engine.replay_offers();
+        let (nc, na) = (r.contacts.len(), r.agents.len());
+        let ran_before = r.durable.tip > 0 || r.imported > 0;
+        let mut ids = r.durable.ids;
+        ids.expire(now.timestamp_millis());
+        let mut engine = Engine::restore(spec, r.contacts, r.agents, now);
+        // Offers outstanding before the restart are in the outbox if their
+        // publish may not have happened; everything else is routed afresh.
         engine.route_waiting(now);
-        // Every configured queue's gauge once (zero included); from here on
-        // only queues whose count changes are updated.
         for (q, n) in engine.waiting_per_queue() {
             metrics::gauge!(m::CONTACTS_WAITING, "queue" => q.to_string()).set(n as f64);
         }
         tracing::info!(
             contacts = nc,
             agents = na,
-            remembered_ids = ns,
+            remembered_ids = ids.len(),
+            unpublished = r.durable.outbox.len(),
+            snapshot = r.snapshot.map_or(0, |m| m.covers),
+            replayed_entries = r.replayed,
+            imported_records = r.imported,
             load_ms = t.elapsed().as_millis() as u64,
             "Routing state loaded."
         );
-        Ok(Daemon {
+        let part_limit = bus.max_payload().saturating_sub(8 << 10).max(64 << 10);
+        let needs_snapshot = r.snapshot.is_none();
+        let mut d = Daemon {
             cfg,
             bus,
+            journal,
             engine,
-            seen,
+            ids,
+            journaled_published: r.durable.outbox.published_through(),
+            outbox: r.durable.outbox,
+            part_limit,
+            since_snapshot: 0,
+            snapshot: None,
+            evicted_reported: 0,
             last_prune: now,
             ready,
             ran_before,
-        })
+        };
+        if needs_snapshot {
+            // The id key (and any imported records) must be durable before
+            // the first digest is journaled under it.
+            d.snapshot_now(&CancellationToken::new()).await?;
+        }
+        Ok(d)
     }
 
     /// Runs until intake closes (after `intake` is cancelled and the
@@ -200,6 +199,7 @@ impl Daemon {
     /// Fires due timers. The heartbeat calls it too: it costs the timers
     /// due, and the core offers nothing on it unless a timer changed something.
     fn tick(&mut self, now: DateTime<Utc>) {
+        self.prune_ids(now);
         let t = Instant::now();
         self.engine.on_tick(now);
         let work = self.engine.last_work();
@@ -221,7 +221,7 @@ impl Daemon {
         };
         let result = self.decide(&d, now);
         match result {
-            Ok(Some((key, label_a, label_b))) => {
+            Ok(Some((digest, label_a, label_b))) => {
                 match d.source {
                     Source::Inbound => {
                         metrics::counter!(m::INBOUND_EVENTS, "channel" => label_a, "outcome" => label_b).increment(1)
@@ -230,8 +230,8 @@ impl Daemon {
                         metrics::counter!(m::AGENT_EVENTS, "type" => label_a, "outcome" => label_b).increment(1)
                     }
                 }
-                self.seen.insert(key.clone(), now + self.retention());
-                pending.dedupe_keys.push(key);
+                self.ids.insert(digest, now.timestamp_millis());
+                pending.ids.push(digest);
             }
             Ok(None) => {}
             Err(BadMessage(error)) => {
@@ -260,17 +260,13 @@ impl Daemon {
             .then(|| Duration::from_secs_f64(self.cfg.routing.dedupe_retention_secs))
     }
 
-    fn retention(&self) -> chrono::Duration {
-        chrono::Duration::milliseconds((self.cfg.routing.dedupe_retention_secs * 1000.0) as i64)
-    }
-
-    /// Decodes and applies one delivery. `Ok(Some(dedupe key, labels))` when
+    /// Decodes and applies one delivery. `Ok(Some(id digest, labels))` when
     /// it was applied, `Ok(None)` for a duplicate, `Err` for a bad message.
     fn decide(
         &mut self,
         d: &Delivery,
         now: DateTime<Utc>,
-    ) -> Result<Option<(String, &'static str, &'static str)>, BadMessage> {
+    ) -> Result<Option<(u64, &'static str, &'static str)>, BadMessage> {
         let cfg = &self.cfg.nats;
         check_size(d.payload.len(), cfg.max_payload_bytes)?;
         let rest = d
@@ -295,8 +291,8 @@ impl Daemon {
                         ))
                     })?;
                 let ev = decode_inbound(channel, &d.payload)?;
-                let key = bus::dedupe_key(Source::Inbound, &ev.id);
-                if self.seen.contains_key(&key) {
+                let key = self.ids.digest(b'i', &ev.id);
+                if self.ids.contains(key) {
                     metrics::counter!(m::INBOUND_EVENTS, "channel" => ev.channel.as_str(), "outcome" => "duplicate")
                         .increment(1);
                     return Ok(None);
@@ -319,9 +315,9 @@ impl Daemon {
                     )));
                 };
                 let ev = decode_agent(agent, ty, &d.payload)?;
-                let key = bus::dedupe_key(Source::Agent, &ev.id);
+                let key = self.ids.digest(b'a', &ev.id);
                 let ty = ev.body.type_name();
-                if self.seen.contains_key(&key) {
+                if self.ids.contains(key) {
                     metrics::counter!(m::AGENT_EVENTS, "type" => ty, "outcome" => "duplicate").increment(1);
                     return Ok(None);
                 }
@@ -340,125 +336,10 @@ impl Daemon {
         }
     }
 
-    /// Makes the batch durable and visible, then acks it; retries transient
-    /// failures until they pass or `hard_stop` fires.
-    async fn commit(&mut self, pending: Pending, hard_stop: &CancellationToken) -> Result<(), DaemonError> {
-        let started = Instant::now();
-        let outputs = self.engine.take_outputs();
-        let changes = self.engine.take_changes();
-        if outputs.is_empty() && changes.is_empty() && pending.deliveries.is_empty() {
-            return Ok(());
-        }
-        let prefix = self.cfg.nats.subject_prefix.clone();
-        let (alerts, others): (Vec<Outbound>, Vec<Outbound>) = outputs
-            .into_iter()
-            .partition(|o| matches!(o.subject, OutSubject::SlaAlert(_)));
-        let to_publish = |v: &[Outbound]| -> Vec<Publish> {
-            v.iter()
-                .map(|o| Publish {
-                    subject: subject_of(&prefix, &o.subject),
-                    msg_id: o.msg_id.clone(),
-                    payload: o.payload.clone().into(),
-                })
-                .collect()
-        };
-        let alert_msgs = to_publish(&alerts);
-        let mut other_msgs = to_publish(&others);
-        other_msgs.extend(pending.dead_letters);
-        let mut stage = 0;
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            let r = async {
-                if stage == 0 {
-                    self.bus.publish_all(&alert_msgs).await?;
-                    stage = 1;
-                }
-                if stage == 1 {
-                    self.bus.persist(&changes).await?;
-                    stage = 2;
-                }
-                // Remembered right after the state: a crash later in the
-                // commit must not let a redelivery apply the input twice.
-                if stage == 2 {
-                    self.bus.remember(&pending.dedupe_keys).await?;
-                    stage = 3;
-                }
-                if stage == 3 {
-                    self.bus.publish_all(&other_msgs).await?;
-                    stage = 4;
-                }
-                if stage == 4 {
-                    for d in &pending.deliveries {
-                        d.ack().await?;
-                    }
-                    stage = 5;
-                }
-                Ok::<(), BusError>(())
-            }
-            .await;
-            match r {
-                Ok(()) => break,
-                Err(e) if e.is_transient() => {
-                    metrics::counter!(m::COMMIT_RETRIES).increment(1);
-                    self.ready.beat();
-                    tracing::warn!(error = %e, stage, retry_in_ms = backoff.as_millis() as u64, "Commit failed; retrying (inputs stay un-acked).");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = hard_stop.cancelled() => return Err(e.into()),
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        metrics::histogram!(m::BATCH_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
-        self.record_outputs(&alerts, &others);
-        self.update_gauges();
-        self.prune_seen();
-        Ok(())
-    }
-
-    fn record_outputs(&self, alerts: &[Outbound], others: &[Outbound]) {
-        for a in alerts {
-            if let OutSubject::SlaAlert(kind) = a.subject {
-                let queue = a.queue.as_ref().map(|q| q.to_string()).unwrap_or_default();
-                tracing::info!(kind, queue = %queue, alert_id = %a.msg_id, "SLA alert raised.");
-                metrics::counter!(m::SLA_ALERTS, "queue" => queue, "kind" => kind).increment(1);
-            }
-        }
-        for o in others {
-            if let OutSubject::ContactEvent(what) = o.subject {
-                metrics::counter!(m::CONTACT_EVENTS, "kind" => what).increment(1);
-                let outcome = match what {
-                    "offered" => "offered",
-                    "accepted" => "accepted",
-                    "declined" => "declined",
-                    "offer_expired" => "expired",
-                    _ => continue,
-                };
-                let queue = o.queue.as_ref().map(|q| q.to_string()).unwrap_or_default();
-                metrics::counter!(m::OFFERS, "queue" => queue, "outcome" => outcome).increment(1);
-            }
-        }
-    }
-
-    /// Gauges of what changed: queues whose waiting count moved, and the
-    /// counts the engine keeps as it goes (no scan of agents or queues).
-    fn update_gauges(&mut self) {
-        for (q, n) in self.engine.take_waiting_changes() {
-            metrics::gauge!(m::CONTACTS_WAITING, "queue" => q.to_string()).set(n as f64);
-        }
-        metrics::gauge!(m::CONTACTS_OPEN).set(self.engine.contacts_len() as f64);
-        metrics::gauge!(m::TIMERS_SCHEDULED).set(self.engine.timers_len() as f64);
-        for (s, n) in self.engine.agents_by_status() {
-            metrics::gauge!(m::AGENTS, "status" => s.as_str()).set(n as f64);
-        }
-    }
-
-    fn prune_seen(&mut self) {
-        let now = Utc::now();
+    /// Forgets ids past their retention, once a minute.
+    fn prune_ids(&mut self, now: DateTime<Utc>) {
         if now - self.last_prune > chrono::Duration::seconds(60) {
-            self.seen.retain(|_, exp| *exp > now);
+            self.ids.expire(now.timestamp_millis());
             self.last_prune = now;
         }
     }

@@ -1,0 +1,300 @@
+//! The commit protocol. A batch (the inputs taken in one turn, the timers
+//! that fired, and everything they decided) becomes durable as one journal
+//! entry, then visible, then acknowledged:
+//!
+//! 1. **Journal.** State records changed, outbound messages decided (the
+//!    outbox: offers, follow-ups, notices, lifecycle events, alerts, dead
+//!    letters), the digests of the input ids processed, and how far earlier
+//!    outbox messages are published: one fenced append (several parts,
+//!    applied only together, if it exceeds a NATS message). Nothing of the
+//!    batch exists before this append succeeds; all of it exists after.
+//! 2. **Publish** every outbox message not yet acknowledged, in order, each
+//!    under its stable `Nats-Msg-Id`. A crash here re-publishes them from
+//!    the journal at start-up; JetStream drops the copies.
+//! 3. **Ack** the inputs. A crash before this redelivers them; their ids are
+//!    in the journal, so they are recognised and acked without effect.
+//!
+//! A transient error retries its step (nothing is acked meanwhile). A
+//! fenced append means another router is active: this one stops writing.
+//! Permanent errors stop the router with the fix in the message.
+//!
+//! Snapshots: once enough journal has accumulated, the state is encoded
+//! between two batches and written by a task while routing goes on; its
+//! marker is then appended (fenced) and older entries purged.
+
+use super::{subject_of, Daemon, DaemonError, Pending};
+use crate::bus::{BusError, Publish};
+use crate::routing::{OutSubject, Outbound};
+use crate::store::{self, Batch, Marker};
+use crate::telemetry as m;
+use bytes::Bytes;
+use chrono::Utc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Journal bytes after which a new snapshot is taken: start-up reads at
+/// most about this much journal beyond the snapshot.
+pub const SNAPSHOT_EVERY_BYTES: u64 = 64 << 20;
+
+/// A snapshot being written by a task.
+pub(super) struct SnapshotJob {
+    covers: u64,
+    chunks: u32,
+    started: Instant,
+    task: JoinHandle<Result<u64, BusError>>,
+}
+
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff(Duration::from_millis(50))
+    }
+}
+
+impl Daemon {
+    /// Waits out a transient error (or returns the error to stop on).
+    async fn retry_after(
+        &self,
+        e: BusError,
+        step: &'static str,
+        b: &mut Backoff,
+        hard_stop: &CancellationToken,
+    ) -> Result<(), DaemonError> {
+        if !e.is_transient() {
+            return Err(e.into());
+        }
+        metrics::counter!(m::COMMIT_RETRIES).increment(1);
+        self.ready.beat();
+        tracing::warn!(error = %e, step, retry_in_ms = b.0.as_millis() as u64, "Commit step failed; retrying (inputs stay un-acked).");
+        tokio::select! {
+            _ = tokio::time::sleep(b.0) => {}
+            _ = hard_stop.cancelled() => return Err(e.into()),
+        }
+        b.0 = (b.0 * 2).min(Duration::from_secs(2));
+        Ok(())
+    }
+
+    async fn append(&mut self, parts: &[Vec<u8>], hard_stop: &CancellationToken) -> Result<(), DaemonError> {
+        let mut b = Backoff::new();
+        loop {
+            match self.journal.append(parts).await {
+                Ok(_) => break,
+                Err(e) => self.retry_after(e, "journal append", &mut b, hard_stop).await?,
+            }
+        }
+        let bytes: usize = parts.iter().map(Vec::len).sum();
+        metrics::counter!(m::JOURNAL_BYTES).increment(bytes as u64);
+        self.since_snapshot += bytes as u64;
+        Ok(())
+    }
+
+    /// Makes the batch durable, visible, then acked (see the module doc).
+    pub(super) async fn commit(&mut self, pending: Pending, hard_stop: &CancellationToken) -> Result<(), DaemonError> {
+        let started = Instant::now();
+        let mut outputs = self.engine.take_outputs();
+        let changes = self.engine.take_changes();
+        let prefix = self.cfg.nats.subject_prefix.clone();
+        let mut batch = Batch {
+            at_ms: Utc::now().timestamp_millis(),
+            changes: changes.into_iter().map(|c| (c.key, c.value.map(Bytes::from))).collect(),
+            outbox: Vec::with_capacity(outputs.len() + pending.dead_letters.len()),
+            published_through: self.outbox.published_through(),
+            ids: pending.ids,
+        };
+        for o in &mut outputs {
+            let payload = Bytes::from(std::mem::take(&mut o.payload));
+            let msg = self
+                .outbox
+                .number(subject_of(&prefix, &o.subject), o.msg_id.clone(), payload);
+            batch.outbox.push(msg);
+        }
+        for d in pending.dead_letters {
+            batch.outbox.push(self.outbox.number(d.subject, d.msg_id, d.payload));
+        }
+        if !batch.is_empty() || batch.published_through > self.journaled_published {
+            let parts = store::encode_batch(&batch, self.part_limit);
+            self.append(&parts, hard_stop).await?;
+            self.journaled_published = batch.published_through;
+            for o in batch.outbox {
+                self.outbox.restore(o);
+            }
+        }
+        if !self.outbox.is_empty() {
+            let msgs: Vec<Publish> = self
+                .outbox
+                .pending()
+                .map(|o| Publish {
+                    subject: o.subject.clone(),
+                    msg_id: o.msg_id.clone(),
+                    payload: o.payload.clone(),
+                })
+                .collect();
+            let through = self.outbox.pending().last().map_or(0, |o| o.seq);
+            let mut b = Backoff::new();
+            loop {
+                match self.bus.publish_all(&msgs).await {
+                    Ok(()) => break,
+                    Err(e) => self.retry_after(e, "publish", &mut b, hard_stop).await?,
+                }
+            }
+            self.outbox.mark_published(through);
+        }
+        let mut b = Backoff::new();
+        'ack: loop {
+            for d in &pending.deliveries {
+                if let Err(e) = d.ack().await {
+                    self.retry_after(e, "ack", &mut b, hard_stop).await?;
+                    continue 'ack;
+                }
+            }
+            break;
+        }
+        if !pending.deliveries.is_empty() || !outputs.is_empty() {
+            metrics::histogram!(m::BATCH_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+        }
+        self.record_outputs(&outputs);
+        self.update_gauges();
+        self.snapshot_step(hard_stop).await
+    }
+
+    /// Starts a snapshot when due; announces and purges one that finished.
+    async fn snapshot_step(&mut self, hard_stop: &CancellationToken) -> Result<(), DaemonError> {
+        if let Some(job) = self.snapshot.take_if(|j| j.task.is_finished()) {
+            let written = job.task.await;
+            self.finish_snapshot(job.covers, job.chunks, job.started, written, hard_stop)
+                .await?;
+        }
+        if self.snapshot.is_none() && self.since_snapshot >= SNAPSHOT_EVERY_BYTES {
+            self.start_snapshot();
+        }
+        Ok(())
+    }
+
+    /// Announces a written snapshot in the journal (fenced) and purges what
+    /// it supersedes.
+    async fn finish_snapshot(
+        &mut self,
+        covers: u64,
+        chunks: u32,
+        started: Instant,
+        written: Result<Result<u64, BusError>, tokio::task::JoinError>,
+        hard_stop: &CancellationToken,
+    ) -> Result<(), DaemonError> {
+        match written {
+            Ok(Ok(first_chunk)) => {
+                let marker = Marker {
+                    covers,
+                    first_chunk,
+                    chunks,
+                };
+                self.append(&[store::encode_marker(&marker)], hard_stop).await?;
+                metrics::counter!(m::SNAPSHOTS, "outcome" => "written").increment(1);
+                metrics::histogram!(m::SNAPSHOT_SECONDS).record(started.elapsed().as_secs_f64());
+                tracing::info!(
+                    covers,
+                    chunks,
+                    ms = started.elapsed().as_millis() as u64,
+                    "State snapshot written."
+                );
+                let s = self.journal.stream().clone();
+                tokio::spawn(async move {
+                    if let Err(e) = s.purge(marker.covers, marker.first_chunk).await {
+                        tracing::warn!(error = %e, "Could not purge journal entries older than the snapshot; the next snapshot retries.");
+                    }
+                });
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                metrics::counter!(m::SNAPSHOTS, "outcome" => "failed").increment(1);
+                tracing::warn!(error = %e, "Writing a state snapshot failed; the next one retries.");
+                self.since_snapshot = SNAPSHOT_EVERY_BYTES / 2;
+                Ok(())
+            }
+            Err(e) => Err(DaemonError::TaskDied(format!("snapshot writer: {e}"))),
+        }
+    }
+
+    /// Encodes the state as of the journal's tip and hands the chunks to a
+    /// writer task. Called only between batches, when the engine, outbox
+    /// and ids are exactly what the journal up to its tip says.
+    pub(super) fn start_snapshot(&mut self) {
+        let started = Instant::now();
+        let covers = self.journal.tip();
+        let chunks = store::snapshot_chunks(self.engine.records(), &self.outbox, &self.ids, covers, self.part_limit);
+        let n = chunks.len() as u32;
+        tracing::debug!(
+            covers,
+            chunks = n,
+            encode_ms = started.elapsed().as_millis() as u64,
+            "Writing a state snapshot."
+        );
+        let s = self.journal.stream().clone();
+        self.since_snapshot = 0;
+        self.snapshot = Some(SnapshotJob {
+            covers,
+            chunks: n,
+            started,
+            task: tokio::spawn(async move { s.write_chunks(chunks).await }),
+        });
+    }
+
+    /// Writes a snapshot and its marker before routing starts (a first start
+    /// or an import), so the id key and imported records are durable.
+    pub(super) async fn snapshot_now(&mut self, hard_stop: &CancellationToken) -> Result<(), DaemonError> {
+        self.start_snapshot();
+        let Some(job) = self.snapshot.take() else { return Ok(()) };
+        let written = tokio::select! {
+            w = job.task => w,
+            _ = hard_stop.cancelled() => return Ok(()),
+        };
+        self.finish_snapshot(job.covers, job.chunks, job.started, written, hard_stop)
+            .await
+    }
+
+    fn record_outputs(&self, outputs: &[Outbound]) {
+        for o in outputs {
+            match o.subject {
+                OutSubject::SlaAlert(kind) => {
+                    let queue = o.queue.as_ref().map(|q| q.to_string()).unwrap_or_default();
+                    tracing::info!(kind, queue = %queue, alert_id = %o.msg_id, "SLA alert raised.");
+                    metrics::counter!(m::SLA_ALERTS, "queue" => queue, "kind" => kind).increment(1);
+                }
+                OutSubject::ContactEvent(what) => {
+                    metrics::counter!(m::CONTACT_EVENTS, "kind" => what).increment(1);
+                    let outcome = match what {
+                        "offered" => "offered",
+                        "accepted" => "accepted",
+                        "declined" => "declined",
+                        "offer_expired" => "expired",
+                        _ => continue,
+                    };
+                    let queue = o.queue.as_ref().map(|q| q.to_string()).unwrap_or_default();
+                    metrics::counter!(m::OFFERS, "queue" => queue, "outcome" => outcome).increment(1);
+                }
+                OutSubject::Desktop(_) => {}
+            }
+        }
+    }
+
+    /// Gauges of what changed: queues whose waiting count moved, and the
+    /// counts the engine keeps as it goes (no scan of agents or queues).
+    fn update_gauges(&mut self) {
+        for (q, n) in self.engine.take_waiting_changes() {
+            metrics::gauge!(m::CONTACTS_WAITING, "queue" => q.to_string()).set(n as f64);
+        }
+        metrics::gauge!(m::CONTACTS_OPEN).set(self.engine.contacts_len() as f64);
+        metrics::gauge!(m::TIMERS_SCHEDULED).set(self.engine.timers_len() as f64);
+        for (s, n) in self.engine.agents_by_status() {
+            metrics::gauge!(m::AGENTS, "status" => s.as_str()).set(n as f64);
+        }
+        metrics::gauge!(m::OUTBOX_PENDING).set(self.outbox.len() as f64);
+        metrics::gauge!(m::DEDUPE_IDS).set(self.ids.len() as f64);
+        let evicted = self.ids.evicted;
+        if evicted > self.evicted_reported {
+            metrics::counter!(m::DEDUPE_EVICTED).increment(evicted - self.evicted_reported);
+            self.evicted_reported = evicted;
+        }
+    }
+}
