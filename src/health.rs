@@ -16,6 +16,10 @@ pub struct Readiness {
     nats_error: Mutex<Option<String>>,
     /// Milliseconds since the epoch of the routing loop's last turn.
     heartbeat_ms: AtomicU64,
+    /// Whether this instance routes (holds the lease) or stands by.
+    active: AtomicBool,
+    /// A problem retrying cannot fix, with its fix: `/ready` says it.
+    fatal: Mutex<Option<String>>,
 }
 
 fn now_ms() -> u64 {
@@ -60,6 +64,23 @@ impl Readiness {
         self.draining.store(true, Ordering::Relaxed);
     }
 
+    pub fn set_active(&self, v: bool) {
+        self.active.store(v, Ordering::Relaxed);
+        metrics::gauge!(crate::telemetry::ROUTER_ACTIVE).set(if v { 1.0 } else { 0.0 });
+    }
+    pub fn role(&self) -> &'static str {
+        if self.active.load(Ordering::Relaxed) {
+            "active"
+        } else {
+            "standby"
+        }
+    }
+    pub fn set_fatal(&self, why: Option<String>) {
+        if let Ok(mut f) = self.fatal.lock() {
+            *f = why;
+        }
+    }
+
     /// The routing loop is alive: it turned, or is deliberately retrying.
     pub fn beat(&self) {
         self.heartbeat_ms.store(now_ms(), Ordering::Relaxed);
@@ -73,7 +94,9 @@ impl Readiness {
 
     /// `Ok` when ready; otherwise the first reason it is not.
     pub fn check(&self) -> Result<(), String> {
-        if self.draining.load(Ordering::Relaxed) {
+        if let Some(why) = self.fatal.lock().ok().and_then(|f| f.clone()) {
+            Err(why)
+        } else if self.draining.load(Ordering::Relaxed) {
             Err("shutting down".into())
         } else if !self.nats_connected() {
             match self.nats_error.lock().ok().and_then(|e| e.clone()) {
@@ -82,7 +105,7 @@ impl Readiness {
             }
         } else if !self.streams_ok.load(Ordering::Relaxed) {
             Err("JetStream streams not checked yet".into())
-        } else if !self.state_loaded.load(Ordering::Relaxed) {
+        } else if self.active.load(Ordering::Relaxed) && !self.state_loaded.load(Ordering::Relaxed) {
             Err("routing state not loaded yet".into())
         } else {
             Ok(())

@@ -78,6 +78,15 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     result
 }
 
+/// How a routing session ended, short of an error to exit on.
+enum SessionEnd {
+    /// Shutdown was asked for and the session drained.
+    Shutdown,
+    /// The lease was lost or the journal refused an append: another
+    /// instance routes now.
+    SteppedDown(String),
+}
+
 async fn run_routing(
     cfg: Arc<Config>,
     spec: Arc<routing::spec::RouterSpec>,
@@ -90,23 +99,18 @@ async fn run_routing(
         Err(_) if shutdown.is_cancelled() => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    let bus = bus::Bus::setup(client, &cfg.nats).await?;
+    let Some(bus) = setup_bus(client, &cfg, &ready, &shutdown).await? else {
+        return Ok(());
+    };
     ready.set_streams_ok(true);
-    let daemon = Daemon::start(Arc::clone(&cfg), spec, bus.clone(), Arc::clone(&ready)).await?;
-
-    let intake = shutdown.child_token();
-    let hard_stop = CancellationToken::new();
-    let (tx, rx) = mpsc::channel(cfg.nats.batch_size * 4);
-    let mut consumers = JoinSet::new();
-    let resume_window = daemon.resume_window();
-    daemon::spawn_consumers(&mut consumers, &bus, &cfg.nats, tx, &intake, resume_window);
-    let mut core = tokio::spawn(daemon.run_loop(rx, hard_stop.clone()));
+    let ttl = Duration::from_secs_f64(cfg.runtime.lease_ttl_secs);
+    let lease = bus.lease(&cfg.nats.lease_bucket, ttl, cfg.nats.stream_replicas).await?;
     notify::notify("READY=1");
     let watchdog = notify::watchdog_interval().map(|every| {
         let (stop, ready) = (shutdown.clone(), Arc::clone(&ready));
         // Fed only while the routing loop turns (it does at least every
-        // HEARTBEAT, and while retrying a commit), so a hung loop is
-        // restarted by systemd rather than left half-alive.
+        // HEARTBEAT, and while retrying a commit) or, on a standby, while it
+        // polls the lease: a hung loop is restarted by systemd.
         let stale_after = every + daemon::HEARTBEAT;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -119,6 +123,114 @@ async fn run_routing(
             }
         })
     });
+    let result = loop {
+        ready.set_active(false);
+        let beat = || ready.beat();
+        let Some(revision) = lease.acquire(&shutdown, beat).await? else {
+            break Ok(());
+        };
+        tracing::info!(instance = %lease.instance, "This instance holds the routing lease: routing.");
+        ready.set_active(true);
+        let (keep_stop, lost) = (CancellationToken::new(), CancellationToken::new());
+        let keeper = tokio::spawn({
+            let (lease, keep_stop, lost) = (lease.clone(), keep_stop.clone(), lost.clone());
+            async move { lease.keep(revision, keep_stop, lost).await }
+        });
+        let r = run_active(&cfg, &spec, &ready, &bus, &shutdown, &lost).await;
+        keep_stop.cancel();
+        let _ = keeper.await;
+        ready.set_state_loaded(false);
+        match r {
+            Ok(SessionEnd::Shutdown) => {
+                if let Err(e) = lease.release().await {
+                    tracing::warn!(error = %e, "Could not release the routing lease; a standby takes over when it lapses.");
+                }
+                break Ok(());
+            }
+            Ok(SessionEnd::SteppedDown(why)) => {
+                tracing::warn!(reason = %why, "Stepped down: another instance routes now. Standing by.");
+            }
+            Err(RunError::Daemon(DaemonError::Bus(e @ bus::BusError::Permanent { .. }))) => {
+                let _ = lease.release().await;
+                tracing::error!(error = %e, "Routing stopped on an error retrying cannot fix; retrying every 30 s.");
+                metrics::counter!(telemetry::PERMANENT_ERRORS, "kind" => "bus").increment(1);
+                ready.set_fatal(Some(e.to_string()));
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                    _ = shutdown.cancelled() => break Err(e.into()),
+                }
+                ready.set_fatal(None);
+            }
+            Err(e) => {
+                let _ = lease.release().await;
+                break Err(e);
+            }
+        }
+    };
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    result
+}
+
+/// Creates or checks the streams, retrying while JetStream is not ready
+/// (a cluster still electing its leaders answers with timeouts); `None`
+/// when shutdown came first.
+async fn setup_bus(
+    client: async_nats::Client,
+    cfg: &Config,
+    ready: &Readiness,
+    shutdown: &CancellationToken,
+) -> Result<Option<bus::Bus>, RunError> {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match bus::Bus::setup(client.clone(), &cfg.nats).await {
+            Ok(b) => {
+                ready.set_fatal(None);
+                return Ok(Some(b));
+            }
+            Err(e @ (bus::BusError::Setup { .. } | bus::BusError::Transient { .. })) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "JetStream set-up failed; retrying.");
+                ready.set_fatal(Some(format!("JetStream set-up: {e}")));
+                ready.beat();
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.cancelled() => return Ok(None),
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// One stretch as the active router: state from the journal, consumers,
+/// the routing loop, until shutdown (drained) or until `lost` (the lease
+/// went elsewhere) or the journal refuses an append.
+async fn run_active(
+    cfg: &Arc<Config>,
+    spec: &Arc<routing::spec::RouterSpec>,
+    ready: &Arc<Readiness>,
+    bus: &bus::Bus,
+    shutdown: &CancellationToken,
+    lost: &CancellationToken,
+) -> Result<SessionEnd, RunError> {
+    let started = tokio::select! {
+        d = Daemon::start(Arc::clone(cfg), Arc::clone(spec), bus.clone(), Arc::clone(ready)) => d,
+        _ = lost.cancelled() => return Ok(SessionEnd::SteppedDown("lease lost during start-up".into())),
+    };
+    let daemon = match started {
+        Ok(d) => d,
+        Err(DaemonError::Bus(e)) if e.is_fenced() => return Ok(SessionEnd::SteppedDown(e.to_string())),
+        Err(e) => return Err(e.into()),
+    };
+    let intake = shutdown.child_token();
+    let hard_stop = CancellationToken::new();
+    let (tx, rx) = mpsc::channel(cfg.nats.batch_size * 4);
+    let mut consumers = JoinSet::new();
+    let resume_window = daemon.resume_window();
+    daemon::spawn_consumers(&mut consumers, bus, &cfg.nats, tx, &intake, resume_window);
+    let mut core = tokio::spawn(daemon.run_loop(rx, hard_stop.clone()));
     tracing::info!(streams = %bus::stream_name(&cfg.nats.subject_prefix, "{INBOUND,AGENT,OUTBOUND}"), "Routing.");
 
     // Supervise: a task that ends before shutdown is a failure.
@@ -126,6 +238,7 @@ async fn run_routing(
     let failure = tokio::select! {
         biased;
         _ = shutdown.cancelled() => None,
+        _ = lost.cancelled() => Some("the routing lease was lost".to_string()),
         Some(r) = consumers.join_next() => (!shutdown.is_cancelled()).then(|| match r {
             Ok((name, Err(e))) => format!("{name}: {e}"),
             Ok((name, Ok(()))) => format!("{name} ended"),
@@ -133,20 +246,35 @@ async fn run_routing(
         }),
         r = &mut core => {
             let why = match &r {
+                Ok(Err(DaemonError::Bus(e))) if e.is_fenced() => {
+                    intake.cancel();
+                    consumers.shutdown().await;
+                    return Ok(SessionEnd::SteppedDown(e.to_string()));
+                }
                 Ok(Err(e)) => e.to_string(),
                 Ok(Ok(())) => "routing loop ended".into(),
                 Err(e) => format!("routing task: {e}"),
             };
+            if let Ok(Err(DaemonError::Bus(e @ bus::BusError::Permanent { .. }))) = r {
+                intake.cancel();
+                consumers.shutdown().await;
+                return Err(DaemonError::Bus(e).into());
+            }
             core_done = Some(r);
             (!shutdown.is_cancelled()).then_some(why)
         }
     };
     intake.cancel();
+    if lost.is_cancelled() && !shutdown.is_cancelled() {
+        // Stop writing at once: whatever is un-acked is redelivered to the
+        // instance that holds the lease now.
+        hard_stop.cancel();
+        core.abort();
+        consumers.shutdown().await;
+        return Ok(SessionEnd::SteppedDown("the routing lease was lost".into()));
+    }
     ready.set_draining();
     notify::notify("STOPPING=1");
-    if let Some(w) = watchdog {
-        w.abort();
-    }
     if let Some(why) = failure {
         tracing::error!(reason = %why, "A long-lived task failed; stopping the daemon.");
         hard_stop.cancel();
@@ -167,7 +295,7 @@ async fn run_routing(
         }
     };
     let result = match tokio::time::timeout(grace, drain).await {
-        Ok(Ok(r)) => r.map_err(RunError::from),
+        Ok(Ok(r)) => r.map(|()| SessionEnd::Shutdown).map_err(RunError::from),
         Ok(Err(e)) => Err(DaemonError::TaskDied(format!("routing task: {e}")).into()),
         Err(_) => {
             hard_stop.cancel();

@@ -8,9 +8,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::json;
 use std::io::Read;
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::binary::{wait_exit, Proc};
 use support::{Client, NatsServer, WAIT};
 
 const CFG: &str = r#"
@@ -35,65 +34,16 @@ capacity = { email = 1 }
 initial_status = "offline"
 "#;
 
-struct Proc {
-    child: Child,
-    http: SocketAddr,
-    log: std::path::PathBuf,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 async fn spawn(dir: &std::path::Path, nats_url: &str, tag: &str) -> Proc {
     spawn_with(dir, nats_url, tag, &[]).await
 }
 
 async fn spawn_with(dir: &std::path::Path, nats_url: &str, tag: &str, env: &[(&str, String)]) -> Proc {
-    let cfg = dir.join("omniroute.toml");
-    std::fs::write(&cfg, CFG).expect("write config");
-    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let log = dir.join(format!("omniroute-{tag}.log"));
-    let child = Command::new(env!("CARGO_BIN_EXE_omniroute"))
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("OMNIROUTE_NATS__URL", nats_url)
-        .env("OMNIROUTE_HTTP__LISTEN", http.to_string())
-        .env("OMNIROUTE_LOG__FORMAT", "json")
-        .env_remove("RUST_LOG")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::from(std::fs::File::create(&log).expect("log")))
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn omniroute");
-    let p = Proc { child, http, log };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok((200, _)) = support::http_get(p.http, "/ready").await {
-            return p;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "binary not ready; log:\n{}",
-            std::fs::read_to_string(&p.log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "process did not exit within {within:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // A router killed with -9 cannot release its lease: the next one takes
+    // over when it lapses; keep that short here.
+    let mut env = env.to_vec();
+    env.push(("OMNIROUTE_RUNTIME__LEASE_TTL_SECS", "1".to_string()));
+    support::binary::spawn(dir, CFG, nats_url, tag, &env).await
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@
 //! message stays un-acked) and stops on the rest.
 
 pub mod journal;
+pub mod lease;
 
 use crate::config::NatsConfig;
 use crate::health::Readiness;
@@ -312,6 +313,11 @@ impl Bus {
     /// The journal, positioned at its current tip.
     pub async fn journal(&self) -> Result<journal::Journal, BusError> {
         journal::Journal::open(self.js.clone(), self.state_stream.clone(), &self.prefix).await
+    }
+
+    /// The routing lease (its bucket created when missing).
+    pub async fn lease(&self, bucket: &str, ttl: Duration, replicas: usize) -> Result<lease::Lease, BusError> {
+        lease::open(&self.js, bucket, ttl, replicas).await
     }
 
     /// The largest message the server takes.

@@ -101,6 +101,8 @@ pub struct NatsConfig {
     pub state_bucket: String,
     /// Unused since ids are kept in the journal; accepted so older files load.
     pub dedupe_bucket: String,
+    /// Key-value bucket holding the routing lease (which instance routes).
+    pub lease_bucket: String,
     /// Durable consumer name on `OMNI_INBOUND` and `OMNI_AGENT`.
     pub consumer_name: String,
     /// Largest payload accepted; bigger ones are dead-lettered.
@@ -127,6 +129,7 @@ impl Default for NatsConfig {
             stream_replicas: 1,
             state_bucket: "omniroute_state".into(),
             dedupe_bucket: "omniroute_dedupe".into(),
+            lease_bucket: "omniroute_lease".into(),
             consumer_name: "omniroute".into(),
             max_payload_bytes: 1 << 20,
             batch_size: 256,
@@ -192,12 +195,16 @@ impl Default for LogConfig {
 pub struct RuntimeConfig {
     /// How long SIGTERM waits for in-flight work before giving up.
     pub shutdown_grace_secs: f64,
+    /// Time to live of the routing lease: a standby takes over at most this
+    /// long (plus a sixth of it) after the active router stops renewing.
+    pub lease_ttl_secs: f64,
 }
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             shutdown_grace_secs: 20.0,
+            lease_ttl_secs: 6.0,
         }
     }
 }

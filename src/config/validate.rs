@@ -399,6 +399,7 @@ impl Config {
         for (key, v) in [
             ("nats.state_bucket", &n.state_bucket),
             ("nats.dedupe_bucket", &n.dedupe_bucket),
+            ("nats.lease_bucket", &n.lease_bucket),
             ("nats.consumer_name", &n.consumer_name),
         ] {
             if let Err(e) = check_token(v) {
@@ -470,6 +471,14 @@ impl Config {
             p.add("log.level", &self.log.level, format!("not a log filter: {e}"));
         }
         p.seconds("runtime.shutdown_grace_secs", self.runtime.shutdown_grace_secs, 3_600.0);
+        p.seconds("runtime.lease_ttl_secs", self.runtime.lease_ttl_secs, 300.0);
+        if self.runtime.lease_ttl_secs > 0.0 && self.runtime.lease_ttl_secs < 1.0 {
+            p.add(
+                "runtime.lease_ttl_secs",
+                self.runtime.lease_ttl_secs,
+                "must be at least 1 second",
+            );
+        }
         p.seconds("routing.offer_timeout_secs", self.routing.offer_timeout_secs, 86_400.0);
         p.seconds(
             "routing.dedupe_retention_secs",

@@ -36,7 +36,7 @@ pub fn router(ready: Arc<Readiness>, metrics: Option<PrometheusHandle>) -> Route
 
 async fn ready_handler(State(s): State<AppState>) -> Response {
     match s.ready.check() {
-        Ok(()) => Json(json!({"status": "ready"})).into_response(),
+        Ok(()) => Json(json!({"status": "ready", "role": s.ready.role()})).into_response(),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "not_ready", "reason": reason})),

@@ -26,6 +26,8 @@ pub const DROPPED_OVERSIZE: &str = "omniroute_dropped_oversize_total";
 pub const ROUTING_TICK_SECONDS: &str = "omniroute_routing_tick_duration_seconds";
 pub const ROUTING_CANDIDATES: &str = "omniroute_routing_candidates_examined";
 pub const TIMERS_SCHEDULED: &str = "omniroute_timers_scheduled";
+pub const ROUTER_ACTIVE: &str = "omniroute_router_active";
+pub const PERMANENT_ERRORS: &str = "omniroute_permanent_errors_total";
 pub const JOURNAL_BYTES: &str = "omniroute_journal_bytes_total";
 pub const OUTBOX_PENDING: &str = "omniroute_outbox_pending";
 pub const SNAPSHOTS: &str = "omniroute_snapshots_total";
@@ -73,6 +75,14 @@ fn describe() {
     describe_counter!(
         DROPPED_OVERSIZE,
         "Outbound messages or state records over the server's max payload, dropped (should stay 0)."
+    );
+    describe_gauge!(
+        ROUTER_ACTIVE,
+        "1 while this instance holds the routing lease and routes; 0 while it stands by."
+    );
+    describe_counter!(
+        PERMANENT_ERRORS,
+        "Errors retrying cannot fix (routing stops until an operator acts), by kind."
     );
     describe_counter!(JOURNAL_BYTES, "Bytes appended to the state journal.");
     describe_gauge!(

@@ -3,6 +3,8 @@
 //! `omniroute::run`, and helpers that wait on events with deadlines.
 #![allow(dead_code)]
 
+pub mod binary;
+
 use async_nats::jetstream;
 use futures::StreamExt;
 use omniroute::config::Config;

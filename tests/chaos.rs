@@ -1,0 +1,317 @@
+//! Chaos: the compiled router is killed with SIGKILL at random moments
+//! (inside commits included, since it commits continuously under this load)
+//! while customers write in and a fleet of simulated agent desktops
+//! accepts, receives follow-ups and completes. Everything is checked from
+//! outside, on what JetStream holds:
+//!
+//! - lost: a contact published but never completed;
+//! - duplicated: a contact offered to an agent while another holds it or
+//!   has an open offer for it, or completed twice;
+//! - capacity violations: an agent holding more contacts than its capacity;
+//! - duplicate alerts: the same alert id delivered twice;
+//! - follow-ups lost: a customer's follow-up never shown to the agent.
+//!
+//! The last five must be 0. One machine-readable line is printed per run.
+//! `OMNIROUTE_CHAOS_RATE` (new contacts per second, for as long as the
+//! kills go on) and `OMNIROUTE_CHAOS_KILLS` size it: the defaults (40, 20)
+//! are the CI size; a release check uses 200 and 100.
+
+mod support;
+
+use async_nats::jetstream::{self, consumer};
+use futures::StreamExt;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+use support::binary::{spawn, wait_exit, wait_role};
+use support::NatsServer;
+
+const AGENTS: usize = 8;
+const CAPACITY: usize = 2;
+
+fn config() -> String {
+    let mut s = String::from(
+        r#"
+[routing]
+offer_timeout_secs = 600
+[sla.policies.p]
+# Short, so contacts waiting out a restart raise alerts (checked for
+# duplicates).
+first_response_secs = { chat = 2 }
+[[queues]]
+name = "q"
+channels = ["chat"]
+sla_policy = "p"
+"#,
+    );
+    for i in 0..AGENTS {
+        s.push_str(&format!(
+            "[[agents]]\nid = \"a{i}\"\ncapacity = {{ chat = {CAPACITY} }}\ninitial_status = \"available\"\n"
+        ));
+    }
+    s
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// What the fleet has seen, and the invariants it checks as it goes.
+#[derive(Default)]
+struct Ledger {
+    /// contact id → agent holding it (accepted, not completed).
+    holder: HashMap<String, String>,
+    /// contact id → agent with an open (not yet accepted) offer.
+    offered: HashMap<String, String>,
+    held: HashMap<String, usize>,
+    completed: HashMap<String, u32>,
+    completed_convs: HashSet<String>,
+    follow_ups_sent: HashSet<String>,
+    follow_ups_seen: HashSet<String>,
+    alerts: HashMap<String, u32>,
+    duplicated: u64,
+    capacity_violations: u64,
+}
+
+struct Desk {
+    js: jetstream::Context,
+    n: u64,
+}
+
+impl Desk {
+    async fn send(&mut self, subject: String, mut v: Value) {
+        self.n += 1;
+        let id = format!("chaos-{}-{}", self.n, std::process::id());
+        v["v"] = json!(1);
+        v["id"] = json!(id);
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("Nats-Msg-Id", id.as_str());
+        // JetStream must take it; while the router is down it still does.
+        let ack = self
+            .js
+            .publish_with_headers(subject, h, serde_json::to_vec(&v).expect("json").into())
+            .await
+            .expect("publish");
+        ack.await.expect("stream ack");
+    }
+
+    async fn agent(&mut self, agent: &str, ty: &str, contact: &str) {
+        let v = json!({"type": ty, "agent_id": agent, "contact_id": contact});
+        self.send(format!("omni.agent.{agent}.{ty}"), v).await;
+    }
+
+    async fn customer(&mut self, conv: &str, id: Option<&str>) {
+        let mut v = json!({"type": "message", "channel": "chat", "conversation_id": conv,
+            "customer": {"id": format!("cust-{conv}")}, "text": "hello"});
+        if let Some(id) = id {
+            // A follow-up with a known id, to find it on the desktop.
+            self.n += 1;
+            v["v"] = json!(1);
+            v["id"] = json!(id);
+            let mut h = async_nats::HeaderMap::new();
+            h.insert("Nats-Msg-Id", id);
+            let ack = self
+                .js
+                .publish_with_headers("omni.inbound.chat", h, serde_json::to_vec(&v).expect("json").into())
+                .await
+                .expect("publish");
+            ack.await.expect("stream ack");
+            return;
+        }
+        self.send("omni.inbound.chat".into(), v).await;
+    }
+}
+
+/// The desktops: read everything the router publishes, in stream order,
+/// and act like agents: accept every offer, send a follow-up as the
+/// customer once accepted, complete once the follow-up is shown.
+async fn fleet(
+    url: String,
+    ledger: std::sync::Arc<tokio::sync::Mutex<Ledger>>,
+    done: tokio::sync::watch::Sender<usize>,
+) {
+    let nc = async_nats::connect(&url).await.expect("connect");
+    let js = jetstream::new(nc);
+    let stream = js.get_stream("OMNI_OUTBOUND").await.expect("outbound stream");
+    let c = stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            deliver_policy: consumer::DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .expect("ordered consumer");
+    let mut msgs = c.messages().await.expect("messages");
+    let mut desk = Desk { js, n: 0 };
+    while let Some(Ok(m)) = msgs.next().await {
+        let subject = m.subject.to_string();
+        let v: Value = serde_json::from_slice(&m.payload).unwrap_or(Value::Null);
+        let contact = v["contact_id"].as_str().unwrap_or_default().to_string();
+        let mut act: Vec<(String, &str, String)> = Vec::new();
+        let mut follow_up = None;
+        {
+            let mut l = ledger.lock().await;
+            if let Some(agent) = subject.strip_prefix("omni.offer.") {
+                match v["kind"].as_str() {
+                    Some("offer") => {
+                        let other_holds = l.holder.get(&contact).is_some_and(|h| h != agent);
+                        let other_offer = l.offered.get(&contact).is_some_and(|h| h != agent);
+                        if other_holds || other_offer {
+                            l.duplicated += 1;
+                            eprintln!("chaos: {contact} offered to {agent} while held/offered elsewhere");
+                        }
+                        l.offered.insert(contact.clone(), agent.to_string());
+                        act.push((agent.to_string(), "accept", contact.clone()));
+                    }
+                    Some("message") => {
+                        if let Some(e) = v["event_id"].as_str() {
+                            if l.follow_ups_seen.insert(e.to_string()) && l.follow_ups_sent.contains(e) {
+                                act.push((agent.to_string(), "complete", contact.clone()));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            } else if subject == "omni.event.contact.accepted" {
+                let agent = v["agent_id"].as_str().unwrap_or_default().to_string();
+                l.offered.remove(&contact);
+                if l.holder.insert(contact.clone(), agent.clone()).is_none() {
+                    let n = l.held.entry(agent.clone()).or_default();
+                    *n += 1;
+                    if *n > CAPACITY {
+                        l.capacity_violations += 1;
+                    }
+                    let conv = v["conversation_id"].as_str().unwrap_or_default().to_string();
+                    let id = format!("fu-{contact}");
+                    l.follow_ups_sent.insert(id.clone());
+                    follow_up = Some((conv, id));
+                }
+            } else if subject == "omni.event.contact.completed" {
+                let n = l.completed.entry(contact.clone()).or_default();
+                *n += 1;
+                if *n > 1 {
+                    l.duplicated += 1;
+                    eprintln!("chaos: {contact} completed twice");
+                }
+                if let Some(agent) = l.holder.remove(&contact) {
+                    if let Some(h) = l.held.get_mut(&agent) {
+                        *h = h.saturating_sub(1);
+                    }
+                }
+                if let Some(conv) = v["conversation_id"].as_str() {
+                    l.completed_convs.insert(conv.to_string());
+                }
+                let _ = done.send(l.completed_convs.len());
+            } else if let Some(id) = subject.strip_prefix("omni.alert.").and(v["alert_id"].as_str()) {
+                *l.alerts.entry(id.to_string()).or_default() += 1;
+            }
+        }
+        if let Some((conv, id)) = follow_up {
+            desk.customer(&conv, Some(&id)).await;
+        }
+        for (agent, ty, contact) in act {
+            desk.agent(&agent, ty, &contact).await;
+        }
+    }
+}
+
+/// A cheap deterministic generator (no wall-clock seed: runs repeat).
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_nothing_and_doubles_nothing() {
+    let rate = env_usize("OMNIROUTE_CHAOS_RATE", 40).max(1);
+    let kills_wanted = env_usize("OMNIROUTE_CHAOS_KILLS", 20);
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = config();
+    // A killed router cannot release its lease; the next one takes over
+    // when it lapses (the production default is 6 s).
+    let env = [("OMNIROUTE_RUNTIME__LEASE_TTL_SECS", "1".to_string())];
+    let mut router = spawn(dir.path(), &cfg, &nats.url, "0", &env).await;
+
+    let ledger = std::sync::Arc::new(tokio::sync::Mutex::new(Ledger::default()));
+    let (done_tx, mut done_rx) = tokio::sync::watch::channel(0usize);
+    let fleet_task = tokio::spawn(fleet(nats.url.clone(), ledger.clone(), done_tx));
+
+    // Customers write in at a steady pace for as long as the kills go on.
+    let url = nats.url.clone();
+    let stop_load = tokio_util::sync::CancellationToken::new();
+    let load = tokio::spawn({
+        let stop = stop_load.clone();
+        async move {
+            let nc = async_nats::connect(&url).await.expect("connect");
+            let mut desk = Desk {
+                js: jetstream::new(nc),
+                n: 1_000_000,
+            };
+            let mut tick = tokio::time::interval(Duration::from_secs(1) / rate as u32);
+            let mut n = 0usize;
+            while !stop.is_cancelled() {
+                tick.tick().await;
+                desk.customer(&format!("conv-{n}"), None).await;
+                n += 1;
+            }
+            n
+        }
+    });
+
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut kills = 0;
+    while kills < kills_wanted {
+        // A random moment once it routes: mid-batch most of the time.
+        wait_role(&router, "active", Duration::from_secs(30)).await;
+        tokio::time::sleep(Duration::from_millis(20 + rng.below(250))).await;
+        kill(Pid::from_raw(router.child.id() as i32), Signal::SIGKILL).expect("SIGKILL");
+        wait_exit(&mut router.child, Duration::from_secs(10));
+        kills += 1;
+        router = spawn(dir.path(), &cfg, &nats.url, &kills.to_string(), &env).await;
+    }
+    stop_load.cancel();
+    let contacts = load.await.expect("load generator");
+
+    let all_done = tokio::time::timeout(Duration::from_secs(120), done_rx.wait_for(|n| *n >= contacts)).await;
+    let l = ledger.lock().await;
+    let follow_ups_lost = l.follow_ups_sent.difference(&l.follow_ups_seen).count();
+    let duplicate_alerts: u32 = l.alerts.values().map(|n| n - 1).sum();
+    let alerts = l.alerts.len();
+    let completed = l.completed_convs.len();
+    let report = json!({
+        "scenario": "kill9",
+        "kills": kills,
+        "contacts_published": contacts,
+        "completed": completed,
+        "lost": contacts - completed.min(contacts),
+        "duplicated": l.duplicated,
+        "capacity_violations": l.capacity_violations,
+        "duplicate_alerts": duplicate_alerts,
+        "follow_ups_lost": follow_ups_lost,
+        "alerts": alerts,
+    });
+    println!("{report}");
+    eprintln!("{report}");
+    assert!(all_done.is_ok(), "not every contact completed within 120 s: {report}");
+    for k in [
+        "lost",
+        "duplicated",
+        "capacity_violations",
+        "duplicate_alerts",
+        "follow_ups_lost",
+    ] {
+        assert_eq!(report[k], json!(0), "{k}: {report}");
+    }
+    drop(l);
+    fleet_task.abort();
+    kill(Pid::from_raw(router.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    assert!(wait_exit(&mut router.child, Duration::from_secs(30)).success());
+}

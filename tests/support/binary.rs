@@ -1,0 +1,86 @@
+//! The compiled `omniroute` binary as a child process: started on a free
+//! HTTP port, waited on until ready, killed or stopped by the test.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Proc {
+    pub child: Child,
+    pub http: SocketAddr,
+    pub log: std::path::PathBuf,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Starts the compiled binary with `config` (written into `dir`), logging
+/// JSON to `dir/omniroute-<tag>.log`, and waits until `/ready` says 200.
+pub async fn spawn(dir: &std::path::Path, config: &str, nats_url: &str, tag: &str, env: &[(&str, String)]) -> Proc {
+    let cfg = dir.join("omniroute.toml");
+    std::fs::write(&cfg, config).expect("write config");
+    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let log = dir.join(format!("omniroute-{tag}.log"));
+    let child = Command::new(env!("CARGO_BIN_EXE_omniroute"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("OMNIROUTE_NATS__URL", nats_url)
+        .env("OMNIROUTE_HTTP__LISTEN", http.to_string())
+        .env("OMNIROUTE_LOG__FORMAT", "json")
+        .env_remove("RUST_LOG")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::from(std::fs::File::create(&log).expect("log")))
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn omniroute");
+    let p = Proc { child, http, log };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok((200, _)) = super::http_get(p.http, "/ready").await {
+            return p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "binary not ready; log:\n{}",
+            std::fs::read_to_string(&p.log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+pub fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "process did not exit within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The role `/ready` reports (`active`, `standby`), empty when unreachable.
+pub async fn role(p: &Proc) -> String {
+    match super::http_get(p.http, "/ready").await {
+        Ok((_, body)) => serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["role"].as_str().map(str::to_string))
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Waits until the process reports `want`; returns how long that took.
+pub async fn wait_role(p: &Proc, want: &str, within: Duration) -> Duration {
+    let t = Instant::now();
+    super::eventually(within, &format!("role {want}"), || async {
+        (role(p).await == want).then_some(())
+    })
+    .await;
+    t.elapsed()
+}
