@@ -5,9 +5,8 @@
 //! - raw: N contact-sized messages published to a stream (acks awaited in
 //!   windows) and consumed with a durable pull consumer and explicit acks;
 //! - router: N contacts published to `omni.inbound.chat` until the N-th
-//!   `contact.offered` event is seen (each contact: consume, decide, write
-//!   contact + agent state + dedupe id to key-value, publish offer and two
-//!   events, ack);
+//!   `contact.offered` event is seen (each contact: consume, decide, one
+//!   journal append per batch, publish offer and two events, ack);
 //! - decision: the pure engine's `on_inbound` over N contacts and 500 agents,
 //!   with a backlog of waiting contacts, timed per call.
 
