@@ -183,3 +183,44 @@ async fn speaks_the_systemd_notify_protocol_with_a_watchdog() {
     }
     assert!(wait_exit(&mut p.child, Duration::from_secs(30)).success());
 }
+
+#[tokio::test]
+async fn an_accept_sent_while_the_router_was_down_wins_over_the_expiry_that_fell_due() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut c = Client::connect(&nats.url).await;
+    let env = [("OMNIROUTE_ROUTING__OFFER_TIMEOUT_SECS", "5".to_string())];
+    let mut p = spawn_with(dir.path(), &nats.url, "1", &env).await;
+    c.contact("email", "one", json!({})).await;
+    let o = c.any_offer("alpha").await;
+    let cid = o["contact_id"].as_str().expect("cid").to_string();
+    p.child.kill().expect("SIGKILL");
+    wait_exit(&mut p.child, Duration::from_secs(10));
+    // While the router is down, other agents keep working (a backlog of
+    // several batches) and the agent accepts in time, behind that backlog...
+    for _ in 0..700 {
+        c.agent("beta", "presence", json!({"status": "offline"})).await;
+    }
+    c.agent("alpha", "accept", json!({"contact_id": cid})).await;
+    // ...and the router comes back only after the offer's deadline: the
+    // scenario needs that wall-clock moment to have passed.
+    let expires: chrono::DateTime<chrono::Utc> = o["expires_at"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("expires_at");
+    let left = (expires - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(left + Duration::from_millis(300)).await;
+    let mut p2 = spawn_with(dir.path(), &nats.url, "2", &env).await;
+    c.expect("omni.event.contact.accepted", WAIT, |v| v["contact_id"] == cid.as_str())
+        .await;
+    let rest = c.drain_received().await;
+    assert!(
+        !rest.iter().any(
+            |(s, v)| (s == "omni.event.contact.offer_expired" || s == "omni.event.contact.rejected")
+                && v["contact_id"] == cid.as_str()
+        ),
+        "the downtime counted against the agent: {rest:?}"
+    );
+    kill(Pid::from_raw(p2.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    assert!(wait_exit(&mut p2.child, Duration::from_secs(30)).success());
+}

@@ -84,6 +84,10 @@ pub struct Delivery {
     pub payload: Bytes,
     /// Stream sequence: a stable id for the dead letter of this message.
     pub stream_seq: u64,
+    /// When JetStream stored it (its arrival time, whatever the delay since).
+    pub published: chrono::DateTime<chrono::Utc>,
+    /// Messages still waiting for this consumer after this one.
+    pub pending: u64,
     msg: jetstream::Message,
 }
 
@@ -315,6 +319,25 @@ impl Bus {
         journal::Journal::open(self.js.clone(), self.state_stream.clone(), &self.prefix).await
     }
 
+    /// What a durable consumer holds: (stored, never delivered; delivered,
+    /// not acknowledged). `None` when the consumer does not exist.
+    pub async fn backlog(&self, cfg: &NatsConfig, source: Source) -> Result<Option<(u64, u64)>, BusError> {
+        let what = match source {
+            Source::Inbound => "INBOUND",
+            Source::Agent => "AGENT",
+        };
+        let stream = self
+            .js
+            .get_stream(stream_name(&self.prefix, what))
+            .await
+            .map_err(transient("reading a stream"))?;
+        let Ok(mut c) = stream.get_consumer::<pull::Config>(&cfg.consumer_name).await else {
+            return Ok(None);
+        };
+        let info = c.info().await.map_err(transient("reading a consumer"))?;
+        Ok(Some((info.num_pending, info.num_ack_pending as u64)))
+    }
+
     /// The routing lease (its bucket created when missing).
     pub async fn lease(&self, bucket: &str, ttl: Duration, replicas: usize) -> Result<lease::Lease, BusError> {
         lease::open(&self.js, bucket, ttl, replicas).await
@@ -434,12 +457,17 @@ impl Bus {
                     None => continue 'outer,
                     Some(Ok(msg)) => {
                         backoff = Duration::from_millis(100);
-                        let stream_seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
+                        let (stream_seq, published, pending) = msg
+                            .info()
+                            .map(|i| (i.stream_sequence, i.published, i.pending))
+                            .unwrap_or((0, chrono::Utc::now(), 0));
                         let d = Delivery {
                             source,
                             subject: msg.subject.to_string(),
                             payload: msg.payload.clone(),
                             stream_seq,
+                            published,
+                            pending,
                             msg,
                         };
                         if tx.send(d).await.is_err() {

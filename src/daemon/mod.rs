@@ -5,6 +5,7 @@
 //! One task owns the [`Engine`]. It takes whatever deliveries are ready (up to
 //! a batch), applies them in order, fires due timers, then commits the batch.
 
+mod catchup;
 mod commit;
 mod recover;
 
@@ -44,6 +45,9 @@ pub enum DaemonError {
 /// the systemd watchdog) shows it is alive even when idle.
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
 
+/// How often held-back timers are looked at while catching up.
+const CATCH_UP_POLL: Duration = Duration::from_millis(250);
+
 /// A batch waiting for its commit.
 #[derive(Default)]
 struct Pending {
@@ -74,6 +78,8 @@ pub struct Daemon {
     ready: Arc<Readiness>,
     /// Whether this router has state from an earlier run.
     ran_before: bool,
+    /// Holds timers back while inputs from the downtime are read.
+    catch_up: catchup::CatchUp,
 }
 
 fn subject_of(prefix: &str, s: &OutSubject) -> String {
@@ -123,6 +129,27 @@ impl Daemon {
             "Routing state loaded."
         );
         let part_limit = bus.max_payload().saturating_sub(8 << 10).max(64 << 10);
+        let mut backlog = [
+            (Source::Inbound, catchup::Backlog::default()),
+            (Source::Agent, catchup::Backlog::default()),
+        ];
+        for (source, b) in &mut backlog {
+            if let Some((pending, unacked)) = bus.backlog(&cfg.nats, *source).await? {
+                *b = catchup::Backlog { pending, unacked };
+            }
+        }
+        let since = DateTime::from_timestamp_millis(r.durable.last_commit_ms)
+            .filter(|_| r.durable.last_commit_ms > 0)
+            .unwrap_or(now);
+        let catch_up = catchup::CatchUp::new(
+            backlog,
+            since,
+            Duration::from_secs_f64(cfg.nats.ack_wait_secs),
+            Instant::now(),
+        );
+        if catch_up.active() {
+            tracing::info!(stopped_at = %since, inbound = ?backlog[0].1, agent = ?backlog[1].1, "Input arrived while stopped: timers wait for it.");
+        }
         let needs_snapshot = r.snapshot.is_none();
         let mut d = Daemon {
             cfg,
@@ -139,6 +166,7 @@ impl Daemon {
             last_prune: now,
             ready,
             ran_before,
+            catch_up,
         };
         if needs_snapshot {
             // The id key (and any imported records) must be durable before
@@ -162,12 +190,16 @@ impl Daemon {
         let batch = self.cfg.nats.batch_size;
         let mut buf = Vec::with_capacity(batch);
         loop {
-            let sleep_for = self
-                .engine
-                .next_deadline()
-                .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
-                .unwrap_or(HEARTBEAT)
-                .min(HEARTBEAT);
+            let sleep_for = if self.catch_up.active() {
+                // Due timers are held back: look again soon, not at once.
+                CATCH_UP_POLL
+            } else {
+                self.engine
+                    .next_deadline()
+                    .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+                    .unwrap_or(HEARTBEAT)
+                    .min(HEARTBEAT)
+            };
             self.ready.beat();
             tokio::select! {
                 biased;
@@ -178,6 +210,7 @@ impl Daemon {
                     let now = Utc::now();
                     let mut pending = Pending::default();
                     for d in buf.drain(..) {
+                        self.catch_up.saw(d.source, d.published, d.pending, Instant::now());
                         self.process(d, now, &mut pending);
                     }
                     // Inputs first, then due timers: an accept or respond that
@@ -198,7 +231,8 @@ impl Daemon {
 
     /// Fires due timers. The heartbeat calls it too: it costs the timers
     /// due, and the core offers nothing on it unless a timer changed something.
-    fn tick(&mut self, now: DateTime<Utc>) {
+    fn tick(&mut self, wall: DateTime<Utc>) {
+        let now = self.catch_up.timer_clock(wall, Instant::now());
         self.prune_ids(now);
         let t = Instant::now();
         self.engine.on_tick(now);

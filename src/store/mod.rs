@@ -250,6 +250,9 @@ pub struct Durable {
     pub ids: IdSet,
     /// Journal sequence of the last entry applied.
     pub tip: u64,
+    /// Commit time of the last batch applied (ms since the epoch, 0 if none):
+    /// about when the router that wrote it stopped.
+    pub last_commit_ms: i64,
     /// Parts of a batch whose last part has not been read yet.
     open: Vec<Batch>,
 }
@@ -261,11 +264,13 @@ impl Durable {
             outbox: Outbox::default(),
             ids,
             tip: 0,
+            last_commit_ms: 0,
             open: Vec::new(),
         }
     }
 
     fn apply_batch(&mut self, b: Batch) {
+        self.last_commit_ms = self.last_commit_ms.max(b.at_ms);
         for (k, v) in b.changes {
             match v {
                 Some(v) => {

@@ -1,0 +1,174 @@
+//! After an outage, timers wait for the inputs that arrived during it.
+//!
+//! While the router was down, agents kept answering and customers kept
+//! writing: JetStream holds those inputs. If the offer expiries and SLA
+//! thresholds that fell due meanwhile fired first, an agent who accepted in
+//! time would have the offer expired (and could be set away) for the
+//! router's downtime. So at start-up each input source with a backlog
+//! holds the timer clock back: timers fire only up to the stream time
+//! (arrival) of the inputs processed so far, until the source has caught
+//! up. A source whose messages were delivered to the stopped router but
+//! not acknowledged is redelivered only after the ack wait, so it holds
+//! the clock until then.
+//!
+//! Invariant: the timer clock never passes the arrival time of an input
+//! that is still unprocessed in a lagging source, and never goes back.
+
+use crate::bus::Source;
+use chrono::{DateTime, Utc};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy)]
+struct Lag {
+    /// Arrival time of the last input processed from this source.
+    clock: DateTime<Utc>,
+    /// Messages were in flight to the stopped router: wait for their
+    /// redelivery until this instant even once the backlog is read.
+    redelivery_until: Option<Instant>,
+    /// The backlog (messages never delivered) is read.
+    drained: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct CatchUp {
+    lag: [Option<Lag>; 2],
+    /// The clock handed out last: it never goes back.
+    last: Option<DateTime<Utc>>,
+}
+
+/// What a consumer held at start-up.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Backlog {
+    /// Stored, never delivered.
+    pub pending: u64,
+    /// Delivered to the stopped router, not acknowledged.
+    pub unacked: u64,
+}
+
+fn ix(s: Source) -> usize {
+    match s {
+        Source::Inbound => 0,
+        Source::Agent => 1,
+    }
+}
+
+impl CatchUp {
+    /// `since`: about when the router stopped (its last commit).
+    /// `ack_wait`: after it, unacknowledged messages are redelivered.
+    pub fn new(backlog: [(Source, Backlog); 2], since: DateTime<Utc>, ack_wait: Duration, now: Instant) -> CatchUp {
+        let mut c = CatchUp::default();
+        for (s, b) in backlog {
+            if b.pending == 0 && b.unacked == 0 {
+                continue;
+            }
+            c.lag[ix(s)] = Some(Lag {
+                clock: since,
+                redelivery_until: (b.unacked > 0).then(|| now + ack_wait + Duration::from_secs(2)),
+                drained: b.pending == 0,
+            });
+        }
+        c
+    }
+
+    pub fn active(&self) -> bool {
+        self.lag.iter().any(Option::is_some)
+    }
+
+    /// An input from `source` that arrived at `published`, with `pending`
+    /// more behind it.
+    pub fn saw(&mut self, source: Source, published: DateTime<Utc>, pending: u64, now: Instant) {
+        let slot = &mut self.lag[ix(source)];
+        if let Some(l) = slot {
+            l.clock = l.clock.max(published);
+            l.drained |= pending == 0;
+            if l.drained && l.redelivery_until.is_none_or(|t| now >= t) {
+                *slot = None;
+                tracing::info!(source = ?source, "Caught up with the input that arrived while stopped; timers run on.");
+            }
+        }
+    }
+
+    /// The time due timers may fire up to, given the wall clock.
+    pub fn timer_clock(&mut self, wall: DateTime<Utc>, now: Instant) -> DateTime<Utc> {
+        for slot in &mut self.lag {
+            if let Some(l) = slot {
+                if l.drained && l.redelivery_until.is_some_and(|t| now >= t) {
+                    *slot = None;
+                }
+            }
+        }
+        let mut clock = self
+            .lag
+            .iter()
+            .flatten()
+            .map(|l| l.clock)
+            .min()
+            .unwrap_or(wall)
+            .min(wall);
+        if let Some(last) = self.last {
+            clock = clock.max(last);
+        }
+        self.last = Some(clock);
+        clock
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_lagging_source_holds_timers_at_its_inputs_arrival_until_drained() {
+        let i0 = Instant::now();
+        let b = [
+            (Source::Inbound, Backlog::default()),
+            (Source::Agent, Backlog { pending: 2, unacked: 0 }),
+        ];
+        let mut c = CatchUp::new(b, t(0), Duration::from_secs(30), i0);
+        assert_eq!(c.timer_clock(t(100), i0), t(0), "held at the stop");
+        c.saw(Source::Agent, t(10), 1, i0);
+        assert_eq!(c.timer_clock(t(100), i0), t(10), "up to the input read");
+        // An input from a source without backlog does not move it.
+        c.saw(Source::Inbound, t(100), 0, i0);
+        assert_eq!(c.timer_clock(t(100), i0), t(10));
+        c.saw(Source::Agent, t(20), 0, i0);
+        assert!(!c.active());
+        assert_eq!(c.timer_clock(t(100), i0), t(100), "caught up: wall clock");
+    }
+
+    #[test]
+    fn in_flight_messages_hold_the_clock_until_their_redelivery() {
+        let i0 = Instant::now();
+        let b = [
+            (Source::Inbound, Backlog { pending: 0, unacked: 3 }),
+            (Source::Agent, Backlog::default()),
+        ];
+        let mut c = CatchUp::new(b, t(0), Duration::from_secs(30), i0);
+        c.saw(Source::Inbound, t(5), 0, i0);
+        assert_eq!(c.timer_clock(t(100), i0), t(5), "still waiting for the redelivery");
+        let later = i0 + Duration::from_secs(33);
+        assert_eq!(c.timer_clock(t(133), later), t(133));
+        assert!(!c.active());
+    }
+
+    #[test]
+    fn nothing_waiting_means_no_hold_and_the_clock_never_goes_back() {
+        let i0 = Instant::now();
+        let mut c = CatchUp::new(
+            [
+                (Source::Inbound, Backlog::default()),
+                (Source::Agent, Backlog::default()),
+            ],
+            t(0),
+            Duration::from_secs(30),
+            i0,
+        );
+        assert!(!c.active());
+        assert_eq!(c.timer_clock(t(50), i0), t(50));
+        assert_eq!(c.timer_clock(t(40), i0), t(50), "a wall clock stepping back does not");
+    }
+}
