@@ -11,6 +11,13 @@
 //! - duplicate alerts: the same alert id delivered twice;
 //! - follow-ups lost: a customer's follow-up never shown to the agent.
 //!
+//! At the same time some agents misbehave (one never answers and is set
+//! away after missed offers; others answer twice, accept offers meant for
+//! someone else, complete contacts that do not exist) and a storm of bad
+//! input (random bytes, truncated JSON, wrong types, unknown versions, a
+//! 300 KB field) is mixed with the good: every bad message must be
+//! dead-lettered once, and none may disturb the good ones.
+//!
 //! The last five must be 0. One machine-readable line is printed per run.
 //! `OMNIROUTE_CHAOS_RATE` (new contacts per second, for as long as the
 //! kills go on) and `OMNIROUTE_CHAOS_KILLS` size it: the defaults (40, 20)
@@ -35,7 +42,7 @@ fn config() -> String {
     let mut s = String::from(
         r#"
 [routing]
-offer_timeout_secs = 600
+offer_timeout_secs = 3
 [sla.policies.p]
 # Short, so contacts waiting out a restart raise alerts (checked for
 # duplicates).
@@ -51,6 +58,8 @@ sla_policy = "p"
             "[[agents]]\nid = \"a{i}\"\ncapacity = {{ chat = {CAPACITY} }}\ninitial_status = \"available\"\n"
         ));
     }
+    // Never answers: its offers expire and are offered to others.
+    s.push_str("[[agents]]\nid = \"mute\"\ncapacity = { chat = 1 }\ninitial_status = \"available\"\n");
     s
 }
 
@@ -71,6 +80,9 @@ struct Ledger {
     follow_ups_sent: HashSet<String>,
     follow_ups_seen: HashSet<String>,
     alerts: HashMap<String, u32>,
+    dead_letters: u64,
+    offers: u64,
+    mute_offers: u64,
     duplicated: u64,
     capacity_violations: u64,
 }
@@ -130,7 +142,7 @@ impl Desk {
 async fn fleet(
     url: String,
     ledger: std::sync::Arc<tokio::sync::Mutex<Ledger>>,
-    done: tokio::sync::watch::Sender<usize>,
+    done: tokio::sync::watch::Sender<(usize, u64)>,
 ) {
     let nc = async_nats::connect(&url).await.expect("connect");
     let js = jetstream::new(nc);
@@ -154,6 +166,10 @@ async fn fleet(
             let mut l = ledger.lock().await;
             if let Some(agent) = subject.strip_prefix("omni.offer.") {
                 match v["kind"].as_str() {
+                    Some("offer") if agent == "mute" => {
+                        l.offered.insert(contact.clone(), agent.to_string());
+                        l.mute_offers += 1;
+                    }
                     Some("offer") => {
                         let other_holds = l.holder.get(&contact).is_some_and(|h| h != agent);
                         let other_offer = l.offered.get(&contact).is_some_and(|h| h != agent);
@@ -162,6 +178,20 @@ async fn fleet(
                             eprintln!("chaos: {contact} offered to {agent} while held/offered elsewhere");
                         }
                         l.offered.insert(contact.clone(), agent.to_string());
+                        l.offers += 1;
+                        if l.offers % 7 == 0 {
+                            // Misbehaving desktops: someone else grabs the
+                            // offer, a contact that does not exist is
+                            // completed, and the right agent answers twice.
+                            let other = if agent == "a0" { "a1" } else { "a0" };
+                            act.push((other.to_string(), "accept", contact.clone()));
+                            act.push((
+                                agent.to_string(),
+                                "complete",
+                                "c-00000000000000000000000000000000".into(),
+                            ));
+                            act.push((agent.to_string(), "accept", contact.clone()));
+                        }
                         act.push((agent.to_string(), "accept", contact.clone()));
                     }
                     Some("message") => {
@@ -173,6 +203,11 @@ async fn fleet(
                     }
                     _ => {}
                 }
+            } else if subject == "omni.event.contact.offer_expired" {
+                l.offered.remove(&contact);
+            } else if subject.starts_with("omni.dlq.") {
+                l.dead_letters += 1;
+                let _ = done.send((l.completed_convs.len(), l.dead_letters));
             } else if subject == "omni.event.contact.accepted" {
                 let agent = v["agent_id"].as_str().unwrap_or_default().to_string();
                 l.offered.remove(&contact);
@@ -202,7 +237,7 @@ async fn fleet(
                 if let Some(conv) = v["conversation_id"].as_str() {
                     l.completed_convs.insert(conv.to_string());
                 }
-                let _ = done.send(l.completed_convs.len());
+                let _ = done.send((l.completed_convs.len(), l.dead_letters));
             } else if let Some(id) = subject.strip_prefix("omni.alert.").and(v["alert_id"].as_str()) {
                 *l.alerts.entry(id.to_string()).or_default() += 1;
             }
@@ -213,6 +248,28 @@ async fn fleet(
         for (agent, ty, contact) in act {
             desk.agent(&agent, ty, &contact).await;
         }
+    }
+}
+
+/// The `n`-th bad message of the storm: (subject, payload).
+fn bad_message(n: u64, rng: &mut Rng) -> (String, Vec<u8>) {
+    let good = br#"{"v":1,"id":"x","type":"message","channel":"chat","conversation_id":"c","customer":{"id":"k"}}"#;
+    match n % 6 {
+        0 => ("omni.inbound.chat".into(), (0..64).map(|_| rng.below(256) as u8).collect()),
+        1 => ("omni.inbound.chat".into(), good[..good.len() / 2].to_vec()),
+        2 => (
+            "omni.inbound.chat".into(),
+            format!(r#"{{"v":1,"id":"bad-{n}","type":"message","channel":"chat","conversation_id":5,"customer":{{"id":"k"}}}}"#).into_bytes(),
+        ),
+        3 => (
+            "omni.inbound.email".into(),
+            format!(r#"{{"v":99,"id":"bad-{n}","type":"message","channel":"email","conversation_id":"c","customer":{{"id":"k"}}}}"#).into_bytes(),
+        ),
+        4 => (
+            "omni.agent.a0.accept".into(),
+            format!(r#"{{"v":1,"id":"bad-{n}","type":"accept","agent_id":"a0","contact_id":{}}}"#, "7".repeat(300_000)).into_bytes(),
+        ),
+        _ => ("omni.agent.a1.complete".into(), br#"{"v":1,"type":"complete"}"#.to_vec()),
     }
 }
 
@@ -241,7 +298,7 @@ async fn kill_9_under_load_loses_nothing_and_doubles_nothing() {
     let mut router = spawn(dir.path(), &cfg, &nats.url, "0", &env).await;
 
     let ledger = std::sync::Arc::new(tokio::sync::Mutex::new(Ledger::default()));
-    let (done_tx, mut done_rx) = tokio::sync::watch::channel(0usize);
+    let (done_tx, mut done_rx) = tokio::sync::watch::channel((0usize, 0u64));
     let fleet_task = tokio::spawn(fleet(nats.url.clone(), ledger.clone(), done_tx));
 
     // Customers write in at a steady pace for as long as the kills go on.
@@ -266,6 +323,29 @@ async fn kill_9_under_load_loses_nothing_and_doubles_nothing() {
         }
     });
 
+    // Bad input, mixed with the good for the whole run.
+    let url = nats.url.clone();
+    let storm = tokio::spawn({
+        let stop = stop_load.clone();
+        async move {
+            let js = jetstream::new(async_nats::connect(&url).await.expect("connect"));
+            let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            let mut n = 0u64;
+            while !stop.is_cancelled() {
+                tick.tick().await;
+                let (subject, payload) = bad_message(n, &mut rng);
+                js.publish(subject, payload.into())
+                    .await
+                    .expect("publish")
+                    .await
+                    .expect("stream ack");
+                n += 1;
+            }
+            n
+        }
+    });
+
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut kills = 0;
     while kills < kills_wanted {
@@ -279,15 +359,20 @@ async fn kill_9_under_load_loses_nothing_and_doubles_nothing() {
     }
     stop_load.cancel();
     let contacts = load.await.expect("load generator");
+    let bad = storm.await.expect("bad input storm");
 
-    let all_done = tokio::time::timeout(Duration::from_secs(120), done_rx.wait_for(|n| *n >= contacts)).await;
+    let all_done = tokio::time::timeout(
+        Duration::from_secs(120),
+        done_rx.wait_for(|(c, d)| *c >= contacts && *d >= bad),
+    )
+    .await;
     let l = ledger.lock().await;
     let follow_ups_lost = l.follow_ups_sent.difference(&l.follow_ups_seen).count();
     let duplicate_alerts: u32 = l.alerts.values().map(|n| n - 1).sum();
     let alerts = l.alerts.len();
     let completed = l.completed_convs.len();
     let report = json!({
-        "scenario": "kill9",
+        "scenario": "kill9_misbehaving_agents_bad_input",
         "kills": kills,
         "contacts_published": contacts,
         "completed": completed,
@@ -297,10 +382,17 @@ async fn kill_9_under_load_loses_nothing_and_doubles_nothing() {
         "duplicate_alerts": duplicate_alerts,
         "follow_ups_lost": follow_ups_lost,
         "alerts": alerts,
+        "bad_input_published": bad,
+        "bad_input_dead_lettered": l.dead_letters,
+        "offers_answered_badly": l.offers / 7,
+        "offers_never_answered": l.mute_offers,
     });
     println!("{report}");
     eprintln!("{report}");
-    assert!(all_done.is_ok(), "not every contact completed within 120 s: {report}");
+    assert!(
+        all_done.is_ok(),
+        "not every contact completed (or bad message dead-lettered) within 120 s: {report}"
+    );
     for k in [
         "lost",
         "duplicated",
@@ -310,6 +402,10 @@ async fn kill_9_under_load_loses_nothing_and_doubles_nothing() {
     ] {
         assert_eq!(report[k], json!(0), "{k}: {report}");
     }
+    assert_eq!(
+        report["bad_input_dead_lettered"], report["bad_input_published"],
+        "every bad message dead-lettered once: {report}"
+    );
     drop(l);
     fleet_task.abort();
     kill(Pid::from_raw(router.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
