@@ -7,6 +7,10 @@
 //! - router: N contacts published to `omni.inbound.chat` until the N-th
 //!   `contact.offered` event is seen (each contact: consume, decide, one
 //!   journal append per batch, publish offer and two events, ack);
+//! - lifecycle: the same N contacts on a fresh server, each offered, then
+//!   accepted and completed by simulated agent desktops (two agent events
+//!   through JetStream), until the N-th `contact.completed` is seen: three
+//!   inputs, one offer and four lifecycle events per contact;
 //! - decision: the pure engine's `on_inbound` over N contacts and 500 agents,
 //!   with a backlog of waiting contacts, timed per call.
 
@@ -132,6 +136,71 @@ async fn router(url: &str, n: usize) -> (f64, String) {
     (rate, metrics)
 }
 
+/// Contacts per second through the whole lifecycle: inbound → offer →
+/// accept → complete, the desktops answering every offer at once.
+async fn lifecycle(url: &str, n: usize) -> f64 {
+    let d = support::Daemon::start(support::config(url, &config_toml())).await;
+    let nc = async_nats::connect(url).await.expect("connect");
+    let mut offers = nc.subscribe("omni.offer.>").await.expect("sub");
+    let mut completed = nc.subscribe("omni.event.contact.completed").await.expect("sub");
+    nc.flush().await.expect("flush");
+    let js = jetstream::new(nc.clone());
+    let t = Instant::now();
+    // Acknowledgements are awaited by a task of their own, so the desks
+    // keep publishing while JetStream confirms.
+    let (ack_tx, mut ack_rx) = tokio::sync::mpsc::channel::<jetstream::context::PublishAckFuture>(4096);
+    let acker = tokio::spawn(async move {
+        while let Some(a) = ack_rx.recv().await {
+            a.await.expect("ack");
+        }
+    });
+    let desks = tokio::spawn({
+        let js = js.clone();
+        async move {
+            let mut k = 0usize;
+            while let Some(m) = offers.next().await {
+                let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap_or_default();
+                let (Some(agent), Some(cid)) = (v["agent_id"].as_str(), v["contact_id"].as_str()) else {
+                    continue;
+                };
+                if v["kind"] != "offer" {
+                    continue;
+                }
+                for ty in ["accept", "complete"] {
+                    k += 1;
+                    let body =
+                        json!({"v": 1, "id": format!("desk-{k}"), "type": ty, "agent_id": agent, "contact_id": cid});
+                    let msg = jetstream::message::PublishMessage::build()
+                        .payload(serde_json::to_vec(&body).unwrap_or_default().into())
+                        .message_id(format!("desk-{k}"));
+                    let ack = js
+                        .send_publish(format!("omni.agent.{agent}.{ty}"), msg)
+                        .await
+                        .expect("publish");
+                    if ack_tx.send(ack).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let counter = tokio::spawn(async move {
+        for _ in 0..n {
+            tokio::time::timeout(Duration::from_secs(60), completed.next())
+                .await
+                .expect("completions keep coming")
+                .expect("open");
+        }
+    });
+    publish_all(&js, "omni.inbound.chat", n, true).await;
+    counter.await.expect("counter");
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    desks.abort();
+    acker.abort();
+    d.stop().await;
+    rate
+}
+
 fn decision(n: usize) -> serde_json::Value {
     let toml = config_toml();
     let cfg =
@@ -187,11 +256,14 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let (raw_rate, router_rate, metrics) = rt.block_on(async {
+    let (raw_rate, router_rate, metrics, lifecycle_rate) = rt.block_on(async {
         let nats = support::NatsServer::start();
         let raw_rate = raw(&nats.url, n).await;
         let (router_rate, metrics) = router(&nats.url, n).await;
-        (raw_rate, router_rate, metrics)
+        drop(nats);
+        let fresh = support::NatsServer::start();
+        let lifecycle_rate = lifecycle(&fresh.url, n).await;
+        (raw_rate, router_rate, metrics, lifecycle_rate)
     });
     let commit_count = metrics
         .lines()
@@ -206,6 +278,8 @@ fn main() {
         "router_contacts_per_sec": router_rate.round(),
         "router_vs_raw": (router_rate / raw_rate * 1000.0).round() / 1000.0,
         "router_batches": commit_count,
+        "lifecycle_contacts_per_sec": lifecycle_rate.round(),
+        "lifecycle_vs_raw": (lifecycle_rate / raw_rate * 1000.0).round() / 1000.0,
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
     });
     if let (Some(o), serde_json::Value::Object(d)) = (out.as_object_mut(), decision(n)) {
