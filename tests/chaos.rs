@@ -98,15 +98,7 @@ impl Desk {
         let id = format!("chaos-{}-{}", self.n, std::process::id());
         v["v"] = json!(1);
         v["id"] = json!(id);
-        let mut h = async_nats::HeaderMap::new();
-        h.insert("Nats-Msg-Id", id.as_str());
-        // JetStream must take it; while the router is down it still does.
-        let ack = self
-            .js
-            .publish_with_headers(subject, h, serde_json::to_vec(&v).expect("json").into())
-            .await
-            .expect("publish");
-        ack.await.expect("stream ack");
+        publish(&self.js, subject, &id, serde_json::to_vec(&v).expect("json")).await;
     }
 
     async fn agent(&mut self, agent: &str, ty: &str, contact: &str) {
@@ -115,25 +107,90 @@ impl Desk {
     }
 
     async fn customer(&mut self, conv: &str, id: Option<&str>) {
-        let mut v = json!({"type": "message", "channel": "chat", "conversation_id": conv,
+        let v = json!({"type": "message", "channel": "chat", "conversation_id": conv,
             "customer": {"id": format!("cust-{conv}")}, "text": "hello"});
-        if let Some(id) = id {
+        match id {
             // A follow-up with a known id, to find it on the desktop.
-            self.n += 1;
-            v["v"] = json!(1);
-            v["id"] = json!(id);
-            let mut h = async_nats::HeaderMap::new();
-            h.insert("Nats-Msg-Id", id);
-            let ack = self
-                .js
-                .publish_with_headers("omni.inbound.chat", h, serde_json::to_vec(&v).expect("json").into())
-                .await
-                .expect("publish");
-            ack.await.expect("stream ack");
-            return;
+            Some(id) => {
+                let mut v = v;
+                v["v"] = json!(1);
+                v["id"] = json!(id);
+                publish(
+                    &self.js,
+                    "omni.inbound.chat".into(),
+                    id,
+                    serde_json::to_vec(&v).expect("json"),
+                )
+                .await;
+            }
+            None => self.send("omni.inbound.chat".into(), v).await,
         }
-        self.send("omni.inbound.chat".into(), v).await;
     }
+}
+
+/// Publishes until JetStream takes it: while the router is down it still
+/// does, and while nats-server restarts the publish is retried under the
+/// same `Nats-Msg-Id` (stored once).
+async fn publish(js: &jetstream::Context, subject: String, id: &str, payload: Vec<u8>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("Nats-Msg-Id", id);
+        if let Ok(ack) = js
+            .publish_with_headers(subject.clone(), h, payload.clone().into())
+            .await
+        {
+            if ack.await.is_ok() {
+                return;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "JetStream did not take {subject} for 60 s"
+        );
+        // Back off while the server is away (a retry pace, not a wait on an event).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Everything the router publishes, in stream order, exactly once: read
+/// with an ordered consumer that is made again from the next sequence
+/// whenever it fails (a nats-server restart ends it).
+fn outbound(js: jetstream::Context) -> tokio::sync::mpsc::Receiver<(String, bytes::Bytes)> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    tokio::spawn(async move {
+        let mut next = 1u64;
+        loop {
+            let consumer = async {
+                let stream = js.get_stream("OMNI_OUTBOUND").await.ok()?;
+                let c = stream
+                    .create_consumer(consumer::pull::OrderedConfig {
+                        deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: next },
+                        ..Default::default()
+                    })
+                    .await
+                    .ok()?;
+                c.messages().await.ok()
+            };
+            if let Some(mut msgs) = consumer.await {
+                while let Some(Ok(m)) = msgs.next().await {
+                    let Ok(seq) = m.info().map(|i| i.stream_sequence) else {
+                        break;
+                    };
+                    if seq < next {
+                        continue;
+                    }
+                    next = seq + 1;
+                    if tx.send((m.subject.to_string(), m.payload.clone())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            // The server is away: try again shortly (a retry pace).
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    rx
 }
 
 /// The desktops: read everything the router publishes, in stream order,
@@ -146,19 +203,11 @@ async fn fleet(
 ) {
     let nc = async_nats::connect(&url).await.expect("connect");
     let js = jetstream::new(nc);
-    let stream = js.get_stream("OMNI_OUTBOUND").await.expect("outbound stream");
-    let c = stream
-        .create_consumer(consumer::pull::OrderedConfig {
-            deliver_policy: consumer::DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .expect("ordered consumer");
-    let mut msgs = c.messages().await.expect("messages");
+    let mut msgs = outbound(js.clone());
     let mut desk = Desk { js, n: 0 };
-    while let Some(Ok(m)) = msgs.next().await {
-        let subject = m.subject.to_string();
-        let v: Value = serde_json::from_slice(&m.payload).unwrap_or(Value::Null);
+    while let Some(m) = msgs.recv().await {
+        let (subject, payload) = m;
+        let v: Value = serde_json::from_slice(&payload).unwrap_or(Value::Null);
         let contact = v["contact_id"].as_str().unwrap_or_default().to_string();
         let mut act: Vec<(String, &str, String)> = Vec::new();
         let mut follow_up = None;
@@ -287,9 +336,39 @@ impl Rng {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_nothing_and_doubles_nothing() {
+    let kills = env_usize("OMNIROUTE_CHAOS_KILLS", 20);
+    run("kill9_misbehaving_agents_bad_input", Disrupt::KillRouter(kills)).await;
+}
+
+/// Not in CI yet: with one restart it passes; with two or more, the
+/// simulated desktops stop answering after the second restart while the
+/// router goes on offering (its offers expire, agents are set away), and
+/// the run fails on contacts never completed. Whether the test's own
+/// clients or the router is at fault is not isolated yet.
+/// `cargo test --release --test chaos -- --ignored --nocapture` runs it.
+#[ignore = "fails from the second nats-server restart on; see the comment"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_server_restarts_under_load_lose_nothing_and_double_nothing() {
+    let restarts = env_usize("OMNIROUTE_CHAOS_NATS_RESTARTS", 5);
+    run(
+        "nats_restart_misbehaving_agents_bad_input",
+        Disrupt::RestartNats(restarts),
+    )
+    .await;
+}
+
+/// What is done to the system while the load runs.
+#[derive(Clone, Copy)]
+enum Disrupt {
+    /// `kill -9` of the active router, then a new one, this many times.
+    KillRouter(usize),
+    /// nats-server killed and started again (same port and store).
+    RestartNats(usize),
+}
+
+async fn run(scenario: &str, disrupt: Disrupt) {
     let rate = env_usize("OMNIROUTE_CHAOS_RATE", 40).max(1);
-    let kills_wanted = env_usize("OMNIROUTE_CHAOS_KILLS", 20);
-    let nats = NatsServer::start();
+    let mut nats = NatsServer::start();
     let dir = tempfile::tempdir().expect("tmp");
     let cfg = config();
     // A killed router cannot release its lease; the next one takes over
@@ -299,7 +378,7 @@ async fn kill_9_under_load_loses_nothing_and_doubles_nothing() {
 
     let ledger = std::sync::Arc::new(tokio::sync::Mutex::new(Ledger::default()));
     let (done_tx, mut done_rx) = tokio::sync::watch::channel((0usize, 0u64));
-    let fleet_task = tokio::spawn(fleet(nats.url.clone(), ledger.clone(), done_tx));
+    let mut fleet_task = tokio::spawn(fleet(nats.url.clone(), ledger.clone(), done_tx));
 
     // Customers write in at a steady pace for as long as the kills go on.
     let url = nats.url.clone();
@@ -335,11 +414,7 @@ async fn kill_9_under_load_loses_nothing_and_doubles_nothing() {
             while !stop.is_cancelled() {
                 tick.tick().await;
                 let (subject, payload) = bad_message(n, &mut rng);
-                js.publish(subject, payload.into())
-                    .await
-                    .expect("publish")
-                    .await
-                    .expect("stream ack");
+                publish(&js, subject, &format!("storm-{n}-{}", std::process::id()), payload).await;
                 n += 1;
             }
             n
@@ -347,15 +422,26 @@ async fn kill_9_under_load_loses_nothing_and_doubles_nothing() {
     });
 
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let (wanted, kill_router) = match disrupt {
+        Disrupt::KillRouter(n) => (n, true),
+        Disrupt::RestartNats(n) => (n, false),
+    };
     let mut kills = 0;
-    while kills < kills_wanted {
+    while kills < wanted {
         // A random moment once it routes: mid-batch most of the time.
-        wait_role(&router, "active", Duration::from_secs(30)).await;
-        tokio::time::sleep(Duration::from_millis(20 + rng.below(250))).await;
-        kill(Pid::from_raw(router.child.id() as i32), Signal::SIGKILL).expect("SIGKILL");
-        wait_exit(&mut router.child, Duration::from_secs(10));
+        wait_role(&router, "active", Duration::from_secs(60)).await;
+        tokio::time::sleep(Duration::from_millis(
+            20 + rng.below(if kill_router { 250 } else { 1000 }),
+        ))
+        .await;
         kills += 1;
-        router = spawn(dir.path(), &cfg, &nats.url, &kills.to_string(), &env).await;
+        if kill_router {
+            kill(Pid::from_raw(router.child.id() as i32), Signal::SIGKILL).expect("SIGKILL");
+            wait_exit(&mut router.child, Duration::from_secs(10));
+            router = spawn(dir.path(), &cfg, &nats.url, &kills.to_string(), &env).await;
+        } else {
+            nats.restart();
+        }
     }
     stop_load.cancel();
     let contacts = load.await.expect("load generator");
@@ -366,14 +452,17 @@ async fn kill_9_under_load_loses_nothing_and_doubles_nothing() {
         done_rx.wait_for(|(c, d)| *c >= contacts && *d >= bad),
     )
     .await;
+    if fleet_task.is_finished() {
+        eprintln!("chaos: the desktops stopped: {:?}", (&mut fleet_task).await);
+    }
     let l = ledger.lock().await;
     let follow_ups_lost = l.follow_ups_sent.difference(&l.follow_ups_seen).count();
     let duplicate_alerts: u32 = l.alerts.values().map(|n| n - 1).sum();
     let alerts = l.alerts.len();
     let completed = l.completed_convs.len();
     let report = json!({
-        "scenario": "kill9_misbehaving_agents_bad_input",
-        "kills": kills,
+        "scenario": scenario,
+        "disruptions": kills,
         "contacts_published": contacts,
         "completed": completed,
         "lost": contacts - completed.min(contacts),
@@ -389,6 +478,24 @@ async fn kill_9_under_load_loses_nothing_and_doubles_nothing() {
     });
     println!("{report}");
     eprintln!("{report}");
+    if all_done.is_err() {
+        eprintln!(
+            "chaos: {} held, {} offered and not accepted, {} follow-ups sent, {} seen",
+            l.holder.len(),
+            l.offered.len(),
+            l.follow_ups_sent.len(),
+            l.follow_ups_seen.len()
+        );
+        if let Ok(log) = std::fs::read_to_string(&router.log) {
+            let tail: Vec<&str> = log
+                .lines()
+                .filter(|l| !l.contains("did not apply") && !l.contains("dead-lettered"))
+                .rev()
+                .take(40)
+                .collect();
+            eprintln!("router log (newest first, rejects left out):\n{}", tail.join("\n"));
+        }
+    }
     assert!(
         all_done.is_ok(),
         "not every contact completed (or bad message dead-lettered) within 120 s: {report}"

@@ -46,36 +46,7 @@ impl NatsServer {
     /// A server with extra command-line options (authentication, TLS).
     pub fn start_with(extra: &[&std::ffi::OsStr]) -> NatsServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = dir.path().join("js");
-        let child = Command::new(nats_server_bin())
-            .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
-            .arg(&store)
-            .arg("--ports_file_dir")
-            .arg(dir.path())
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path().join("nats.log")).expect("log file"),
-            ))
-            .spawn()
-            .expect("start nats-server");
-        let ports_file = dir.path().join(format!("nats-server_{}.ports", child.id()));
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let port = loop {
-            if let Ok(text) = std::fs::read_to_string(&ports_file) {
-                if let Ok(v) = serde_json::from_str::<Value>(&text) {
-                    if let Some(url) = v["nats"][0].as_str() {
-                        break url
-                            .rsplit(':')
-                            .next()
-                            .and_then(|p| p.parse::<u16>().ok())
-                            .expect("port in ports file");
-                    }
-                }
-            }
-            assert!(Instant::now() < deadline, "nats-server did not write its ports file");
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let (child, port) = spawn_server(dir.path(), "-1", extra);
         NatsServer {
             child,
             url: format!("nats://127.0.0.1:{port}"),
@@ -83,6 +54,53 @@ impl NatsServer {
             _dir: dir,
         }
     }
+
+    /// Kills the server and starts it again on the same port and store, as
+    /// an operator restarting it would (JetStream recovers its streams).
+    pub fn restart(&mut self) {
+        self.kill();
+        let (child, _) = spawn_server(self._dir.path(), &self.port.to_string(), &[]);
+        self.child = child;
+    }
+}
+
+/// Starts nats-server with its store in `dir`; returns it and its port.
+fn spawn_server(dir: &std::path::Path, port: &str, extra: &[&std::ffi::OsStr]) -> (Child, u16) {
+    let store = dir.join("js");
+    let child = Command::new(nats_server_bin())
+        .args(["-a", "127.0.0.1", "-p", port, "-js", "-sd"])
+        .arg(&store)
+        .arg("--ports_file_dir")
+        .arg(dir)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("nats.log"))
+                .expect("log file"),
+        ))
+        .spawn()
+        .expect("start nats-server");
+    let ports_file = dir.join(format!("nats-server_{}.ports", child.id()));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let port = loop {
+        if let Ok(text) = std::fs::read_to_string(&ports_file) {
+            if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                if let Some(url) = v["nats"][0].as_str() {
+                    break url
+                        .rsplit(':')
+                        .next()
+                        .and_then(|p| p.parse::<u16>().ok())
+                        .expect("port in ports file");
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "nats-server did not write its ports file");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (child, port)
 }
 
 impl NatsServer {
