@@ -31,6 +31,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use support::binary::{spawn, wait_exit, wait_role};
 use support::NatsServer;
@@ -156,7 +158,7 @@ async fn publish(js: &jetstream::Context, subject: String, id: &str, payload: Ve
 /// Everything the router publishes, in stream order, exactly once: read
 /// with an ordered consumer that is made again from the next sequence
 /// whenever it fails (a nats-server restart ends it).
-fn outbound(js: jetstream::Context) -> tokio::sync::mpsc::Receiver<(String, bytes::Bytes)> {
+fn outbound(js: jetstream::Context, read: Arc<AtomicU64>) -> tokio::sync::mpsc::Receiver<(String, bytes::Bytes)> {
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
     tokio::spawn(async move {
         let mut next = 1u64;
@@ -181,6 +183,7 @@ fn outbound(js: jetstream::Context) -> tokio::sync::mpsc::Receiver<(String, byte
                         continue;
                     }
                     next = seq + 1;
+                    read.store(seq, Ordering::Relaxed);
                     if tx.send((m.subject.to_string(), m.payload.clone())).await.is_err() {
                         return;
                     }
@@ -200,10 +203,11 @@ async fn fleet(
     url: String,
     ledger: std::sync::Arc<tokio::sync::Mutex<Ledger>>,
     done: tokio::sync::watch::Sender<(usize, u64)>,
+    read: Arc<AtomicU64>,
 ) {
     let nc = async_nats::connect(&url).await.expect("connect");
     let js = jetstream::new(nc);
-    let mut msgs = outbound(js.clone());
+    let mut msgs = outbound(js.clone(), read);
     let mut desk = Desk { js, n: 0 };
     while let Some(m) = msgs.recv().await {
         let (subject, payload) = m;
@@ -343,8 +347,10 @@ async fn kill_9_under_load_loses_nothing_and_doubles_nothing() {
 /// Not in CI yet: with one restart it passes; with two or more, the
 /// simulated desktops stop answering after the second restart while the
 /// router goes on offering (its offers expire, agents are set away), and
-/// the run fails on contacts never completed. Whether the test's own
-/// clients or the router is at fault is not isolated yet.
+/// the run fails on contacts never completed. Every router output is in
+/// the outbound stream and read by the desktops; their answers do not
+/// reach the router, which points at the test's publishing client after two
+/// quick restarts, not yet proven.
 /// `cargo test --release --test chaos -- --ignored --nocapture` runs it.
 #[ignore = "fails from the second nats-server restart on; see the comment"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -378,7 +384,8 @@ async fn run(scenario: &str, disrupt: Disrupt) {
 
     let ledger = std::sync::Arc::new(tokio::sync::Mutex::new(Ledger::default()));
     let (done_tx, mut done_rx) = tokio::sync::watch::channel((0usize, 0u64));
-    let mut fleet_task = tokio::spawn(fleet(nats.url.clone(), ledger.clone(), done_tx));
+    let read = Arc::new(AtomicU64::new(0));
+    let mut fleet_task = tokio::spawn(fleet(nats.url.clone(), ledger.clone(), done_tx, read.clone()));
 
     // Customers write in at a steady pace for as long as the kills go on.
     let url = nats.url.clone();
@@ -486,6 +493,17 @@ async fn run(scenario: &str, disrupt: Disrupt) {
             l.follow_ups_sent.len(),
             l.follow_ups_seen.len()
         );
+        if let Ok(c) = async_nats::connect(&nats.url).await {
+            if let Ok(mut st) = jetstream::new(c).get_stream("OMNI_OUTBOUND").await {
+                if let Ok(info) = st.info().await {
+                    eprintln!(
+                        "chaos: outbound stream at {}, desktops read to {}",
+                        info.state.last_sequence,
+                        read.load(Ordering::Relaxed)
+                    );
+                }
+            }
+        }
         if let Ok(log) = std::fs::read_to_string(&router.log) {
             let tail: Vec<&str> = log
                 .lines()
