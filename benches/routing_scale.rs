@@ -52,6 +52,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The daemon's allocator (see `src/main.rs`), so the figures are the daemon's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SKILLS: usize = 50;
 const OFFER_TIMEOUT_SECS: f64 = 30.0;
 const SEED: u64 = 0x6f6d_6e69_726f_7574;

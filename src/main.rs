@@ -8,6 +8,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc instead of the system allocator: the routing core allocates
+/// small, short-lived buffers per event (outbound payloads, ids), and glibc's
+/// consolidation of freed chunks showed in its tail latency (p99 of a new
+/// contact at 20 000 agents 30 µs with glibc, 20-24 µs with mimalloc;
+/// `benches/routing_scale.rs`). Safe to declare; no unsafe code here.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "omniroute", version, about = "Omnichannel contact routing on NATS JetStream")]
 #[command(args_conflicts_with_subcommands = true)]

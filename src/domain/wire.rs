@@ -430,6 +430,19 @@ mod time_format {
     }
 }
 
+mod levels {
+    use super::{SkillLevel, SkillName};
+    use serde::ser::{SerializeMap, Serializer};
+    /// A JSON object, as the map it replaces: written without building one.
+    pub fn serialize<S: Serializer>(v: &[(&SkillName, SkillLevel)], s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(v.len()))?;
+        for (k, l) in v {
+            m.serialize_entry(k, l)?;
+        }
+        m.end()
+    }
+}
+
 /// Seconds rounded to milliseconds, so payloads stay readable.
 pub fn secs(d: chrono::Duration) -> f64 {
     (d.num_milliseconds().max(0) as f64) / 1000.0
@@ -437,10 +450,12 @@ pub fn secs(d: chrono::Duration) -> f64 {
 
 /// Why this agent got the offer: enough for a supervisor to audit a decision.
 #[derive(Debug, Clone, Serialize)]
-pub struct Why {
+pub struct Why<'a> {
     pub strategy: &'static str,
-    pub required: BTreeMap<SkillName, SkillLevel>,
-    pub agent_levels: BTreeMap<SkillName, SkillLevel>,
+    pub required: &'a BTreeMap<SkillName, SkillLevel>,
+    /// The agent's level on each required skill, in `required`'s order.
+    #[serde(serialize_with = "levels::serialize")]
+    pub agent_levels: Vec<(&'a SkillName, SkillLevel)>,
     pub candidates: usize,
 }
 
@@ -466,7 +481,7 @@ pub struct OfferMsg<'a> {
     pub subject: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<&'a str>,
-    pub why: Why,
+    pub why: Why<'a>,
 }
 
 /// `omni.offer.<agent_id>` with `kind` = `message`, `withdrawn` or `ended`.

@@ -40,10 +40,10 @@
 //! entry leaves and re-enters its channel and skill tiers, once per
 //! strategy in use, because its idle time and load changed), a third
 //! building the offer and its lifecycle events, a quarter creating the
-//! contact. Cheaper next steps, if needed: render outputs after the
-//! decision rather than inside it (they must then capture what they
-//! describe, since later inputs of the batch change the contact), and an
-//! allocator with cheaper small frees.
+//! contact. The binary uses mimalloc, whose cheaper small frees took a
+//! third off the p99. A cheaper next step, if needed: render outputs after
+//! the decision rather than inside it (they must then capture what they
+//! describe, since later inputs of the batch change the contact).
 
 mod agents;
 mod dispatch;

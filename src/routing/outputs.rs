@@ -61,11 +61,11 @@ impl Engine {
             text: c.text.as_deref(),
             why: Why {
                 strategy: strategy.as_str(),
-                required: c.required.clone(),
+                required: &c.required,
                 agent_levels: c
                     .required
                     .keys()
-                    .filter_map(|s| a.skills.get(s).map(|l| (s.clone(), *l)))
+                    .filter_map(|s| a.skills.get(s).map(|l| (s, *l)))
                     .collect(),
                 candidates: *candidates,
             },
