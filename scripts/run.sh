@@ -157,6 +157,8 @@ cat >&2 <<INFO
     omni.agent.<agent_id>.<type>             profile, presence, accept, decline, respond, complete
   Watch:
     omni.offer.>  omni.event.>  omni.alert.>  omni.dlq.>
+  Webhook adapters (embedded defaults; README, "Channel adapters"):
+    http://127.0.0.1:8081/webhooks/chat   /social   /voice   /mail
   Try it:  python3 scripts/demo.py --url $NATS_URL --accept --respond
 
 INFO

@@ -5,6 +5,7 @@
 //!
 //! | module | role |
 //! |---|---|
+//! | [`adapters`] | the channel adapters' pure decoders (chat, social, IVR, email) |
 //! | [`config`] | TOML + environment layering, `validate()` listing every problem |
 //! | [`domain`] | the wire contract's types and decoders |
 //! | [`routing`] | the pure engine: queues, agents, skills, strategies, offers |
@@ -12,10 +13,11 @@
 //! | [`bus`] | the only NATS code: streams, consumers, publisher, the state journal |
 //! | [`daemon`] | the engine's owner task and the commit protocol |
 //! | [`store`] | the journal's entries and snapshots, the outbox, remembered ids |
-//! | [`http`] | `/live`, `/ready`, `/metrics` |
+//! | [`http`] | `/live`, `/ready`, `/metrics`; the webhook listener |
 //! | [`telemetry`] | logging set-up and metric names |
 #![forbid(unsafe_code)]
 
+pub mod adapters;
 pub mod bus;
 pub mod config;
 pub mod daemon;
@@ -50,20 +52,44 @@ pub enum RunError {
     Http(String),
 }
 
+/// The bound listeners `run` serves on (tests bind port 0).
+pub struct Listeners {
+    /// `[http] listen`: `/live`, `/ready`, `/metrics`; keep it private.
+    pub ops: TcpListener,
+    /// `[webhooks] listen`: the webhook adapters, when any is enabled.
+    pub webhooks: Option<TcpListener>,
+}
+
 /// Runs the daemon until `shutdown` is cancelled, then drains: intake stops,
 /// in-flight work is committed within `runtime.shutdown_grace_secs`, and the
-/// function returns. `listener` is already bound (tests pass port 0).
-pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
+/// function returns. The enabled webhook adapters are served beside the
+/// router, on their own NATS connection, whether or not this instance holds
+/// the routing lease (so every instance behind a load balancer takes
+/// webhooks).
+pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> Result<(), RunError> {
     let spec = Arc::new(config.validate().map_err(RunError::Config)?);
+    let adapters = config.adapter_specs().map_err(RunError::Config)?;
     let cfg = Arc::new(config);
     let ready = Arc::new(Readiness::default());
     let http_stop = CancellationToken::new();
     let mut http_task = tokio::spawn(http::serve(
-        listener,
+        listeners.ops,
         Arc::clone(&ready),
         telemetry::metrics_handle(),
         http_stop.clone(),
     ));
+    if listeners.webhooks.is_none() && adapters.iter().any(|a| a.kind.is_webhook()) {
+        tracing::warn!("Webhook adapters are enabled but no webhook listener was given; they are not served.");
+    }
+    let webhooks = (!adapters.is_empty()).then(|| {
+        tokio::spawn(serve_adapters(
+            Arc::clone(&cfg),
+            adapters,
+            listeners.webhooks,
+            Arc::new(Readiness::default()),
+            http_stop.clone(),
+        ))
+    });
     let result = tokio::select! {
         r = run_routing(Arc::clone(&cfg), spec, Arc::clone(&ready), shutdown) => r,
         r = &mut http_task => Err(RunError::Http(match r {
@@ -75,6 +101,80 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     ready.set_draining();
     http_stop.cancel();
     let _ = http_task.await;
+    if let Some(w) = webhooks {
+        let _ = w.await;
+    }
+    result
+}
+
+/// `omniroute adapter NAME`: one adapter alone, with the operator
+/// endpoints (`/ready` is 200 while its NATS connection is up).
+pub async fn run_adapter(
+    config: Config,
+    name: &str,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let specs = config.adapter_specs().map_err(RunError::Config)?;
+    let Some(spec) = specs.into_iter().find(|s| s.name == name) else {
+        return Err(RunError::Config(vec![Problem::new(
+            format!("adapters.{name}"),
+            "missing",
+            "no enabled adapter of this name in the configuration",
+        )]));
+    };
+    let ready = Arc::new(Readiness::default());
+    ready.set_streams_ok(true);
+    let stop = CancellationToken::new();
+    let ops = tokio::spawn(http::serve(
+        listeners.ops,
+        Arc::clone(&ready),
+        telemetry::metrics_handle(),
+        stop.clone(),
+    ));
+    notify::notify("READY=1");
+    let result = serve_adapters(
+        Arc::new(config),
+        vec![spec],
+        listeners.webhooks,
+        Arc::clone(&ready),
+        shutdown,
+    )
+    .await;
+    ready.set_draining();
+    stop.cancel();
+    let _ = ops.await;
+    result
+}
+
+async fn serve_adapters(
+    cfg: Arc<Config>,
+    specs: Vec<adapters::spec::AdapterSpec>,
+    listener: Option<TcpListener>,
+    ready: Arc<Readiness>,
+    stop: CancellationToken,
+) -> Result<(), RunError> {
+    let mut nats = cfg.nats.clone();
+    nats.client_name = format!("{}-adapters", nats.client_name);
+    let client = bus::connect_in_background(&nats, ready, &stop).await?;
+    let timeout = Duration::from_secs_f64(cfg.webhooks.publish_timeout_secs);
+    let publisher = bus::publish::InboundPublisher::new(client, &cfg.nats.subject_prefix, timeout);
+    let (hooks, pollers): (Vec<_>, Vec<_>) = specs.into_iter().partition(|s| s.kind.is_webhook());
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    for spec in pollers {
+        tasks.spawn(adapters::imap::run(spec, publisher.clone(), stop.clone()));
+    }
+    let result = match listener {
+        Some(l) if !hooks.is_empty() => http::webhooks::serve(l, hooks, publisher, stop.clone())
+            .await
+            .map_err(|e| RunError::Http(e.to_string())),
+        _ => {
+            stop.cancelled().await;
+            Ok(())
+        }
+    };
+    stop.cancel();
+    while tasks.join_next().await.is_some() {}
     result
 }
 
@@ -99,12 +199,22 @@ async fn run_routing(
         Err(_) if shutdown.is_cancelled() => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    let Some(bus) = setup_bus(client, &cfg, &ready, &shutdown).await? else {
+    let Some(bus) = with_setup_retries("JetStream set-up", &ready, &shutdown, || {
+        bus::Bus::setup(client.clone(), &cfg.nats)
+    })
+    .await?
+    else {
+        return Ok(());
+    };
+    let ttl = Duration::from_secs_f64(cfg.runtime.lease_ttl_secs);
+    let Some(lease) = with_setup_retries("Lease bucket set-up", &ready, &shutdown, || {
+        bus.lease(&cfg.nats.lease_bucket, ttl, cfg.nats.stream_replicas)
+    })
+    .await?
+    else {
         return Ok(());
     };
     ready.set_streams_ok(true);
-    let ttl = Duration::from_secs_f64(cfg.runtime.lease_ttl_secs);
-    let lease = bus.lease(&cfg.nats.lease_bucket, ttl, cfg.nats.stream_replicas).await?;
     notify::notify("READY=1");
     let watchdog = notify::watchdog_interval().map(|every| {
         let (stop, ready) = (shutdown.clone(), Arc::clone(&ready));
@@ -173,25 +283,30 @@ async fn run_routing(
     result
 }
 
-/// Creates or checks the streams, retrying while JetStream is not ready
-/// (a cluster still electing its leaders answers with timeouts); `None`
-/// when shutdown came first.
-async fn setup_bus(
-    client: async_nats::Client,
-    cfg: &Config,
+/// Runs a JetStream set-up step (streams, the lease bucket), retrying
+/// while JetStream is not ready (a cluster still electing its leaders, a
+/// server restarting, answers with timeouts); `None` when shutdown came
+/// first. `/ready` says what is being waited for.
+async fn with_setup_retries<T, F, Fut>(
+    what: &str,
     ready: &Readiness,
     shutdown: &CancellationToken,
-) -> Result<Option<bus::Bus>, RunError> {
+    mut step: F,
+) -> Result<Option<T>, RunError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, bus::BusError>>,
+{
     let mut backoff = Duration::from_millis(250);
     loop {
-        match bus::Bus::setup(client.clone(), &cfg.nats).await {
+        match step().await {
             Ok(b) => {
                 ready.set_fatal(None);
                 return Ok(Some(b));
             }
             Err(e @ (bus::BusError::Setup { .. } | bus::BusError::Transient { .. })) => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "JetStream set-up failed; retrying.");
-                ready.set_fatal(Some(format!("JetStream set-up: {e}")));
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "{what} failed; retrying.");
+                ready.set_fatal(Some(format!("{what}: {e}")));
                 ready.beat();
             }
             Err(e) => return Err(e.into()),

@@ -32,6 +32,17 @@ enum Command {
     Run(RunArgs),
     /// Check a configuration file; print every problem and exit 2 if any.
     Validate(RunArgs),
+    /// Run one channel adapter alone (`[adapters.NAME]`), for a separate
+    /// deployment; the router runs elsewhere.
+    Adapter(AdapterArgs),
+}
+
+#[derive(Args, Clone)]
+struct AdapterArgs {
+    /// The adapter's name: the NAME of its `[adapters.NAME]` table.
+    name: String,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Args, Clone, Default)]
@@ -48,8 +59,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Validate(a)) => validate(&a),
-        Some(Command::Run(a)) => run(&a),
-        None => run(&cli.run),
+        Some(Command::Run(a)) => run(&a, None),
+        Some(Command::Adapter(a)) => run(&a.run, Some(a.name)),
+        None => run(&cli.run, None),
     }
 }
 
@@ -91,7 +103,7 @@ fn validate(a: &RunArgs) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn run(a: &RunArgs) -> ExitCode {
+fn run(a: &RunArgs, adapter: Option<String>) -> ExitCode {
     let (cfg, source) = match load(a) {
         Ok(x) => x,
         Err(e) => {
@@ -110,7 +122,7 @@ fn run(a: &RunArgs) -> ExitCode {
         eprintln!("{e}");
         return ExitCode::from(2);
     }
-    match serve(cfg, source) {
+    match serve(cfg, source, adapter) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "omniroute stopped with an error.");
@@ -120,16 +132,32 @@ fn run(a: &RunArgs) -> ExitCode {
 }
 
 #[tokio::main]
-async fn serve(cfg: Config, source: Source) -> anyhow::Result<()> {
+async fn serve(cfg: Config, source: Source, adapter: Option<String>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
         .await
         .with_context(|| format!("cannot listen on http.listen = {}", cfg.http.listen))?;
+    let webhooks = match cfg.adapter_specs() {
+        Ok(specs)
+            if specs
+                .iter()
+                .any(|s| s.kind.is_webhook() && adapter.as_ref().is_none_or(|a| *a == s.name)) =>
+        {
+            Some(
+                tokio::net::TcpListener::bind(&cfg.webhooks.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on webhooks.listen = {}", cfg.webhooks.listen))?,
+            )
+        }
+        _ => None,
+    };
     let addr = listener.local_addr()?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         config = %source,
         metrics = %format!("http://{addr}/metrics"),
         ready = %format!("http://{addr}/ready"),
+        webhooks = %webhooks.as_ref().and_then(|l| l.local_addr().ok()).map(|a| format!("http://{a}")).unwrap_or_else(|| "none".into()),
+        adapter = adapter.as_deref().unwrap_or("all enabled, beside the router"),
         "omniroute starting."
     );
     let shutdown = CancellationToken::new();
@@ -139,7 +167,14 @@ async fn serve(cfg: Config, source: Source) -> anyhow::Result<()> {
             tracing::error!(error = %e, "Cannot install signal handlers.");
         }
     });
-    omniroute::run(cfg, listener, shutdown).await?;
+    let listeners = omniroute::Listeners {
+        ops: listener,
+        webhooks,
+    };
+    match adapter {
+        Some(name) => omniroute::run_adapter(cfg, &name, listeners, shutdown).await?,
+        None => omniroute::run(cfg, listeners, shutdown).await?,
+    }
     Ok(())
 }
 

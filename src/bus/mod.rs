@@ -7,6 +7,7 @@
 
 pub mod journal;
 pub mod lease;
+pub mod publish;
 
 use crate::config::NatsConfig;
 use crate::health::Readiness;
@@ -133,6 +134,26 @@ pub async fn connect(
     ready: Arc<Readiness>,
     token: &CancellationToken,
 ) -> Result<async_nats::Client, BusError> {
+    connect_with(cfg, ready, token, true).await
+}
+
+/// A client that connects (and reconnects) in the background: returns at
+/// once, before any server answered. The adapters use it, so a webhook
+/// answers 503 while NATS is away instead of not listening at all.
+pub async fn connect_in_background(
+    cfg: &NatsConfig,
+    ready: Arc<Readiness>,
+    token: &CancellationToken,
+) -> Result<async_nats::Client, BusError> {
+    connect_with(cfg, ready, token, false).await
+}
+
+async fn connect_with(
+    cfg: &NatsConfig,
+    ready: Arc<Readiness>,
+    token: &CancellationToken,
+    wait: bool,
+) -> Result<async_nats::Client, BusError> {
     let err = |m: String| BusError::Connect {
         url: cfg.url.clone(),
         message: m,
@@ -203,6 +224,9 @@ pub async fn connect(
         r = opts.connect(urls) => r.map_err(|e| err(e.to_string()))?,
         _ = token.cancelled() => return Err(err("cancelled while connecting".into())),
     };
+    if !wait {
+        return Ok(client);
+    }
     // With retry on initial connect the client comes back before it has
     // reached a server; JetStream set-up must wait for a real connection,
     // however long NATS takes (each failed attempt is logged and shown on

@@ -4,7 +4,10 @@
 //! and, when there are none, compiles the typed [`RouterSpec`] the routing
 //! core runs on. Nothing here panics on bad input.
 
+mod adapters;
 mod validate;
+
+pub use adapters::{AdapterConfig, MenuConfig, WebhooksConfig};
 
 pub use validate::{Problem, RouterSpec};
 
@@ -74,6 +77,8 @@ pub struct Config {
     pub rules: Vec<RuleConfig>,
     pub agents: Vec<AgentConfig>,
     pub sla: SlaConfig,
+    pub webhooks: WebhooksConfig,
+    pub adapters: BTreeMap<String, AdapterConfig>,
 }
 
 /// `[nats]`: the connection and the JetStream resources the router owns.

@@ -359,6 +359,12 @@ impl Config {
             }
         }
 
+        // Adapters are checked here too, so `validate` lists everything;
+        // `adapter_specs` builds them where they run.
+        if let Err(more) = self.adapter_specs() {
+            p.0.extend(more);
+        }
+
         if p.0.is_empty() {
             Ok(Spec {
                 queues,

@@ -1,5 +1,9 @@
-//! The operator listener: `/live`, `/ready`, `/metrics`. Every error is a
-//! JSON body with a 4xx status. The only module importing the web framework.
+//! The operator listener: `/live`, `/ready`, `/metrics`, and (in
+//! [`webhooks`]) the public listener of the webhook adapters. Every error is
+//! a JSON body with a 4xx status. The only module importing the web
+//! framework.
+
+pub mod webhooks;
 
 use crate::health::Readiness;
 use axum::extract::State;

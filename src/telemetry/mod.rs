@@ -34,10 +34,41 @@ pub const SNAPSHOTS: &str = "omniroute_snapshots_total";
 pub const SNAPSHOT_SECONDS: &str = "omniroute_snapshot_duration_seconds";
 pub const DEDUPE_IDS: &str = "omniroute_dedupe_ids";
 pub const DEDUPE_EVICTED: &str = "omniroute_dedupe_evicted_total";
+pub const ADAPTER_REQUESTS: &str = "omniroute_adapter_requests_total";
+pub const ADAPTER_EVENTS: &str = "omniroute_adapter_events_total";
+pub const ADAPTER_IGNORED: &str = "omniroute_adapter_ignored_total";
+pub const ADAPTER_IMAP_ERRORS: &str = "omniroute_adapter_imap_errors_total";
+pub const ADAPTER_LAST_SUCCESS: &str = "omniroute_adapter_last_success_timestamp_seconds";
+pub const ADAPTER_PUBLISH_SECONDS: &str = "omniroute_adapter_publish_duration_seconds";
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(INBOUND_EVENTS, "Inbound customer events by channel and outcome.");
+    describe_counter!(
+        ADAPTER_REQUESTS,
+        "Adapter requests by adapter, kind and outcome (published, ignored, bad_request, unauthorized, too_large, unavailable)."
+    );
+    describe_counter!(
+        ADAPTER_IMAP_ERRORS,
+        "IMAP adapter errors by adapter and stage (connect, login, select, fetch, publish, ...); each reconnects with backoff."
+    );
+    describe_gauge!(
+        ADAPTER_LAST_SUCCESS,
+        "Unix time of the IMAP adapter's last completed round over its mailboxes, by adapter."
+    );
+    describe_counter!(
+        ADAPTER_EVENTS,
+        "Events adapters published to JetStream, by adapter and channel."
+    );
+    describe_counter!(
+        ADAPTER_IGNORED,
+        "Items adapters did not route (echoes, receipts, auto-replies, bounces), by adapter and what."
+    );
+    describe_histogram!(
+        ADAPTER_PUBLISH_SECONDS,
+        Unit::Seconds,
+        "Time from a decoded request to JetStream's acknowledgement of all its events, by adapter."
+    );
     describe_counter!(AGENT_EVENTS, "Agent events by type and outcome.");
     describe_gauge!(CONTACTS_WAITING, "Contacts waiting for an agent, by queue.");
     describe_gauge!(CONTACTS_OPEN, "Open contacts (waiting, offered or assigned).");

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod dovecot;
 
 use async_nats::jetstream;
 use futures::StreamExt;
@@ -128,6 +129,9 @@ pub struct Daemon {
     pub token: CancellationToken,
     pub handle: tokio::task::JoinHandle<Result<(), omniroute::RunError>>,
     pub http: SocketAddr,
+    /// The webhook listener (bound for every daemon; served when adapters
+    /// are enabled).
+    pub webhooks: SocketAddr,
 }
 
 impl Daemon {
@@ -146,9 +150,20 @@ impl Daemon {
             .try_init();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let http = listener.local_addr().expect("addr");
+        let hooks = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let webhooks = hooks.local_addr().expect("addr");
         let token = CancellationToken::new();
-        let handle = tokio::spawn(omniroute::run(cfg, listener, token.clone()));
-        Daemon { token, handle, http }
+        let listeners = omniroute::Listeners {
+            ops: listener,
+            webhooks: Some(hooks),
+        };
+        let handle = tokio::spawn(omniroute::run(cfg, listeners, token.clone()));
+        Daemon {
+            token,
+            handle,
+            http,
+            webhooks,
+        }
     }
 
     pub async fn wait_ready(&self) {
@@ -215,6 +230,35 @@ pub async fn http_request(addr: SocketAddr, method: &str, path: &str) -> std::io
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Ok((status, body))
+}
+
+/// An HTTP/1.1 POST (or any method) with headers and a body, over a real
+/// socket: (status, response headers lower-cased, body).
+pub async fn http_send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String, String)> {
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await?;
+    // A server may answer (413) before reading the whole body and close.
+    let _ = s.write_all(body).await;
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf).await;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    Ok((status, head.to_ascii_lowercase(), body.to_string()))
 }
 
 /// A NATS client for the test: publishes like an adapter or desktop, and

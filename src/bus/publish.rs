@@ -1,0 +1,84 @@
+//! The adapters' way into NATS: publish inbound events to
+//! `<prefix>.inbound.<channel>` with `Nats-Msg-Id` = the event id, and wait
+//! for JetStream's acknowledgement of every one.
+//!
+//! Invariant: [`InboundPublisher::publish`] returns `Ok` only when JetStream
+//! has stored every event of the call, so a webhook may answer 2xx (and an
+//! IMAP session may mark a message seen) only then. On `Err` some events
+//! may have been stored; the sender's retry publishes them again under the
+//! same ids, which the stream's duplicate window (then the router's id
+//! memory) drops. Nothing is lost and nothing is routed twice.
+
+use super::{transient, BusError};
+use crate::adapters::Event;
+use async_nats::jetstream;
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct InboundPublisher {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    prefix: String,
+    timeout: Duration,
+}
+
+impl InboundPublisher {
+    /// `timeout` bounds the wait for all acknowledgements of one call.
+    pub fn new(client: async_nats::Client, prefix: &str, timeout: Duration) -> InboundPublisher {
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(timeout);
+        InboundPublisher {
+            client,
+            js,
+            prefix: prefix.to_string(),
+            timeout,
+        }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Publishes `events` in order, pipelined, and waits for every ack.
+    pub async fn publish(&self, events: &[Event]) -> Result<(), BusError> {
+        if !self.is_connected() {
+            // Do not queue into the client's buffer while the server is
+            // away: the sender is told to retry instead.
+            return Err(BusError::Transient {
+                what: "publish",
+                message: "not connected to NATS".into(),
+            });
+        }
+        let max = self.client.max_payload();
+        let send = async {
+            let mut acks = Vec::with_capacity(events.len());
+            for e in events {
+                let payload = e.to_json();
+                if payload.len() + e.id.len() + 64 > max {
+                    return Err(BusError::Permanent {
+                        what: "publish".into(),
+                        message: format!("an event of {} bytes is over the server's max payload", payload.len()),
+                        fix: "lower the adapter's max_body_bytes or raise the server's max_payload".into(),
+                    });
+                }
+                let msg = jetstream::message::PublishMessage::build()
+                    .payload(payload.into())
+                    .message_id(&e.id);
+                let subject = format!("{}.inbound.{}", self.prefix, e.channel.as_str());
+                let ack = self.js.send_publish(subject, msg).await.map_err(transient("publish"))?;
+                acks.push(std::future::IntoFuture::into_future(ack));
+            }
+            futures::future::try_join_all(acks)
+                .await
+                .map_err(transient("publish ack"))?;
+            Ok(())
+        };
+        match tokio::time::timeout(self.timeout, send).await {
+            Ok(r) => r,
+            Err(_) => Err(BusError::Transient {
+                what: "publish",
+                message: format!("no acknowledgement within {:?}", self.timeout),
+            }),
+        }
+    }
+}
