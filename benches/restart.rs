@@ -43,16 +43,7 @@ async fn active(d: &support::Daemon) -> bool {
 }
 
 fn main() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let full = std::env::args().any(|a| a == "--bench");
-    let n: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(if full { 100_000 } else { 2_000 });
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let (_, n, rt) = support::bench_start(100_000, 2_000);
     let out = rt.block_on(async {
         let nats = support::NatsServer::start();
         let cfg = || support::config(&nats.url, CONFIG);

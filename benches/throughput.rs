@@ -244,18 +244,7 @@ fn decision(n: usize) -> serde_json::Value {
 }
 
 fn main() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    // `cargo bench` passes `--bench`; `cargo test --all-targets` does not,
-    // and then a small run checks the benchmark still works.
-    let full = std::env::args().any(|a| a == "--bench");
-    let n: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(if full { 20_000 } else { 500 });
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let (_, n, rt) = support::bench_start(20_000, 500);
     let (raw_rate, router_rate, metrics, lifecycle_rate) = rt.block_on(async {
         let nats = support::NatsServer::start();
         let raw_rate = raw(&nats.url, n).await;

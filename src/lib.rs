@@ -115,7 +115,7 @@ pub async fn run_adapter(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let specs = config.adapter_specs().map_err(RunError::Config)?;
+    let specs = config.validate_adapters().map_err(RunError::Config)?;
     let Some(spec) = specs.into_iter().find(|s| s.name == name) else {
         return Err(RunError::Config(vec![Problem::new(
             format!("adapters.{name}"),
@@ -161,6 +161,10 @@ async fn serve_adapters(
     let publisher = bus::publish::InboundPublisher::new(client, &cfg.nats.subject_prefix, timeout);
     let (hooks, pollers): (Vec<_>, Vec<_>) = specs.into_iter().partition(|s| s.kind.is_webhook());
     let mut tasks: JoinSet<()> = JoinSet::new();
+    tasks.spawn({
+        let (publisher, cfg, stop) = (publisher.clone(), Arc::clone(&cfg), stop.clone());
+        async move { publisher.ensure_inbound_stream(&cfg.nats, &stop).await }
+    });
     for spec in pollers {
         tasks.spawn(adapters::imap::run(spec, publisher.clone(), stop.clone()));
     }

@@ -111,7 +111,20 @@ fn run(a: &RunArgs, adapter: Option<String>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(problems) = cfg.validate() {
+    let checked = match &adapter {
+        Some(name) => cfg
+            .validate_adapters()
+            .and_then(|specs| match specs.iter().any(|s| &s.name == name) {
+                true => Ok(()),
+                false => Err(vec![omniroute::config::Problem::new(
+                    format!("adapters.{name}"),
+                    "missing",
+                    "no enabled adapter of this name",
+                )]),
+            }),
+        None => cfg.validate().map(|_| ()),
+    };
+    if let Err(problems) = checked {
         eprintln!("{source}: {} problem(s):", problems.len());
         for p in problems {
             eprintln!("  - {p}");

@@ -301,3 +301,32 @@ async fn a_raw_mail_posted_to_the_email_webhook_reaches_an_agent_and_its_reply_t
     assert_eq!(status, 400);
     d.stop().await;
 }
+
+#[tokio::test]
+async fn the_adapter_subcommand_runs_one_adapter_alone_before_any_router() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let hooks: SocketAddr = format!("127.0.0.1:{}", support::binary::free_port())
+        .parse()
+        .expect("addr");
+    let toml = format!(
+        "[webhooks]\nlisten = \"{hooks}\"\n[adapters.chat]\ntype = \"chat-webhook\"\nsecret = \"chat-secret\"\n"
+    );
+    let mut p = support::binary::spawn_with(&["adapter", "chat"], dir.path(), &toml, &nats.url, "adapter", &[]).await;
+    let body = json!({"type": "start", "session_id": "alone", "visitor": {"id": "v"}}).to_string();
+    // No router ever ran: the adapter creates OMNI_INBOUND itself (503 until it has).
+    support::eventually(WAIT, "the standalone adapter accepts a chat", || async {
+        let (s, _, _) = post_signed(hooks, "/webhooks/chat", "chat-secret", body.as_bytes()).await;
+        (s == 200).then_some(())
+    })
+    .await;
+    let c = Client::connect(&nats.url).await;
+    assert_eq!(inbound_count(&c).await, 1);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(p.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("signal");
+    let status = support::binary::wait_exit(&mut p.child, std::time::Duration::from_secs(20));
+    assert!(status.success(), "{status}");
+}

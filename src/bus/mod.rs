@@ -242,6 +242,69 @@ async fn connect_with(
     Ok(client)
 }
 
+/// Creates the contract's streams named in `which` (`INBOUND`, `AGENT`,
+/// `OUTBOUND`) when missing, and checks existing ones cover their subjects.
+/// Existing streams are never modified: a subject gap is an error, other
+/// differences are reported in the log. The router runs it for all three;
+/// an adapter run alone for `INBOUND`, so it can publish before a router
+/// ever started (both may run it at once: a lost creation race is a
+/// stream that exists).
+pub async fn ensure_streams(js: &jetstream::Context, cfg: &NatsConfig, which: &[&str]) -> Result<(), BusError> {
+    let p = &cfg.subject_prefix;
+    let week = Duration::from_secs(7 * 86_400);
+    let all = [
+        ("INBOUND", vec![format!("{p}.inbound.>")]),
+        ("AGENT", vec![format!("{p}.agent.>")]),
+        (
+            "OUTBOUND",
+            vec![
+                format!("{p}.offer.>"),
+                format!("{p}.event.>"),
+                format!("{p}.alert.>"),
+                format!("{p}.dlq.>"),
+            ],
+        ),
+    ];
+    for (what, subjects) in all.into_iter().filter(|(w, _)| which.contains(w)) {
+        let name = stream_name(p, what);
+        match js.get_stream(&name).await {
+            Ok(mut s) => {
+                let info = s.info().await.map_err(setup(format!("stream {name}")))?;
+                check_subjects(&name, &info.config.subjects, &subjects)?;
+                if info.config.num_replicas != cfg.stream_replicas {
+                    tracing::warn!(stream = %name, replicas = info.config.num_replicas, configured = cfg.stream_replicas, "Stream exists with other replicas than configured; leaving it as it is.");
+                }
+                if info.config.retention != stream::RetentionPolicy::Limits {
+                    tracing::warn!(stream = %name, retention = ?info.config.retention, "Stream exists with non-limits retention; leaving it as it is.");
+                }
+                tracing::info!(stream = %name, "Stream checked.");
+            }
+            Err(e) if matches!(e.kind(), stream_not_found if is_not_found(&stream_not_found)) => {
+                js.create_stream(stream::Config {
+                    name: name.clone(),
+                    subjects,
+                    storage: stream::StorageType::File,
+                    retention: stream::RetentionPolicy::Limits,
+                    max_age: week,
+                    num_replicas: cfg.stream_replicas,
+                    duplicate_window: Duration::from_secs_f64(cfg.duplicate_window_secs),
+                    ..Default::default()
+                })
+                .await
+                .map_err(setup(format!("creating stream {name}")))?;
+                tracing::info!(stream = %name, "Stream created.");
+            }
+            Err(e) => {
+                return Err(BusError::Setup {
+                    what: format!("stream {name}"),
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
 /// An existing stream must cover every subject the router uses on it.
 fn check_subjects(stream: &str, have: &[String], want: &[String]) -> Result<(), BusError> {
     match want.iter().find(|w| !have.iter().any(|h| subject_covers(h, w))) {
@@ -276,57 +339,7 @@ impl Bus {
     pub async fn setup(client: async_nats::Client, cfg: &NatsConfig) -> Result<Bus, BusError> {
         let js = jetstream::new(client.clone());
         let p = &cfg.subject_prefix;
-        let week = Duration::from_secs(7 * 86_400);
-        let streams = [
-            ("INBOUND", vec![format!("{p}.inbound.>")]),
-            ("AGENT", vec![format!("{p}.agent.>")]),
-            (
-                "OUTBOUND",
-                vec![
-                    format!("{p}.offer.>"),
-                    format!("{p}.event.>"),
-                    format!("{p}.alert.>"),
-                    format!("{p}.dlq.>"),
-                ],
-            ),
-        ];
-        for (what, subjects) in streams {
-            let name = stream_name(p, what);
-            match js.get_stream(&name).await {
-                Ok(mut s) => {
-                    let info = s.info().await.map_err(setup(format!("stream {name}")))?;
-                    check_subjects(&name, &info.config.subjects, &subjects)?;
-                    if info.config.num_replicas != cfg.stream_replicas {
-                        tracing::warn!(stream = %name, replicas = info.config.num_replicas, configured = cfg.stream_replicas, "Stream exists with other replicas than configured; leaving it as it is.");
-                    }
-                    if info.config.retention != stream::RetentionPolicy::Limits {
-                        tracing::warn!(stream = %name, retention = ?info.config.retention, "Stream exists with non-limits retention; leaving it as it is.");
-                    }
-                    tracing::info!(stream = %name, "Stream checked.");
-                }
-                Err(e) if matches!(e.kind(), stream_not_found if is_not_found(&stream_not_found)) => {
-                    js.create_stream(stream::Config {
-                        name: name.clone(),
-                        subjects,
-                        storage: stream::StorageType::File,
-                        retention: stream::RetentionPolicy::Limits,
-                        max_age: week,
-                        num_replicas: cfg.stream_replicas,
-                        duplicate_window: Duration::from_secs_f64(cfg.duplicate_window_secs),
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(setup(format!("creating stream {name}")))?;
-                    tracing::info!(stream = %name, "Stream created.");
-                }
-                Err(e) => {
-                    return Err(BusError::Setup {
-                        what: format!("stream {name}"),
-                        message: e.to_string(),
-                    })
-                }
-            }
-        }
+        ensure_streams(&js, cfg, &["INBOUND", "AGENT", "OUTBOUND"]).await?;
         let state_stream = journal::setup_stream(&js, p, cfg.stream_replicas).await?;
         let legacy_state = js.get_key_value(&cfg.state_bucket).await.ok();
         Ok(Bus {

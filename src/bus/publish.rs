@@ -35,6 +35,30 @@ impl InboundPublisher {
         }
     }
 
+    /// Makes sure the inbound stream exists (an adapter may start before
+    /// any router did), retrying with backoff until it does or `stop`.
+    /// Until then publishes fail and webhooks answer 503.
+    pub async fn ensure_inbound_stream(
+        &self,
+        cfg: &crate::config::NatsConfig,
+        stop: &tokio_util::sync::CancellationToken,
+    ) {
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            if self.is_connected() {
+                match super::ensure_streams(&self.js, cfg, &["INBOUND"]).await {
+                    Ok(()) => return,
+                    Err(e) => tracing::warn!(error = %e, "Inbound stream not ready for the adapters; retrying."),
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.cancelled() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
     pub fn is_connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
     }

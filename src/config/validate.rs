@@ -380,6 +380,22 @@ impl Config {
         }
     }
 
+    /// What `omniroute adapter NAME` needs checked: the NATS, HTTP and
+    /// runtime sections and the adapters; the routing model (queues,
+    /// agents, SLA) belongs to the router and may be absent.
+    pub fn validate_adapters(&self) -> Result<Vec<crate::adapters::spec::AdapterSpec>, Vec<Problem>> {
+        let mut p = Problems::default();
+        self.check_runtime(&mut p);
+        match self.adapter_specs() {
+            Ok(specs) if p.0.is_empty() => Ok(specs),
+            Ok(_) => Err(p.0),
+            Err(more) => {
+                p.0.extend(more);
+                Err(p.0)
+            }
+        }
+    }
+
     fn check_runtime(&self, p: &mut Problems) {
         let n = &self.nats;
         if n.url.trim().is_empty() {

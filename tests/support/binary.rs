@@ -22,12 +22,25 @@ pub fn free_port() -> u16 {
 /// Starts the compiled binary with `config` (written into `dir`), logging
 /// JSON to `dir/omniroute-<tag>.log`, and waits until `/ready` says 200.
 pub async fn spawn(dir: &std::path::Path, config: &str, nats_url: &str, tag: &str, env: &[(&str, String)]) -> Proc {
+    spawn_with(&["run"], dir, config, nats_url, tag, env).await
+}
+
+/// [`spawn`] with other leading arguments (`["adapter", "chat"]`).
+pub async fn spawn_with(
+    args: &[&str],
+    dir: &std::path::Path,
+    config: &str,
+    nats_url: &str,
+    tag: &str,
+    env: &[(&str, String)],
+) -> Proc {
     let cfg = dir.join("omniroute.toml");
     std::fs::write(&cfg, config).expect("write config");
     let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let log = dir.join(format!("omniroute-{tag}.log"));
     let child = Command::new(env!("CARGO_BIN_EXE_omniroute"))
-        .args(["run", "--config"])
+        .args(args)
+        .arg("--config")
         .arg(&cfg)
         .env("OMNIROUTE_NATS__URL", nats_url)
         .env("OMNIROUTE_HTTP__LISTEN", http.to_string())

@@ -145,6 +145,15 @@ namespace inbox {{
         s.logout().await.expect("logout");
     }
 
+    /// Appends every message in one session.
+    pub async fn append_all(&self, mailbox: &str, raws: &[Vec<u8>]) {
+        let mut s = self.session().await;
+        for raw in raws {
+            s.append(mailbox, None, None, raw).await.expect("append");
+        }
+        s.logout().await.expect("logout");
+    }
+
     /// UIDs matching an IMAP search in `mailbox` (e.g. `UNSEEN`, `ALL`).
     pub async fn search(&self, mailbox: &str, query: &str) -> Vec<u32> {
         let mut s = self.session().await;

@@ -427,3 +427,20 @@ pub fn merge(base: &mut Value, extra: Value) {
 }
 
 pub const WAIT: Duration = Duration::from_secs(10);
+
+/// For the benches: installs the TLS provider, reads `--bench` (a full run;
+/// `cargo test --all-targets` runs them without it, small) and an optional
+/// size N from the arguments, and builds the runtime.
+pub fn bench_start(full_n: usize, quick_n: usize) -> (bool, usize, tokio::runtime::Runtime) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let full = std::env::args().any(|a| a == "--bench");
+    let n = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(if full { full_n } else { quick_n });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    (full, n, rt)
+}
