@@ -179,3 +179,52 @@ async fn nats_down_mid_poll_loses_nothing_and_a_restart_publishes_nothing_twice(
     d.stop().await;
     assert!(!imap.log().is_empty());
 }
+
+#[tokio::test]
+async fn mail_is_read_over_imaps_and_over_starttls_with_the_configured_ca() {
+    let nats = NatsServer::start();
+    let imap = Dovecot::start_tls();
+    let ca = imap.ca_file.as_ref().expect("ca").display().to_string();
+    let c = Client::connect(&nats.url).await;
+    for (n, (tls, port)) in [("tls", imap.tls_port.expect("imaps")), ("starttls", imap.port)]
+        .into_iter()
+        .enumerate()
+    {
+        let extra = format!("ca_file = {ca:?}\n");
+        let mut cfg = config(&nats.url, port, &format!("mail_{tls}"), &extra);
+        if let Some(a) = cfg.adapters.get_mut(&format!("mail_{tls}")) {
+            a.tls = Some(tls.to_string());
+        }
+        let d = Daemon::start(cfg).await;
+        imap.append("INBOX", &mail(&format!("{tls}@example.com"), None, "over TLS"))
+            .await;
+        let events = wait_inbound(&c, n + 1).await;
+        assert_eq!(events[n]["id"], format!("mail:{tls}@example.com"));
+        wait_search(&imap, "INBOX", "UNSEEN", 0).await;
+        d.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_server_certificate_from_another_ca_is_refused() {
+    let nats = NatsServer::start();
+    let imap = Dovecot::start_tls();
+    // No ca_file: the test CA is not among the system roots.
+    let mut cfg = config(&nats.url, imap.tls_port.expect("imaps"), "mail_untrusted", "");
+    if let Some(a) = cfg.adapters.get_mut("mail_untrusted") {
+        a.tls = Some("tls".into());
+    }
+    let d = Daemon::start(cfg).await;
+    support::eventually(WAIT, "a TLS error from the IMAP adapter", || async {
+        (imap_errors(&d, "mail_untrusted").await > 0).then_some(())
+    })
+    .await;
+    let (_, metrics) = support::http_get(d.http, "/metrics").await.expect("metrics");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.contains("adapter=\"mail_untrusted\"") && l.contains("stage=\"tls\"")),
+        "the error is at the TLS stage"
+    );
+    d.stop().await;
+}

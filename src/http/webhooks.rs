@@ -154,6 +154,9 @@ async fn handle(State(h): State<Hook>, uri: Uri, headers: HeaderMap, body: Body)
     for what in &decoded.ignored {
         metrics::counter!(telemetry::ADAPTER_IGNORED, "adapter" => spec.name.clone(), "what" => *what).increment(1);
     }
+    if !decoded.ignored.is_empty() {
+        tracing::info!(adapter = %spec.name, ignored = ?decoded.ignored, "Items not routed (echoes, receipts, auto-replies, bounces, calls still ringing or in the menu).");
+    }
     if !decoded.events.is_empty() {
         let started = Instant::now();
         if let Err(e) = h.publisher.publish(&decoded.events).await {

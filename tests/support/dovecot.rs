@@ -13,7 +13,13 @@ pub const PASSWORD: &str = "imap-test-password";
 
 pub struct Dovecot {
     child: Child,
+    /// IMAP (plain; STARTTLS offered when started with TLS).
     pub port: u16,
+    /// IMAPS, when started with TLS.
+    pub tls_port: Option<u16>,
+    /// The CA that signed the server's certificate (for 127.0.0.1 and
+    /// localhost), when started with TLS.
+    pub ca_file: Option<PathBuf>,
     dir: tempfile::TempDir,
 }
 
@@ -36,8 +42,46 @@ fn open_to_all(p: &Path) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).expect("chmod");
 }
 
+/// A CA and a server certificate it signed for 127.0.0.1 and localhost,
+/// written into `dir` readable by the server's user: (ca, cert, key).
+fn pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "omniroute imap test CA");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key")).expect("ca cert");
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).expect("params");
+    params.distinguished_name.push(DnType::CommonName, "dovecot");
+    let key = KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, &ca).expect("cert");
+    let write = |name: &str, pem: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, pem).expect("write pem");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        p
+    };
+    (
+        write("ca.pem", ca.pem()),
+        write("server.pem", cert.pem()),
+        write("server-key.pem", key.serialize_pem()),
+    )
+}
+
 impl Dovecot {
     pub fn start() -> Dovecot {
+        Self::start_with(false)
+    }
+
+    /// With TLS: IMAPS on `tls_port`, STARTTLS on `port`.
+    pub fn start_tls() -> Dovecot {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Dovecot {
         let bin = dovecot_bin();
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path();
@@ -47,6 +91,17 @@ impl Dovecot {
             open_to_all(&d.join(sub));
         }
         let port = free_port();
+        let tls_port = tls.then(free_port);
+        let certs = tls.then(|| pki(d));
+        let ssl = match &certs {
+            Some((_, cert, key)) => format!(
+                "ssl = yes\nssl_cert = <{}\nssl_key = <{}\n",
+                cert.display(),
+                key.display()
+            ),
+            None => "ssl = no\n".to_string(),
+        };
+        let imaps = tls_port.unwrap_or(0);
         let p = d.display();
         let conf = format!(
             r#"base_dir = {p}/run
@@ -54,8 +109,7 @@ state_dir = {p}/state
 log_path = {p}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
+{ssl}disable_plaintext_auth = no
 auth_mechanisms = plain login
 mail_location = maildir:{p}/mail/%u
 default_login_user = nobody
@@ -78,7 +132,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {imaps}
   }}
 }}
 service anvil {{
@@ -122,7 +177,13 @@ namespace inbox {{
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Dovecot { child, port, dir }
+        Dovecot {
+            child,
+            port,
+            tls_port,
+            ca_file: certs.map(|c| c.0),
+            dir,
+        }
     }
 
     pub fn log(&self) -> String {
