@@ -26,6 +26,7 @@ pub mod health;
 pub mod http;
 pub mod notify;
 pub mod routing;
+pub mod sinks;
 pub mod sla;
 pub mod store;
 pub mod telemetry;
@@ -69,6 +70,7 @@ pub struct Listeners {
 pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> Result<(), RunError> {
     let spec = Arc::new(config.validate().map_err(RunError::Config)?);
     let adapters = config.adapter_specs().map_err(RunError::Config)?;
+    let sinks = config.sink_specs().map_err(RunError::Config)?;
     let cfg = Arc::new(config);
     let ready = Arc::new(Readiness::default());
     let http_stop = CancellationToken::new();
@@ -90,6 +92,9 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
             http_stop.clone(),
         ))
     });
+    // Alert sinks run on every instance, active or standby: they share
+    // each sink's durable consumer, so an alert goes out once either way.
+    let sink_task = (!sinks.is_empty()).then(|| tokio::spawn(serve_sinks(Arc::clone(&cfg), sinks, http_stop.clone())));
     let result = tokio::select! {
         r = run_routing(Arc::clone(&cfg), spec, Arc::clone(&ready), shutdown) => r,
         r = &mut http_task => Err(RunError::Http(match r {
@@ -104,7 +109,34 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     if let Some(w) = webhooks {
         let _ = w.await;
     }
+    if let Some(t) = sink_task {
+        let _ = t.await;
+    }
     result
+}
+
+/// The alert sinks, each on its own task and durable consumer, on their
+/// own NATS connection (a slow sink never touches routing).
+async fn serve_sinks(cfg: Arc<Config>, sinks: Vec<sinks::SinkSpec>, stop: CancellationToken) {
+    let mut nats = cfg.nats.clone();
+    nats.client_name = format!("{}-sinks", nats.client_name);
+    let client = match bus::connect_in_background(&nats, Arc::new(Readiness::default()), &stop).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "Alert sinks cannot connect to NATS.");
+            return;
+        }
+    };
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    for spec in sinks {
+        tasks.spawn(sinks::run::run(
+            spec,
+            client.clone(),
+            cfg.nats.subject_prefix.clone(),
+            stop.clone(),
+        ));
+    }
+    while tasks.join_next().await.is_some() {}
 }
 
 /// `omniroute adapter NAME`: one adapter alone, with the operator

@@ -5,6 +5,7 @@
 //! Errors carry whether they are transient: the daemon retries those (the
 //! message stays un-acked) and stops on the rest.
 
+pub mod alerts;
 pub mod journal;
 pub mod lease;
 pub mod publish;

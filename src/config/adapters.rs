@@ -425,7 +425,7 @@ fn imap_spec(
 }
 
 /// One of `<key>`, `<key>_env`, `<key>_file`, resolved.
-fn resolve(
+pub(super) fn resolve(
     bad: &mut dyn FnMut(&str, String, &str),
     env: &dyn Fn(&str) -> Option<String>,
     key: &str,

@@ -5,9 +5,11 @@
 //! core runs on. Nothing here panics on bad input.
 
 mod adapters;
+mod sinks;
 mod validate;
 
 pub use adapters::{AdapterConfig, MenuConfig, WebhooksConfig};
+pub use sinks::{AlertsConfig, SinkConfig};
 
 pub use validate::{Problem, RouterSpec};
 
@@ -79,6 +81,7 @@ pub struct Config {
     pub sla: SlaConfig,
     pub webhooks: WebhooksConfig,
     pub adapters: BTreeMap<String, AdapterConfig>,
+    pub alerts: AlertsConfig,
 }
 
 /// `[nats]`: the connection and the JetStream resources the router owns.

@@ -364,6 +364,9 @@ impl Config {
         if let Err(more) = self.adapter_specs() {
             p.0.extend(more);
         }
+        if let Err(more) = self.sink_specs() {
+            p.0.extend(more);
+        }
 
         if p.0.is_empty() {
             Ok(Spec {

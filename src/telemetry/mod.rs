@@ -34,6 +34,8 @@ pub const SNAPSHOTS: &str = "omniroute_snapshots_total";
 pub const SNAPSHOT_SECONDS: &str = "omniroute_snapshot_duration_seconds";
 pub const DEDUPE_IDS: &str = "omniroute_dedupe_ids";
 pub const DEDUPE_EVICTED: &str = "omniroute_dedupe_evicted_total";
+pub const ALERT_DELIVERIES: &str = "omniroute_alert_deliveries_total";
+pub const ALERT_SINK_HELD: &str = "omniroute_alert_sink_held";
 pub const ADAPTER_REQUESTS: &str = "omniroute_adapter_requests_total";
 pub const ADAPTER_EVENTS: &str = "omniroute_adapter_events_total";
 pub const ADAPTER_IGNORED: &str = "omniroute_adapter_ignored_total";
@@ -44,6 +46,14 @@ pub const ADAPTER_PUBLISH_SECONDS: &str = "omniroute_adapter_publish_duration_se
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(INBOUND_EVENTS, "Inbound customer events by channel and outcome.");
+    describe_counter!(
+        ALERT_DELIVERIES,
+        "Alert sink outcomes by sink: delivered, retried, digested, dead_lettered, filtered, invalid."
+    );
+    describe_gauge!(
+        ALERT_SINK_HELD,
+        "Alerts held by a sink over its per-window limit, waiting for the digest."
+    );
     describe_counter!(
         ADAPTER_REQUESTS,
         "Adapter requests by adapter, kind and outcome (published, ignored, bad_request, unauthorized, too_large, unavailable)."

@@ -44,7 +44,7 @@ fn open_to_all(p: &Path) {
 
 /// A CA and a server certificate it signed for 127.0.0.1 and localhost,
 /// written into `dir` readable by the server's user: (ca, cert, key).
-fn pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+pub fn pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);

@@ -5,6 +5,7 @@
 
 pub mod binary;
 pub mod dovecot;
+pub mod smtp;
 
 use async_nats::jetstream;
 use futures::StreamExt;

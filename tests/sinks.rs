@@ -1,0 +1,257 @@
+//! Alert sinks with real receivers: a signed webhook received by a real
+//! HTTP server that checks the signature, an email by a real SMTP server
+//! (aiosmtpd, STARTTLS with a test CA); a flaky receiver (503, then 200)
+//! gets one delivery; a dead one produces the dead letter, a 4xx at once;
+//! a storm produces a digest.
+
+mod support;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::smtp::Smtp;
+use support::{Client, Daemon, NatsServer};
+
+const WAIT: Duration = Duration::from_secs(30);
+const SECRET: &str = "hook-secret";
+
+/// What the receiver saw: (signature valid, alert id header, body).
+type Seen = Arc<Mutex<Vec<(bool, String, Value)>>>;
+
+/// A real HTTP receiver answering the scripted statuses in turn (the last
+/// one from then on); it checks every request's signature.
+async fn receiver(script: Vec<u16>) -> (String, Seen) {
+    let seen: Seen = Arc::default();
+    let state = (Arc::clone(&seen), Arc::new(Mutex::new(script)));
+    let app = axum::Router::new()
+        .route(
+            "/hook",
+            axum::routing::post(
+                |State((seen, script)): State<(Seen, Arc<Mutex<Vec<u16>>>)>, h: HeaderMap, body: Bytes| async move {
+                    let header = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+                    let ts = header("x-omniroute-timestamp");
+                    let fresh = ts
+                        .parse::<i64>()
+                        .is_ok_and(|t| (chrono::Utc::now().timestamp() - t).abs() < 300);
+                    let want = omniroute::sinks::webhook::signature(SECRET.as_bytes(), &ts, &body);
+                    let valid = fresh && header("x-omniroute-signature") == want;
+                    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    seen.lock()
+                        .expect("lock")
+                        .push((valid, header("x-omniroute-alert-id"), v));
+                    let mut s = script.lock().expect("lock");
+                    let code = if s.len() > 1 { s.remove(0) } else { s[0] };
+                    StatusCode::from_u16(code).expect("status")
+                },
+            ),
+        )
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+fn seen(s: &Seen) -> Vec<(bool, String, Value)> {
+    s.lock().expect("lock").clone()
+}
+
+const ROUTING: &str = r#"
+[http]
+listen = "127.0.0.1:0"
+[sla.policies.fast]
+first_response_secs = { chat = 2.0 }
+warning_thresholds = [0.5]
+[[queues]]
+name = "nobody"
+channels = ["chat"]
+skills = { rare = 10 }
+sla_policy = "fast"
+"#;
+
+fn hook_sink(name: &str, url: &str, extra: &str) -> String {
+    format!("[alerts.sinks.{name}]\ntype = \"webhook\"\nurl = \"{url}\"\nsecret = \"{SECRET}\"\n{extra}\n")
+}
+
+/// Waits until the sink's durable consumer exists (alerts before it are
+/// not its to deliver).
+async fn sink_ready(c: &Client, name: &str) {
+    support::eventually(WAIT, "the sink's consumer", || async {
+        let s = c.js.get_stream("OMNI_OUTBOUND").await.ok()?;
+        s.consumer_info(format!("omniroute_sink_{name}")).await.ok().map(|_| ())
+    })
+    .await;
+}
+
+fn alert(n: usize, kind: &str) -> Value {
+    json!({"v": 1, "alert_id": format!("sla-c-{n}-first_response-1"), "kind": kind, "contact_id": format!("c-{n}"),
+           "conversation_id": format!("conv-{n}"), "queue": "nobody", "channel": "chat", "policy": "fast",
+           "clock": "first_response", "threshold": 1.0, "target_secs": 2.0, "elapsed_secs": 2.1,
+           "agent_id": null, "customer": {"id": "k"}, "at": "2026-11-23T10:00:00.000Z"})
+}
+
+async fn publish_alert(c: &Client, a: &Value) {
+    let kind = a["kind"].as_str().expect("kind");
+    c.publish(
+        &format!("omni.alert.sla.{kind}"),
+        a["alert_id"].as_str().expect("id"),
+        a,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_warning_and_a_breach_reach_a_signed_webhook_and_an_email_over_starttls() {
+    let nats = NatsServer::start();
+    let smtp = Smtp::start();
+    let (url, hook) = receiver(vec![200]).await;
+    let toml = format!(
+        "{ROUTING}\n[alerts]\nlink_template = \"https://desk.example.com/c/{{contact_id}}\"\n{}\n[alerts.sinks.mail]\ntype = \"email\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"starttls\"\nca_file = {:?}\nfrom = \"omniroute <alerts@example.com>\"\nto = [\"supervisors@example.com\"]\n",
+        hook_sink("hook", &url, ""),
+        smtp.port,
+        smtp.ca_file.display().to_string()
+    );
+    let d = Daemon::start(support::config(&nats.url, &toml)).await;
+    let mut c = Client::connect(&nats.url).await;
+    sink_ready(&c, "hook").await;
+    sink_ready(&c, "mail").await;
+    c.contact(
+        "chat",
+        "late",
+        json!({"queue": "nobody", "customer": {"id": "k1", "tier": "vip"}}),
+    )
+    .await;
+    let got = support::eventually(WAIT, "a warning and a breach at the webhook", || async {
+        let s = seen(&hook);
+        (s.len() >= 2).then_some(s)
+    })
+    .await;
+    let kinds: Vec<&str> = got.iter().filter_map(|(_, _, v)| v["kind"].as_str()).collect();
+    assert_eq!(kinds, ["warning", "breach"]);
+    assert!(
+        got.iter().all(|(valid, id, v)| *valid && v["alert_id"] == id.as_str()),
+        "signed, with the alert id"
+    );
+    assert_eq!(got[1].2["conversation_id"], "late", "the body is the contract's alert");
+    let mails = support::eventually(WAIT, "two emails", || async {
+        let m = smtp.received();
+        (m.len() >= 2).then_some(m)
+    })
+    .await;
+    assert!(
+        mails
+            .iter()
+            .any(|m| m.contains("Subject: [omniroute] SLA breach - queue nobody")),
+        "{mails:#?}"
+    );
+    assert!(mails.iter().any(|m| m.contains("SLA warning at 50%")), "{mails:#?}");
+    assert!(
+        mails.iter().all(|m| m.contains("https://desk.example.com/c/c-")),
+        "{mails:#?}"
+    );
+    c.expect("omni.alert.sla.breach", WAIT, |v| v["conversation_id"] == "late")
+        .await;
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_flaky_receiver_gets_exactly_one_delivery() {
+    let nats = NatsServer::start();
+    let (url, hook) = receiver(vec![503, 200]).await;
+    let d = Daemon::start(support::config(
+        &nats.url,
+        &format!("{ROUTING}\n{}", hook_sink("flaky", &url, "")),
+    ))
+    .await;
+    let c = Client::connect(&nats.url).await;
+    sink_ready(&c, "flaky").await;
+    publish_alert(&c, &alert(1, "breach")).await;
+    support::eventually(WAIT, "the retry", || async { (seen(&hook).len() >= 2).then_some(()) }).await;
+    // Acked after the 200: nothing more arrives; the next alert is the next request.
+    publish_alert(&c, &alert(2, "breach")).await;
+    let s = support::eventually(WAIT, "the second alert", || async {
+        let s = seen(&hook);
+        (s.len() >= 3).then_some(s)
+    })
+    .await;
+    let ids: Vec<&str> = s.iter().map(|(_, id, _)| id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "sla-c-1-first_response-1",
+            "sla-c-1-first_response-1",
+            "sla-c-2-first_response-1"
+        ]
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_dead_receiver_dead_letters_after_its_attempts_and_a_4xx_at_once() {
+    let nats = NatsServer::start();
+    let (dead, dead_seen) = receiver(vec![500]).await;
+    let (refusing, refusing_seen) = receiver(vec![400]).await;
+    let toml = format!(
+        "{ROUTING}\n{}\n{}",
+        hook_sink("dead", &dead, "max_attempts = 3"),
+        hook_sink("refusing", &refusing, "max_attempts = 3")
+    );
+    let d = Daemon::start(support::config(&nats.url, &toml)).await;
+    let mut c = Client::connect(&nats.url).await;
+    sink_ready(&c, "dead").await;
+    sink_ready(&c, "refusing").await;
+    publish_alert(&c, &alert(7, "breach")).await;
+    let dl = c.expect("omni.dlq.alerts", WAIT, |v| v["sink"] == "dead").await;
+    assert_eq!(
+        (dl["attempts"].as_u64(), dl["error"].as_str()),
+        (Some(3), Some("the receiver answered 500 Internal Server Error"))
+    );
+    assert_eq!(dl["alert"]["alert_id"], "sla-c-7-first_response-1");
+    assert_eq!(seen(&dead_seen).len(), 3);
+    let dl = c.expect("omni.dlq.alerts", WAIT, |v| v["sink"] == "refusing").await;
+    assert_eq!(dl["attempts"].as_u64(), Some(1), "a 4xx is not retried");
+    assert_eq!(seen(&refusing_seen).len(), 1);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_storm_is_sent_as_a_few_alerts_and_one_digest() {
+    let nats = NatsServer::start();
+    let (url, hook) = receiver(vec![200]).await;
+    let sink = hook_sink(
+        "storm",
+        &url,
+        "max_per_minute = 2\ndigest_window_secs = 2\nkinds = [\"breach\"]",
+    );
+    let d = Daemon::start(support::config(&nats.url, &format!("{ROUTING}\n{sink}"))).await;
+    let c = Client::connect(&nats.url).await;
+    sink_ready(&c, "storm").await;
+    publish_alert(&c, &alert(100, "warning")).await; // filtered out
+    for n in 0..12 {
+        publish_alert(&c, &alert(n, "breach")).await;
+    }
+    let s = support::eventually(WAIT, "every breach, alone or in a digest", || async {
+        let s = seen(&hook);
+        let covered: usize = s
+            .iter()
+            .map(|(_, _, v)| {
+                if v["kind"] == "digest" {
+                    v["count"].as_u64().unwrap_or(0) as usize
+                } else {
+                    1
+                }
+            })
+            .sum();
+        (covered >= 12).then_some(s)
+    })
+    .await;
+    let singles = s.iter().filter(|(_, _, v)| v["kind"] == "breach").count();
+    let digests = s.iter().filter(|(_, _, v)| v["kind"] == "digest").count();
+    assert!(singles <= 4 && digests >= 1, "{singles} singles, {digests} digests");
+    assert!(s.len() < 12, "fewer requests than alerts: {}", s.len());
+    assert!(s.iter().all(|(valid, _, v)| *valid && v["kind"] != "warning"));
+    d.stop().await;
+}
