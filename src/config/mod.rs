@@ -400,35 +400,51 @@ impl Config {
         Config::from_value(value)
     }
 
-    /// Deserialises, collecting every unknown key (serde would stop at the
-    /// first) and naming the key of a type error.
+    /// Deserialises, collecting every unknown key and every value of the
+    /// wrong type (serde stops at the first: each bad value is reported,
+    /// removed so its default applies, and the rest read again, at most
+    /// [`MAX_TYPE_PROBLEMS`] times), then the semantic problems of what
+    /// remains, so one run lists everything with its key and value.
     fn from_value(value: serde_json::Value) -> Result<Config, ConfigError> {
         let original = value.clone();
-        let mut unknown = Vec::new();
-        let mut on_unknown = |path: serde_ignored::Path| unknown.push(path.to_string());
-        let de = serde_ignored::Deserializer::new(value, &mut on_unknown);
-        let parsed: Result<Config, _> = serde_path_to_error::deserialize(de);
-        let mut problems: Vec<Problem> = unknown
+        let mut value = value;
+        let mut unknown = std::collections::BTreeSet::new();
+        let mut problems: Vec<Problem> = Vec::new();
+        let parsed = loop {
+            let mut on_unknown = |path: serde_ignored::Path| {
+                unknown.insert(path.to_string());
+            };
+            let de = serde_ignored::Deserializer::new(value.clone(), &mut on_unknown);
+            match serde_path_to_error::deserialize::<_, Config>(de) {
+                Ok(cfg) => break Some(cfg),
+                Err(e) => {
+                    let path = e.path().to_string();
+                    let (key, v) = locate(&original, &path);
+                    problems.push(Problem::new(key, v, e.inner().to_string()));
+                    if problems.len() >= MAX_TYPE_PROBLEMS || !remove_at(&mut value, &path) {
+                        break None;
+                    }
+                }
+            }
+        };
+        let mut all: Vec<Problem> = unknown
             .into_iter()
             .map(|k| {
                 let (key, v) = locate(&original, &k);
                 Problem::new(key, v, "unknown key")
             })
             .collect();
+        all.extend(problems);
         match parsed {
-            Ok(cfg) if problems.is_empty() => Ok(cfg),
-            Ok(cfg) => {
+            Some(cfg) if all.is_empty() => Ok(cfg),
+            Some(cfg) => {
                 // Report the semantic problems too, so one run lists everything.
                 if let Err(more) = cfg.validate() {
-                    problems.extend(more);
+                    all.extend(more);
                 }
-                Err(ConfigError::Invalid(problems))
+                Err(ConfigError::Invalid(all))
             }
-            Err(e) => {
-                let (key, v) = locate(&original, &e.path().to_string());
-                problems.push(Problem::new(key, v, e.inner().to_string()));
-                Err(ConfigError::Invalid(problems))
-            }
+            None => Err(ConfigError::Invalid(all)),
         }
     }
 
@@ -441,23 +457,80 @@ impl Config {
     }
 }
 
-/// Turns a serde path (`queues.1.skilz`) into the key as an operator writes
-/// it (`queues[1].skilz`) and finds its value for the report.
+/// Type problems listed per file, at most (a file of the wrong shape
+/// altogether is reported by its first ones).
+const MAX_TYPE_PROBLEMS: usize = 50;
+
+/// The segments of a serde path, `queues.1.skilz` or `agents[0].capacity`:
+/// names and array indexes; `None` where a segment is unknown (`?`).
+fn segments(path: &str) -> Option<Vec<Result<usize, String>>> {
+    let mut out = Vec::new();
+    for part in path.split('.').filter(|s| !s.is_empty()) {
+        if part == "?" {
+            return None;
+        }
+        let (name, rest) = part.split_once('[').unwrap_or((part, ""));
+        if !name.is_empty() {
+            out.push(name.parse::<usize>().map_err(|_| name.to_string()));
+        }
+        for idx in rest.split('[').filter(|s| !s.is_empty()) {
+            out.push(Ok(idx.trim_end_matches(']').parse().ok()?));
+        }
+    }
+    Some(out)
+}
+
+/// Removes the value at `path`; false when there is nothing to remove.
+fn remove_at(root: &mut serde_json::Value, path: &str) -> bool {
+    let Some(segs) = segments(path) else { return false };
+    let Some((last, parents)) = segs.split_last() else {
+        return false;
+    };
+    let mut cur = root;
+    for seg in parents {
+        let next = match (seg, cur) {
+            (Ok(i), serde_json::Value::Array(a)) => a.get_mut(*i),
+            (Ok(i), serde_json::Value::Object(o)) => o.get_mut(&i.to_string()),
+            (Err(k), serde_json::Value::Object(o)) => o.get_mut(k),
+            _ => None,
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return false,
+        }
+    }
+    match (last, cur) {
+        (Ok(i), serde_json::Value::Array(a)) if *i < a.len() => {
+            a.remove(*i);
+            true
+        }
+        (Ok(i), serde_json::Value::Object(o)) => o.remove(&i.to_string()).is_some(),
+        (Err(k), serde_json::Value::Object(o)) => o.remove(k).is_some(),
+        _ => false,
+    }
+}
+
+/// Turns a serde path (`queues.1.skilz`, `agents[0].capacity`) into the
+/// key as an operator writes it (`queues[1].skilz`) and finds its value.
 fn locate(root: &serde_json::Value, path: &str) -> (String, String) {
     let mut key = String::new();
     let mut cur = Some(root);
-    for seg in path.split('.').filter(|s| !s.is_empty() && *s != "?") {
-        match (seg.parse::<usize>(), cur) {
+    for seg in segments(path).unwrap_or_default() {
+        match (seg, cur) {
             (Ok(i), Some(serde_json::Value::Array(a))) => {
                 key.push_str(&format!("[{i}]"));
                 cur = a.get(i);
             }
-            (_, c) => {
+            (seg, c) => {
+                let name = match seg {
+                    Ok(i) => i.to_string(),
+                    Err(k) => k,
+                };
                 if !key.is_empty() {
                     key.push('.');
                 }
-                key.push_str(seg);
-                cur = c.and_then(|v| v.get(seg));
+                cur = c.and_then(|v| v.get(&name));
+                key.push_str(&name);
             }
         }
     }
@@ -566,6 +639,41 @@ warning_thresholds = [1.5]
             "agents[1].id = \"x\": duplicate agent id",
             "sla.policies.p.first_response_secs.email = -1.0",
             "sla.policies.p.warning_thresholds[0] = 1.5",
+        ] {
+            assert!(
+                text.iter().any(|t| t.starts_with(want)),
+                "missing {want:?} in:\n{}",
+                text.join("\n")
+            );
+        }
+    }
+
+    #[test]
+    fn every_type_error_is_listed_with_the_semantic_problems_of_the_rest() {
+        let toml = r#"
+[[queues]]
+name = "billing"
+channels = ["email"]
+priority = "high"
+skills = { billing = 11 }
+[[rules]]
+queue = "nowhere"
+[[agents]]
+id = "a"
+capacity = { email = "two" }
+[routing]
+offer_timeout_secs = "soon"
+"#;
+        let Err(ConfigError::Invalid(problems)) = Config::from_toml_with_env(toml, "t", Vec::new()) else {
+            panic!("expected problems");
+        };
+        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        for want in [
+            "queues[0].priority = \"high\": invalid type",
+            "agents[0].capacity.email = \"two\": invalid type",
+            "routing.offer_timeout_secs = \"soon\": invalid type",
+            "queues[0].skills.billing = 11",
+            "rules[0].queue = \"nowhere\"",
         ] {
             assert!(
                 text.iter().any(|t| t.starts_with(want)),
