@@ -259,7 +259,7 @@ impl Daemon {
                 OutSubject::SlaAlert(kind) => {
                     let queue = o.queue.as_ref().map(|q| q.to_string()).unwrap_or_default();
                     tracing::info!(kind, queue = %queue, alert_id = %o.msg_id, "SLA alert raised.");
-                    metrics::counter!(m::SLA_ALERTS, "queue" => queue, "kind" => kind).increment(1);
+                    record_alert(kind, queue, &o.payload);
                 }
                 OutSubject::ContactEvent(what) => {
                     metrics::counter!(m::CONTACT_EVENTS, "kind" => what).increment(1);
@@ -297,4 +297,39 @@ impl Daemon {
             self.evicted_reported = evicted;
         }
     }
+}
+
+/// The SLA metrics of one raised alert: by kind, clock and queue; breaches
+/// by queue and channel; and its lateness, now (the outputs are committed)
+/// minus when it fell due (`at` − `elapsed_secs` + `threshold` ×
+/// `target_secs`, read back from the alert as published).
+fn record_alert(kind: &'static str, queue: String, payload: &[u8]) {
+    let a: serde_json::Value = serde_json::from_slice(payload).unwrap_or_default();
+    let clock = match a["clock"].as_str() {
+        Some("first_response") => "first_response",
+        Some("next_response") => "next_response",
+        Some("queue_wait") => "queue_wait",
+        Some("resolution") => "resolution",
+        _ => "other",
+    };
+    if kind == "breach" {
+        let channel = a["channel"].as_str().unwrap_or("").to_string();
+        metrics::counter!(m::SLA_BREACHES, "queue" => queue.clone(), "channel" => channel).increment(1);
+    }
+    metrics::counter!(m::SLA_ALERTS, "queue" => queue, "kind" => kind, "clock" => clock).increment(1);
+    let at = a["at"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+    let (Some(at), Some(elapsed), Some(share), Some(target)) = (
+        at,
+        a["elapsed_secs"].as_f64(),
+        a["threshold"].as_f64(),
+        a["target_secs"].as_f64(),
+    ) else {
+        return;
+    };
+    let raised = at.timestamp_millis() as f64 / 1000.0;
+    let due = raised - elapsed + share * target;
+    let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+    metrics::histogram!(m::SLA_LATENESS).record((now - due).max(0.0));
 }

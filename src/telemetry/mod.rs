@@ -17,6 +17,8 @@ pub const CONTACT_EVENTS: &str = "omniroute_contact_events_total";
 pub const ROUTING_DECISION_SECONDS: &str = "omniroute_routing_decision_duration_seconds";
 pub const BATCH_COMMIT_SECONDS: &str = "omniroute_batch_commit_duration_seconds";
 pub const SLA_ALERTS: &str = "omniroute_sla_alerts_total";
+pub const SLA_BREACHES: &str = "omniroute_sla_breaches_total";
+pub const SLA_LATENESS: &str = "omniroute_sla_alert_lateness_seconds";
 pub const DEAD_LETTERS: &str = "omniroute_dead_letters_total";
 pub const AGENTS: &str = "omniroute_agents";
 pub const COMMIT_RETRIES: &str = "omniroute_commit_retries_total";
@@ -108,7 +110,13 @@ fn describe() {
         TIMERS_SCHEDULED,
         "Offer expiries, wrap-up ends and SLA thresholds scheduled."
     );
-    describe_counter!(SLA_ALERTS, "SLA alerts by queue and kind (warning, breach).");
+    describe_counter!(SLA_ALERTS, "SLA alerts by queue, kind (warning, breach) and clock.");
+    describe_counter!(SLA_BREACHES, "SLA breaches by queue and channel.");
+    describe_histogram!(
+        SLA_LATENESS,
+        Unit::Seconds,
+        "How long after its due time an SLA alert was committed and published."
+    );
     describe_counter!(DEAD_LETTERS, "Messages dead-lettered, by dead-letter subject.");
     describe_gauge!(AGENTS, "Agents by presence status.");
     describe_counter!(COMMIT_RETRIES, "Batch commits retried after a transient NATS error.");
@@ -151,7 +159,7 @@ pub fn register_series(prefix: &str, queues: &[String]) {
     use metrics::counter;
     for q in queues {
         for kind in ["warning", "breach"] {
-            counter!(SLA_ALERTS, "queue" => q.clone(), "kind" => kind).increment(0);
+            counter!(SLA_ALERTS, "queue" => q.clone(), "kind" => kind, "clock" => "first_response").increment(0);
         }
         for outcome in ["offered", "accepted", "declined", "expired"] {
             counter!(OFFERS, "queue" => q.clone(), "outcome" => outcome).increment(0);

@@ -435,9 +435,13 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub fn bench_start(full_n: usize, quick_n: usize) -> (bool, usize, tokio::runtime::Runtime) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let full = std::env::args().any(|a| a == "--bench");
-    let n = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
+    // The first bare number; `--flag value` pairs are the bench's own.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n = args
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i == 0 || !args[i - 1].starts_with("--") || args[i - 1] == "--bench")
+        .find_map(|(_, a)| a.parse().ok())
         .unwrap_or(if full { full_n } else { quick_n });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
