@@ -228,3 +228,24 @@ async fn a_server_certificate_from_another_ca_is_refused() {
     );
     d.stop().await;
 }
+
+#[tokio::test]
+async fn undecodable_mail_is_dead_lettered_with_its_error_and_marked() {
+    let nats = NatsServer::start();
+    let imap = Dovecot::start();
+    let d = Daemon::start(config(&nats.url, imap.port, "mail_dlq", "")).await;
+    let mut c = Client::connect(&nats.url).await;
+    imap.append(
+        "INBOX",
+        b"Subject: no sender\r\nMessage-ID: <nofrom@example.com>\r\n\r\nwho am I\r\n",
+    )
+    .await;
+    let dl = c
+        .expect("omni.dlq.inbound", WAIT, |v| v["subject"] == "imap:mail_dlq/INBOX")
+        .await;
+    assert_eq!(dl["error"], "message has no From address");
+    assert!(dl["payload"].as_str().is_some_and(|p| p.contains("Subject: no sender")));
+    wait_search(&imap, "INBOX", "UNSEEN", 0).await;
+    assert!(inbound(&c).await.is_empty(), "no event for it");
+    d.stop().await;
+}

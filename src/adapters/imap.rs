@@ -23,9 +23,11 @@
 //! `omniroute_adapter_last_success_timestamp_seconds{adapter}` shows the
 //! last completed round.
 //!
-//! Messages that cannot be decoded (no From, not a message) and auto-replies
-//! and bounces are marked processed too (counted as ignored): they stay in
-//! the mailbox, or the processed folder, for a person to read.
+//! Auto-replies and bounces are marked processed too (counted as ignored).
+//! A message that cannot be decoded (no From, not a message) is copied to
+//! `omni.dlq.inbound` with its one-line error (the router's dead-letter
+//! format, `subject` = `imap:<adapter>/<mailbox>`) before it is marked; it
+//! stays in the mailbox, or the processed folder, for a person to read.
 
 use super::email::{self, EmailSettings};
 use super::spec::{AdapterSpec, ImapSpec, ImapTls};
@@ -33,6 +35,7 @@ use super::AdapterError;
 use crate::bus::publish::InboundPublisher;
 use crate::telemetry;
 use futures::TryStreamExt;
+use sha2::Digest;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
@@ -291,7 +294,15 @@ async fn round(
                 Err(AdapterError::Bad(m) | AdapterError::Unauthorized(m)) => {
                     metrics::counter!(telemetry::ADAPTER_IGNORED, "adapter" => spec.name.clone(), "what" => "undecodable")
                         .increment(1);
-                    tracing::warn!(adapter = %spec.name, uid, error = %m, "Mail could not be decoded; marked processed and left for a person.");
+                    tracing::warn!(adapter = %spec.name, uid, error = %m, "Mail could not be decoded; dead-lettered, marked processed and left for a person.");
+                    // Keyed by the raw bytes: a re-read after a crash is the same dead letter.
+                    let id = format!("dlq-{}-{}", spec.name, super::hex(&sha2::Sha256::digest(raw)));
+                    let from = format!("imap:{}/{mailbox}", spec.name);
+                    publisher
+                        .dead_letter(&id, &from, raw, &m)
+                        .await
+                        .map_err(|e| ImapError::Publish(e.to_string()))?;
+                    metrics::counter!(telemetry::DEAD_LETTERS, "subject" => "dlq.inbound").increment(1);
                 }
             }
         }

@@ -1,11 +1,18 @@
 //! IVR (voice): call events into `voice` contacts, from Twilio-style voice
 //! webhooks (form-encoded, `X-Twilio-Signature`, verified by the HTTP
 //! layer) or from the project's JSON for Asterisk or FreeSWITCH dialplans
-//! (signed like the chat webhook).
+//! (signed like the chat webhook, also verified by the HTTP layer).
 //!
 //! Twilio posts `CallSid`, `From`, `To`, `CallStatus`, and after a
-//! `<Gather>` `Digits` or `SpeechResult` (plus `CallerName` when looked up).
-//! The JSON format, one object or an array of them:
+//! `<Gather>` `Digits` or `SpeechResult` (plus `CallerName` when looked up):
+//!
+//! ```text
+//! CallSid=CA42&From=%2B34600000000&To=%2B34910000000&CallStatus=in-progress&Digits=1
+//! ```
+//!
+//! The JSON format, one object or an array of them (a batch, at most
+//! [`MAX_BATCH`]); `at` is optional (RFC 3339, four-digit year), the
+//! receipt time otherwise:
 //!
 //! ```json
 //! {"call_id": "1700000000.42", "status": "in-progress", "from": "+34600000000",
@@ -20,15 +27,24 @@
 //! | `in-progress` without a choice while a menu is configured | nothing (`menu_pending`: the caller is still choosing) | — |
 //! | `completed`, `busy`, `no-answer`, `canceled`, `failed` | `end` (a waiting call is abandoned) | `voice:<call>:<status>` |
 //! | `queued`, `ringing` | nothing (`ringing`) | — |
+//! | anything else, or missing | refused (`Bad`) | — |
 //!
-//! A menu choice matches `digits` exactly, or any of its `keywords` as a
-//! whole word of the speech, case-insensitively; first match wins. A choice
-//! that matches nothing still opens the contact, with the defaults and
-//! `attributes.menu = "no_match"`. Conversation `voice:<call>`; customer the
-//! caller's number (`unknown` on an end without one); `attributes` carry
-//! `to`, `digits`, `speech` and `call_status`.
+//! Menu rule: a choice matches when `digits` equals its digits, or when any
+//! of its `keywords` occurs as whole words of the speech, case-insensitively;
+//! the first match in menu order wins and sets queue, skills, language and
+//! priority; the adapter's defaults then fill what the choice left empty.
+//! Digits or speech that match nothing still open the contact, with the
+//! defaults only and `attributes.menu = "no_match"`. Blank digits or speech
+//! count as no choice.
 //!
-//! Invariants: never panics; errors name fields, never numbers or speech.
+//! Conversation `voice:<call>`; customer id and address the caller's number
+//! (required on `in-progress`; `unknown` on an end without one), name the
+//! caller name; `attributes` carry `to`, `digits`, `speech` (routing data)
+//! and `call_status`; `source` carries `adapter` and `format` (`twilio` or
+//! `json`).
+//!
+//! Invariants: never panics on any input; every event passes the router's
+//! `decode_inbound`; errors name fields, never numbers, digits or speech.
 
 use super::fields::{self, opt_str, req_str};
 use super::{AdapterError, Customer, Decoded, Defaults, Event, EventType};
@@ -37,6 +53,8 @@ use chrono::{DateTime, Utc};
 
 /// Calls in one JSON request.
 pub const MAX_BATCH: usize = 100;
+/// `to`, `digits` and `speech` attributes are clipped to this many characters.
+const MAX_ATTR_CHARS: usize = 1024;
 
 /// One menu choice: the caller pressed `digits` or said one of `keywords`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -58,74 +76,56 @@ pub struct IvrSettings {
     pub defaults: Defaults,
 }
 
-/// One call event, whatever the format.
-struct Call<'a> {
-    id: &'a str,
-    status: &'a str,
-    from: Option<&'a str>,
-    to: Option<&'a str>,
-    digits: Option<&'a str>,
-    speech: Option<&'a str>,
-    name: Option<&'a str>,
-    language: Option<&'a str>,
-    at: DateTime<Utc>,
-}
+/// Each format's field names: call id, status, caller, dialled number,
+/// digits, speech, caller name, language, time ("" = not in this format).
+#[rustfmt::skip]
+const TWILIO: [&str; 9] = ["CallSid", "CallStatus", "From", "To", "Digits", "SpeechResult", "CallerName", "", ""];
+#[rustfmt::skip]
+const JSON: [&str; 9] = ["call_id", "status", "from", "to", "digits", "speech", "caller_name", "language", "at"];
 
-/// Twilio's form parameters (signature already verified).
+/// Twilio-style voice webhook: form parameters already parsed (and the
+/// signature already verified) by the caller. The first of a repeated
+/// parameter counts; empty values count as absent.
 pub fn decode_twilio(
     params: &[(String, String)],
     s: &IvrSettings,
     now: DateTime<Utc>,
 ) -> Result<Decoded, AdapterError> {
-    let get = |k: &str| {
-        params
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
-    };
-    let call = Call {
-        id: get("CallSid").ok_or_else(|| AdapterError::bad("missing CallSid"))?,
-        status: get("CallStatus").ok_or_else(|| AdapterError::bad("missing CallStatus"))?,
-        from: get("From"),
-        to: get("To"),
-        digits: get("Digits"),
-        speech: get("SpeechResult"),
-        name: get("CallerName"),
-        language: None,
-        at: now,
-    };
+    let mut o = fields::Obj::new();
+    for (k, v) in params {
+        if !k.is_empty() && TWILIO.contains(&k.as_str()) && !o.contains_key(k) {
+            o.insert(k.clone(), v.as_str().into());
+        }
+    }
     let mut out = Decoded::default();
-    one(&call, s, "twilio", &mut out)?;
+    one(&o, &TWILIO, "twilio", s, now, &mut out)?;
     Ok(out)
 }
 
-/// The project's JSON format (signature already verified).
+/// The project's JSON format (see the module doc): one object or a batch.
+/// A bad item refuses the whole request, its error prefixed `item <i>: `.
 pub fn decode_json(body: &[u8], s: &IvrSettings, now: DateTime<Utc>) -> Result<Decoded, AdapterError> {
     let mut out = Decoded::default();
     for (i, o) in fields::objects(body, MAX_BATCH)?.iter().enumerate() {
-        let item = |e: AdapterError| match e {
+        one(o, &JSON, "json", s, now, &mut out).map_err(|e| match e {
             AdapterError::Bad(m) => AdapterError::Bad(format!("item {i}: {m}")),
             other => other,
-        };
-        let call = Call {
-            id: req_str(o, "call_id").map_err(item)?,
-            status: req_str(o, "status").map_err(item)?,
-            from: opt_str(o, "from").map_err(item)?,
-            to: opt_str(o, "to").map_err(item)?,
-            digits: opt_str(o, "digits").map_err(item)?,
-            speech: opt_str(o, "speech").map_err(item)?,
-            name: opt_str(o, "caller_name").map_err(item)?,
-            language: opt_str(o, "language").map_err(item)?,
-            at: fields::time_or(o, "at", now).map_err(item)?,
-        };
-        one(&call, s, "json", &mut out).map_err(item)?;
+        })?;
     }
     Ok(out)
 }
 
-fn one(c: &Call<'_>, s: &IvrSettings, format: &str, out: &mut Decoded) -> Result<(), AdapterError> {
-    let kind = match c.status {
+/// One call event, its fields named by `n` (see [`JSON`]).
+fn one(
+    o: &fields::Obj,
+    n: &[&str; 9],
+    format: &str,
+    s: &IvrSettings,
+    now: DateTime<Utc>,
+    out: &mut Decoded,
+) -> Result<(), AdapterError> {
+    let (call, status) = (req_str(o, n[0])?, req_str(o, n[1])?);
+    let kind = match status {
         "in-progress" => EventType::Message,
         "completed" | "busy" | "no-answer" | "canceled" | "failed" => EventType::End,
         "queued" | "ringing" => {
@@ -133,57 +133,56 @@ fn one(c: &Call<'_>, s: &IvrSettings, format: &str, out: &mut Decoded) -> Result
             return Ok(());
         }
         _ => {
-            return Err(AdapterError::bad(
-                "status must be one of queued, ringing, in-progress, completed, busy, failed, no-answer, canceled",
-            ))
+            return Err(AdapterError::bad(format!(
+                "field {} must be one of queued, ringing, in-progress, completed, busy, failed, no-answer, canceled",
+                n[1]
+            )))
         }
     };
-    let chose = c.digits.is_some() || c.speech.is_some();
+    let from = opt_str(o, n[2])?;
+    let caller = match (kind, from) {
+        (_, Some(f)) => f,
+        (EventType::End, None) => "unknown",
+        (EventType::Message, None) => return Err(AdapterError::bad(format!("missing field {}", n[2]))),
+    };
+    let (to, name, language) = (opt_str(o, n[3])?, opt_str(o, n[6])?, opt_str(o, n[7])?);
+    // Whitespace-only digits or speech is no choice.
+    let digits = opt_str(o, n[4])?.map(str::trim).filter(|d| !d.is_empty());
+    let speech = opt_str(o, n[5])?.filter(|t| !t.trim().is_empty());
+    let at = fields::time_or(o, n[8], now)?;
+    let chose = digits.is_some() || speech.is_some();
     if kind == EventType::Message && !chose && !s.menu.is_empty() {
         out.ignored.push("menu_pending");
         return Ok(());
     }
-    let caller = match (kind, c.from) {
-        (_, Some(f)) => f,
-        (EventType::End, None) => "unknown",
-        (EventType::Message, None) => return Err(AdapterError::bad("missing the caller's number (From / from)")),
-    };
     let id = match (kind, chose) {
-        (EventType::Message, true) => format!("voice:{}:in-progress:choice", c.id),
-        (EventType::Message, false) => format!("voice:{}:in-progress", c.id),
-        (EventType::End, _) => format!("voice:{}:{}", c.id, c.status),
+        (EventType::Message, true) => format!("voice:{call}:in-progress:choice"),
+        (EventType::Message, false) => format!("voice:{call}:in-progress"),
+        (EventType::End, _) => format!("voice:{call}:{status}"),
     };
     let customer = Customer {
         id: caller.to_string(),
-        name: c.name.map(str::to_string),
-        address: c.from.map(str::to_string),
-        language: c.language.map(str::to_string),
+        name: name.map(str::to_string),
+        address: from.map(str::to_string),
+        language: language.map(str::to_string),
         ..Customer::default()
     };
-    let mut e = Event::new(
-        kind,
-        Channel::Voice,
-        &id,
-        &format!("voice:{}", c.id),
-        customer,
-        c.at,
-        &s.adapter,
-    );
-    e.source.insert("kind".into(), "ivr-webhook".into());
+    let conversation = format!("voice:{call}");
+    let mut e = Event::new(kind, Channel::Voice, &id, &conversation, customer, at, &s.adapter);
     e.source.insert("format".into(), format.into());
-    e.attributes.insert("call_status".into(), c.status.into());
-    for (k, v) in [("to", c.to), ("digits", c.digits), ("speech", c.speech)] {
+    e.attributes.insert("call_status".into(), status.into());
+    for (k, v) in [("to", to), ("digits", digits), ("speech", speech)] {
         if let Some(v) = v {
-            e.attributes.insert(k.into(), fields::clip(v, 256).into());
+            e.attributes.insert(k.into(), fields::clip(v, MAX_ATTR_CHARS).into());
         }
     }
     if kind == EventType::Message && chose {
-        match choose(&s.menu, c.digits, c.speech) {
+        match choose(&s.menu, digits, speech) {
             Some(m) => {
                 e.queue.clone_from(&m.queue);
                 e.skills.clone_from(&m.skills);
                 e.priority = m.priority;
-                if e.customer.language.is_none() {
+                if m.language.is_some() {
                     e.customer.language.clone_from(&m.language);
                 }
             }
@@ -197,26 +196,23 @@ fn one(c: &Call<'_>, s: &IvrSettings, format: &str, out: &mut Decoded) -> Result
     Ok(())
 }
 
+/// Lower-case words: runs of letters and digits.
+fn words(s: &str) -> Vec<String> {
+    s.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
 /// The first choice whose digits equal `digits`, or one of whose keywords
-/// is a whole word of `speech` (case-insensitive).
+/// occurs as consecutive whole words of `speech` (case-insensitive).
 fn choose<'a>(menu: &'a [MenuChoice], digits: Option<&str>, speech: Option<&str>) -> Option<&'a MenuChoice> {
-    let words: Vec<String> = speech
-        .map(|s| {
-            s.split(|c: char| !c.is_alphanumeric())
-                .filter(|w| !w.is_empty())
-                .map(str::to_lowercase)
-                .collect()
-        })
-        .unwrap_or_default();
+    let said = speech.map(words).unwrap_or_default();
     menu.iter().find(|m| {
-        (digits.is_some() && m.digits.as_deref() == digits)
+        (digits.is_some() && m.digits.as_deref().map(str::trim) == digits)
             || m.keywords.iter().any(|k| {
-                let k = k.to_lowercase();
-                let kw: Vec<&str> = k
-                    .split(|c: char| !c.is_alphanumeric())
-                    .filter(|w| !w.is_empty())
-                    .collect();
-                !kw.is_empty() && words.windows(kw.len()).any(|w| w.iter().zip(&kw).all(|(a, b)| a == b))
+                let kw = words(k);
+                !kw.is_empty() && said.windows(kw.len()).any(|w| w == kw.as_slice())
             })
     })
 }
@@ -226,110 +222,124 @@ mod tests {
     use super::*;
     use crate::domain::wire::decode_inbound;
     use proptest::prelude::*;
+    use serde_json::{json, Value};
 
     fn now() -> DateTime<Utc> {
         DateTime::from_timestamp(1_790_000_000, 0).expect("time")
     }
 
-    fn menu() -> IvrSettings {
-        IvrSettings {
-            adapter: "phone".into(),
-            menu: vec![
-                MenuChoice {
-                    digits: Some("1".into()),
-                    keywords: vec!["billing".into(), "credit card".into()],
-                    queue: Some("billing".into()),
-                    priority: Some(6),
-                    ..MenuChoice::default()
-                },
-                MenuChoice {
-                    digits: Some("2".into()),
-                    keywords: vec!["internet".into()],
-                    queue: Some("tech".into()),
-                    skills: vec!["fiber".into()],
-                    language: Some("es".into()),
-                    ..MenuChoice::default()
-                },
-            ],
-            defaults: Defaults {
-                queue: Some("general".into()),
-                ..Defaults::default()
-            },
-        }
+    fn choice(digits: &str, keywords: &[&str], queue: &str, skill: Option<&str>, lang: Option<&str>) -> MenuChoice {
+        let mut m = MenuChoice::default();
+        (m.digits, m.queue, m.language) = (Some(digits.into()), Some(queue.into()), lang.map(Into::into));
+        (m.keywords, m.skills) = (
+            keywords.iter().map(|k| k.to_string()).collect(),
+            skill.into_iter().map(Into::into).collect(),
+        );
+        m
     }
+
+    fn menu() -> IvrSettings {
+        let mut billing = choice("1", &["billing", "credit card"], "billing", None, None);
+        billing.priority = Some(6);
+        let tech = choice("2", &["internet"], "tech", Some("fiber"), Some("es"));
+        let mut s = IvrSettings {
+            adapter: "phone".into(),
+            menu: vec![billing, tech],
+            ..IvrSettings::default()
+        };
+        (s.defaults.queue, s.defaults.skills) = (Some("general".into()), vec!["voice".into()]);
+        s
+    }
+
+    const CALL: [(&str, &str); 5] = [
+        ("CallSid", "CA1"),
+        ("From", "+34600000000"),
+        ("To", "+34910000000"),
+        ("CallStatus", "in-progress"),
+        ("CallerName", "Ana"),
+    ];
 
     fn twilio(pairs: &[(&str, &str)], s: &IvrSettings) -> Result<Decoded, AdapterError> {
         let p: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         decode_twilio(&p, s, now())
     }
 
-    fn valid(d: &Decoded) {
-        for e in &d.events {
-            decode_inbound("voice", &e.to_json()).expect("the router accepts it");
-        }
+    /// The call answered, plus one parameter; the one event, checked by the router's decoder.
+    fn answered(extra: (&str, &str), s: &IvrSettings) -> Event {
+        let mut p = CALL.to_vec();
+        p.push(extra);
+        let d = twilio(&p, s).expect("valid");
+        assert_eq!(d.events.len(), 1, "{d:?}");
+        decode_inbound("voice", &d.events[0].to_json()).expect("the router accepts it");
+        d.events[0].clone()
     }
 
-    const CALL: [(&str, &str); 4] = [
-        ("CallSid", "CA1"),
-        ("From", "+34600000000"),
-        ("To", "+34910000000"),
-        ("CallStatus", "in-progress"),
-    ];
+    fn wire(e: &Event) -> Value {
+        serde_json::from_slice(&e.to_json()).expect("JSON")
+    }
+
+    /// id, queue, skills, language, priority, menu attribute, as compact JSON.
+    fn routing(e: &Event) -> String {
+        let w = wire(e);
+        let ptrs = "/id /queue /skills /customer/language /priority /attributes/menu".split(' ');
+        Value::Array(ptrs.map(|p| w.pointer(p).cloned().unwrap_or(Value::Null)).collect()).to_string()
+    }
 
     #[test]
     fn without_a_menu_an_answered_call_opens_a_contact() {
-        let d = twilio(&CALL, &IvrSettings::default()).expect("valid");
-        valid(&d);
-        let e = &d.events[0];
-        assert_eq!(
-            (e.id.as_str(), e.conversation_id.as_str(), e.kind),
-            ("voice:CA1:in-progress", "voice:CA1", EventType::Message)
-        );
-        assert_eq!(e.customer.id, "+34600000000");
-        assert_eq!(e.attributes["to"], "+34910000000");
+        let e = answered(("x", ""), &IvrSettings { menu: vec![], ..menu() });
+        let want = json!({"v": 1, "id": "voice:CA1:in-progress", "type": "message", "channel": "voice",
+            "conversation_id": "voice:CA1", "received_at": "2026-09-21T14:13:20.000Z",
+            "customer": {"id": "+34600000000", "name": "Ana", "address": "+34600000000"},
+            "skills": ["voice"], "queue": "general", "source": {"adapter": "phone", "format": "twilio"},
+            "attributes": {"to": "+34910000000", "call_status": "in-progress"}});
+        assert_eq!(wire(&e), want);
     }
 
     #[test]
     fn with_a_menu_the_call_waits_for_the_choice_by_digits() {
-        let s = menu();
-        let d = twilio(&CALL, &s).expect("valid");
-        assert_eq!((d.events.len(), d.ignored.as_slice()), (0, ["menu_pending"].as_slice()));
-        let mut chose = CALL.to_vec();
-        chose.push(("Digits", "2"));
-        let d = twilio(&chose, &s).expect("valid");
-        valid(&d);
-        let e = &d.events[0];
-        assert_eq!(e.id, "voice:CA1:in-progress:choice");
-        assert_eq!(
-            (e.queue.as_deref(), e.skills.as_slice(), e.customer.language.as_deref()),
-            (Some("tech"), ["fiber".to_string()].as_slice(), Some("es"))
-        );
+        for blank in [("x", ""), ("Digits", " "), ("SpeechResult", "")] {
+            let mut p = CALL.to_vec();
+            p.push(blank);
+            let d = twilio(&p, &menu()).expect("valid");
+            assert_eq!((d.events.len(), d.ignored.as_slice()), (0, ["menu_pending"].as_slice()));
+        }
+        let e = answered(("Digits", "2"), &menu());
+        let want = r#"["voice:CA1:in-progress:choice","tech",["fiber","voice"],"es",null,null]"#;
+        assert_eq!((routing(&e).as_str(), &e.attributes["digits"]), (want, &json!("2")));
     }
 
     #[test]
     fn speech_matches_keywords_as_whole_words_ignoring_case() {
-        let s = menu();
-        let mut said = CALL.to_vec();
-        said.push(("SpeechResult", "My CREDIT card was charged twice"));
-        let e = &twilio(&said, &s).expect("valid").events[0];
-        assert_eq!((e.queue.as_deref(), e.priority), (Some("billing"), Some(6)));
-        let mut partial = CALL.to_vec();
-        partial.push(("SpeechResult", "rebilling"));
-        let e = &twilio(&partial, &s).expect("valid").events[0];
-        assert_eq!(e.attributes.get("menu"), Some(&serde_json::Value::from("no_match")));
-        assert_eq!(e.queue.as_deref(), Some("general"), "defaults when nothing matches");
+        let e = answered(("SpeechResult", "My CREDIT card was charged twice"), &menu());
+        let want = r#"["voice:CA1:in-progress:choice","billing",["voice"],null,6,null]"#;
+        assert_eq!(
+            (routing(&e).as_str(), &e.attributes["speech"]),
+            (want, &json!("My CREDIT card was charged twice"))
+        );
+        let e = answered(("SpeechResult", "Internet, please!"), &menu());
+        assert!(routing(&e).contains(r#","tech","#));
+        let e = answered(("SpeechResult", "rebilling my internets"), &menu());
+        assert!(routing(&e).ends_with(r#""no_match"]"#), "parts of words do not match");
+    }
+
+    #[test]
+    fn no_match_opens_the_contact_with_the_defaults_only() {
+        let e = answered(("Digits", "9"), &menu());
+        let want = r#"["voice:CA1:in-progress:choice","general",["voice"],null,null,"no_match"]"#;
+        assert_eq!(routing(&e), want);
     }
 
     #[test]
     fn terminal_statuses_end_the_call_and_ringing_is_ignored() {
         for st in ["completed", "busy", "no-answer", "canceled", "failed"] {
-            let d = twilio(&[("CallSid", "CA9"), ("CallStatus", st)], &menu()).expect("valid");
-            valid(&d);
-            let e = &d.events[0];
-            assert_eq!(
-                (e.kind, e.id.clone(), e.customer.id.as_str()),
-                (EventType::End, format!("voice:CA9:{st}"), "unknown")
-            );
+            for (from, id) in [("", "unknown"), ("+1555", "+1555")] {
+                let d = twilio(&[("CallSid", "CA9"), ("CallStatus", st), ("From", from)], &menu()).expect("valid");
+                let e = &d.events[0];
+                decode_inbound("voice", &e.to_json()).expect("the router accepts it");
+                let got = (e.kind, e.id.as_str(), e.customer.id.as_str());
+                assert_eq!(got, (EventType::End, format!("voice:CA9:{st}").as_str(), id));
+            }
         }
         for st in ["queued", "ringing"] {
             let d = twilio(&[("CallSid", "CA9"), ("CallStatus", st)], &menu()).expect("valid");
@@ -338,71 +348,93 @@ mod tests {
     }
 
     #[test]
-    fn missing_or_unknown_fields_are_refused_without_caller_data() {
+    fn missing_call_id_or_bad_status_is_refused_without_caller_data() {
+        let f = ("From", "+34600000000");
         for pairs in [
-            vec![("CallStatus", "in-progress")],
-            vec![("CallSid", "CA1")],
-            vec![("CallSid", "CA1"), ("CallStatus", "dancing")],
+            vec![("CallStatus", "in-progress"), f],
+            vec![("CallSid", ""), ("CallStatus", "in-progress"), f],
+            vec![("CallSid", "CA1"), f],
+            vec![("CallSid", "CA1"), ("CallStatus", "+34600000000"), f],
+            vec![("CallSid", "CA1"), ("CallStatus", "in-progress"), ("Digits", "1")],
         ] {
-            assert!(
-                matches!(twilio(&pairs, &menu()), Err(AdapterError::Bad(_))),
-                "{pairs:?}"
-            );
+            match twilio(&pairs, &menu()) {
+                Err(AdapterError::Bad(m)) => assert!(!m.contains("+34") && !m.contains("CA1"), "{m}"),
+                other => panic!("{pairs:?}: {other:?}"),
+            }
         }
-        match twilio(
-            &[("CallSid", "CA1"), ("CallStatus", "in-progress"), ("Digits", "1")],
-            &menu(),
-        ) {
-            Err(AdapterError::Bad(m)) => assert!(m.contains("From"), "{m}"),
-            other => panic!("{other:?}"),
+        for body in [
+            json!({"status": "completed"}),
+            json!({"call_id": "A", "status": "hung up"}),
+            json!({"call_id": "A", "status": "in-progress", "from": "+1", "at": "yesterday"}),
+            json!({"call_id": "A", "status": "in-progress", "from": "+1", "at": "9999-12-31T23:59:59-23:59"}),
+        ] {
+            let r = decode_json(body.to_string().as_bytes(), &menu(), now());
+            assert!(matches!(r, Err(AdapterError::Bad(_))), "{body}: {r:?}");
         }
     }
 
     #[test]
     fn the_json_format_takes_one_call_or_a_batch() {
-        let one =
-            br#"{"call_id":"1700.42","status":"in-progress","from":"+1555","digits":"1","at":"2026-11-23T09:14:03Z"}"#;
-        let d = decode_json(one, &menu(), now()).expect("valid");
-        valid(&d);
-        assert_eq!(d.events[0].queue.as_deref(), Some("billing"));
-        assert_eq!(d.events[0].source["format"], "json");
-        let batch = br#"[{"call_id":"A","status":"in-progress","from":"+1","speech":"internet down"},{"call_id":"A","status":"completed"}]"#;
-        let d = decode_json(batch, &menu(), now()).expect("valid");
-        assert_eq!(
-            d.events.iter().map(|e| e.kind).collect::<Vec<_>>(),
-            [EventType::Message, EventType::End]
-        );
-        match decode_json(
-            br#"[{"call_id":"A","status":"completed"},{"status":"completed"}]"#,
-            &menu(),
-            now(),
-        ) {
+        let one = json!({"call_id": "1700.42", "status": "in-progress", "from": "+1555", "digits": "1",
+            "caller_name": "Bo", "language": "en", "at": "2026-11-23T09:14:03+01:00"});
+        let d = decode_json(one.to_string().as_bytes(), &menu(), now()).expect("valid");
+        let w = wire(&d.events[0]);
+        let got = json!([w["queue"], w["customer"], w["received_at"], w["source"]["format"]]);
+        let customer = json!({"id": "+1555", "address": "+1555", "name": "Bo", "language": "en"});
+        assert_eq!(got, json!(["billing", customer, "2026-11-23T08:14:03.000Z", "json"]));
+        let batch = json!([{"call_id": "A", "status": "ringing"},
+            {"call_id": "A", "status": "in-progress", "from": "+1", "speech": "internet down"},
+            {"call_id": "A", "status": "completed", "from": "+1"}]);
+        let d = decode_json(batch.to_string().as_bytes(), &menu(), now()).expect("valid");
+        for e in &d.events {
+            decode_inbound("voice", &e.to_json()).expect("the router accepts it");
+        }
+        let got: Vec<_> = d
+            .events
+            .iter()
+            .map(|e| (e.id.as_str(), e.customer.language.as_deref()))
+            .collect();
+        let want = [("voice:A:in-progress:choice", Some("es")), ("voice:A:completed", None)];
+        assert_eq!(got, want, "the choice's language wins over the caller's");
+        assert_eq!(d.ignored, ["ringing"]);
+        let second_bad = br#"[{"call_id":"A","status":"completed"},{"status":"completed"}]"#;
+        match decode_json(second_bad, &menu(), now()) {
             Err(AdapterError::Bad(m)) => assert!(m.starts_with("item 1"), "{m}"),
             other => panic!("{other:?}"),
         }
     }
 
+    fn accepted(d: Result<Decoded, AdapterError>) -> Result<(), TestCaseError> {
+        for e in d.map(|d| d.events).unwrap_or_default() {
+            prop_assert!(decode_inbound("voice", &e.to_json()).is_ok(), "{:?}", e);
+        }
+        Ok(())
+    }
+
+    const NAMES: &str = "CallSid CallStatus From To Digits SpeechResult CallerName x";
+    const STATUSES: [&str; 5] = ["in-progress", "completed", "ringing", "no-answer", "x"];
+
     proptest! {
         #[test]
-        fn arbitrary_json_never_panics(body in proptest::collection::vec(any::<u8>(), 0..512)) {
-            if let Ok(d) = decode_json(&body, &menu(), now()) {
-                for e in d.events {
-                    prop_assert!(decode_inbound("voice", &e.to_json()).is_ok());
-                }
-            }
-        }
-
-        #[test]
-        fn arbitrary_params_never_panic(params in proptest::collection::vec((".{0,12}", ".{0,300}"), 0..8), sid in ".{0,200}", status in prop::sample::select(vec!["in-progress", "completed", "ringing", "x"])) {
-            let mut p: Vec<(String, String)> = params;
-            p.push(("CallSid".into(), sid));
-            p.push(("CallStatus".into(), status.into()));
+        fn arbitrary_input_never_panics_and_events_pass_the_router(
+            body in proptest::collection::vec(any::<u8>(), 0..512),
+            params in proptest::collection::vec((prop::sample::select(NAMES.split(' ').collect::<Vec<_>>()), ".{0,300}"), 0..10),
+            status in prop::sample::select(STATUSES.to_vec()),
+            f in proptest::collection::vec(".{0,200}", 7),
+            at in prop::option::of(-70_000_000_000i64..260_000_000_000),
+            off in -1439i32..1440,
+        ) {
             for s in [menu(), IvrSettings::default()] {
-                if let Ok(d) = decode_twilio(&p, &s, now()) {
-                    for e in d.events {
-                        prop_assert!(decode_inbound("voice", &e.to_json()).is_ok());
-                    }
-                }
+                accepted(decode_json(&body, &s, now()))?;
+                let mut p: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+                accepted(decode_twilio(&p, &s, now()))?;
+                p.insert(0, ("CallStatus".into(), status.into()));
+                accepted(decode_twilio(&p, &s, now()))?;
+                let at = at.and_then(|t| DateTime::from_timestamp(t, 0)).zip(chrono::FixedOffset::east_opt(off * 60))
+                    .map(|(t, o)| t.with_timezone(&o).to_rfc3339());
+                let o = json!({"call_id": f[0], "status": status, "from": f[1], "to": f[2],
+                    "digits": f[3], "speech": f[4], "caller_name": f[5], "language": f[6], "at": at});
+                accepted(decode_json(o.to_string().as_bytes(), &s, now()))?;
             }
         }
     }

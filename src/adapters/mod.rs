@@ -325,7 +325,16 @@ pub(crate) mod fields {
         }
     }
 
-    /// An RFC 3339 time, or `now` when absent.
+    /// `t` when the contract can carry it: RFC 3339 with a four-digit year
+    /// (the router refuses other years, so nothing it would refuse is
+    /// published).
+    pub fn on_wire(t: chrono::DateTime<chrono::Utc>) -> Option<chrono::DateTime<chrono::Utc>> {
+        use chrono::Datelike;
+        (0..=9999).contains(&t.year()).then_some(t)
+    }
+
+    /// An RFC 3339 time with a four-digit year (see [`on_wire`]), or `now`
+    /// when absent.
     pub fn time_or(
         o: &Obj,
         key: &str,
@@ -334,8 +343,11 @@ pub(crate) mod fields {
         match opt_str(o, key)? {
             None => Ok(now),
             Some(s) => chrono::DateTime::parse_from_rfc3339(s)
-                .map(|t| t.with_timezone(&chrono::Utc))
-                .map_err(|_| AdapterError::bad(format!("field {key} is not an RFC 3339 time"))),
+                .ok()
+                .and_then(|t| on_wire(t.with_timezone(&chrono::Utc)))
+                .ok_or_else(|| {
+                    AdapterError::bad(format!("field {key} is not an RFC 3339 time with a four-digit year"))
+                }),
         }
     }
 

@@ -196,6 +196,7 @@ fn whatsapp(entry: &Obj, adapter: &str, now: DateTime<Utc>, out: &mut Decoded) -
             let at = opt_str(m, "timestamp")?
                 .and_then(|t| t.parse::<i64>().ok())
                 .and_then(|s| DateTime::from_timestamp(s, 0))
+                .and_then(fields::on_wire)
                 .unwrap_or(now);
             let customer = Customer {
                 id: format!("whatsapp:{from}"),
@@ -278,7 +279,7 @@ fn id_str(v: Option<&Value>) -> Option<String> {
 }
 
 fn millis(v: Option<&Value>) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp_millis(v?.as_i64()?)
+    DateTime::from_timestamp_millis(v?.as_i64()?).and_then(fields::on_wire)
 }
 
 #[cfg(test)]
@@ -401,7 +402,8 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_meta_ids_never_panic(mid in ".{0,300}", sender in ".{0,300}", text in ".{0,64}", ts in any::<i64>()) {
+        fn arbitrary_meta_ids_never_panic(mid in ".{0,300}", sender in ".{0,300}", text in ".{0,64}",
+            ts in prop_oneof![any::<i64>(), Just(253_402_300_800_000i64), Just(-62_167_219_200_001i64)]) {
             let body = serde_json::json!({"object":"page","entry":[{"id":"P","messaging":[
                 {"sender":{"id":sender},"timestamp":ts,"message":{"mid":mid,"text":text}}]}]});
             if let Ok(d) = decode_meta(body.to_string().as_bytes(), "s", &Defaults::default(), now()) {

@@ -46,7 +46,8 @@ impl InboundPublisher {
         let mut backoff = Duration::from_millis(250);
         loop {
             if self.is_connected() {
-                match super::ensure_streams(&self.js, cfg, &["INBOUND"]).await {
+                // OUTBOUND too: an adapter's dead letters go to `dlq.inbound`.
+                match super::ensure_streams(&self.js, cfg, &["INBOUND", "OUTBOUND"]).await {
                     Ok(()) => return,
                     Err(e) => tracing::warn!(error = %e, "Inbound stream not ready for the adapters; retrying."),
                 }
@@ -61,6 +62,39 @@ impl InboundPublisher {
 
     pub fn is_connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Copies a message the adapter cannot turn into an event to
+    /// `<prefix>.dlq.inbound` (the router's dead-letter format, with
+    /// `subject` naming where it came from) under `id`, and waits for the
+    /// stream's acknowledgement.
+    pub async fn dead_letter(&self, id: &str, subject: &str, raw: &[u8], error: &str) -> Result<(), BusError> {
+        if !self.is_connected() {
+            return Err(BusError::Transient {
+                what: "dead letter",
+                message: "not connected to NATS".into(),
+            });
+        }
+        let msg = crate::domain::wire::DeadLetterMsg::new(subject, raw, error, chrono::Utc::now());
+        let payload = crate::domain::wire::to_json(&msg);
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(payload.into())
+            .message_id(id);
+        let send = async {
+            self.js
+                .send_publish(format!("{}.dlq.inbound", self.prefix), publish)
+                .await
+                .map_err(transient("dead letter"))?
+                .await
+                .map_err(transient("dead letter ack"))
+        };
+        match tokio::time::timeout(self.timeout, send).await {
+            Ok(r) => r.map(|_| ()),
+            Err(_) => Err(BusError::Transient {
+                what: "dead letter",
+                message: format!("no acknowledgement within {:?}", self.timeout),
+            }),
+        }
     }
 
     /// Publishes `events` in order, pipelined, and waits for every ack.
