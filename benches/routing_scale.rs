@@ -1,11 +1,13 @@
-//! `cargo bench --bench routing_scale -- [--agents 1000,20000,100000] [--waiting 100000] [--budget-secs 120]`:
+//! `cargo bench --bench routing_scale -- [--agents 1000,20000,100000] [--waiting 100000] [--budget-secs 120]
+//! [--strategies longest_idle,least_loaded]`:
 //! the pure routing core ([`Engine`], no NATS) at contact-centre scale.
 //! Prints one JSON object per size on stdout (and, for several sizes, a
 //! final `{"summary":…}` line); progress goes to stderr.
 //!
 //! Model: 5 000 queues (`q0000`…), 50 skills (`s00`…`s49`), each queue one
-//! skill at level 1..=5, chat + email, alternating `longest_idle` /
-//! `least_loaded`, SLA policy `std` (chat 1 h, email 24 h, so SLA timers are
+//! skill at level 1..=5, chat + email, taking the `--strategies` in turn
+//! (default `longest_idle`, `least_loaded`; `all` adds `round_robin` and
+//! `most_skilled`; the quick run uses all four), SLA policy `std` (chat 1 h, email 24 h, so SLA timers are
 //! not due), offers time out after 30 s and missing them never sets an agent
 //! away. Agents have 3–4 skills at levels
 //! 1..=10, chat capacity 1..=3, email 1..=4, all available. Everything is
@@ -78,11 +80,15 @@ struct Params {
     /// Saturation stops after this many contacts in a row got no offer.
     saturation_streak: usize,
     budget: Duration,
+    /// Queue `q` uses `strategies[q % len]`.
+    strategies: Vec<Strategy>,
 }
 
 impl Params {
-    fn full(agents: usize, waiting: usize, budget: Duration) -> Params {
+    fn full(agents: usize, o: &Options) -> Params {
+        let (waiting, budget) = (o.waiting, o.budget);
         Params {
+            strategies: o.strategies.clone(),
             full: true,
             agents,
             queues: 5_000,
@@ -97,6 +103,7 @@ impl Params {
 
     fn quick(budget: Duration) -> Params {
         Params {
+            strategies: ALL_STRATEGIES.to_vec(),
             full: false,
             agents: 1_000,
             queues: 200,
@@ -164,11 +171,7 @@ fn build_world(p: &Params, rng: &mut Rng) -> World {
                 skills: BTreeMap::from([(skills[skill].clone(), level)]),
                 priority: rng.between(0, 9) as u8,
                 sla_policy: Some("std".into()),
-                strategy: if q % 2 == 0 {
-                    Strategy::LongestIdle
-                } else {
-                    Strategy::LeastLoaded
-                },
+                strategy: p.strategies[q % p.strategies.len()],
                 offer_timeout_secs: OFFER_TIMEOUT_SECS,
             },
         );
@@ -870,6 +873,7 @@ fn run_size(p: &Params) -> Value {
         "mode": if p.full { "full" } else { "quick" },
         "agents": p.agents,
         "queues": p.queues,
+        "strategies": p.strategies.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
         "skills": SKILLS,
         "total_capacity": world.total_capacity,
         "reachable_capacity": world.reachable_capacity,
@@ -905,13 +909,22 @@ struct Options {
     agents: Vec<usize>,
     waiting: usize,
     budget: Duration,
+    strategies: Vec<Strategy>,
 }
+
+const ALL_STRATEGIES: [Strategy; 4] = [
+    Strategy::LongestIdle,
+    Strategy::LeastLoaded,
+    Strategy::RoundRobin,
+    Strategy::MostSkilled,
+];
 
 fn parse_options(args: &[String]) -> Options {
     let mut o = Options {
         agents: vec![1_000, 20_000, 100_000],
         waiting: 100_000,
         budget: Duration::from_secs(120),
+        strategies: ALL_STRATEGIES[..2].to_vec(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -919,7 +932,7 @@ fn parse_options(args: &[String]) -> Options {
             Some((k, v)) => (k, Some(v.to_string())),
             None => (a.as_str(), None),
         };
-        if !matches!(key, "--agents" | "--waiting" | "--budget-secs") {
+        if !matches!(key, "--agents" | "--waiting" | "--budget-secs" | "--strategies") {
             continue;
         }
         let Some(v) = inline.or_else(|| it.next().cloned()) else {
@@ -940,6 +953,14 @@ fn parse_options(args: &[String]) -> Options {
                 if o.agents.is_empty() || o.agents.contains(&0) {
                     bad("agent counts must be positive");
                 }
+            }
+            "--strategies" if v == "all" => o.strategies = ALL_STRATEGIES.to_vec(),
+            "--strategies" => {
+                o.strategies = v
+                    .split(',')
+                    .map(|n| ALL_STRATEGIES.iter().copied().find(|s| s.as_str() == n.trim()))
+                    .collect::<Option<Vec<_>>>()
+                    .unwrap_or_else(|| bad("expected `all` or strategy names separated by commas"));
             }
             "--waiting" => {
                 o.waiting = v
@@ -1048,6 +1069,8 @@ fn run_child(agents: usize, o: &Options) -> std::io::Result<Option<Value>> {
             o.waiting.to_string(),
             "--budget-secs".to_string(),
             o.budget.as_secs_f64().to_string(),
+            "--strategies".to_string(),
+            o.strategies.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","),
         ])
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
@@ -1082,7 +1105,7 @@ fn main() {
         return;
     }
     if let [agents] = o.agents[..] {
-        println!("{}", run_size(&Params::full(agents, o.waiting, o.budget)));
+        println!("{}", run_size(&Params::full(agents, &o)));
         return;
     }
     let mut reports = Vec::new();
@@ -1092,7 +1115,7 @@ fn main() {
             Ok(None) => {}
             Err(e) => {
                 eprintln!("routing_scale: could not start a child ({e}); running {agents} agents in this process");
-                let r = run_size(&Params::full(agents, o.waiting, o.budget));
+                let r = run_size(&Params::full(agents, &o));
                 println!("{r}");
                 reports.push(r);
             }

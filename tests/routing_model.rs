@@ -41,7 +41,10 @@
 //!    and a free slot on the contact's channel;
 //! 4. the agent is a best choice of the queue's strategy (`longest_idle`:
 //!    smallest `idle_since`; `least_loaded`: lowest total load / total
-//!    capacity, compared exactly, then smallest `idle_since`) among the agents
+//!    capacity, compared exactly, then smallest `idle_since`; `round_robin`:
+//!    the oldest last offer, counting every offer of the run; `most_skilled`:
+//!    highest level in the skill the contact requires at the highest level
+//!    (alphabetical first on ties), then smallest `idle_since`) among the agents
 //!    that could take it, agents in the contact's `declined_by` only when no
 //!    other could; agents equal on the strategy's key are equally good (the
 //!    engine's id tie-break is not required); the offer expires after the
@@ -102,6 +105,8 @@ const MAX_MISSED: u32 = 2;
 enum Pick {
     LongestIdle,
     LeastLoaded,
+    RoundRobin,
+    MostSkilled,
 }
 
 #[derive(Debug)]
@@ -152,7 +157,7 @@ const QUEUES: &[QueueDef] = &[
         channels: &[Channel::Chat, Channel::Voice],
         skills: &[("tech", 3), ("s", 1)],
         priority: 0,
-        pick: Pick::LongestIdle,
+        pick: Pick::MostSkilled,
         offer_timeout_ms: Some(7_500),
         sla: false,
     },
@@ -170,7 +175,7 @@ const QUEUES: &[QueueDef] = &[
         channels: &[Channel::Social],
         skills: &[("s", 1)],
         priority: 2,
-        pick: Pick::LeastLoaded,
+        pick: Pick::RoundRobin,
         offer_timeout_ms: Some(4_000),
         sla: true,
     },
@@ -292,6 +297,8 @@ fn config_toml() -> String {
         let strategy = match q.pick {
             Pick::LongestIdle => "longest_idle",
             Pick::LeastLoaded => "least_loaded",
+            Pick::RoundRobin => "round_robin",
+            Pick::MostSkilled => "most_skilled",
         };
         writeln!(
             w,
@@ -550,6 +557,8 @@ struct MAgent {
     load: [u32; 4],
     idle_since: DateTime<Utc>,
     missed: u32,
+    /// Number of the agent's last offer among all the model saw (0: none).
+    last_offer: u64,
     /// (serial, channel) of wrap-ups holding a slot.
     wrap_ups: Vec<(u64, Channel)>,
 }
@@ -571,10 +580,22 @@ impl MAgent {
         self.capacity.iter().map(|n| *n as u128).sum::<u128>().max(1)
     }
 
-    /// Strictly better than `b` under the strategy (no id tie-break).
-    fn beats(&self, b: &MAgent, pick: Pick) -> bool {
+    /// Strictly better than `b` for contact `c` under the strategy (no id
+    /// tie-break).
+    fn beats(&self, b: &MAgent, pick: Pick, c: &MContact) -> bool {
         match pick {
             Pick::LongestIdle => self.idle_since < b.idle_since,
+            Pick::RoundRobin => self.last_offer < b.last_offer,
+            Pick::MostSkilled => {
+                // The primary skill: required at the highest level, the
+                // alphabetically first on ties.
+                let Some(top) = c.required.values().max() else {
+                    return self.idle_since < b.idle_since;
+                };
+                let primary = c.required.iter().find(|(_, l)| *l == top).map(|(s, _)| s);
+                let level = |a: &MAgent| primary.and_then(|p| a.skills.get(p)).copied().unwrap_or(0);
+                (level(self), b.idle_since) > (level(b), self.idle_since)
+            }
             Pick::LeastLoaded => {
                 let lhs = self.total_load() * b.total_capacity();
                 let rhs = b.total_load() * self.total_capacity();
@@ -616,6 +637,8 @@ struct Model {
     conversations: BTreeMap<String, (Channel, String)>,
     timers: BTreeSet<(DateTime<Utc>, MTimer)>,
     serial: u64,
+    /// Offers made so far: the `round_robin` sequence.
+    offers: u64,
 }
 
 impl Model {
@@ -630,6 +653,7 @@ impl Model {
                     load: [0; 4],
                     idle_since: now,
                     missed: 0,
+                    last_offer: 0,
                     wrap_ups: Vec::new(),
                 };
                 (a.id.to_string(), agent)
@@ -641,6 +665,7 @@ impl Model {
             conversations: BTreeMap::new(),
             timers: BTreeSet::new(),
             serial: 0,
+            offers: 0,
         }
     }
 
@@ -783,6 +808,7 @@ impl Model {
                     load: [0; 4],
                     idle_since: now,
                     missed: 0,
+                    last_offer: 0,
                     wrap_ups: Vec::new(),
                 });
                 if let Some(s) = skills {
@@ -935,7 +961,7 @@ impl Model {
             ));
         }
         let pool = if fresh.is_empty() { fitting } else { fresh };
-        if let Some((id, b)) = pool.iter().find(|(_, b)| b.beats(a, c.queue.pick)) {
+        if let Some((id, b)) = pool.iter().find(|(_, b)| b.beats(a, c.queue.pick, c)) {
             return Err(format!(
                 "(4) {:?} queue {} offered {} to {} (load {:?} of {:?}, idle since {}) but {id} is better (load {:?} of {:?}, idle since {})",
                 c.queue.pick, c.queue.name, o.conv, o.agent, a.load, a.capacity, a.idle_since, b.load, b.capacity, b.idle_since
@@ -963,9 +989,12 @@ impl Model {
             expires,
         };
         let ch = c.channel;
+        self.offers += 1;
+        let seq = self.offers;
         let a = self.agent_mut(agent);
         a.load[ch.index()] += 1;
         a.idle_since = now;
+        a.last_offer = seq;
         let timer = MTimer::Expiry {
             conv: conv.to_string(),
             serial,
@@ -1068,6 +1097,7 @@ struct AgentView {
     status: Presence,
     load: [u32; 4],
     keys: Option<(DateTime<Utc>, u32)>,
+    last_offer: u64,
 }
 
 fn engine_agents(e: &Engine) -> BTreeMap<String, AgentView> {
@@ -1077,6 +1107,7 @@ fn engine_agents(e: &Engine) -> BTreeMap<String, AgentView> {
                 status: a.status,
                 load: a.load,
                 keys: (a.status == Presence::Available).then_some((a.idle_since, a.missed_offers)),
+                last_offer: a.last_offer,
             };
             (a.id.as_str().to_string(), view)
         })
@@ -1091,6 +1122,7 @@ fn model_agents(m: &Model) -> BTreeMap<String, AgentView> {
                 status: a.status,
                 load: a.load,
                 keys: (a.status == Presence::Available).then_some((a.idle_since, a.missed)),
+                last_offer: a.last_offer,
             };
             (id.clone(), view)
         })
@@ -1699,11 +1731,11 @@ fn event_id_reused_by_another_conversation_opens_a_new_contact() {
 fn the_model_refuses_wrong_decisions() {
     let now = t(0);
     let mut m = Model::new(now);
-    let open = |m: &mut Model, conv: &str, queue: &'static str, priority: u8| {
+    let open_on = |m: &mut Model, conv: &str, queue: &'static str, channel: Channel, priority: u8| {
         let f = Msg {
             id: conv.into(),
             conv: conv.into(),
-            channel: Channel::Email,
+            channel,
             queue: Some(queue),
             priority: Some(priority),
             skills: Vec::new(),
@@ -1713,6 +1745,9 @@ fn the_model_refuses_wrong_decisions() {
         };
         assert_eq!(m.apply(&Action::Message(f), now), Expect::Opened(conv.into()));
         m.contacts.get_mut(conv).expect("open").id = format!("id-{conv}");
+    };
+    let open = |m: &mut Model, conv: &str, queue: &'static str, priority: u8| {
+        open_on(m, conv, queue, Channel::Email, priority);
     };
     let offer = |conv: &str, agent: &str, at: DateTime<Utc>, timeout_ms: i64| SeenOffer {
         agent: agent.into(),
@@ -1752,4 +1787,20 @@ fn the_model_refuses_wrong_decisions() {
     assert!(err(m.check_offer(&offer("bill", "ana", later, 6_000), later)).starts_with("(4)"));
     assert!(m.check_offer(&offer("bill", "cai", later, 6_000), later).is_ok());
     assert!(err(m.check_work_conserving()).starts_with("(5)"));
+    // most_skilled on tech (tech >= 3, s >= 1, chat): ben (tech 4) beats cai
+    // (tech 3), whatever their idle times.
+    m.agent_mut("cai").idle_since = t(-5_000);
+    open_on(&mut m, "fiber", "tech", Channel::Chat, 9);
+    assert!(err(m.check_offer(&offer("fiber", "cai", later, 7_500), later)).starts_with("(4)"));
+    assert!(m.check_offer(&offer("fiber", "ben", later, 7_500), later).is_ok());
+    // round_robin on social (s >= 1): cai and fay were never offered anything;
+    // once cai is, fay is next.
+    open_on(&mut m, "dm1", "social", Channel::Social, 9);
+    open_on(&mut m, "dm2", "social", Channel::Social, 9);
+    assert!(m.check_offer(&offer("dm1", "cai", later, 4_000), later).is_ok());
+    m.offer("dm1", "cai", later);
+    assert!(err(m.check_offer(&offer("dm2", "cai", later, 4_000), later)).starts_with("(3)"));
+    m.agent_mut("cai").capacity[Channel::Social.index()] = 2;
+    assert!(err(m.check_offer(&offer("dm2", "cai", later, 4_000), later)).starts_with("(4)"));
+    assert!(m.check_offer(&offer("dm2", "fay", later, 4_000), later).is_ok());
 }

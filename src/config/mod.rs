@@ -259,7 +259,8 @@ pub struct QueueConfig {
     pub priority: i64,
     /// Name of an `[sla.policies.*]` entry; no SLA clock when absent.
     pub sla_policy: Option<String>,
-    /// `longest_idle` or `least_loaded`; `routing.default_strategy` when absent.
+    /// `longest_idle`, `least_loaded`, `round_robin` or `most_skilled`;
+    /// `routing.default_strategy` when absent.
     pub strategy: Option<String>,
     /// Overrides `routing.offer_timeout_secs` for this queue.
     pub offer_timeout_secs: Option<f64>,

@@ -92,8 +92,14 @@ fn strategy(p: &mut Problems, key: &str, s: &str) -> Strategy {
     match s {
         "longest_idle" => Strategy::LongestIdle,
         "least_loaded" => Strategy::LeastLoaded,
+        "round_robin" => Strategy::RoundRobin,
+        "most_skilled" => Strategy::MostSkilled,
         other => {
-            p.add(key, other, "strategy must be one of longest_idle, least_loaded");
+            p.add(
+                key,
+                other,
+                "strategy must be one of longest_idle, least_loaded, round_robin, most_skilled",
+            );
             Strategy::LongestIdle
         }
     }

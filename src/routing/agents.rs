@@ -21,11 +21,19 @@
 //!   is bounded by the decliners skipped plus the agents of that skill who
 //!   lack another required skill.
 //!
-//! How the next routing model plugs in:
+//! Strategies over the same tiers:
+//! - `longest_idle` and `least_loaded` walk their own sets, merged across
+//!   the level tiers of the rarest skill;
 //! - `round_robin` is one more ordered set per tier, keyed by the sequence
-//!   number of the agent's last offer; `most_skilled` walks the level tiers
-//!   from 10 down, each in idle order; `ring_group` takes the first N of the
-//!   same walk;
+//!   number of the agent's last offer (kept only while a queue uses it);
+//! - `most_skilled` walks the level tiers of the contact's primary skill
+//!   from 10 down, each in idle order (no merge needed: the tiers *are* the
+//!   order). Work per pick is then bounded by the primary skill's holders
+//!   skipped for lacking another required skill, which the rarest-skill walk
+//!   would not have visited: the price of ranking by that skill.
+//!
+//! How the rest of the routing model plugs in:
+//! - `ring_group` takes the first N of the strategy's walk;
 //! - weighted capacity units change only `Agent::free` (units left ≥ the
 //!   channel's weight); the tiers already follow it;
 //! - relaxation re-files a waiting contact under a lower level (see the wait
@@ -113,6 +121,13 @@ pub(crate) struct IdleKey {
     pub tie: u64,
 }
 
+/// `round_robin`: the sequence number of the agent's last offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct RrKey {
+    pub seq: u64,
+    pub tie: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct LoadKey {
     pub share: Share,
@@ -144,6 +159,11 @@ impl Keyed for LoadKey {
         self.tie as u32
     }
 }
+impl Keyed for RrKey {
+    fn ix(&self) -> u32 {
+        self.tie as u32
+    }
+}
 
 /// What an agent's entry holds, kept by the engine so the same entries can
 /// be removed later.
@@ -152,20 +172,43 @@ pub(crate) struct Entry {
     pub free: [bool; 4],
     pub idle: IdleKey,
     pub load: LoadKey,
+    pub rr: RrKey,
+}
+
+/// The sets kept per tier, besides the idle set every tier has.
+#[derive(Debug, Clone, Copy, Default)]
+struct Keep {
+    load: bool,
+    rr: bool,
 }
 
 #[derive(Debug, Default)]
 struct Tier {
     idle: BTreeSet<IdleKey>,
     load: BTreeSet<LoadKey>,
+    rr: BTreeSet<RrKey>,
 }
 
 impl Tier {
-    fn len(&self, strategy: Strategy) -> usize {
-        match strategy {
-            Strategy::LongestIdle => self.idle.len(),
-            Strategy::LeastLoaded => self.load.len(),
+    /// Every set of a tier holds the same agents; the idle set is always kept.
+    fn len(&self) -> usize {
+        self.idle.len()
+    }
+
+    fn put(&mut self, e: &Entry, keep: Keep) {
+        self.idle.insert(e.idle);
+        if keep.load {
+            self.load.insert(e.load);
         }
+        if keep.rr {
+            self.rr.insert(e.rr);
+        }
+    }
+
+    fn take(&mut self, e: &Entry) {
+        self.idle.remove(&e.idle);
+        self.load.remove(&e.load);
+        self.rr.remove(&e.rr);
     }
 }
 
@@ -177,8 +220,9 @@ pub(crate) enum Step {
 
 #[derive(Debug)]
 pub(crate) struct AgentIndex {
-    /// The least-loaded sets are kept only when some queue uses them.
-    keep_load: bool,
+    /// The least-loaded and round-robin sets are kept only when some queue
+    /// uses them.
+    keep: Keep,
     /// The per-channel tiers of every free agent are read only for contacts
     /// that need no skill. They are the largest trees, so they are kept only
     /// while such a contact can exist (a queue without skills), and built on
@@ -203,9 +247,15 @@ fn lvl(l: u8) -> usize {
 }
 
 impl AgentIndex {
-    pub fn new(keep_load: bool, keep_any: bool) -> AgentIndex {
+    /// An empty index for queues using `strategies`.
+    pub fn new(strategies: impl Iterator<Item = Strategy>, keep_any: bool) -> AgentIndex {
+        let mut keep = Keep::default();
+        for s in strategies {
+            keep.load |= s == Strategy::LeastLoaded;
+            keep.rr |= s == Strategy::RoundRobin;
+        }
         AgentIndex {
-            keep_load,
+            keep,
             keep_any,
             any: Default::default(),
             by_skill: Vec::new(),
@@ -215,38 +265,27 @@ impl AgentIndex {
 
     pub fn insert(&mut self, e: &Entry, skills: &[(SkillIx, u8)]) {
         for ch in Channel::ALL.into_iter().filter(|c| e.free[c.index()]) {
-            let keep_load = self.keep_load;
-            let put = |t: &mut Tier| {
-                t.idle.insert(e.idle);
-                if keep_load {
-                    t.load.insert(e.load);
-                }
-            };
             if self.keep_any {
-                put(&mut self.any[ch.index()]);
+                self.any[ch.index()].put(e, self.keep);
             }
             for (s, l) in skills {
                 let at = slot(ch, *s);
                 if self.by_skill.len() <= at {
                     self.by_skill.resize_with(at + 1, || None);
                 }
-                put(&mut self.by_skill[at].get_or_insert_with(Default::default)[lvl(*l)]);
+                self.by_skill[at].get_or_insert_with(Default::default)[lvl(*l)].put(e, self.keep);
             }
         }
     }
 
     pub fn remove(&mut self, e: &Entry, skills: &[(SkillIx, u8)]) {
         for ch in Channel::ALL.into_iter().filter(|c| e.free[c.index()]) {
-            let take = |t: &mut Tier| {
-                t.idle.remove(&e.idle);
-                t.load.remove(&e.load);
-            };
             if self.keep_any {
-                take(&mut self.any[ch.index()]);
+                self.any[ch.index()].take(e);
             }
             for (s, l) in skills {
                 if let Some(Some(levels)) = self.by_skill.get_mut(slot(ch, *s)) {
-                    take(&mut levels[lvl(*l)]);
+                    levels[lvl(*l)].take(e);
                 }
             }
         }
@@ -265,11 +304,7 @@ impl AgentIndex {
         self.keep_any = true;
         for e in entries {
             for ch in Channel::ALL.into_iter().filter(|c| e.free[c.index()]) {
-                let t = &mut self.any[ch.index()];
-                t.idle.insert(e.idle);
-                if self.keep_load {
-                    t.load.insert(e.load);
-                }
+                self.any[ch.index()].put(&e, self.keep);
             }
         }
     }
@@ -300,50 +335,75 @@ impl AgentIndex {
     }
 
     /// Walks the agents free on `ch` who hold the rarest skill of `need` at
-    /// its level (the pool), in `strategy` order, until `f` says stop.
-    /// Returns the pool's size and how many entries were walked. The
-    /// callback checks the other requirements.
+    /// its level (the pool), in `strategy` order, until `f` says stop;
+    /// `most_skilled` walks the holders of `primary` (one of `need`) instead,
+    /// highest level first. Returns the pool's size and how many entries
+    /// were walked. The callback checks the other requirements.
     pub fn walk(
         &self,
         ch: Channel,
         need: &[(SkillIx, u8)],
         strategy: Strategy,
+        primary: Option<(SkillIx, u8)>,
         f: impl FnMut(u32) -> Step,
     ) -> (usize, usize) {
-        let strategy = if self.keep_load {
-            strategy
-        } else {
-            Strategy::LongestIdle
+        // A set not kept (a queue restored under a strategy since removed
+        // from every queue) falls back to the idle order.
+        let strategy = match strategy {
+            Strategy::LeastLoaded if !self.keep.load => Strategy::LongestIdle,
+            Strategy::RoundRobin if !self.keep.rr => Strategy::LongestIdle,
+            s => s,
         };
         // The (skill, level) whose tiers hold the fewest free agents.
         let levels = |s: SkillIx| self.by_skill.get(slot(ch, s)).and_then(Option::as_ref);
         let mut drive: Option<(usize, &[Tier])> = None;
+        let mut ranked: Option<(usize, &[Tier])> = None;
         for (s, l) in need {
             let Some(tiers) = levels(*s) else {
                 return (0, 0); // nobody free on the channel holds it
             };
             let tiers = &tiers[lvl(*l)..];
-            let n: usize = tiers.iter().map(|t| t.len(strategy)).sum();
+            let n: usize = tiers.iter().map(Tier::len).sum();
             if n == 0 {
                 return (0, 0);
             }
             if drive.is_none_or(|(m, _)| n < m) {
                 drive = Some((n, tiers));
             }
+            if primary == Some((*s, *l)) {
+                ranked = Some((n, tiers));
+            }
         }
-        let (pool, tiers): (usize, &[Tier]) = match drive {
-            Some(d) => d,
-            None => {
+        let (pool, tiers): (usize, &[Tier]) = match (strategy, ranked, drive) {
+            (Strategy::MostSkilled, Some(r), _) => {
+                let walked = walk_each(r.1.iter().rev().map(|t| &t.idle), f);
+                return (r.0, walked);
+            }
+            (_, _, Some(d)) => d,
+            (_, _, None) => {
                 let any = &self.any[ch.index()];
-                (any.len(strategy), std::slice::from_ref(any))
+                (any.len(), std::slice::from_ref(any))
             }
         };
         let walked = match strategy {
-            Strategy::LongestIdle => merge(tiers.iter().map(|t| &t.idle), f),
+            Strategy::LongestIdle | Strategy::MostSkilled => merge(tiers.iter().map(|t| &t.idle), f),
             Strategy::LeastLoaded => merge(tiers.iter().map(|t| &t.load), f),
+            Strategy::RoundRobin => merge(tiers.iter().map(|t| &t.rr), f),
         };
         (pool, walked)
     }
+}
+
+/// Visits ordered sets one after the other, each in key order.
+fn walk_each<'a, K: Keyed + 'a>(sets: impl Iterator<Item = &'a BTreeSet<K>>, mut f: impl FnMut(u32) -> Step) -> usize {
+    let mut walked = 0;
+    for k in sets.flatten() {
+        walked += 1;
+        if let Step::Stop = f(k.ix()) {
+            break;
+        }
+    }
+    walked
 }
 
 /// Visits the union of ordered sets in key order (a k-way merge over at
@@ -390,12 +450,18 @@ mod tests {
                 since,
                 tie: tie(0, ix),
             },
+            // Offered in the reverse order of their idle time.
+            rr: RrKey {
+                seq: 100 - since_s as u64,
+                tie: tie(0, ix),
+            },
         }
     }
 
     fn order(ix: &AgentIndex, need: &[(SkillIx, u8)], s: Strategy) -> Vec<u32> {
         let mut v = Vec::new();
-        let (pool, walked) = ix.walk(Channel::Chat, need, s, |a| {
+        let primary = need.iter().max_by_key(|(_, l)| *l).copied();
+        let (pool, walked) = ix.walk(Channel::Chat, need, s, primary, |a| {
             v.push(a);
             Step::Next
         });
@@ -405,7 +471,7 @@ mod tests {
 
     #[test]
     fn walks_only_holders_at_the_level_in_strategy_order() {
-        let mut ix = AgentIndex::new(true, true);
+        let mut ix = AgentIndex::new([Strategy::LeastLoaded].into_iter(), true);
         // Agent 0: skill 1 at 3, idle since 10, load 1/2.
         ix.insert(&key(0, 10, 1, 2), &[(1, 3)]);
         // Agent 1: skill 1 at 7, idle since 20, load 0/4.
@@ -422,6 +488,24 @@ mod tests {
         ix.remove(&key(1, 20, 0, 4), &[(1, 7), (2, 5)]);
         assert_eq!(order(&ix, &[(1, 3)], Strategy::LeastLoaded), [0]);
         assert_eq!(ix.any[Channel::Voice.index()].idle.len(), 0);
+    }
+
+    #[test]
+    fn round_robin_and_most_skilled_walk_their_own_order() {
+        let strategies = [Strategy::RoundRobin, Strategy::MostSkilled];
+        let mut ix = AgentIndex::new(strategies.into_iter(), true);
+        ix.insert(&key(0, 10, 1, 2), &[(1, 3)]);
+        ix.insert(&key(1, 20, 0, 4), &[(1, 7), (2, 5)]);
+        ix.insert(&key(2, 5, 0, 1), &[(1, 7), (2, 9)]);
+        ix.insert(&key(3, 30, 0, 1), &[(1, 9)]);
+        // Round robin: the oldest last offer first (here: the most recently idle).
+        assert_eq!(order(&ix, &[(1, 1)], Strategy::RoundRobin), [3, 1, 0, 2]);
+        // Most skilled: level 9, then the two at 7 by idle time, then 3.
+        assert_eq!(order(&ix, &[(1, 1)], Strategy::MostSkilled), [3, 2, 1, 0]);
+        // The primary skill is the one required at the highest level.
+        assert_eq!(order(&ix, &[(1, 1), (2, 4)], Strategy::MostSkilled), [2, 1]);
+        // Least loaded is not kept: its queues fall back to the idle order.
+        assert_eq!(order(&ix, &[(1, 1)], Strategy::LeastLoaded), [2, 0, 1, 3]);
     }
 
     #[test]

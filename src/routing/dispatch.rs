@@ -13,7 +13,7 @@
 //! agent of (b) with nothing it can take, is dropped from the round: offers
 //! only use up capacity, so neither can match later in the same input.
 
-use super::agents::{fits, nanos, tie, Entry, IdleKey, LoadKey, Share, Step};
+use super::agents::{fits, nanos, tie, Entry, IdleKey, LoadKey, RrKey, Share, Step};
 use super::model::secs_to_duration;
 use super::queues::WaitKey;
 use super::spec::Strategy;
@@ -112,13 +112,19 @@ impl Engine {
             .queues
             .get(s.q as usize)
             .map_or(Strategy::LongestIdle, |q| q.strategy);
+        // `most_skilled` ranks by the skill required at the highest level
+        // (alphabetical first on ties: `required` is sorted by name).
+        let primary = (strategy == Strategy::MostSkilled)
+            .then(|| s.c.required.iter().rev().max_by_key(|(_, l)| **l))
+            .flatten()
+            .and_then(|(name, l)| Some((*self.skill_ix.get(name)?, *l)));
         let declined: Vec<u32> =
             s.c.declined_by
                 .iter()
                 .filter_map(|a| self.agent_ix.get(a).copied())
                 .collect();
         let (mut best, mut fallback) = (None, None);
-        let (pool, walked) = self.free.walk(s.c.channel, &s.need, strategy, |ax| {
+        let (pool, walked) = self.free.walk(s.c.channel, &s.need, strategy, primary, |ax| {
             if !fits(&self.agents[ax as usize].skills, &s.need) {
                 return Step::Next;
             }
@@ -162,9 +168,12 @@ impl Engine {
         };
         // One index update for both changes: a slot taken, idle from now.
         self.agents[ax as usize].holding.push(cx);
+        self.offer_seq += 1;
+        let seq = self.offer_seq;
         self.change_agent(ax, |a| {
             a.load[channel.index()] += 1;
             a.idle_since = now;
+            a.last_offer = seq;
         });
         self.dirty_contacts.insert(self.contacts_id(cx));
         self.timers.insert(expires_at, Timer::OfferExpiry(cx));
@@ -356,6 +365,7 @@ impl Engine {
                 since,
                 tie,
             },
+            rr: RrKey { seq: a.last_offer, tie },
         });
         if entry == slot.entry {
             return;

@@ -156,6 +156,7 @@ impl Engine {
                     missed_offers: 0,
                     wrap_ups: Vec::new(),
                     profile_from_event: true,
+                    last_offer: 0,
                     load: [0; 4],
                 });
                 self.dirty_agents.insert(aid.clone());

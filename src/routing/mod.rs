@@ -219,6 +219,9 @@ pub struct Engine {
     pending_agents: Vec<u32>,
     pending_contacts: BTreeSet<WaitKey>,
     work: Work,
+    /// Sequence number of the last offer made (the `round_robin` key), the
+    /// highest `last_offer` of any agent at restore.
+    offer_seq: u64,
     dirty_contacts: BTreeSet<String>,
     dirty_agents: BTreeSet<AgentId>,
     out: Vec<Outbound>,
@@ -258,7 +261,6 @@ impl Engine {
     /// the indexes and every timer are derived from the records.
     /// Nothing is offered until [`Engine::route_waiting`].
     pub fn restore(spec: Arc<RouterSpec>, contacts: Vec<Contact>, agents: Vec<Agent>, now: DateTime<Utc>) -> Engine {
-        let keep_load = spec.queues.values().any(|q| q.strategy == Strategy::LeastLoaded);
         let mut e = Engine {
             spec: Arc::clone(&spec),
             contacts: Vec::with_capacity(contacts.len()),
@@ -268,7 +270,10 @@ impl Engine {
             agents: Vec::new(),
             agent_ix: map_with(spec.agents.len()),
             skill_ix: map_with(0),
-            free: AgentIndex::new(keep_load, spec.queues.values().any(|q| q.skills.is_empty())),
+            free: AgentIndex::new(
+                spec.queues.values().map(|q| q.strategy),
+                spec.queues.values().any(|q| q.skills.is_empty()),
+            ),
             waiting: WaitIndex::default(),
             timers: Timers::default(),
             queues: Vec::with_capacity(spec.queue_order.len()),
@@ -278,6 +283,7 @@ impl Engine {
             pending_agents: Vec::new(),
             pending_contacts: BTreeSet::new(),
             work: Work::default(),
+            offer_seq: 0,
             dirty_contacts: BTreeSet::new(),
             dirty_agents: BTreeSet::new(),
             out: Vec::new(),
@@ -312,6 +318,7 @@ impl Engine {
                             missed_offers: 0,
                             wrap_ups: Vec::new(),
                             profile_from_event: false,
+                            last_offer: 0,
                             load: [0; 4],
                         },
                     );
@@ -376,6 +383,7 @@ impl Engine {
 
     /// Adds an agent record (not yet in the free index) and returns its slot.
     fn push_agent(&mut self, a: Agent) -> u32 {
+        self.offer_seq = self.offer_seq.max(a.last_offer);
         let skills = self.intern(&a.skills);
         self.free.add_holder(&skills);
         self.by_status[status_ix(a.status)] += 1;

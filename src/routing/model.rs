@@ -145,6 +145,10 @@ pub fn clip(s: &Option<String>, max: usize) -> Option<String> {
     })
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 pub(crate) fn secs_to_duration(s: f64) -> Duration {
     Duration::milliseconds((s * 1000.0).round() as i64)
 }
@@ -201,6 +205,10 @@ pub struct Agent {
     /// Set once a `profile` event changed the agent; the TOML roster then no
     /// longer overrides it at start-up.
     pub profile_from_event: bool,
+    /// Sequence number of the agent's last offer (0: never offered): the
+    /// `round_robin` key, persisted so the rotation survives a restart.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub last_offer: u64,
     #[serde(skip)]
     pub load: [u32; 4],
 }

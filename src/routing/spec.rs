@@ -13,6 +13,16 @@ pub enum Strategy {
     /// The agent with the lowest share of their total capacity in use; ties go
     /// to the longest idle.
     LeastLoaded,
+    /// The agent whose last offer (from any queue) is the oldest; agents
+    /// never offered anything first. A fair rotation: every offer sends its
+    /// agent to the back, and an agent who joins or returns takes their old
+    /// place (the position is the persisted sequence number of their last
+    /// offer, not a cursor into a list that changes).
+    RoundRobin,
+    /// The agent with the highest level in the contact's *primary* skill
+    /// (the one it requires at the highest level; alphabetical first on
+    /// ties), then the longest idle. Without required skills, longest idle.
+    MostSkilled,
 }
 
 impl Strategy {
@@ -20,6 +30,8 @@ impl Strategy {
         match self {
             Strategy::LongestIdle => "longest_idle",
             Strategy::LeastLoaded => "least_loaded",
+            Strategy::RoundRobin => "round_robin",
+            Strategy::MostSkilled => "most_skilled",
         }
     }
 }

@@ -9,6 +9,7 @@ use model::secs_to_duration;
 use serde_json::json;
 
 mod props;
+mod strategies;
 
 fn spec(toml: &str) -> Arc<RouterSpec> {
     let cfg = Config::from_toml_with_env(toml, "test", Vec::<(String, String)>::new()).expect("config parses");
