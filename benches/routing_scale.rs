@@ -1,5 +1,5 @@
 //! `cargo bench --bench routing_scale -- [--agents 1000,20000,100000] [--waiting 100000] [--budget-secs 120]
-//! [--strategies longest_idle,least_loaded]`:
+//! [--strategies longest_idle,least_loaded] [--units 100]`:
 //! the pure routing core ([`Engine`], no NATS) at contact-centre scale.
 //! Prints one JSON object per size on stdout (and, for several sizes, a
 //! final `{"summary":…}` line); progress goes to stderr.
@@ -7,7 +7,9 @@
 //! Model: 5 000 queues (`q0000`…), 50 skills (`s00`…`s49`), each queue one
 //! skill at level 1..=5, chat + email, taking the `--strategies` in turn
 //! (default `longest_idle`, `least_loaded`; `all` adds `round_robin` and
-//! `most_skilled`; the quick run uses all four), SLA policy `std` (chat 1 h, email 24 h, so SLA timers are
+//! `most_skilled`; the quick run uses all four; `--units N` gives every agent
+//! a weighted-capacity budget of N with the default weights and e-mail
+//! interruptible, as the quick run does with 100), SLA policy `std` (chat 1 h, email 24 h, so SLA timers are
 //! not due), offers time out after 30 s and missing them never sets an agent
 //! away. Agents have 3–4 skills at levels
 //! 1..=10, chat capacity 1..=3, email 1..=4, all available. Everything is
@@ -45,7 +47,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use hdrhistogram::Histogram;
 use omniroute::domain::wire::{decode_agent, decode_inbound, AgentEvent, InboundEvent};
 use omniroute::domain::{AgentId, Channel, Presence, QueueName, SkillLevel, SkillName};
-use omniroute::routing::spec::{AgentSpec, QueueSpec, RouterSpec, SlaPolicy, Strategy};
+use omniroute::routing::spec::{AgentSpec, QueueSpec, RouterSpec, SlaPolicy, Strategy, Units};
 use omniroute::routing::{Agent, Contact, Engine, OutSubject, Outcome};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -82,6 +84,8 @@ struct Params {
     budget: Duration,
     /// Queue `q` uses `strategies[q % len]`.
     strategies: Vec<Strategy>,
+    /// Every agent's weighted capacity budget.
+    units: Option<u32>,
 }
 
 impl Params {
@@ -89,6 +93,7 @@ impl Params {
         let (waiting, budget) = (o.waiting, o.budget);
         Params {
             strategies: o.strategies.clone(),
+            units: o.units,
             full: true,
             agents,
             queues: 5_000,
@@ -104,6 +109,7 @@ impl Params {
     fn quick(budget: Duration) -> Params {
         Params {
             strategies: ALL_STRATEGIES.to_vec(),
+            units: Some(100),
             full: false,
             agents: 1_000,
             queues: 200,
@@ -212,6 +218,7 @@ fn build_world(p: &Params, rng: &mut Rng) -> World {
             id,
             skills: picked.into_iter().map(|(s, l)| (skills[s].clone(), l)).collect(),
             capacity,
+            units: p.units,
             initial_status: Presence::Available,
         });
     }
@@ -223,6 +230,10 @@ fn build_world(p: &Params, rng: &mut Rng) -> World {
         agents,
         offer_timeout_secs: OFFER_TIMEOUT_SECS,
         max_missed_offers: MAX_MISSED_OFFERS,
+        units: Units {
+            interruptible: [true, false, false, false],
+            ..Units::default()
+        },
     };
     World {
         spec: Arc::new(spec),
@@ -874,6 +885,7 @@ fn run_size(p: &Params) -> Value {
         "agents": p.agents,
         "queues": p.queues,
         "strategies": p.strategies.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        "units": p.units,
         "skills": SKILLS,
         "total_capacity": world.total_capacity,
         "reachable_capacity": world.reachable_capacity,
@@ -910,6 +922,7 @@ struct Options {
     waiting: usize,
     budget: Duration,
     strategies: Vec<Strategy>,
+    units: Option<u32>,
 }
 
 const ALL_STRATEGIES: [Strategy; 4] = [
@@ -925,6 +938,7 @@ fn parse_options(args: &[String]) -> Options {
         waiting: 100_000,
         budget: Duration::from_secs(120),
         strategies: ALL_STRATEGIES[..2].to_vec(),
+        units: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -932,7 +946,10 @@ fn parse_options(args: &[String]) -> Options {
             Some((k, v)) => (k, Some(v.to_string())),
             None => (a.as_str(), None),
         };
-        if !matches!(key, "--agents" | "--waiting" | "--budget-secs" | "--strategies") {
+        if !matches!(
+            key,
+            "--agents" | "--waiting" | "--budget-secs" | "--strategies" | "--units"
+        ) {
             continue;
         }
         let Some(v) = inline.or_else(|| it.next().cloned()) else {
@@ -953,6 +970,14 @@ fn parse_options(args: &[String]) -> Options {
                 if o.agents.is_empty() || o.agents.contains(&0) {
                     bad("agent counts must be positive");
                 }
+            }
+            "--units" => {
+                o.units = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|n| (1..=1_000_000).contains(n))
+                        .unwrap_or_else(|| bad("expected a budget of 1..1000000 units")),
+                )
             }
             "--strategies" if v == "all" => o.strategies = ALL_STRATEGIES.to_vec(),
             "--strategies" => {
@@ -1072,6 +1097,7 @@ fn run_child(agents: usize, o: &Options) -> std::io::Result<Option<Value>> {
             "--strategies".to_string(),
             o.strategies.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","),
         ])
+        .args(o.units.map(|u| format!("--units={u}")))
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()?;

@@ -220,50 +220,66 @@ struct AgentDef {
     skills: &'static [(&'static str, u8)],
     /// email, chat, social, voice
     capacity: [u32; 4],
+    /// Weighted capacity budget; see [`UNIT_WEIGHTS`].
+    units: Option<u32>,
     status: Presence,
 }
+
+/// `[routing.units]`: email, chat, social, voice; e-mail is interruptible.
+const UNIT_WEIGHTS: [u32; 4] = [20, 35, 35, 100];
+const INTERRUPTIBLE: [bool; 4] = [true, false, false, false];
 
 const ROSTER: &[AgentDef] = &[
     AgentDef {
         id: "ana",
         skills: &[("s", 3), ("billing", 6)],
         capacity: [2, 1, 0, 0],
+        // Two e-mails (40), or a chat (35), but not a chat and an e-mail (55).
+        units: Some(50),
         status: Presence::Available,
     },
     AgentDef {
         id: "ben",
         skills: &[("s", 2), ("tech", 4), ("lang_es", 2)],
         capacity: [0, 2, 0, 1],
+        // A call or up to two chats, never both.
+        units: Some(100),
         status: Presence::Available,
     },
     AgentDef {
         id: "cai",
         skills: &[("s", 5), ("billing", 5), ("tech", 3)],
         capacity: [1, 1, 1, 1],
+        // A call interrupts e-mail work, not a chat.
+        units: Some(100),
         status: Presence::Available,
     },
     AgentDef {
         id: "dee",
         skills: &[("s", 1)],
         capacity: [1, 0, 2, 0],
+        units: None,
         status: Presence::Away,
     },
     AgentDef {
         id: "eve",
         skills: &[("s", 9), ("billing", 9), ("tech", 9), ("lang_es", 9)],
         capacity: [3, 3, 0, 0],
+        units: None,
         status: Presence::Offline,
     },
     AgentDef {
         id: "fay",
         skills: &[("s", 2), ("billing", 2)],
         capacity: [1, 0, 1, 0],
+        units: None,
         status: Presence::Available,
     },
     AgentDef {
         id: "gus",
         skills: &[],
         capacity: [0, 1, 0, 1],
+        units: None,
         status: Presence::Available,
     },
 ];
@@ -287,8 +303,13 @@ fn config_toml() -> String {
         w,
         "[routing]\noffer_timeout_secs = {:.3}\nmax_missed_offers = {MAX_MISSED}\n\
          [sla.policies.std]\nfirst_response_secs = {{ email = 30, chat = 5, social = 20, voice = 3 }}\n\
-         warning_thresholds = [0.5]",
-        OFFER_TIMEOUT_MS as f64 / 1000.0
+         warning_thresholds = [0.5]\n\
+         [routing.units]\nemail = {}\nchat = {}\nsocial = {}\nvoice = {}\ninterruptible = [\"email\"]",
+        OFFER_TIMEOUT_MS as f64 / 1000.0,
+        UNIT_WEIGHTS[0],
+        UNIT_WEIGHTS[1],
+        UNIT_WEIGHTS[2],
+        UNIT_WEIGHTS[3],
     )
     .expect("write");
     for q in QUEUES {
@@ -324,6 +345,9 @@ fn config_toml() -> String {
             a.status.as_str()
         )
         .expect("write");
+        if let Some(u) = a.units {
+            writeln!(w, "units = {u}").expect("write");
+        }
     }
     s
 }
@@ -390,6 +414,8 @@ enum Action {
         agent: String,
         skills: Option<BTreeMap<&'static str, u8>>,
         capacity: Option<[u32; 4]>,
+        /// 0 turns weighted capacity off.
+        units: Option<u32>,
     },
     Tick,
 }
@@ -454,8 +480,12 @@ fn feed(e: &mut Engine, a: &Action, contact_id: &str, now: DateTime<Utc>) -> Res
             agent,
             skills,
             capacity,
+            units,
         } => {
             let mut body = json!({});
+            if let Some(u) = units {
+                body["units"] = json!(u);
+            }
             if let Some(s) = skills {
                 body["skills"] = json!(s);
             }
@@ -559,25 +589,51 @@ struct MAgent {
     missed: u32,
     /// Number of the agent's last offer among all the model saw (0: none).
     last_offer: u64,
+    units: Option<u32>,
     /// (serial, channel) of wrap-ups holding a slot.
     wrap_ups: Vec<(u64, Channel)>,
 }
 
 impl MAgent {
+    /// Units held on every channel, or (`for_offer_on`) on those counted
+    /// against an offer there: interruptible work does not count against
+    /// an offer on a channel that is not.
+    fn units_used(&self, for_offer_on: Option<Channel>) -> u128 {
+        Channel::ALL
+            .iter()
+            .filter(|o| match for_offer_on {
+                Some(c) => !INTERRUPTIBLE[o.index()] || INTERRUPTIBLE[c.index()],
+                None => true,
+            })
+            .map(|o| self.load[o.index()] as u128 * UNIT_WEIGHTS[o.index()] as u128)
+            .sum()
+    }
+
     fn can_take(&self, c: &MContact) -> bool {
+        let ch = c.channel.index();
         self.status == Presence::Available
-            && self.load[c.channel.index()] < self.capacity[c.channel.index()]
+            && self.load[ch] < self.capacity[ch]
+            && self
+                .units
+                .is_none_or(|u| self.units_used(Some(c.channel)) + UNIT_WEIGHTS[ch] as u128 <= u as u128)
             && c.required
                 .iter()
                 .all(|(s, lvl)| self.skills.get(s).is_some_and(|have| have >= lvl))
     }
 
+    /// Units held of the budget, else contacts held of the slots.
     fn total_load(&self) -> u128 {
-        self.load.iter().map(|n| *n as u128).sum()
+        match self.units {
+            Some(_) => self.units_used(None),
+            None => self.load.iter().map(|n| *n as u128).sum(),
+        }
     }
 
     fn total_capacity(&self) -> u128 {
-        self.capacity.iter().map(|n| *n as u128).sum::<u128>().max(1)
+        match self.units {
+            Some(u) => (u as u128).max(1),
+            None => self.capacity.iter().map(|n| *n as u128).sum::<u128>().max(1),
+        }
     }
 
     /// Strictly better than `b` for contact `c` under the strategy (no id
@@ -654,6 +710,7 @@ impl Model {
                     idle_since: now,
                     missed: 0,
                     last_offer: 0,
+                    units: a.units,
                     wrap_ups: Vec::new(),
                 };
                 (a.id.to_string(), agent)
@@ -800,6 +857,7 @@ impl Model {
                 agent,
                 skills,
                 capacity,
+                units,
             } => {
                 let a = self.agents.entry(agent.clone()).or_insert_with(|| MAgent {
                     skills: BTreeMap::new(),
@@ -809,6 +867,7 @@ impl Model {
                     idle_since: now,
                     missed: 0,
                     last_offer: 0,
+                    units: None,
                     wrap_ups: Vec::new(),
                 });
                 if let Some(s) = skills {
@@ -816,6 +875,9 @@ impl Model {
                 }
                 if let Some(c) = capacity {
                     a.capacity = *c;
+                }
+                if let Some(u) = units {
+                    a.units = (*u > 0).then_some(*u);
                 }
                 Expect::Done
             }
@@ -1098,6 +1160,7 @@ struct AgentView {
     load: [u32; 4],
     keys: Option<(DateTime<Utc>, u32)>,
     last_offer: u64,
+    units: Option<u32>,
 }
 
 fn engine_agents(e: &Engine) -> BTreeMap<String, AgentView> {
@@ -1108,6 +1171,7 @@ fn engine_agents(e: &Engine) -> BTreeMap<String, AgentView> {
                 load: a.load,
                 keys: (a.status == Presence::Available).then_some((a.idle_since, a.missed_offers)),
                 last_offer: a.last_offer,
+                units: a.units,
             };
             (a.id.as_str().to_string(), view)
         })
@@ -1123,6 +1187,7 @@ fn model_agents(m: &Model) -> BTreeMap<String, AgentView> {
                 load: a.load,
                 keys: (a.status == Presence::Available).then_some((a.idle_since, a.missed)),
                 last_offer: a.last_offer,
+                units: a.units,
             };
             (id.clone(), view)
         })
@@ -1277,6 +1342,7 @@ enum Op {
         agent: usize,
         skills: Option<Vec<(usize, u8)>>,
         capacity: Option<[u32; 4]>,
+        units: Option<u32>,
     },
     End {
         nth: usize,
@@ -1329,6 +1395,7 @@ fn op() -> impl Strategy<Value = Op> {
         0..AGENT_IDS.len(),
         proptest::option::of(proptest::collection::vec((0..SKILLS.len(), 1..=10u8), 0..4)),
         proptest::option::of(proptest::array::uniform4(0..4u32)),
+        proptest::option::of(prop_oneof![Just(0u32), Just(40), Just(70), Just(100), Just(150)]),
     );
     prop_oneof![
         6 => fields().prop_map(Op::Open),
@@ -1338,7 +1405,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..16usize).prop_map(|nth| Op::Decline { nth }),
         3 => (0..16usize, 0..WRAPS_MS.len()).prop_map(|(nth, wrap)| Op::Complete { nth, wrap }),
         1 => (0..AGENT_IDS.len(), 0..3usize, 0..64usize).prop_map(|(agent, kind, nth)| Op::Stray { agent, kind, nth }),
-        1 => profile.prop_map(|(agent, skills, capacity)| Op::Profile { agent, skills, capacity }),
+        1 => profile.prop_map(|(agent, skills, capacity, units)| Op::Profile { agent, skills, capacity, units }),
         1 => (0..64usize).prop_map(|nth| Op::End { nth }),
         3 => tick.prop_map(|ms| Op::Tick { ms }),
     ]
@@ -1489,7 +1556,9 @@ impl Run {
                 agent,
                 skills,
                 capacity,
+                units,
             } => Action::Profile {
+                units: *units,
                 agent: AGENT_IDS[*agent].to_string(),
                 skills: skills
                     .as_ref()

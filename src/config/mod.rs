@@ -232,6 +232,35 @@ pub struct RoutingConfig {
     pub dedupe_max_ids: usize,
     /// Strategy for queues that do not name one.
     pub default_strategy: String,
+    /// `[routing.units]`: weights of weighted capacity, for agents with `units`.
+    pub units: UnitsConfig,
+}
+
+/// `[routing.units]`: what one contact on each channel costs an agent who
+/// has `units` (say 100): a call takes a whole agent, a chat about a third.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct UnitsConfig {
+    pub email: i64,
+    pub chat: i64,
+    pub social: i64,
+    pub voice: i64,
+    /// Channels whose work may be interrupted: units held on them do not
+    /// count against an offer on another channel (a call offered to an
+    /// agent busy only with e-mail).
+    pub interruptible: Vec<String>,
+}
+
+impl Default for UnitsConfig {
+    fn default() -> Self {
+        UnitsConfig {
+            email: 20,
+            chat: 35,
+            social: 35,
+            voice: 100,
+            interruptible: Vec::new(),
+        }
+    }
 }
 
 impl Default for RoutingConfig {
@@ -242,6 +271,7 @@ impl Default for RoutingConfig {
             dedupe_retention_secs: 86_400.0,
             dedupe_max_ids: 5_000_000,
             default_strategy: "longest_idle".into(),
+            units: UnitsConfig::default(),
         }
     }
 }
@@ -302,6 +332,10 @@ pub struct AgentConfig {
     pub skills: BTreeMap<String, i64>,
     /// Concurrent contacts per channel; a channel not listed is 0.
     pub capacity: BTreeMap<String, i64>,
+    /// Weighted capacity: the agent's budget of units, each contact costing
+    /// its channel's `[routing.units]` weight, on top of the per-channel
+    /// limits. Absent: per-channel limits only.
+    pub units: Option<i64>,
     /// Presence before the agent's desktop reports one: `offline` in
     /// production; `available` is handy for demos.
     pub initial_status: Option<String>,
@@ -613,8 +647,12 @@ regex = "("
 id = "x"
 capacity = { pigeon = 1 }
 initial_status = "busy"
+units = 0
 [[agents]]
 id = "x"
+[routing.units]
+voice = 0
+interruptible = ["email", "pager"]
 [sla.policies.p]
 first_response_secs = { email = -1 }
 warning_thresholds = [1.5]
@@ -638,6 +676,9 @@ warning_thresholds = [1.5]
             "agents[0].capacity.pigeon = \"pigeon\"",
             "agents[0].initial_status = \"busy\"",
             "agents[1].id = \"x\": duplicate agent id",
+            "agents[0].units = 0",
+            "routing.units.voice = 0",
+            "routing.units.interruptible[1] = \"pager\"",
             "sla.policies.p.first_response_secs.email = -1.0",
             "sla.policies.p.warning_thresholds[0] = 1.5",
         ] {
@@ -647,6 +688,20 @@ warning_thresholds = [1.5]
                 text.join("\n")
             );
         }
+    }
+
+    #[test]
+    fn a_strategy_and_units_round_trip_into_the_spec() {
+        let toml = "[routing.units]\nchat = 50\ninterruptible = [\"email\"]\n[[queues]]\nname = \"q\"\nchannels = [\"chat\"]\nstrategy = \"round_robin\"\n[[agents]]\nid = \"a\"\nunits = 120\n";
+        let spec = Config::from_toml_with_env(toml, "t", Vec::new())
+            .expect("loads")
+            .validate()
+            .expect("valid");
+        assert_eq!(spec.units.weights, [20, 50, 35, 100]);
+        assert_eq!(spec.units.interruptible, [true, false, false, false]);
+        assert_eq!(spec.agents[0].units, Some(120));
+        let q = spec.queues.values().next().expect("queue");
+        assert_eq!(q.strategy.as_str(), "round_robin");
     }
 
     #[test]

@@ -316,6 +316,24 @@ impl Config {
             }
         }
 
+        let u = &self.routing.units;
+        let mut units = crate::routing::spec::Units::default();
+        for (c, w) in [
+            (Channel::Email, u.email),
+            (Channel::Chat, u.chat),
+            (Channel::Social, u.social),
+            (Channel::Voice, u.voice),
+        ] {
+            match u32::try_from(w) {
+                Ok(w @ 1..=100_000) => units.weights[c.index()] = w,
+                _ => p.add(format!("routing.units.{c}"), w, "must be 1..100000 units"),
+            }
+        }
+        for (j, ch) in u.interruptible.iter().enumerate() {
+            if let Some(c) = channel(&mut p, format!("routing.units.interruptible[{j}]"), ch) {
+                units.interruptible[c.index()] = true;
+            }
+        }
         let mut agents = Vec::new();
         let mut seen = BTreeSet::new();
         for (i, a) in self.agents.iter().enumerate() {
@@ -333,6 +351,13 @@ impl Config {
                     }
                 }
             }
+            let agent_units = a.units.and_then(|n| match u32::try_from(n) {
+                Ok(n @ 1..=1_000_000) => Some(n),
+                _ => {
+                    p.add(format!("{key}.units"), n, "must be 1..1000000 units");
+                    None
+                }
+            });
             let status = match a.initial_status.as_deref().map(str::parse::<Presence>) {
                 None => Presence::Offline,
                 Some(Ok(s)) => s,
@@ -360,6 +385,7 @@ impl Config {
                     name,
                     skills: sk,
                     capacity,
+                    units: agent_units,
                     initial_status: status,
                 });
             }
@@ -383,6 +409,7 @@ impl Config {
                 agents,
                 offer_timeout_secs: self.routing.offer_timeout_secs,
                 max_missed_offers: self.routing.max_missed_offers,
+                units,
             })
         } else {
             Err(p.0)

@@ -280,6 +280,8 @@ pub enum AgentEventBody {
         name: Option<String>,
         skills: Option<BTreeMap<SkillName, SkillLevel>>,
         capacity: Option<BTreeMap<Channel, u32>>,
+        /// Weighted capacity budget; `Some(0)` turns it off (slots only).
+        units: Option<u32>,
     },
     Presence(Presence),
     Accept {
@@ -379,10 +381,19 @@ pub fn decode_agent(subject_agent: &str, subject_type: &str, payload: &[u8]) -> 
                     ))),
                 })
                 .transpose()?;
+            let units = present(&o, "units")
+                .map(|v| match v.as_u64() {
+                    Some(n) if n <= 1_000_000 => Ok(n as u32),
+                    _ => Err(bad(
+                        "field units must be an integer 0..1000000 (0: no weighted capacity)",
+                    )),
+                })
+                .transpose()?;
             AgentEventBody::Profile {
                 name: opt_str(&o, "name")?,
                 skills,
                 capacity,
+                units,
             }
         }
         "presence" => AgentEventBody::Presence(as_str(req(&o, "status")?, "status")?.parse().map_err(BadMessage)?),
@@ -693,15 +704,26 @@ mod tests {
 
     #[test]
     fn decodes_agent_events_and_checks_the_subject() {
-        let p = br#"{"v":1,"id":"x","type":"profile","agent_id":"a1","skills":{"billing":7},"capacity":{"chat":2}}"#;
+        let p = br#"{"v":1,"id":"x","type":"profile","agent_id":"a1","skills":{"billing":7},"capacity":{"chat":2},"units":100}"#;
         let e = decode_agent("a1", "profile", p).expect("test value");
         match e.body {
-            AgentEventBody::Profile { skills, capacity, .. } => {
+            AgentEventBody::Profile {
+                skills,
+                capacity,
+                units,
+                ..
+            } => {
                 assert_eq!(skills.expect("test value").values().next(), Some(&7));
                 assert_eq!(capacity.expect("test value").get(&Channel::Chat), Some(&2));
+                assert_eq!(units, Some(100));
             }
             other => panic!("unexpected {other:?}"),
         }
+        let bad_units = br#"{"v":1,"id":"x","type":"profile","agent_id":"a1","units":-5}"#;
+        assert!(decode_agent("a1", "profile", bad_units)
+            .unwrap_err()
+            .0
+            .contains("units"));
         let err = decode_agent("a2", "profile", p).unwrap_err();
         assert_eq!(err.0, r#"agent_id a1 does not match the subject's agent "a2""#);
         let err = decode_agent("a1", "presence", p).unwrap_err();

@@ -72,7 +72,8 @@ pub(crate) fn fits(have: &[(SkillIx, u8)], need: &[(SkillIx, u8)]) -> bool {
 }
 
 /// Share of capacity in use, compared exactly (cross-multiplied).
-/// Capacities are at most 1 000 per channel, so totals fit in 32 bits.
+/// Capacities are at most 1 000 per channel and unit budgets 1 000 000 with
+/// weights up to 100 000, so both sides fit in 32 bits.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Share {
     pub load: u32,

@@ -313,7 +313,7 @@ impl Engine {
         let Some(slot) = self.agents.get_mut(ax as usize) else {
             return;
         };
-        let (status0, cap0, load0) = (slot.a.status, slot.a.capacity, slot.a.load);
+        let (status0, cap0, load0, units0) = (slot.a.status, slot.a.capacity, slot.a.load, slot.a.units);
         f(&mut slot.a);
         let status = slot.a.status;
         if status != status0 {
@@ -324,6 +324,7 @@ impl Engine {
         let gained = status == Presence::Available
             && (status0 != Presence::Available
                 || skills_changed
+                || slot.a.units.unwrap_or(u32::MAX) > units0.unwrap_or(u32::MAX)
                 || Channel::ALL.iter().any(|c| {
                     let i = c.index();
                     slot.a.load[i] < load0[i] || slot.a.capacity[i] > cap0[i]
@@ -361,7 +362,10 @@ impl Engine {
             free,
             idle: IdleKey { since, tie },
             load: LoadKey {
-                share: Share::new(a.total_load(), a.total_capacity()),
+                share: {
+                    let (load, cap) = a.share();
+                    Share::new(load, cap)
+                },
                 since,
                 tie,
             },

@@ -157,6 +157,8 @@ impl Engine {
                     wrap_ups: Vec::new(),
                     profile_from_event: true,
                     last_offer: 0,
+                    units: None,
+                    weights: Default::default(),
                     load: [0; 4],
                 });
                 self.dirty_agents.insert(aid.clone());
@@ -169,7 +171,12 @@ impl Engine {
             }
         };
         let outcome = match &ev.body {
-            AgentEventBody::Profile { name, skills, capacity } => {
+            AgentEventBody::Profile {
+                name,
+                skills,
+                capacity,
+                units,
+            } => {
                 self.change_agent_with(ax, skills.is_some(), |a| {
                     if let Some(n) = name {
                         a.name = n.clone();
@@ -182,6 +189,9 @@ impl Engine {
                         for (ch, n) in cap {
                             a.capacity[ch.index()] = *n;
                         }
+                    }
+                    if let Some(u) = units {
+                        a.units = (*u > 0).then_some(*u);
                     }
                     a.profile_from_event = true;
                 });

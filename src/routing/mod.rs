@@ -297,10 +297,15 @@ impl Engine {
             match by_id.get_mut(&a.id) {
                 Some(have) if have.profile_from_event => {}
                 Some(have) => {
-                    if have.name != a.name || have.skills != a.skills || have.capacity != a.capacity {
+                    if have.name != a.name
+                        || have.skills != a.skills
+                        || have.capacity != a.capacity
+                        || have.units != a.units
+                    {
                         have.name = a.name.clone();
                         have.skills = a.skills.clone();
                         have.capacity = a.capacity;
+                        have.units = a.units;
                         e.dirty_agents.insert(a.id.clone());
                     }
                 }
@@ -319,6 +324,8 @@ impl Engine {
                             wrap_ups: Vec::new(),
                             profile_from_event: false,
                             last_offer: 0,
+                            units: a.units,
+                            weights: Default::default(),
                             load: [0; 4],
                         },
                     );
@@ -382,8 +389,9 @@ impl Engine {
     }
 
     /// Adds an agent record (not yet in the free index) and returns its slot.
-    fn push_agent(&mut self, a: Agent) -> u32 {
+    fn push_agent(&mut self, mut a: Agent) -> u32 {
         self.offer_seq = self.offer_seq.max(a.last_offer);
+        a.weights = self.spec.units;
         let skills = self.intern(&a.skills);
         self.free.add_holder(&skills);
         self.by_status[status_ix(a.status)] += 1;

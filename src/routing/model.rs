@@ -10,6 +10,7 @@
 //! most [`MAX_CONTACT_JSON_BYTES`], and at most [`MAX_DECLINED_BY`] agents
 //! remembered as having declined a contact.
 
+use super::spec::Units;
 use crate::domain::wire::Customer;
 use crate::domain::{AgentId, Channel, Presence, QueueName, SkillLevel, SkillName};
 use chrono::{DateTime, Duration, Utc};
@@ -209,16 +210,39 @@ pub struct Agent {
     /// `round_robin` key, persisted so the rotation survives a restart.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub last_offer: u64,
+    /// Weighted capacity budget (`None`: per-channel slots only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub units: Option<u32>,
+    /// The configured weights, set by the engine (configuration, not state).
+    #[serde(skip)]
+    pub weights: Units,
     #[serde(skip)]
     pub load: [u32; 4],
 }
 
 impl Agent {
-    /// Whether the agent has a free slot on the channel. The one place that
-    /// says what "free" means: weighted capacity units will change this
-    /// function, and the indexes follow it.
+    /// Whether the agent can take one more contact on the channel: a free
+    /// slot there and, with a budget of units, the channel's weight still
+    /// within it (units held on interruptible channels do not count against
+    /// an offer on another channel). The one place that says what "free"
+    /// means; the indexes follow it.
     pub fn free(&self, c: Channel) -> bool {
-        self.load[c.index()] < self.capacity[c.index()]
+        if self.load[c.index()] >= self.capacity[c.index()] {
+            return false;
+        }
+        let Some(budget) = self.units else { return true };
+        let w = &self.weights;
+        let used = self.units_used(|o| !w.interruptible[o.index()] || w.interruptible[c.index()]);
+        used + w.weights[c.index()] as u64 <= budget as u64
+    }
+
+    /// Units held on the channels `count` selects.
+    fn units_used(&self, count: impl Fn(Channel) -> bool) -> u64 {
+        Channel::ALL
+            .into_iter()
+            .filter(|c| count(*c))
+            .map(|c| self.load[c.index()] as u64 * self.weights.weights[c.index()] as u64)
+            .sum()
     }
 
     pub fn fits(&self, required: &BTreeMap<SkillName, SkillLevel>) -> bool {
@@ -231,12 +255,17 @@ impl Agent {
         self.status == Presence::Available && self.free(c.channel) && self.fits(&c.required)
     }
 
-    pub(crate) fn total_load(&self) -> u64 {
-        self.load.iter().map(|n| *n as u64).sum()
+    /// What `least_loaded` compares: units held of the budget, or
+    /// contacts held of the slots.
+    pub(crate) fn share(&self) -> (u64, u64) {
+        match self.units {
+            Some(budget) => (self.units_used(|_| true), budget as u64),
+            None => (self.total_load(), self.capacity.iter().map(|n| *n as u64).sum()),
+        }
     }
 
-    pub(crate) fn total_capacity(&self) -> u64 {
-        self.capacity.iter().map(|n| *n as u64).sum()
+    pub(crate) fn total_load(&self) -> u64 {
+        self.load.iter().map(|n| *n as u64).sum()
     }
 }
 

@@ -140,7 +140,28 @@ pub struct AgentSpec {
     pub name: String,
     pub skills: BTreeMap<SkillName, SkillLevel>,
     pub capacity: [u32; 4],
+    /// Weighted capacity budget (see [`Units`]); `None`: slots only.
+    pub units: Option<u32>,
     pub initial_status: Presence,
+}
+
+/// Weighted capacity: what a contact on each channel costs an agent with a
+/// budget of units, and which channels' work an offer on another channel
+/// may interrupt (their units are not counted against it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Units {
+    /// Indexed by `Channel::index`.
+    pub weights: [u32; 4],
+    pub interruptible: [bool; 4],
+}
+
+impl Default for Units {
+    fn default() -> Self {
+        Units {
+            weights: [20, 35, 35, 100],
+            interruptible: [false; 4],
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -153,6 +174,7 @@ pub struct RouterSpec {
     pub agents: Vec<AgentSpec>,
     pub offer_timeout_secs: f64,
     pub max_missed_offers: u32,
+    pub units: Units,
 }
 
 /// Where a new contact goes and on what terms.

@@ -116,3 +116,55 @@ initial_status = "available"
         assert_eq!(offers(&e.take_outputs())[0].0, want);
     }
 }
+
+#[test]
+fn weighted_units_keep_a_call_from_a_busy_agent_unless_the_work_is_interruptible() {
+    let toml = r#"
+[routing.units]
+email = 20
+chat = 35
+voice = 100
+interruptible = ["email"]
+[[queues]]
+name = "all"
+channels = ["email", "chat", "voice"]
+[[agents]]
+id = "ann"
+units = 100
+capacity = { email = 5, chat = 3, voice = 1 }
+initial_status = "available"
+"#;
+    let mut e = Engine::new(spec(toml), t(0.0));
+    let open = |e: &mut Engine, n: u32, ch: &str| {
+        e.on_inbound(&inbound(&format!("m{n}"), ch, &format!("c{n}"), json!({})), t(n as f64))
+            .expect("ok");
+        offers(&e.take_outputs())
+            .into_iter()
+            .map(|(_, o)| o["contact_id"].clone())
+            .next()
+    };
+    // Two e-mails (40 units): a call still fits, since e-mail is interruptible.
+    assert!(open(&mut e, 1, "email").is_some());
+    assert!(open(&mut e, 2, "email").is_some());
+    let call = open(&mut e, 3, "voice").expect("the call interrupts e-mail work");
+    // On the call (100 units) nothing else fits: not a chat (135), not
+    // another e-mail (160: an e-mail offer counts every channel's units).
+    assert!(open(&mut e, 4, "chat").is_none());
+    assert!(open(&mut e, 5, "email").is_none());
+    // The call ends: both waiting contacts fit the freed units at once,
+    // oldest first: the chat (40 + 35 = 75), then the e-mail (95).
+    let id = call.as_str().expect("id");
+    e.on_agent(&agent_ev("ann", "accept", json!({"contact_id": id})), t(6.0))
+        .expect("ok");
+    e.on_agent(&agent_ev("ann", "complete", json!({"contact_id": id})), t(7.0))
+        .expect("ok");
+    let next: Vec<_> = offers(&e.take_outputs())
+        .into_iter()
+        .map(|(_, o)| o["channel"].clone())
+        .collect();
+    assert_eq!(next, [json!("chat"), json!("email")]);
+    // A chat counts only the chat's units against it (35 + 35), since
+    // e-mail is interruptible; an e-mail counts everything (60 + 70 + 20).
+    assert!(open(&mut e, 8, "chat").is_some());
+    assert!(open(&mut e, 9, "email").is_none());
+}
