@@ -179,6 +179,7 @@ fn build_world(p: &Params, rng: &mut Rng) -> World {
                 sla_policy: Some("std".into()),
                 strategy: p.strategies[q % p.strategies.len()],
                 offer_timeout_secs: OFFER_TIMEOUT_SECS,
+                ageing: Default::default(),
             },
         );
         queue_order.push(name);

@@ -118,6 +118,9 @@ struct QueueDef {
     pick: Pick,
     offer_timeout_ms: Option<i64>,
     sla: bool,
+    /// Ageing: (one priority step per ms, cap) and the starvation bound.
+    ageing: Option<(i64, u8)>,
+    max_wait_ms: Option<i64>,
 }
 
 impl QueueDef {
@@ -142,6 +145,8 @@ const QUEUES: &[QueueDef] = &[
         pick: Pick::LongestIdle,
         offer_timeout_ms: None,
         sla: true,
+        ageing: Some((2_000, 6)),
+        max_wait_ms: Some(20_000),
     },
     QueueDef {
         name: "billing",
@@ -151,6 +156,8 @@ const QUEUES: &[QueueDef] = &[
         pick: Pick::LeastLoaded,
         offer_timeout_ms: Some(6_000),
         sla: true,
+        ageing: Some((3_000, 9)),
+        max_wait_ms: None,
     },
     QueueDef {
         name: "tech",
@@ -160,6 +167,8 @@ const QUEUES: &[QueueDef] = &[
         pick: Pick::MostSkilled,
         offer_timeout_ms: Some(7_500),
         sla: false,
+        ageing: None,
+        max_wait_ms: None,
     },
     QueueDef {
         name: "vip",
@@ -169,6 +178,8 @@ const QUEUES: &[QueueDef] = &[
         pick: Pick::LeastLoaded,
         offer_timeout_ms: None,
         sla: false,
+        ageing: None,
+        max_wait_ms: None,
     },
     QueueDef {
         name: "social",
@@ -178,6 +189,8 @@ const QUEUES: &[QueueDef] = &[
         pick: Pick::RoundRobin,
         offer_timeout_ms: Some(4_000),
         sla: true,
+        ageing: None,
+        max_wait_ms: Some(8_000),
     },
 ];
 
@@ -329,6 +342,12 @@ fn config_toml() -> String {
         .expect("write");
         if let Some(ms) = q.offer_timeout_ms {
             writeln!(w, "offer_timeout_secs = {:.3}", ms as f64 / 1000.0).expect("write");
+        }
+        if let Some((step, cap)) = q.ageing {
+            writeln!(w, "ageing_secs = {:.3}\nageing_cap = {cap}", step as f64 / 1000.0).expect("write");
+        }
+        if let Some(ms) = q.max_wait_ms {
+            writeln!(w, "max_wait_secs = {:.3}", ms as f64 / 1000.0).expect("write");
         }
         if q.sla {
             writeln!(w, "sla_policy = \"std\"").expect("write");
@@ -573,9 +592,25 @@ struct MContact {
 }
 
 impl MContact {
-    /// Strictly ahead in the waiting order: higher priority, then older.
-    fn ahead_of(&self, other: &MContact) -> bool {
-        (self.priority, other.received_at) > (other.priority, self.received_at)
+    /// Priority in the waiting order at `now`: past the queue's
+    /// `max_wait`, above every configured priority (10); else the priority
+    /// plus one per ageing step waited, up to the cap (never below the
+    /// contact's own priority).
+    fn effective(&self, now: DateTime<Utc>) -> u8 {
+        let waited = (now - self.received_at).num_milliseconds().max(0);
+        if self.queue.max_wait_ms.is_some_and(|m| waited >= m) {
+            return 10;
+        }
+        match self.queue.ageing {
+            Some((step, cap)) if self.priority < cap => (self.priority as i64 + waited / step).min(cap as i64) as u8,
+            _ => self.priority,
+        }
+    }
+
+    /// Strictly ahead in the waiting order at `now`: higher effective
+    /// priority, then older.
+    fn ahead_of(&self, other: &MContact, now: DateTime<Utc>) -> bool {
+        (self.effective(now), other.received_at) > (other.effective(now), self.received_at)
     }
 }
 
@@ -992,11 +1027,11 @@ impl Model {
         if let Some((conv, w)) = self
             .contacts
             .iter()
-            .find(|(_, w)| w.state == Holding::Waiting && w.ahead_of(c) && self.servable(w))
+            .find(|(_, w)| w.state == Holding::Waiting && w.ahead_of(c, now) && self.servable(w))
         {
             return Err(format!(
-                "(2) offered {} (priority {}, received {}) while {conv} (priority {}, received {}) waits and could be taken",
-                o.conv, c.priority, c.received_at, w.priority, w.received_at
+                "(2) offered {} (priority {} now {}, received {}) while {conv} (priority {} now {}, received {}) waits and could be taken",
+                o.conv, c.priority, c.effective(now), c.received_at, w.priority, w.effective(now), w.received_at
             ));
         }
         let a = self

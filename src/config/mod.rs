@@ -294,6 +294,15 @@ pub struct QueueConfig {
     pub strategy: Option<String>,
     /// Overrides `routing.offer_timeout_secs` for this queue.
     pub offer_timeout_secs: Option<f64>,
+    /// Ageing: a waiting contact's priority rises one step per this many
+    /// seconds of waiting, up to `ageing_cap`. Absent: no ageing.
+    pub ageing_secs: Option<f64>,
+    /// Highest priority ageing reaches (0–9, default 9).
+    pub ageing_cap: Option<i64>,
+    /// Starvation bound: a contact waiting this long is served ahead of
+    /// every contact that has not waited as long past its own bound,
+    /// whatever their priorities. Absent: no bound.
+    pub max_wait_secs: Option<f64>,
 }
 
 /// `[[rules]]`: evaluated in order for contacts without an upstream `queue`;

@@ -3,7 +3,7 @@
 
 use super::Config;
 use crate::domain::{check_skill_level, check_token, AgentId, Channel, Presence, QueueName, SkillName};
-use crate::routing::spec::{AgentSpec, QueueSpec, RouterSpec as Spec, RuleSpec, SlaPolicy, Strategy};
+use crate::routing::spec::{Ageing, AgentSpec, QueueSpec, RouterSpec as Spec, RuleSpec, SlaPolicy, Strategy};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -217,6 +217,20 @@ impl Config {
             if let Some(t) = q.offer_timeout_secs {
                 p.seconds(&format!("{key}.offer_timeout_secs"), t, 86_400.0);
             }
+            let mut ms = |what: &str, v: Option<f64>| {
+                let v = v?;
+                p.seconds(&format!("{key}.{what}"), v, 30.0 * 86_400.0);
+                (v.is_finite() && v > 0.0).then(|| (v * 1000.0).round().max(1.0) as i64)
+            };
+            let (step_ms, max_wait_ms) = (ms("ageing_secs", q.ageing_secs), ms("max_wait_secs", q.max_wait_secs));
+            let cap = q
+                .ageing_cap
+                .map_or(9, |c| priority(&mut p, &format!("{key}.ageing_cap"), c));
+            let ageing = Ageing {
+                step_ms,
+                cap,
+                max_wait_ms,
+            };
             if let Some(name) = name {
                 if queues.contains_key(&name) {
                     p.add(format!("{key}.name"), &q.name, "duplicate queue name");
@@ -233,6 +247,7 @@ impl Config {
                         sla_policy: q.sla_policy.clone(),
                         strategy: strat,
                         offer_timeout_secs,
+                        ageing,
                     },
                 );
             }

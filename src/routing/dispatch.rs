@@ -194,7 +194,7 @@ impl Engine {
         s.c.add_decliner(agent);
         self.unhold(cx, agent);
         self.dirty_contacts.insert(self.contacts_id(cx));
-        self.enqueue(cx);
+        self.enqueue(cx, now);
         self.release(agent, channel, now);
     }
 
@@ -245,26 +245,73 @@ impl Engine {
 
     // ----- the wait index -----
 
-    /// Files a waiting contact and marks it for this input's settle.
-    pub(super) fn enqueue(&mut self, cx: u32) {
-        let Some(s) = self.contacts.get(cx as usize).and_then(Option::as_ref) else {
-            return;
-        };
-        if s.class.is_some() {
+    /// Files a waiting contact under its effective priority at `now` and
+    /// marks it for this input's settle.
+    pub(super) fn enqueue(&mut self, cx: u32, now: DateTime<Utc>) {
+        if self.slot(cx).is_none_or(|s| s.class.is_some()) {
             return;
         }
+        self.age(cx, now);
+        let Some(key) = self.file(cx) else { return };
+        self.pending_contacts.insert(key);
+        if let Some(q) = self.slot(cx).map(|s| s.q) {
+            self.count_waiting(q, true);
+        }
+    }
+
+    /// Puts a contact in the wait index under its current key.
+    fn file(&mut self, cx: u32) -> Option<WaitKey> {
+        let s = self.contacts.get(cx as usize).and_then(Option::as_ref)?;
         let key = s.wait_key(cx);
         let free = &self.free;
         let class = self.waiting.insert(s.c.channel, &s.need, key, |need| {
             // File under the skill fewest agents hold at the level.
             need.iter().copied().min_by_key(|(s, l)| free.holders_at_least(*s, *l))
         });
-        let q = s.q;
+        self.slot_mut(cx)?.class = Some(class);
+        Some(key)
+    }
+
+    /// Sets a contact's effective priority for `now` and schedules its next
+    /// change.
+    fn age(&mut self, cx: u32, now: DateTime<Utc>) {
+        self.cancel_age(cx);
+        let Some(s) = self.slot(cx) else { return };
+        let ageing = self.queues.get(s.q as usize).map(|q| q.ageing).unwrap_or_default();
+        let (eff, next) = ageing.at(s.c.priority, s.c.received_at, now);
         if let Some(s) = self.slot_mut(cx) {
-            s.class = Some(class);
+            (s.eff, s.age_at) = (eff, next);
         }
-        self.pending_contacts.insert(key);
-        self.count_waiting(q, true);
+        if let Some(at) = next {
+            self.ages.insert(at, Timer::Age(cx));
+        }
+    }
+
+    fn cancel_age(&mut self, cx: u32) {
+        if let Some(at) = self.slot_mut(cx).and_then(|s| s.age_at.take()) {
+            self.ages.cancel(at, Timer::Age(cx));
+        }
+    }
+
+    /// Moves up in line every waiting contact whose effective priority
+    /// changed by `now`; costs the number of such contacts. Runs before
+    /// every input, so decisions always see the order at their own time.
+    /// Nothing becomes offerable by it (only the order changes), so the
+    /// contacts are not marked for settling.
+    pub(super) fn age_due(&mut self, now: DateTime<Utc>) {
+        while let Some((at, Timer::Age(cx))) = self.ages.pop_due(now) {
+            let Some(s) = self.slot_mut(cx) else { continue };
+            if s.age_at != Some(at) {
+                continue;
+            }
+            s.age_at = None;
+            let (old, class) = (s.wait_key(cx), s.class);
+            if let Some(class) = class {
+                self.waiting.remove(class, old);
+                self.age(cx, now);
+                self.file(cx);
+            }
+        }
     }
 
     fn count_waiting(&mut self, q: u32, up: bool) {
@@ -283,6 +330,7 @@ impl Engine {
     }
 
     pub(super) fn dequeue(&mut self, cx: u32) {
+        self.cancel_age(cx);
         let Some(s) = self.slot_mut(cx) else { return };
         let Some(class) = s.class.take() else { return };
         let key = s.wait_key(cx);

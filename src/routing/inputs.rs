@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 impl Engine {
     pub fn on_inbound(&mut self, ev: &InboundEvent, now: DateTime<Utc>) -> Result<Outcome, BadMessage> {
         self.work = Work::default();
+        self.age_due(now);
         let existing = self.by_conversation.get(&ev.conversation_id).copied();
         let outcome = match (ev.kind, existing) {
             (InboundType::Message, Some(cx)) => self.follow_up(cx, ev, now),
@@ -58,7 +59,7 @@ impl Engine {
             pending: Vec::new(),
         };
         let cx = self.push_contact(c);
-        self.enqueue(cx);
+        self.enqueue(cx, now);
         self.schedule_sla(cx);
         self.dirty_contacts.insert(id.clone());
         self.event("queued", cx, now, None, None);
@@ -142,6 +143,7 @@ impl Engine {
 
     pub fn on_agent(&mut self, ev: &AgentEvent, now: DateTime<Utc>) -> Result<Outcome, BadMessage> {
         self.work = Work::default();
+        self.age_due(now);
         let aid = &ev.agent_id;
         let ax = match self.agent_ix.get(aid) {
             Some(ax) => *ax,
@@ -316,11 +318,13 @@ impl Engine {
     /// thresholds. Costs the number of timers due.
     pub fn on_tick(&mut self, now: DateTime<Utc>) {
         self.work = Work::default();
+        self.age_due(now);
         while let Some((at, timer)) = self.timers.pop_due(now) {
             self.work.timers_fired += 1;
             match timer {
                 Timer::OfferExpiry(cx) => self.expire_offer(cx, at, now),
                 Timer::WrapUpEnd(ax) => self.end_wrap_ups(ax, at, now),
+                Timer::Age(_) => {} // in `ages`, never here
                 Timer::Sla(cx) => {
                     let due = self.slot_mut(cx).is_some_and(|s| {
                         let mine = s.sla_at == Some(at);

@@ -64,7 +64,7 @@ use agents::{AgentIndex, Entry, SkillIx, Skills};
 use chrono::{DateTime, Utc};
 use model::tie_hash;
 use queues::{ClassIx, WaitIndex, WaitKey};
-use spec::{RouterSpec, Strategy};
+use spec::{Ageing, RouterSpec, Strategy};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -156,6 +156,7 @@ struct QueueSlot {
     name: QueueName,
     strategy: Strategy,
     offer_timeout_secs: f64,
+    ageing: Ageing,
     waiting: usize,
     changed: bool,
 }
@@ -173,12 +174,17 @@ struct ContactSlot {
     class: Option<ClassIx>,
     /// When its SLA timer is scheduled, if it is.
     sla_at: Option<DateTime<Utc>>,
+    /// Effective priority while waiting: `c.priority` aged by the queue's
+    /// [`Ageing`] as of the last input (the wait index's key).
+    eff: u8,
+    /// When its ageing timer is scheduled, if it is.
+    age_at: Option<DateTime<Utc>>,
 }
 
 impl ContactSlot {
     fn wait_key(&self, ix: u32) -> WaitKey {
         WaitKey {
-            prio: Reverse(self.c.priority),
+            prio: Reverse(self.eff),
             since: self.c.received_at,
             tie: self.tie,
             ix,
@@ -210,6 +216,8 @@ pub struct Engine {
     free: AgentIndex,
     waiting: WaitIndex,
     timers: Timers,
+    /// Ageing timers of waiting contacts, fired before every input.
+    ages: Timers,
     queues: Vec<QueueSlot>,
     queue_ix: FastMap<QueueName, u32>,
     changed_queues: Vec<u32>,
@@ -276,6 +284,7 @@ impl Engine {
             ),
             waiting: WaitIndex::default(),
             timers: Timers::default(),
+            ages: Timers::default(),
             queues: Vec::with_capacity(spec.queue_order.len()),
             queue_ix: map_with(spec.queue_order.len()),
             changed_queues: Vec::new(),
@@ -377,7 +386,7 @@ impl Engine {
                     a.holding.push(cx);
                     a.a.load[channel.index()] += 1;
                 }
-                None => e.enqueue(cx),
+                None => e.enqueue(cx, now),
             }
             e.schedule_sla(cx);
         }
@@ -417,6 +426,8 @@ impl Engine {
             need,
             class: None,
             sla_at: None,
+            eff: 0,
+            age_at: None,
             c,
         };
         let cx = put_in_slot(&mut self.contacts, &mut self.free_slots, slot);
@@ -438,6 +449,7 @@ impl Engine {
             name: name.clone(),
             strategy: spec.map_or(Strategy::LongestIdle, |q| q.strategy),
             offer_timeout_secs: spec.map_or(self.spec.offer_timeout_secs, |q| q.offer_timeout_secs),
+            ageing: spec.map_or_else(Ageing::default, |q| q.ageing),
             waiting: 0,
             changed: false,
         });
@@ -519,11 +531,14 @@ impl Engine {
     }
 
     pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
-        self.timers.next()
+        match (self.timers.next(), self.ages.next()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn timers_len(&self) -> usize {
-        self.timers.len()
+        self.timers.len() + self.ages.len()
     }
 
     pub fn contact(&self, id: &str) -> Option<&Contact> {

@@ -25,6 +25,9 @@ pub(crate) enum Timer {
     WrapUpEnd(u32),
     /// The next SLA threshold of the contact in this slot is due.
     Sla(u32),
+    /// The waiting contact in this slot moves up in line (ageing, the
+    /// starvation bound); kept in a set of its own, fired before every input.
+    Age(u32),
 }
 
 #[derive(Debug, Default)]

@@ -168,3 +168,58 @@ initial_status = "available"
     assert!(open(&mut e, 8, "chat").is_some());
     assert!(open(&mut e, 9, "email").is_none());
 }
+
+#[test]
+fn ageing_raises_priority_and_the_wait_bound_stops_starvation() {
+    let toml = r#"
+[[queues]]
+name = "q"
+channels = ["chat"]
+ageing_secs = 10
+ageing_cap = 7
+max_wait_secs = 60
+[[agents]]
+id = "solo"
+capacity = { chat = 1 }
+initial_status = "available"
+"#;
+    let mut e = Engine::new(spec(toml), t(0.0));
+    let open = |e: &mut Engine, n: u32, prio: u8, at: f64| {
+        let ev = inbound(&format!("m{n}"), "chat", &format!("c{n}"), json!({"priority": prio}));
+        e.on_inbound(&ev, t(at)).expect("ok");
+        offers(&e.take_outputs())
+            .into_iter()
+            .map(|(_, o)| o["contact_id"].clone())
+            .next()
+    };
+    let serve = |e: &mut Engine, id: serde_json::Value, at: f64| {
+        let id = id.as_str().expect("id").to_string();
+        e.on_agent(&agent_ev("solo", "accept", json!({"contact_id": id})), t(at))
+            .expect("ok");
+        e.on_agent(&agent_ev("solo", "complete", json!({"contact_id": id})), t(at + 0.5))
+            .expect("ok");
+        let next = offers(&e.take_outputs());
+        next.into_iter().map(|(_, o)| o["conversation_id"].clone()).next()
+    };
+    let busy = open(&mut e, 0, 0, 0.0).expect("offered at once");
+    assert!(open(&mut e, 1, 1, 1.0).is_none(), "low: priority 1");
+    assert!(open(&mut e, 2, 6, 30.0).is_none(), "high: priority 6");
+    // At 35 s low has aged to 1 + 3 = 4 < 6: high goes first.
+    assert_eq!(serve(&mut e, busy, 35.0), Some(json!("c2")));
+    // At 45 s low is at 1 + 4 = 5; a new 5 arrives, and low is older.
+    assert!(open(&mut e, 3, 5, 45.0).is_none());
+    assert!(
+        open(&mut e, 4, 7, 50.0).is_none(),
+        "ageing stops at the cap of 7: never above this one"
+    );
+    let id = e.contact_for_conversation("c2").map(|c| json!(c.id)).expect("c2 open");
+    // At 62 s low has waited past 60 s: it goes ahead of the 7.
+    assert_eq!(serve(&mut e, id, 62.0), Some(json!("c1")));
+    // A restored engine agrees: c4 (7) before c3 (5 + 1 = 6 at 62 s).
+    let (contacts, agents) = snapshot(&mut e);
+    let mut r = Engine::restore(spec(toml), contacts, agents, t(63.0));
+    r.route_waiting(t(63.0));
+    r.take_outputs();
+    let id = r.contact_for_conversation("c1").map(|c| json!(c.id)).expect("c1 open");
+    assert_eq!(serve(&mut r, id, 64.0), Some(json!("c4")));
+}
