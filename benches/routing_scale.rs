@@ -180,6 +180,7 @@ fn build_world(p: &Params, rng: &mut Rng) -> World {
                 strategy: p.strategies[q % p.strategies.len()],
                 offer_timeout_secs: OFFER_TIMEOUT_SECS,
                 ageing: Default::default(),
+                relax: Vec::new(),
             },
         );
         queue_order.push(name);

@@ -121,6 +121,17 @@ struct QueueDef {
     /// Ageing: (one priority step per ms, cap) and the starvation bound.
     ageing: Option<(i64, u8)>,
     max_wait_ms: Option<i64>,
+    relax: &'static [Relax],
+}
+
+/// A relaxation step: after `after_ms` waiting, route as `overflow`'s
+/// contact (its skills plus those the contact asked for beyond its own
+/// queue's), then set these levels (0 drops the skill).
+#[derive(Debug)]
+struct Relax {
+    after_ms: i64,
+    skills: &'static [(&'static str, u8)],
+    overflow: Option<&'static str>,
 }
 
 impl QueueDef {
@@ -147,6 +158,7 @@ const QUEUES: &[QueueDef] = &[
         sla: true,
         ageing: Some((2_000, 6)),
         max_wait_ms: Some(20_000),
+        relax: &[],
     },
     QueueDef {
         name: "billing",
@@ -158,6 +170,19 @@ const QUEUES: &[QueueDef] = &[
         sla: true,
         ageing: Some((3_000, 9)),
         max_wait_ms: None,
+        // billing >= 5, then >= 2 (fay), then general's agents (s >= 2).
+        relax: &[
+            Relax {
+                after_ms: 4_000,
+                skills: &[("billing", 2)],
+                overflow: None,
+            },
+            Relax {
+                after_ms: 10_000,
+                skills: &[],
+                overflow: Some("general"),
+            },
+        ],
     },
     QueueDef {
         name: "tech",
@@ -169,6 +194,12 @@ const QUEUES: &[QueueDef] = &[
         sla: false,
         ageing: None,
         max_wait_ms: None,
+        // tech >= 3 and s >= 1, then s >= 1 alone.
+        relax: &[Relax {
+            after_ms: 6_000,
+            skills: &[("tech", 0)],
+            overflow: None,
+        }],
     },
     QueueDef {
         name: "vip",
@@ -180,6 +211,7 @@ const QUEUES: &[QueueDef] = &[
         sla: false,
         ageing: None,
         max_wait_ms: None,
+        relax: &[],
     },
     QueueDef {
         name: "social",
@@ -191,6 +223,7 @@ const QUEUES: &[QueueDef] = &[
         sla: true,
         ageing: None,
         max_wait_ms: Some(8_000),
+        relax: &[],
     },
 ];
 
@@ -351,6 +384,18 @@ fn config_toml() -> String {
         }
         if q.sla {
             writeln!(w, "sla_policy = \"std\"").expect("write");
+        }
+        for r in q.relax {
+            let skills = table(&mut r.skills.iter().map(|(k, l)| format!("{k} = {l}")));
+            writeln!(
+                w,
+                "[[queues.relax]]\nafter_secs = {:.3}\nskills = {{ {skills} }}",
+                r.after_ms as f64 / 1000.0
+            )
+            .expect("write");
+            if let Some(o) = r.overflow {
+                writeln!(w, "overflow = \"{o}\"").expect("write");
+            }
         }
     }
     w.push_str(RULES_TOML);
@@ -607,6 +652,31 @@ impl MContact {
         }
     }
 
+    /// The requirement and the queue routing it (strategy, timeout) after
+    /// the relaxation steps due by `now`.
+    fn relaxed(&self, now: DateTime<Utc>) -> (BTreeMap<String, u8>, &'static QueueDef) {
+        let waited = (now - self.received_at).num_milliseconds().max(0);
+        let (mut required, mut route) = (self.required.clone(), self.queue);
+        for r in self.queue.relax.iter().take_while(|r| r.after_ms <= waited) {
+            if let Some(o) = r.overflow {
+                route = queue_def(o);
+                let own: BTreeSet<&str> = self.queue.skills.iter().map(|(s, _)| *s).collect();
+                let mut next: BTreeMap<String, u8> = route.skills.iter().map(|(s, l)| (s.to_string(), *l)).collect();
+                for (s, l) in self.required.iter().filter(|(s, _)| !own.contains(s.as_str())) {
+                    next.entry(s.clone()).or_insert(*l);
+                }
+                required = next;
+            }
+            for (s, l) in r.skills {
+                match l {
+                    0 => required.remove(*s),
+                    l => required.insert(s.to_string(), *l),
+                };
+            }
+        }
+        (required, route)
+    }
+
     /// Strictly ahead in the waiting order at `now`: higher effective
     /// priority, then older.
     fn ahead_of(&self, other: &MContact, now: DateTime<Utc>) -> bool {
@@ -644,14 +714,16 @@ impl MAgent {
             .sum()
     }
 
-    fn can_take(&self, c: &MContact) -> bool {
+    /// Could take `c` at `now` (under its relaxed requirement)?
+    fn can_take(&self, c: &MContact, now: DateTime<Utc>) -> bool {
         let ch = c.channel.index();
         self.status == Presence::Available
             && self.load[ch] < self.capacity[ch]
             && self
                 .units
                 .is_none_or(|u| self.units_used(Some(c.channel)) + UNIT_WEIGHTS[ch] as u128 <= u as u128)
-            && c.required
+            && c.relaxed(now)
+                .0
                 .iter()
                 .all(|(s, lvl)| self.skills.get(s).is_some_and(|have| have >= lvl))
     }
@@ -673,17 +745,17 @@ impl MAgent {
 
     /// Strictly better than `b` for contact `c` under the strategy (no id
     /// tie-break).
-    fn beats(&self, b: &MAgent, pick: Pick, c: &MContact) -> bool {
+    fn beats(&self, b: &MAgent, pick: Pick, required: &BTreeMap<String, u8>) -> bool {
         match pick {
             Pick::LongestIdle => self.idle_since < b.idle_since,
             Pick::RoundRobin => self.last_offer < b.last_offer,
             Pick::MostSkilled => {
                 // The primary skill: required at the highest level, the
                 // alphabetically first on ties.
-                let Some(top) = c.required.values().max() else {
+                let Some(top) = required.values().max() else {
                     return self.idle_since < b.idle_since;
                 };
-                let primary = c.required.iter().find(|(_, l)| *l == top).map(|(s, _)| s);
+                let primary = required.iter().find(|(_, l)| *l == top).map(|(s, _)| s);
                 let level = |a: &MAgent| primary.and_then(|p| a.skills.get(p)).copied().unwrap_or(0);
                 (level(self), b.idle_since) > (level(b), self.idle_since)
             }
@@ -1000,8 +1072,8 @@ impl Model {
     }
 
     /// Could anyone take this contact now?
-    fn servable(&self, c: &MContact) -> bool {
-        self.agents.values().any(|a| a.can_take(c))
+    fn servable(&self, c: &MContact, now: DateTime<Utc>) -> bool {
+        self.agents.values().any(|a| a.can_take(c, now))
     }
 
     /// Checks 1–4 for one offer, before it is applied.
@@ -1027,7 +1099,7 @@ impl Model {
         if let Some((conv, w)) = self
             .contacts
             .iter()
-            .find(|(_, w)| w.state == Holding::Waiting && w.ahead_of(c, now) && self.servable(w))
+            .find(|(_, w)| w.state == Holding::Waiting && w.ahead_of(c, now) && self.servable(w, now))
         {
             return Err(format!(
                 "(2) offered {} (priority {} now {}, received {}) while {conv} (priority {} now {}, received {}) waits and could be taken",
@@ -1038,13 +1110,13 @@ impl Model {
             .agents
             .get(&o.agent)
             .ok_or_else(|| format!("(3) offer to unknown agent {}", o.agent))?;
-        if !a.can_take(c) {
+        if !a.can_take(c, now) {
             return Err(format!(
                 "(3) {} cannot take {}: agent {a:?}, contact requires {:?} on {}",
                 o.agent, o.conv, c.required, c.channel
             ));
         }
-        let fitting: Vec<(&String, &MAgent)> = self.agents.iter().filter(|(_, a)| a.can_take(c)).collect();
+        let fitting: Vec<(&String, &MAgent)> = self.agents.iter().filter(|(_, a)| a.can_take(c, now)).collect();
         let fresh: Vec<(&String, &MAgent)> = fitting
             .iter()
             .copied()
@@ -1058,19 +1130,20 @@ impl Model {
             ));
         }
         let pool = if fresh.is_empty() { fitting } else { fresh };
-        if let Some((id, b)) = pool.iter().find(|(_, b)| b.beats(a, c.queue.pick, c)) {
+        let (required, route) = c.relaxed(now);
+        if let Some((id, b)) = pool.iter().find(|(_, b)| b.beats(a, route.pick, &required)) {
             return Err(format!(
                 "(4) {:?} queue {} offered {} to {} (load {:?} of {:?}, idle since {}) but {id} is better (load {:?} of {:?}, idle since {})",
-                c.queue.pick, c.queue.name, o.conv, o.agent, a.load, a.capacity, a.idle_since, b.load, b.capacity, b.idle_since
+                route.pick, route.name, o.conv, o.agent, a.load, a.capacity, a.idle_since, b.load, b.capacity, b.idle_since
             ));
         }
-        if o.expires_at != now + c.queue.timeout() {
+        if o.expires_at != now + route.timeout() {
             return Err(format!(
                 "(4) offer of {} expires at {}, expected {} (queue {} timeout)",
                 o.conv,
                 o.expires_at,
-                now + c.queue.timeout(),
-                c.queue.name
+                now + route.timeout(),
+                route.name
             ));
         }
         Ok(())
@@ -1079,7 +1152,7 @@ impl Model {
     fn offer(&mut self, conv: &str, agent: &str, now: DateTime<Utc>) {
         let serial = self.next_serial();
         let c = self.contacts.get_mut(conv).expect("offered contact is open");
-        let expires = now + c.queue.timeout();
+        let expires = now + c.relaxed(now).1.timeout();
         c.state = Holding::Offered {
             agent: agent.to_string(),
             serial,
@@ -1100,9 +1173,9 @@ impl Model {
     }
 
     /// Check 5.
-    fn check_work_conserving(&self) -> Result<(), String> {
+    fn check_work_conserving(&self, now: DateTime<Utc>) -> Result<(), String> {
         for (conv, c) in self.contacts.iter().filter(|(_, c)| c.state == Holding::Waiting) {
-            if let Some((id, _)) = self.agents.iter().find(|(_, a)| a.can_take(c)) {
+            if let Some((id, _)) = self.agents.iter().find(|(_, a)| a.can_take(c, now)) {
                 return Err(format!("(5) {conv} waits although {id} could take it"));
             }
         }
@@ -1645,7 +1718,7 @@ impl Run {
             self.model.offer(&o.conv, &o.agent, now);
             decisions.push((o.conv.clone(), o.agent.clone()));
         }
-        self.model.check_work_conserving().map_err(ctx)?;
+        self.model.check_work_conserving(now).map_err(ctx)?;
         check_engine_matches_model(&self.engine, &self.model).map_err(ctx)?;
         for c in self.engine.take_changes() {
             match c.value {
@@ -1890,7 +1963,7 @@ fn the_model_refuses_wrong_decisions() {
     open(&mut m, "bill", "billing", 9);
     assert!(err(m.check_offer(&offer("bill", "ana", later, 6_000), later)).starts_with("(4)"));
     assert!(m.check_offer(&offer("bill", "cai", later, 6_000), later).is_ok());
-    assert!(err(m.check_work_conserving()).starts_with("(5)"));
+    assert!(err(m.check_work_conserving(later)).starts_with("(5)"));
     // most_skilled on tech (tech >= 3, s >= 1, chat): ben (tech 4) beats cai
     // (tech 3), whatever their idle times.
     m.agent_mut("cai").idle_since = t(-5_000);

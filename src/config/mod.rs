@@ -303,6 +303,18 @@ pub struct QueueConfig {
     /// every contact that has not waited as long past its own bound,
     /// whatever their priorities. Absent: no bound.
     pub max_wait_secs: Option<f64>,
+    /// `[[queues.relax]]`: what a contact's requirement becomes as it waits.
+    pub relax: Vec<RelaxConfig>,
+}
+
+/// `[[queues.relax]]`: after `after_secs` waiting, route to `overflow`'s
+/// agents (if set), then set the levels in `skills` (0 drops a skill).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct RelaxConfig {
+    pub after_secs: f64,
+    pub skills: BTreeMap<String, i64>,
+    pub overflow: Option<String>,
 }
 
 /// `[[rules]]`: evaluated in order for contacts without an upstream `queue`;

@@ -3,7 +3,9 @@
 
 use super::Config;
 use crate::domain::{check_skill_level, check_token, AgentId, Channel, Presence, QueueName, SkillName};
-use crate::routing::spec::{Ageing, AgentSpec, QueueSpec, RouterSpec as Spec, RuleSpec, SlaPolicy, Strategy};
+use crate::routing::spec::{
+    Ageing, AgentSpec, QueueSpec, RelaxStep, RouterSpec as Spec, RuleSpec, SlaPolicy, Strategy,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -248,10 +250,13 @@ impl Config {
                         strategy: strat,
                         offer_timeout_secs,
                         ageing,
+                        relax: Vec::new(),
                     },
                 );
             }
         }
+
+        self.relax_steps(&mut p, &mut queues);
 
         let mut rules = Vec::new();
         for (i, r) in self.rules.iter().enumerate() {
@@ -428,6 +433,74 @@ impl Config {
             })
         } else {
             Err(p.0)
+        }
+    }
+
+    /// Each queue's `[[queues.relax]]` steps, checked against every queue
+    /// (an overflow must name another queue taking all of this one's
+    /// channels; a step may only change skills the contact can require by
+    /// then, or add ones; times must increase).
+    fn relax_steps(&self, p: &mut Problems, queues: &mut BTreeMap<QueueName, QueueSpec>) {
+        for (i, q) in self.queues.iter().enumerate() {
+            let Some(name) = QueueName::try_from(q.name.clone()).ok() else {
+                continue;
+            };
+            let mut steps = Vec::new();
+            let mut last = 0.0;
+            for (j, r) in q.relax.iter().enumerate() {
+                let key = format!("queues[{i}].relax[{j}]");
+                p.seconds(&format!("{key}.after_secs"), r.after_secs, 30.0 * 86_400.0);
+                if r.after_secs <= last && r.after_secs > 0.0 {
+                    p.add(
+                        format!("{key}.after_secs"),
+                        r.after_secs,
+                        "steps must come in increasing after_secs order",
+                    );
+                }
+                last = r.after_secs.max(last);
+                let mut skills_out = BTreeMap::new();
+                for (s, l) in &r.skills {
+                    let k = format!("{key}.skills.{s}");
+                    let sk = token::<SkillName>(p, k.clone(), s);
+                    match (sk, u8::try_from(*l)) {
+                        (Some(sk), Ok(l @ 0..=10)) => {
+                            skills_out.insert(sk, l);
+                        }
+                        (_, _) if !(0..=10).contains(l) => {
+                            p.add(k, l, "level must be 1..10, or 0 to drop the requirement")
+                        }
+                        _ => {}
+                    }
+                }
+                let overflow = r.overflow.as_ref().and_then(|o| {
+                    let k = format!("{key}.overflow");
+                    let Some(target) = QueueName::try_from(o.clone()).ok().and_then(|t| queues.get(&t)) else {
+                        p.add(k, o, "no such queue");
+                        return None;
+                    };
+                    if target.name == name {
+                        p.add(k, o, "a queue cannot overflow to itself");
+                        return None;
+                    }
+                    let own = queues.get(&name).map_or([false; 4], |q| q.channels);
+                    if Channel::ALL.iter().any(|c| own[c.index()] && !target.takes(*c)) {
+                        p.add(k, o, "the overflow queue must take every channel of this queue");
+                        return None;
+                    }
+                    Some(target.name.clone())
+                });
+                if r.skills.is_empty() && r.overflow.is_none() {
+                    p.add(key, "{}", "a step needs skills or overflow (or both)");
+                }
+                steps.push(RelaxStep {
+                    after_ms: (r.after_secs * 1000.0).round() as i64,
+                    skills: skills_out,
+                    overflow,
+                });
+            }
+            if let Some(q) = queues.get_mut(&name) {
+                q.relax = steps;
+            }
         }
     }
 

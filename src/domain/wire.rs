@@ -463,6 +463,9 @@ pub fn secs(d: chrono::Duration) -> f64 {
 #[derive(Debug, Clone, Serialize)]
 pub struct Why<'a> {
     pub strategy: &'static str,
+    /// The queue's relaxation step reached (0: the requirement as placed).
+    pub step: u8,
+    /// The requirement at that step.
     pub required: &'a BTreeMap<SkillName, SkillLevel>,
     /// The agent's level on each required skill, in `required`'s order.
     #[serde(serialize_with = "levels::serialize")]

@@ -21,7 +21,8 @@ use super::timers::Timer;
 use super::Engine;
 use crate::domain::{AgentId, Channel, Presence};
 use crate::sla;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
+use std::sync::Arc;
 
 impl Engine {
     // ----- the matching loop -----
@@ -110,12 +111,12 @@ impl Engine {
         let s = self.slot(cx)?;
         let strategy = self
             .queues
-            .get(s.q as usize)
+            .get(s.route_q as usize)
             .map_or(Strategy::LongestIdle, |q| q.strategy);
         // `most_skilled` ranks by the skill required at the highest level
         // (alphabetical first on ties: `required` is sorted by name).
         let primary = (strategy == Strategy::MostSkilled)
-            .then(|| s.c.required.iter().rev().max_by_key(|(_, l)| **l))
+            .then(|| s.required().iter().rev().max_by_key(|(_, l)| **l))
             .flatten()
             .and_then(|(name, l)| Some((*self.skill_ix.get(name)?, *l)));
         let declined: Vec<u32> =
@@ -151,7 +152,7 @@ impl Engine {
         }
         let timeout = self
             .queues
-            .get(s.q as usize)
+            .get(s.route_q as usize)
             .map_or(self.spec.offer_timeout_secs, |q| q.offer_timeout_secs);
         let offer_id = super::outputs::new_id("off");
         let expires_at = now + secs_to_duration(timeout);
@@ -272,19 +273,48 @@ impl Engine {
         Some(key)
     }
 
-    /// Sets a contact's effective priority for `now` and schedules its next
-    /// change.
-    fn age(&mut self, cx: u32, now: DateTime<Utc>) {
+    /// Sets a contact's effective priority and relaxation step for `now`
+    /// and schedules its next change; `true` if its requirement changed.
+    fn age(&mut self, cx: u32, now: DateTime<Utc>) -> bool {
         self.cancel_age(cx);
-        let Some(s) = self.slot(cx) else { return };
-        let ageing = self.queues.get(s.q as usize).map(|q| q.ageing).unwrap_or_default();
-        let (eff, next) = ageing.at(s.c.priority, s.c.received_at, now);
+        let Some(s) = self.slot(cx) else { return false };
+        let (ageing, relaxes) = self
+            .queues
+            .get(s.q as usize)
+            .map_or((Default::default(), false), |q| (q.ageing, q.relaxes));
+        let (eff, mut next) = ageing.at(s.c.priority, s.c.received_at, now);
+        let mut changed = false;
+        if relaxes {
+            let received = s.c.received_at;
+            let waited = (now - received).num_milliseconds().max(0);
+            let (queue, required, step) = (s.c.queue.clone(), s.c.required.clone(), s.step);
+            let spec = Arc::clone(&self.spec);
+            let r = spec.relaxed(&queue, &required, waited);
+            let step_at = r
+                .next_after_ms
+                .and_then(|ms| received.checked_add_signed(Duration::milliseconds(ms)));
+            next = match (next, step_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if r.step != step as usize {
+                changed = true;
+                let need = self.intern(&r.required).into_boxed_slice();
+                let route_q = self.queue_slot(r.route);
+                let relaxed = (r.step > 0).then_some(r.required);
+                if let Some(s) = self.slot_mut(cx) {
+                    (s.need, s.route_q, s.relaxed) = (need, route_q, relaxed);
+                    s.step = u8::try_from(r.step).unwrap_or(u8::MAX);
+                }
+            }
+        }
         if let Some(s) = self.slot_mut(cx) {
             (s.eff, s.age_at) = (eff, next);
         }
         if let Some(at) = next {
             self.ages.insert(at, Timer::Age(cx));
         }
+        changed
     }
 
     fn cancel_age(&mut self, cx: u32) {
@@ -293,11 +323,12 @@ impl Engine {
         }
     }
 
-    /// Moves up in line every waiting contact whose effective priority
-    /// changed by `now`; costs the number of such contacts. Runs before
-    /// every input, so decisions always see the order at their own time.
-    /// Nothing becomes offerable by it (only the order changes), so the
-    /// contacts are not marked for settling.
+    /// Re-files every waiting contact whose effective priority or
+    /// relaxation step changed by `now`; costs the number of such contacts.
+    /// Runs before every input, so decisions always see the order and
+    /// requirements of their own time. A contact whose requirement was
+    /// relaxed may now fit a free agent, so it is marked for settling; one
+    /// that only moved up in line cannot (the state was settled).
     pub(super) fn age_due(&mut self, now: DateTime<Utc>) {
         while let Some((at, Timer::Age(cx))) = self.ages.pop_due(now) {
             let Some(s) = self.slot_mut(cx) else { continue };
@@ -308,8 +339,10 @@ impl Engine {
             let (old, class) = (s.wait_key(cx), s.class);
             if let Some(class) = class {
                 self.waiting.remove(class, old);
-                self.age(cx, now);
-                self.file(cx);
+                let relaxed = self.age(cx, now);
+                if let (Some(key), true) = (self.file(cx), relaxed) {
+                    self.pending_contacts.insert(key);
+                }
             }
         }
     }

@@ -19,13 +19,14 @@ impl Engine {
         self.age_due(now);
         let existing = self.by_conversation.get(&ev.conversation_id).copied();
         let outcome = match (ev.kind, existing) {
-            (InboundType::Message, Some(cx)) => self.follow_up(cx, ev, now),
-            (InboundType::Message, None) => self.open(ev, now)?,
-            (InboundType::End, None) => Outcome::Ignored("no open contact"),
-            (InboundType::End, Some(cx)) => self.end(cx, now),
+            (InboundType::Message, Some(cx)) => Ok(self.follow_up(cx, ev, now)),
+            (InboundType::Message, None) => self.open(ev, now),
+            (InboundType::End, None) => Ok(Outcome::Ignored("no open contact")),
+            (InboundType::End, Some(cx)) => Ok(self.end(cx, now)),
         };
+        // Even for a refused input: ageing may have relaxed a contact.
         self.settle(now);
-        Ok(outcome)
+        outcome
     }
 
     fn open(&mut self, ev: &InboundEvent, now: DateTime<Utc>) -> Result<Outcome, BadMessage> {
@@ -144,6 +145,13 @@ impl Engine {
     pub fn on_agent(&mut self, ev: &AgentEvent, now: DateTime<Utc>) -> Result<Outcome, BadMessage> {
         self.work = Work::default();
         self.age_due(now);
+        let outcome = self.agent_event(ev, now);
+        // Even for a refused input: ageing may have relaxed a contact.
+        self.settle(now);
+        outcome
+    }
+
+    fn agent_event(&mut self, ev: &AgentEvent, now: DateTime<Utc>) -> Result<Outcome, BadMessage> {
         let aid = &ev.agent_id;
         let ax = match self.agent_ix.get(aid) {
             Some(ax) => *ax,
@@ -239,7 +247,6 @@ impl Engine {
                 _ => self.reject(contact_id, aid, "contact is not assigned to this agent", now),
             },
         };
-        self.settle(now);
         Ok(outcome)
     }
 

@@ -9,6 +9,8 @@
 //! - `agents`: free agents indexed by channel, skill and level, in strategy order;
 //! - `queues`: waiting contacts indexed by requirement class, priority then age;
 //! - `timers`: offer expiries, wrap-up ends, SLA thresholds by deadline;
+//! - `waiting`: how a waiting contact's place in line and requirement
+//!   change with its wait (ageing, starvation bound, relaxation);
 //! - `inputs`: what each inbound event, agent event and tick does;
 //! - `dispatch`: matching waiting contacts and free agents, offers and releases;
 //! - `outputs`: the messages the engine publishes;
@@ -53,6 +55,7 @@ mod outputs;
 mod queues;
 pub mod spec;
 mod timers;
+mod waiting;
 
 pub use model::{
     clip, contact_id_for, Agent, Contact, ContactState, FollowUp, WrapUp, MAX_CONTACT_JSON_BYTES, MAX_DECLINED_BY,
@@ -157,6 +160,8 @@ struct QueueSlot {
     strategy: Strategy,
     offer_timeout_secs: f64,
     ageing: Ageing,
+    /// Whether the queue has relaxation steps.
+    relaxes: bool,
     waiting: usize,
     changed: bool,
 }
@@ -179,9 +184,21 @@ struct ContactSlot {
     eff: u8,
     /// When its ageing timer is scheduled, if it is.
     age_at: Option<DateTime<Utc>>,
+    /// The relaxation step `need` reflects (0: as placed).
+    step: u8,
+    /// The requirement at that step, when it differs from `c.required`.
+    relaxed: Option<BTreeMap<SkillName, SkillLevel>>,
+    /// Slot of the queue whose strategy and offer timeout apply: `q`, or
+    /// the queue a relaxation step overflowed it to.
+    route_q: u32,
 }
 
 impl ContactSlot {
+    /// What an agent needs to take the contact now.
+    fn required(&self) -> &BTreeMap<SkillName, SkillLevel> {
+        self.relaxed.as_ref().unwrap_or(&self.c.required)
+    }
+
     fn wait_key(&self, ix: u32) -> WaitKey {
         WaitKey {
             prio: Reverse(self.eff),
@@ -428,6 +445,9 @@ impl Engine {
             sla_at: None,
             eff: 0,
             age_at: None,
+            step: 0,
+            relaxed: None,
+            route_q: q,
             c,
         };
         let cx = put_in_slot(&mut self.contacts, &mut self.free_slots, slot);
@@ -450,6 +470,7 @@ impl Engine {
             strategy: spec.map_or(Strategy::LongestIdle, |q| q.strategy),
             offer_timeout_secs: spec.map_or(self.spec.offer_timeout_secs, |q| q.offer_timeout_secs),
             ageing: spec.map_or_else(Ageing::default, |q| q.ageing),
+            relaxes: spec.is_some_and(|q| !q.relax.is_empty()),
             waiting: 0,
             changed: false,
         });

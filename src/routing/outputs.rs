@@ -41,8 +41,9 @@ impl Engine {
         let Some(a) = self.agent(agent.as_str()) else { return };
         let strategy = self
             .queues
-            .get(s.q as usize)
+            .get(s.route_q as usize)
             .map_or(Strategy::LongestIdle, |q| q.strategy);
+        let required = s.required();
         let msg = OfferMsg {
             v: 1,
             kind: "offer",
@@ -61,9 +62,9 @@ impl Engine {
             text: c.text.as_deref(),
             why: Why {
                 strategy: strategy.as_str(),
-                required: &c.required,
-                agent_levels: c
-                    .required
+                step: s.step,
+                required,
+                agent_levels: required
                     .keys()
                     .filter_map(|s| a.skills.get(s).map(|l| (s, *l)))
                     .collect(),

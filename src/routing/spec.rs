@@ -2,9 +2,9 @@
 //! queue-choice rules. Built only by `Config::validate`, so every name in it
 //! refers to something that exists.
 
+pub use super::waiting::{Ageing, RelaxStep, Relaxed, STARVED};
 use crate::domain::wire::{BadMessage, InboundEvent};
 use crate::domain::{AgentId, Channel, Presence, QueueName, SkillLevel, SkillName};
-use chrono::{DateTime, Duration, Utc};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,46 +47,8 @@ pub struct QueueSpec {
     pub strategy: Strategy,
     pub offer_timeout_secs: f64,
     pub ageing: Ageing,
-}
-
-/// The effective priority of a contact above every configured one (0–9):
-/// what a contact waiting longer than its queue's `max_wait_secs` gets.
-pub const STARVED: u8 = 10;
-
-/// How a waiting contact's place in line changes with its wait (measured
-/// from `received_at`, so a re-queued contact keeps its age): its priority
-/// rises one step per `step_ms` up to `cap`, and past `max_wait_ms` it is
-/// served ahead of every contact not yet past its own bound
-/// ([`STARVED`]), oldest first. A pure function of the wait, so a restored
-/// engine, a standby and the reference model agree on it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Ageing {
-    pub step_ms: Option<i64>,
-    pub cap: u8,
-    pub max_wait_ms: Option<i64>,
-}
-
-impl Ageing {
-    /// The effective priority of a contact of priority `base` received at
-    /// `received`, at `now`; and when it next changes, if it will.
-    pub fn at(&self, base: u8, received: DateTime<Utc>, now: DateTime<Utc>) -> (u8, Option<DateTime<Utc>>) {
-        let waited = (now - received).num_milliseconds().max(0);
-        // Never panics: a deadline beyond chrono's range is no deadline.
-        let after = |ms: i64| received.checked_add_signed(Duration::milliseconds(ms));
-        if self.max_wait_ms.is_some_and(|m| waited >= m) {
-            return (STARVED, None);
-        }
-        let mut next = self.max_wait_ms.and_then(after);
-        let mut eff = base;
-        if let Some(step) = self.step_ms.filter(|s| *s > 0 && base < self.cap) {
-            let steps = waited / step;
-            eff = (base as i64 + steps).min(self.cap as i64) as u8;
-            if let Some(up) = after((steps + 1).saturating_mul(step)).filter(|_| eff < self.cap) {
-                next = Some(next.map_or(up, |n| n.min(up)));
-            }
-        }
-        (eff, next)
-    }
+    /// Relaxation steps, in `after_ms` order.
+    pub relax: Vec<RelaxStep>,
 }
 
 impl QueueSpec {
@@ -275,32 +237,5 @@ impl RouterSpec {
     pub fn sla_target(&self, policy: Option<&str>, channel: Channel) -> Option<(&SlaPolicy, f64)> {
         let p = self.policies.get(policy?)?;
         p.first_response_secs[channel.index()].map(|t| (p, t))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ageing_steps_up_to_the_cap_and_the_bound_tops_everything() {
-        let t0 = DateTime::<Utc>::UNIX_EPOCH;
-        let at = |s: i64| t0 + Duration::seconds(s);
-        let a = Ageing {
-            step_ms: Some(10_000),
-            cap: 5,
-            max_wait_ms: Some(60_000),
-        };
-        assert_eq!(a.at(2, t0, at(0)), (2, Some(at(10))));
-        assert_eq!(a.at(2, t0, at(25)), (4, Some(at(30))));
-        // At the cap, the next change is the bound.
-        assert_eq!(a.at(2, t0, at(31)), (5, Some(at(60))));
-        assert_eq!(a.at(2, t0, at(60)), (STARVED, None));
-        // A priority above the cap does not age, and a future receipt counts as no wait.
-        assert_eq!(a.at(7, t0, at(45)), (7, Some(at(60))));
-        assert_eq!(a.at(2, at(5), at(0)), (2, Some(at(15))));
-        assert_eq!(Ageing::default().at(3, t0, at(1_000_000)), (3, None));
-        // Deadlines beyond the calendar are none, never a panic.
-        assert_eq!(a.at(2, DateTime::<Utc>::MAX_UTC, DateTime::<Utc>::MAX_UTC).1, None);
     }
 }

@@ -223,3 +223,116 @@ initial_status = "available"
     let id = r.contact_for_conversation("c1").map(|c| json!(c.id)).expect("c1 open");
     assert_eq!(serve(&mut r, id, 64.0), Some(json!("c4")));
 }
+
+#[test]
+fn relaxation_lowers_levels_then_overflows_keeping_age_and_why_says_the_step() {
+    let toml = r#"
+[[queues]]
+name = "billing"
+channels = ["chat"]
+skills = { billing = 7 }
+offer_timeout_secs = 20
+[[queues.relax]]
+after_secs = 30
+skills = { billing = 4 }
+[[queues.relax]]
+after_secs = 90
+overflow = "general"
+[[queues]]
+name = "general"
+channels = ["chat", "email"]
+skills = { support = 1 }
+offer_timeout_secs = 45
+strategy = "least_loaded"
+[[agents]]
+id = "mid"
+skills = { billing = 4 }
+capacity = { chat = 1 }
+initial_status = "available"
+[[agents]]
+id = "generalist"
+skills = { support = 3 }
+capacity = { chat = 1 }
+initial_status = "available"
+"#;
+    let mut e = Engine::new(spec(toml), t(0.0));
+    let ev = |n: u32| {
+        inbound(
+            &format!("m{n}"),
+            "chat",
+            &format!("c{n}"),
+            json!({"queue": "billing", "skills": ["es"]}),
+        )
+    };
+    e.on_inbound(&ev(1), t(0.0)).expect("ok");
+    assert!(offers(&e.take_outputs()).is_empty(), "nobody has billing 7");
+    // Nothing happens before the step is due; the tick at its deadline
+    // offers it to the level-4 agent... who lacks `es`, so still nobody.
+    assert_eq!(e.next_deadline(), Some(t(30.0)));
+    e.on_tick(t(30.0));
+    assert!(offers(&e.take_outputs()).is_empty(), "es is still required");
+    // At 90 s it overflows to general's agents (support >= 1, and the es
+    // it asked for): a profile giving the generalist es is enough.
+    e.on_agent(
+        &agent_ev("generalist", "profile", json!({"skills": {"support": 3, "es": 2}})),
+        t(60.0),
+    )
+    .expect("ok");
+    assert!(offers(&e.take_outputs()).is_empty(), "not overflowed yet");
+    assert_eq!(e.next_deadline(), Some(t(90.0)));
+    e.on_tick(t(90.0));
+    let out = offers(&e.take_outputs());
+    assert_eq!(out.len(), 1, "{out:?}");
+    let (agent, o) = &out[0];
+    assert_eq!(agent, "generalist");
+    assert_eq!(o["queue"], "billing", "the contact stays billing's for reporting");
+    assert_eq!(o["waited_secs"], json!(90.0), "with its original age");
+    assert_eq!(o["why"]["step"], 2);
+    assert_eq!(o["why"]["strategy"], "least_loaded", "general's strategy");
+    assert_eq!(o["why"]["required"], json!({"es": 1, "support": 1}));
+    assert_eq!(
+        o["expires_at"],
+        json!("2026-11-23T09:02:15.000Z"),
+        "general's 45 s timeout"
+    );
+}
+
+#[test]
+fn relaxation_steps_are_checked_with_every_problem_listed() {
+    let toml = r#"
+[[queues]]
+name = "a"
+channels = ["chat", "voice"]
+[[queues.relax]]
+after_secs = 60
+skills = { x = 11 }
+overflow = "nowhere"
+[[queues.relax]]
+after_secs = 30
+overflow = "a"
+[[queues.relax]]
+after_secs = 90
+overflow = "b"
+[[queues]]
+name = "b"
+channels = ["chat"]
+"#;
+    let cfg = Config::from_toml_with_env(toml, "t", Vec::new()).expect("parses");
+    let Err(problems) = cfg.validate() else {
+        panic!("expected problems");
+    };
+    let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    for want in [
+        "queues[0].relax[0].skills.x = 11",
+        "queues[0].relax[0].overflow = \"nowhere\": no such queue",
+        "queues[0].relax[1].after_secs = 30",
+        "queues[0].relax[1].overflow = \"a\": a queue cannot overflow to itself",
+        "queues[0].relax[2].overflow = \"b\": the overflow queue must take every channel",
+    ] {
+        assert!(
+            text.iter().any(|t| t.starts_with(want)),
+            "missing {want:?} in:\n{}",
+            text.join("\n")
+        );
+    }
+}

@@ -1,0 +1,160 @@
+//! How a waiting contact's claim changes while it waits: its place in line
+//! ([`Ageing`]: priority steps and the starvation bound) and who may take
+//! it ([`RelaxStep`]: lower levels, dropped skills, overflow to another
+//! queue's agents). Both are pure functions of the time waited since
+//! `received_at`, so nothing about them is persisted: a restored engine, a
+//! standby and the reference model derive the same state from the records,
+//! and a re-queued contact keeps its age.
+//!
+//! The engine applies them through one deadline per waiting contact (the
+//! earlier of the next ageing step and the next relaxation step), fired
+//! before every input; see `dispatch::age_due`.
+
+use super::spec::{QueueSpec, RouterSpec};
+use crate::domain::{QueueName, SkillLevel, SkillName};
+use chrono::{DateTime, Duration, Utc};
+use std::collections::BTreeMap;
+
+/// The effective priority of a contact above every configured one (0–9):
+/// what a contact waiting longer than its queue's `max_wait_secs` gets.
+pub const STARVED: u8 = 10;
+
+/// How a waiting contact's place in line changes with its wait (measured
+/// from `received_at`, so a re-queued contact keeps its age): its priority
+/// rises one step per `step_ms` up to `cap`, and past `max_wait_ms` it is
+/// served ahead of every contact not yet past its own bound
+/// ([`STARVED`]), oldest first. A pure function of the wait, so a restored
+/// engine, a standby and the reference model agree on it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ageing {
+    pub step_ms: Option<i64>,
+    pub cap: u8,
+    pub max_wait_ms: Option<i64>,
+}
+
+impl Ageing {
+    /// The effective priority of a contact of priority `base` received at
+    /// `received`, at `now`; and when it next changes, if it will.
+    pub fn at(&self, base: u8, received: DateTime<Utc>, now: DateTime<Utc>) -> (u8, Option<DateTime<Utc>>) {
+        let waited = (now - received).num_milliseconds().max(0);
+        // Never panics: a deadline beyond chrono's range is no deadline.
+        let after = |ms: i64| received.checked_add_signed(Duration::milliseconds(ms));
+        if self.max_wait_ms.is_some_and(|m| waited >= m) {
+            return (STARVED, None);
+        }
+        let mut next = self.max_wait_ms.and_then(after);
+        let mut eff = base;
+        if let Some(step) = self.step_ms.filter(|s| *s > 0 && base < self.cap) {
+            let steps = waited / step;
+            eff = (base as i64 + steps).min(self.cap as i64) as u8;
+            if let Some(up) = after((steps + 1).saturating_mul(step)).filter(|_| eff < self.cap) {
+                next = Some(next.map_or(up, |n| n.min(up)));
+            }
+        }
+        (eff, next)
+    }
+}
+
+/// One step of a queue's relaxation (bullseye), applied once a contact has
+/// waited `after_ms`: first the `overflow`, if any (from then on the
+/// contact is routed as that queue's: its required skills, strategy and
+/// offer timeout, plus the skills the contact itself asked for), then the
+/// `skills` (each sets that requirement's level; 0 drops it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelaxStep {
+    pub after_ms: i64,
+    pub skills: BTreeMap<SkillName, SkillLevel>,
+    pub overflow: Option<QueueName>,
+}
+
+/// Where a waiting contact stands after its wait: the relaxation step
+/// reached (0: none), the requirement and the queue whose strategy and
+/// timeout apply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Relaxed<'a> {
+    pub step: usize,
+    pub required: BTreeMap<SkillName, SkillLevel>,
+    pub route: &'a QueueName,
+    /// Wait (ms since `received_at`) at which the next step applies.
+    pub next_after_ms: Option<i64>,
+}
+
+impl RouterSpec {
+    /// The relaxation of a contact of `queue` with `required` (as placed)
+    /// after waiting `waited_ms`. A queue no longer configured, or without
+    /// steps, keeps the requirement as placed.
+    pub fn relaxed<'a>(
+        &'a self,
+        queue: &'a QueueName,
+        required: &BTreeMap<SkillName, SkillLevel>,
+        waited_ms: i64,
+    ) -> Relaxed<'a> {
+        let mut r = Relaxed {
+            step: 0,
+            required: required.clone(),
+            route: queue,
+            next_after_ms: None,
+        };
+        let Some(q) = self.queues.get(queue) else { return r };
+        for step in &q.relax {
+            if step.after_ms > waited_ms {
+                r.next_after_ms = Some(step.after_ms);
+                break;
+            }
+            r.step += 1;
+            if let Some(target) = step.overflow.as_ref().and_then(|t| self.queues.get_key_value(t)) {
+                r.required = overflowed(q, target.1, required);
+                r.route = target.0;
+            }
+            for (s, l) in &step.skills {
+                if *l == 0 {
+                    r.required.remove(s);
+                } else {
+                    r.required.insert(s.clone(), *l);
+                }
+            }
+        }
+        r
+    }
+}
+
+/// The target queue's skills plus those the contact asked for beyond its
+/// own queue's (a language, say), at their levels.
+fn overflowed(
+    from: &QueueSpec,
+    to: &QueueSpec,
+    required: &BTreeMap<SkillName, SkillLevel>,
+) -> BTreeMap<SkillName, SkillLevel> {
+    let mut out = to.skills.clone();
+    for (s, l) in required.iter().filter(|(s, _)| !from.skills.contains_key(*s)) {
+        out.entry(s.clone()).or_insert(*l);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ageing_steps_up_to_the_cap_and_the_bound_tops_everything() {
+        let t0 = DateTime::<Utc>::UNIX_EPOCH;
+        let at = |s: i64| t0 + Duration::seconds(s);
+        let a = Ageing {
+            step_ms: Some(10_000),
+            cap: 5,
+            max_wait_ms: Some(60_000),
+        };
+        assert_eq!(a.at(2, t0, at(0)), (2, Some(at(10))));
+        assert_eq!(a.at(2, t0, at(25)), (4, Some(at(30))));
+        // At the cap, the next change is the bound.
+        assert_eq!(a.at(2, t0, at(31)), (5, Some(at(60))));
+        assert_eq!(a.at(2, t0, at(60)), (STARVED, None));
+        // A priority above the cap does not age, and a future receipt counts as no wait.
+        assert_eq!(a.at(7, t0, at(45)), (7, Some(at(60))));
+        assert_eq!(a.at(2, at(5), at(0)), (2, Some(at(15))));
+        assert_eq!(Ageing::default().at(3, t0, at(1_000_000)), (3, None));
+        // Deadlines beyond the calendar are none, never a panic.
+        assert_eq!(a.at(2, DateTime::<Utc>::MAX_UTC, DateTime::<Utc>::MAX_UTC).1, None);
+    }
+}
