@@ -236,6 +236,7 @@ fn build_world(p: &Params, rng: &mut Rng) -> World {
             interruptible: [true, false, false, false],
             ..Units::default()
         },
+        affinity: Default::default(),
     };
     World {
         spec: Arc::new(spec),

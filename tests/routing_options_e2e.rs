@@ -133,3 +133,43 @@ async fn a_waiting_contact_relaxes_then_overflows_on_the_daemons_clock() {
     assert!(o["waited_secs"].as_f64().is_some_and(|w| w >= 2.0), "{o}");
     d.stop().await;
 }
+
+#[tokio::test]
+async fn a_returning_customer_reaches_their_last_agent_across_channels_and_a_restart() {
+    let nats = NatsServer::start();
+    let toml = [
+        "[routing.affinity]\nlookback_secs = 3600\n",
+        "[[queues]]\nname = \"q\"\nchannels = [\"email\", \"chat\"]\n",
+        &agent("x", "", "email = 2, chat = 1", ""),
+        &agent("y", "", "email = 2, chat = 1", ""),
+    ]
+    .concat();
+    let ana = json!({"customer": {"id": "ana@example.com", "address": "ana@example.com"}});
+    let d = Daemon::start(support::config(&nats.url, &toml)).await;
+    let mut c = Client::connect(&nats.url).await;
+    c.contact("email", "ana-mail", ana.clone()).await;
+    let (served, o) = next_offer(&mut c).await;
+    assert!(o.get("history").is_none(), "{o}");
+    // Completing makes `served` idle since now: the other agent has been
+    // idle longer and is the strategy's choice from here on.
+    accept_and_complete(&mut c, &served, &o).await;
+    d.stop().await;
+    let d = Daemon::start(support::config(&nats.url, &toml)).await;
+    c.contact("chat", "ana-chat", ana.clone()).await;
+    let o = c.offer(&served, "ana-chat").await;
+    assert_eq!(o["why"]["returning_customer"], true, "{o}");
+    let h = &o["history"];
+    assert_eq!(
+        (&h[0]["agent"], &h[0]["channel"], &h[0]["outcome"]),
+        (&json!(served), &json!("email"), &json!("completed"))
+    );
+    assert!(
+        !h.to_string().contains("ana@"),
+        "no customer address in the history: {h}"
+    );
+    // Another customer goes by the strategy, to the other agent.
+    c.contact("chat", "bo-chat", json!({})).await;
+    let (other, _) = next_offer(&mut c).await;
+    assert_ne!(other, served);
+    d.stop().await;
+}

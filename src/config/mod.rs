@@ -234,6 +234,35 @@ pub struct RoutingConfig {
     pub default_strategy: String,
     /// `[routing.units]`: weights of weighted capacity, for agents with `units`.
     pub units: UnitsConfig,
+    /// `[routing.affinity]`: customers recognised on return.
+    pub affinity: AffinityConfig,
+}
+
+/// `[routing.affinity]`: a returning customer's new contact (any channel)
+/// is offered first to the agent who served them last, if that agent can
+/// take it then; the offer shows the agent the customer's last contacts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct AffinityConfig {
+    /// How long after a contact closes its customer counts as returning;
+    /// 0 turns affinity (and the history kept for it) off.
+    pub lookback_secs: f64,
+    /// Past contacts kept per customer and shown in offers (1–20).
+    pub history: i64,
+    /// Customers remembered at most; beyond it, those whose last contact
+    /// is oldest are forgotten (about 150 bytes per past contact kept,
+    /// so some 75 MB of memory and snapshot at the defaults).
+    pub max_customers: i64,
+}
+
+impl Default for AffinityConfig {
+    fn default() -> Self {
+        AffinityConfig {
+            lookback_secs: 0.0,
+            history: 5,
+            max_customers: 100_000,
+        }
+    }
 }
 
 /// `[routing.units]`: what one contact on each channel costs an agent who
@@ -272,6 +301,7 @@ impl Default for RoutingConfig {
             dedupe_max_ids: 5_000_000,
             default_strategy: "longest_idle".into(),
             units: UnitsConfig::default(),
+            affinity: AffinityConfig::default(),
         }
     }
 }
@@ -674,6 +704,9 @@ id = "x"
 [routing.units]
 voice = 0
 interruptible = ["email", "pager"]
+[routing.affinity]
+lookback_secs = -1
+history = 50
 [sla.policies.p]
 first_response_secs = { email = -1 }
 warning_thresholds = [1.5]
@@ -700,6 +733,8 @@ warning_thresholds = [1.5]
             "agents[0].units = 0",
             "routing.units.voice = 0",
             "routing.units.interruptible[1] = \"pager\"",
+            "routing.affinity.lookback_secs = -1",
+            "routing.affinity.history = 50",
             "sla.policies.p.first_response_secs.email = -1.0",
             "sla.policies.p.warning_thresholds[0] = 1.5",
         ] {

@@ -354,6 +354,24 @@ impl Config {
                 units.interruptible[c.index()] = true;
             }
         }
+        let af = &self.routing.affinity;
+        let mut affinity = crate::routing::spec::Affinity::default();
+        if af.lookback_secs != 0.0 {
+            p.seconds("routing.affinity.lookback_secs", af.lookback_secs, 366.0 * 86_400.0);
+            affinity.lookback_ms = Some((af.lookback_secs * 1000.0).round() as i64);
+        }
+        match usize::try_from(af.history) {
+            Ok(n @ 1..=20) => affinity.history = n,
+            _ => p.add("routing.affinity.history", af.history, "must be 1..20 past contacts"),
+        }
+        match usize::try_from(af.max_customers) {
+            Ok(n @ 1..=10_000_000) => affinity.max_customers = n,
+            _ => p.add(
+                "routing.affinity.max_customers",
+                af.max_customers,
+                "must be 1..10000000",
+            ),
+        }
         let mut agents = Vec::new();
         let mut seen = BTreeSet::new();
         for (i, a) in self.agents.iter().enumerate() {
@@ -430,6 +448,7 @@ impl Config {
                 offer_timeout_secs: self.routing.offer_timeout_secs,
                 max_missed_offers: self.routing.max_missed_offers,
                 units,
+                affinity,
             })
         } else {
             Err(p.0)

@@ -6,6 +6,7 @@
 use super::DaemonError;
 use crate::bus::journal::Journal;
 use crate::bus::Bus;
+use crate::routing::customers::{parse_record_key, History, CUSTOMER_KEY};
 use crate::routing::{Agent, Contact, AGENT_KEY, CONTACT_KEY};
 use crate::store::{self, Durable, IdSet, Marker};
 use std::hash::{BuildHasher, Hasher};
@@ -14,6 +15,8 @@ pub struct Recovered {
     pub durable: Durable,
     pub contacts: Vec<Contact>,
     pub agents: Vec<Agent>,
+    /// Customers' histories (affinity), by customer key.
+    pub customers: Vec<(u128, History)>,
     /// The snapshot the state started from.
     pub snapshot: Option<Marker>,
     /// Journal entries replayed after it.
@@ -72,7 +75,14 @@ pub async fn recover(
     }
     let mut contacts = Vec::new();
     let mut agents = Vec::new();
+    let mut customers = Vec::new();
     for (key, value) in &durable.records {
+        if key.starts_with(CUSTOMER_KEY) {
+            let k = parse_record_key(key).ok_or_else(|| corrupt("customer", key.clone())("bad key".into()))?;
+            let h = serde_json::from_slice(value).map_err(|e| corrupt("customer", key.clone())(e.to_string()))?;
+            customers.push((k, h));
+            continue;
+        }
         if key.starts_with(CONTACT_KEY) {
             contacts.push(serde_json::from_slice(value).map_err(|e| corrupt("contact", key.clone())(e.to_string()))?);
         } else if key.starts_with(AGENT_KEY) {
@@ -83,6 +93,7 @@ pub async fn recover(
         durable,
         contacts,
         agents,
+        customers,
         snapshot: latest.map(|(_, m)| m),
         replayed,
         imported,

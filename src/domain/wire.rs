@@ -463,6 +463,9 @@ pub fn secs(d: chrono::Duration) -> f64 {
 #[derive(Debug, Clone, Serialize)]
 pub struct Why<'a> {
     pub strategy: &'static str,
+    /// The agent is the one who served this customer last (affinity).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub returning_customer: bool,
     /// The queue's relaxation step reached (0: the requirement as placed).
     pub step: u8,
     /// The requirement at that step.
@@ -471,6 +474,23 @@ pub struct Why<'a> {
     #[serde(serialize_with = "levels::serialize")]
     pub agent_levels: Vec<(&'a SkillName, SkillLevel)>,
     pub candidates: usize,
+}
+
+/// One past contact of a customer, as offers show it (`history`) and the
+/// router keeps it (`customer.<hash>` records).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Served {
+    pub contact_id: String,
+    pub channel: Channel,
+    pub queue: QueueName,
+    /// The agent who took it; absent when nobody did (abandoned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentId>,
+    /// When it closed.
+    #[serde(serialize_with = "time_format::serialize")]
+    pub at: DateTime<Utc>,
+    /// `completed` or `abandoned`.
+    pub outcome: String,
 }
 
 /// `omni.offer.<agent_id>` with `kind` = `offer`.
@@ -495,6 +515,10 @@ pub struct OfferMsg<'a> {
     pub subject: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<&'a str>,
+    /// The customer's last contacts, oldest first (affinity on); absent
+    /// when none are known.
+    #[serde(skip_serializing_if = "<[Served]>::is_empty")]
+    pub history: &'a [Served],
     pub why: Why<'a>,
 }
 

@@ -138,6 +138,17 @@ impl Engine {
             }
         });
         self.work.examined += walked;
+        // A returning customer goes first to the agent who served them
+        // last, when that agent can take it now and has not passed on it.
+        let s = self.slot(cx)?;
+        let preferred = s.c.preferred_agent.as_ref().and_then(|a| self.agent_ix.get(a).copied());
+        if let Some(ax) = preferred.filter(|ax| !declined.contains(ax)) {
+            let slot = &self.agents[ax as usize];
+            let free = slot.entry.is_some_and(|e| e.free[s.c.channel.index()]);
+            if free && fits(&slot.skills, &s.need) {
+                return Some((ax, pool.max(1)));
+            }
+        }
         best.or(fallback).map(|ax| (ax, pool))
     }
 

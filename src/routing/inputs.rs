@@ -58,6 +58,7 @@ impl Engine {
             messages: 1,
             opened_by: ev.id.clone(),
             pending: Vec::new(),
+            preferred_agent: self.returning_to(&ev.customer.id, now),
         };
         let cx = self.push_contact(c);
         self.enqueue(cx, now);
@@ -122,11 +123,13 @@ impl Engine {
         match s.c.state.clone() {
             ContactState::Waiting => {
                 self.event("abandoned", cx, now, None, None);
+                self.remember(cx, None, "abandoned", now);
                 self.close(cx);
             }
             ContactState::Offered { agent, offer_id, .. } => {
                 self.notice(cx, &agent, "withdrawn", Some(&offer_id), Some("customer left"), now);
                 self.event("abandoned", cx, now, None, None);
+                self.remember(cx, None, "abandoned", now);
                 self.close(cx);
                 self.release(&agent, channel, now);
             }
@@ -304,6 +307,7 @@ impl Engine {
         let (channel, contact_id) = (s.c.channel, s.c.id.clone());
         let aid = self.agents[ax as usize].a.id.clone();
         self.event("completed", cx, now, None, None);
+        self.remember(cx, Some(&aid), "completed", now);
         self.close(cx);
         match wrap_up_secs.filter(|s| *s > 0.0) {
             Some(secs) => {
@@ -368,6 +372,36 @@ impl Engine {
         for channel in due {
             self.release(&aid, channel, now);
         }
+    }
+
+    // ----- customers recognised on return -----
+
+    /// The agent who served this customer last, if affinity is on and that
+    /// contact closed within the lookback.
+    fn returning_to(&self, customer_id: &str, now: DateTime<Utc>) -> Option<AgentId> {
+        let lookback = self.spec.affinity.lookback_ms?;
+        let since = now.checked_sub_signed(chrono::Duration::milliseconds(lookback))?;
+        let h = self.customers.get(super::customers::customer_key(customer_id))?;
+        h.last_agent(since).cloned()
+    }
+
+    /// Adds a closing contact to its customer's history (affinity on).
+    fn remember(&mut self, cx: u32, agent: Option<&AgentId>, outcome: &str, now: DateTime<Utc>) {
+        let a = self.spec.affinity;
+        if a.lookback_ms.is_none() {
+            return;
+        }
+        let Some(s) = self.slot(cx) else { return };
+        let k = super::customers::customer_key(&s.c.customer.id);
+        let served = super::customers::Served {
+            contact_id: s.c.id.clone(),
+            channel: s.c.channel,
+            queue: s.c.queue.clone(),
+            agent: agent.cloned(),
+            at: now,
+            outcome: outcome.to_string(),
+        };
+        self.customers.remember(k, served, a.history, a.max_customers);
     }
 
     // ----- transitions -----

@@ -14,6 +14,7 @@
 //! - `inputs`: what each inbound event, agent event and tick does;
 //! - `dispatch`: matching waiting contacts and free agents, offers and releases;
 //! - `outputs`: the messages the engine publishes;
+//! - `customers`: customers recognised on return (affinity, history);
 //! - `spec`: the validated configuration.
 //!
 //! Decisions are those of the greedy rule "take waiting contacts in
@@ -48,6 +49,7 @@
 //! describe, since later inputs of the batch change the contact).
 
 mod agents;
+pub mod customers;
 mod dispatch;
 mod inputs;
 pub mod model;
@@ -249,6 +251,7 @@ pub struct Engine {
     offer_seq: u64,
     dirty_contacts: BTreeSet<String>,
     dirty_agents: BTreeSet<AgentId>,
+    customers: customers::Customers,
     out: Vec<Outbound>,
 }
 
@@ -312,6 +315,7 @@ impl Engine {
             offer_seq: 0,
             dirty_contacts: BTreeSet::new(),
             dirty_agents: BTreeSet::new(),
+            customers: Default::default(),
             out: Vec::new(),
         };
         for q in &spec.queue_order {
@@ -532,7 +536,31 @@ impl Engine {
                 value,
             });
         }
+        for k in std::mem::take(&mut self.customers.dirty) {
+            let value = self.customers.get(k).map(crate::domain::wire::to_json);
+            v.push(Change {
+                key: customers::record_key(k),
+                value,
+            });
+        }
         v
+    }
+
+    /// Reads back the `customer.<hash>` records after [`Engine::restore`]
+    /// (within the configured bounds: customers beyond `max_customers` are
+    /// forgotten, oldest first, and the deletions come out of
+    /// [`Engine::take_changes`]).
+    pub fn restore_customers(&mut self, records: impl IntoIterator<Item = (u128, customers::History)>) {
+        let a = self.spec.affinity;
+        for (k, h) in records {
+            self.customers.restore(k, h, a.history);
+        }
+        self.customers.trim(a.max_customers);
+    }
+
+    /// Customers remembered for affinity.
+    pub fn customers_len(&self) -> usize {
+        self.customers.len()
     }
 
     /// Every record as [`Engine::take_changes`] writes it, for a snapshot.
@@ -543,7 +571,11 @@ impl Engine {
         let agents = self
             .agents()
             .map(|a| (format!("{AGENT_KEY}{}", a.id), crate::domain::wire::to_json(a)));
-        contacts.chain(agents)
+        let customers = self
+            .customers
+            .iter()
+            .map(|(k, h)| (customers::record_key(*k), crate::domain::wire::to_json(h)));
+        contacts.chain(agents).chain(customers)
     }
 
     /// The work the last input or tick did.

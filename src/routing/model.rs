@@ -70,6 +70,10 @@ pub struct Contact {
     /// the agent on accept (the most recent [`MAX_PENDING_FOLLOW_UPS`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending: Vec<FollowUp>,
+    /// The agent who served this customer last, within the affinity
+    /// lookback when the contact opened: offered first when they can take it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_agent: Option<AgentId>,
 }
 
 /// A customer message waiting for the contact's agent.

@@ -60,8 +60,14 @@ impl Engine {
             customer: &c.customer,
             subject: c.subject.as_deref(),
             text: c.text.as_deref(),
+            history: self
+                .customers
+                .get(super::customers::customer_key(&c.customer.id))
+                .filter(|_| self.spec.affinity.lookback_ms.is_some())
+                .map_or(&[][..], |h| h.contacts.as_slice()),
             why: Why {
                 strategy: strategy.as_str(),
+                returning_customer: c.preferred_agent.as_ref() == Some(agent),
                 step: s.step,
                 required,
                 agent_levels: required

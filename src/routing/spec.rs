@@ -179,6 +179,26 @@ pub struct RouterSpec {
     pub offer_timeout_secs: f64,
     pub max_missed_offers: u32,
     pub units: Units,
+    pub affinity: Affinity,
+}
+
+/// Customers recognised on return (see `customers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Affinity {
+    /// `None`: off.
+    pub lookback_ms: Option<i64>,
+    pub history: usize,
+    pub max_customers: usize,
+}
+
+impl Default for Affinity {
+    fn default() -> Self {
+        Affinity {
+            lookback_ms: None,
+            history: 5,
+            max_customers: 100_000,
+        }
+    }
 }
 
 /// Where a new contact goes and on what terms.

@@ -1,0 +1,182 @@
+//! Customers recognised on return: for each customer, the last contacts
+//! they had (channel, queue, agent, when, outcome; never message text or
+//! addresses), so a new contact can be offered first to the agent who
+//! served them last, and the offer can show the agent that history.
+//!
+//! Customers are known by a 128-bit FNV-1a hash of their id, never the id
+//! itself: ids are often e-mail addresses or phone numbers, and nothing
+//! here needs them back. Persisted as `customer.<hash>` records.
+//!
+//! Bounds (documented in the contract): at most `history` entries per
+//! customer (newest kept), at most `max_customers` customers (the one whose
+//! last contact is oldest is forgotten first), and entries older than the
+//! lookback are not used. Work per contact: one hash lookup, and an
+//! ordered-set update to keep the eviction order.
+
+use super::FastMap;
+pub use crate::domain::wire::Served;
+use crate::domain::AgentId;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+pub const CUSTOMER_KEY: &str = "customer.";
+
+/// A customer's record: past contacts, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    pub contacts: Vec<Served>,
+}
+
+impl History {
+    fn last_at(&self) -> Option<DateTime<Utc>> {
+        self.contacts.last().map(|s| s.at)
+    }
+
+    /// The agent of the most recent contact someone took, if it closed at
+    /// or after `since`.
+    pub fn last_agent(&self, since: DateTime<Utc>) -> Option<&AgentId> {
+        self.contacts
+            .iter()
+            .rev()
+            .take_while(|s| s.at >= since)
+            .find_map(|s| s.agent.as_ref())
+    }
+}
+
+/// The customer key of an id: FNV-1a, 128 bits.
+pub fn customer_key(customer_id: &str) -> u128 {
+    let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
+    for b in customer_id.as_bytes() {
+        h ^= *b as u128;
+        h = h.wrapping_mul(0x0000000001000000000000000000013b);
+    }
+    h
+}
+
+pub fn record_key(k: u128) -> String {
+    format!("{CUSTOMER_KEY}{k:032x}")
+}
+
+/// The key of a `customer.<hash>` record.
+pub fn parse_record_key(key: &str) -> Option<u128> {
+    u128::from_str_radix(key.strip_prefix(CUSTOMER_KEY)?, 16).ok()
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Customers {
+    map: FastMap<u128, History>,
+    /// (last contact's close, customer): who is forgotten first.
+    by_last: BTreeSet<(DateTime<Utc>, u128)>,
+    /// Customers changed (or forgotten) since the last `take_changes`.
+    pub dirty: BTreeSet<u128>,
+}
+
+impl Customers {
+    pub fn get(&self, k: u128) -> Option<&History> {
+        self.map.get(&k)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&u128, &History)> {
+        self.map.iter()
+    }
+
+    /// Adds a closed contact to its customer's history, keeping `keep`
+    /// entries, then forgets customers beyond `max`.
+    pub fn remember(&mut self, k: u128, s: Served, keep: usize, max: usize) {
+        let h = self.map.entry(k).or_default();
+        if let Some(at) = h.last_at() {
+            self.by_last.remove(&(at, k));
+        }
+        h.contacts.push(s);
+        let extra = h.contacts.len().saturating_sub(keep.max(1));
+        h.contacts.drain(..extra);
+        if let Some(at) = h.last_at() {
+            self.by_last.insert((at, k));
+        }
+        self.dirty.insert(k);
+        while self.map.len() > max.max(1) {
+            let Some((_, old)) = self.by_last.pop_first() else {
+                break;
+            };
+            self.map.remove(&old);
+            self.dirty.insert(old);
+        }
+    }
+
+    /// A record read back at start-up (within the same bounds).
+    pub fn restore(&mut self, k: u128, mut h: History, keep: usize) {
+        let extra = h.contacts.len().saturating_sub(keep.max(1));
+        h.contacts.drain(..extra);
+        if let Some(at) = h.last_at() {
+            self.by_last.insert((at, k));
+            self.map.insert(k, h);
+        }
+    }
+
+    /// Forgets the oldest customers beyond `max` (after a restore under a
+    /// smaller limit).
+    pub fn trim(&mut self, max: usize) {
+        while self.map.len() > max.max(1) {
+            let Some((_, old)) = self.by_last.pop_first() else {
+                break;
+            };
+            self.map.remove(&old);
+            self.dirty.insert(old);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Channel, QueueName};
+
+    fn served(n: i64, agent: Option<&str>) -> Served {
+        Served {
+            contact_id: format!("c{n}"),
+            channel: Channel::Chat,
+            queue: QueueName::try_from("q".to_string()).expect("queue"),
+            agent: agent.map(|a| AgentId::try_from(a.to_string()).expect("agent")),
+            at: DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::seconds(n),
+            outcome: "completed".into(),
+        }
+    }
+
+    #[test]
+    fn histories_and_customers_stay_within_their_bounds() {
+        let mut c = Customers::default();
+        for n in 0..5 {
+            c.remember(customer_key("ana@example.com"), served(n, Some("a1")), 3, 2);
+        }
+        let h = c.get(customer_key("ana@example.com")).expect("kept");
+        assert_eq!(
+            h.contacts.iter().map(|s| s.contact_id.as_str()).collect::<Vec<_>>(),
+            ["c2", "c3", "c4"]
+        );
+        c.remember(customer_key("bo"), served(10, None), 3, 2);
+        c.remember(customer_key("cy"), served(11, Some("a2")), 3, 2);
+        // Ana's last contact is the oldest: she is forgotten first.
+        assert!(c.get(customer_key("ana@example.com")).is_none());
+        assert_eq!(c.len(), 2);
+        assert!(c.dirty.contains(&customer_key("ana@example.com")));
+    }
+
+    #[test]
+    fn the_last_agent_is_the_latest_who_took_a_contact_within_the_lookback() {
+        let h = History {
+            contacts: vec![served(1, Some("a1")), served(5, Some("a2")), served(9, None)],
+        };
+        let t = |s| DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::seconds(s);
+        assert_eq!(h.last_agent(t(0)).map(|a| a.as_str()), Some("a2"));
+        assert_eq!(h.last_agent(t(6)), None, "a2's contact is older than the lookback");
+        assert_eq!(
+            parse_record_key(&record_key(customer_key("x"))),
+            Some(customer_key("x"))
+        );
+    }
+}
