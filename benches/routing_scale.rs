@@ -178,7 +178,7 @@ fn build_world(p: &Params, rng: &mut Rng) -> World {
                 priority: rng.between(0, 9) as u8,
                 sla_policy: Some("std".into()),
                 strategy: p.strategies[q % p.strategies.len()],
-                offer_timeout_secs: OFFER_TIMEOUT_SECS,
+                offer_timeout_secs: Some(OFFER_TIMEOUT_SECS),
                 ageing: Default::default(),
                 relax: Vec::new(),
             },
@@ -231,6 +231,8 @@ fn build_world(p: &Params, rng: &mut Rng) -> World {
         policies,
         agents,
         offer_timeout_secs: OFFER_TIMEOUT_SECS,
+        channel_offer_timeout_secs: [None; 4],
+        channel_wrap_up_secs: [None; 4],
         max_missed_offers: MAX_MISSED_OFFERS,
         units: Units {
             interruptible: [true, false, false, false],

@@ -236,6 +236,20 @@ pub struct RoutingConfig {
     pub units: UnitsConfig,
     /// `[routing.affinity]`: customers recognised on return.
     pub affinity: AffinityConfig,
+    /// `[routing.channels.<channel>]`: per-channel offer timeout and
+    /// default wrap-up.
+    pub channels: BTreeMap<String, ChannelConfig>,
+}
+
+/// `[routing.channels.<channel>]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct ChannelConfig {
+    /// Accept timeout of offers on this channel (a queue's own
+    /// `offer_timeout_secs` wins; `routing.offer_timeout_secs` otherwise).
+    pub offer_timeout_secs: Option<f64>,
+    /// Wrap-up after `complete` when the event does not say (0: none).
+    pub wrap_up_secs: Option<f64>,
 }
 
 /// `[routing.affinity]`: a returning customer's new contact (any channel)
@@ -302,6 +316,7 @@ impl Default for RoutingConfig {
             default_strategy: "longest_idle".into(),
             units: UnitsConfig::default(),
             affinity: AffinityConfig::default(),
+            channels: BTreeMap::new(),
         }
     }
 }

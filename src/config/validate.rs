@@ -215,7 +215,7 @@ impl Config {
                 .as_deref()
                 .map(|s| strategy(&mut p, &format!("{key}.strategy"), s))
                 .unwrap_or(default_strategy);
-            let offer_timeout_secs = q.offer_timeout_secs.unwrap_or(self.routing.offer_timeout_secs);
+            let offer_timeout_secs = q.offer_timeout_secs;
             if let Some(t) = q.offer_timeout_secs {
                 p.seconds(&format!("{key}.offer_timeout_secs"), t, 86_400.0);
             }
@@ -354,6 +354,23 @@ impl Config {
                 units.interruptible[c.index()] = true;
             }
         }
+        let (mut channel_offer_timeout_secs, mut channel_wrap_up_secs) = ([None; 4], [None; 4]);
+        for (name, c) in &self.routing.channels {
+            let key = format!("routing.channels.{name}");
+            let Some(ch) = channel(&mut p, key.clone(), name) else {
+                continue;
+            };
+            if let Some(t) = c.offer_timeout_secs {
+                p.seconds(&format!("{key}.offer_timeout_secs"), t, 86_400.0);
+                channel_offer_timeout_secs[ch.index()] = Some(t);
+            }
+            if let Some(w) = c.wrap_up_secs {
+                if !(w.is_finite() && (0.0..=86_400.0).contains(&w)) {
+                    p.add(format!("{key}.wrap_up_secs"), w, "must be 0..86400 seconds");
+                }
+                channel_wrap_up_secs[ch.index()] = Some(w);
+            }
+        }
         let af = &self.routing.affinity;
         let mut affinity = crate::routing::spec::Affinity::default();
         if af.lookback_secs != 0.0 {
@@ -446,6 +463,8 @@ impl Config {
                 policies,
                 agents,
                 offer_timeout_secs: self.routing.offer_timeout_secs,
+                channel_offer_timeout_secs,
+                channel_wrap_up_secs,
                 max_missed_offers: self.routing.max_missed_offers,
                 units,
                 affinity,

@@ -522,7 +522,8 @@ pub struct OfferMsg<'a> {
     pub why: Why<'a>,
 }
 
-/// `omni.offer.<agent_id>` with `kind` = `message`, `withdrawn` or `ended`.
+/// `omni.offer.<agent_id>` with `kind` = `message`, `withdrawn`, `ended`
+/// or `set_away`.
 #[derive(Debug, Clone, Serialize)]
 pub struct DesktopNotice<'a> {
     pub v: u8,

@@ -164,7 +164,9 @@ impl Engine {
         let timeout = self
             .queues
             .get(s.route_q as usize)
-            .map_or(self.spec.offer_timeout_secs, |q| q.offer_timeout_secs);
+            .and_then(|q| q.offer_timeout_secs)
+            .or(self.spec.channel_offer_timeout_secs[s.c.channel.index()])
+            .unwrap_or(self.spec.offer_timeout_secs);
         let offer_id = super::outputs::new_id("off");
         let expires_at = now + secs_to_duration(timeout);
         self.dequeue(cx);

@@ -309,6 +309,8 @@ impl Engine {
         self.event("completed", cx, now, None, None);
         self.remember(cx, Some(&aid), "completed", now);
         self.close(cx);
+        // The event's wrap-up wins (shorter or longer), else the channel's.
+        let wrap_up_secs = wrap_up_secs.or(self.spec.channel_wrap_up_secs[channel.index()]);
         match wrap_up_secs.filter(|s| *s > 0.0) {
             Some(secs) => {
                 let until = now + secs_to_duration(secs);
@@ -472,6 +474,9 @@ impl Engine {
         let a = &self.agents[ax as usize].a;
         if a.missed_offers >= max && a.status == Presence::Available {
             tracing::info!(agent_id = %agent, missed = max, "Agent let offers expire in a row; setting away.");
+            // The desktop is told why, before the withdrawals that follow.
+            let reason = format!("{max} offers expired in a row");
+            self.notice(cx, &agent, "set_away", None, Some(&reason), now);
             self.set_presence(ax, Presence::Away, now);
         }
     }

@@ -160,7 +160,8 @@ fn map_with<K, V>(n: usize) -> FastMap<K, V> {
 struct QueueSlot {
     name: QueueName,
     strategy: Strategy,
-    offer_timeout_secs: f64,
+    /// The queue's own accept timeout, if it sets one.
+    offer_timeout_secs: Option<f64>,
     ageing: Ageing,
     /// Whether the queue has relaxation steps.
     relaxes: bool,
@@ -472,7 +473,7 @@ impl Engine {
         self.queues.push(QueueSlot {
             name: name.clone(),
             strategy: spec.map_or(Strategy::LongestIdle, |q| q.strategy),
-            offer_timeout_secs: spec.map_or(self.spec.offer_timeout_secs, |q| q.offer_timeout_secs),
+            offer_timeout_secs: spec.and_then(|q| q.offer_timeout_secs),
             ageing: spec.map_or_else(Ageing::default, |q| q.ageing),
             relaxes: spec.is_some_and(|q| !q.relax.is_empty()),
             waiting: 0,

@@ -45,7 +45,8 @@ pub struct QueueSpec {
     pub priority: u8,
     pub sla_policy: Option<String>,
     pub strategy: Strategy,
-    pub offer_timeout_secs: f64,
+    /// The queue's own accept timeout; else the channel's, else the default.
+    pub offer_timeout_secs: Option<f64>,
     pub ageing: Ageing,
     /// Relaxation steps, in `after_ms` order.
     pub relax: Vec<RelaxStep>,
@@ -177,6 +178,9 @@ pub struct RouterSpec {
     pub policies: BTreeMap<String, SlaPolicy>,
     pub agents: Vec<AgentSpec>,
     pub offer_timeout_secs: f64,
+    /// Per channel (`Channel::index`): accept timeout and default wrap-up.
+    pub channel_offer_timeout_secs: [Option<f64>; 4],
+    pub channel_wrap_up_secs: [Option<f64>; 4],
     pub max_missed_offers: u32,
     pub units: Units,
     pub affinity: Affinity,

@@ -173,6 +173,14 @@ fn expired_offers_re_route_and_repeated_misses_set_the_agent_away() {
         "two misses in a row"
     );
     assert!(offers(&out).is_empty());
+    let told: Vec<serde_json::Value> = out
+        .iter()
+        .filter(|o| o.subject == OutSubject::Desktop(AgentId::try_from("a".to_string()).expect("id")))
+        .filter_map(|o| serde_json::from_slice(&o.payload).ok())
+        .filter(|v: &serde_json::Value| v["kind"] == "set_away")
+        .collect();
+    assert_eq!(told.len(), 1, "the desktop is told once: {told:?}");
+    assert_eq!(told[0]["reason"], "2 offers expired in a row");
     let c = e.contact_for_conversation("c1").expect("still open");
     assert_eq!(c.state, ContactState::Waiting);
     assert_eq!(e.agent("a").map(|a| a.load), Some([0; 4]));

@@ -422,3 +422,49 @@ initial_status = "offline"
     let (a, o) = contact(&mut r, "ana@example.com", "email", 32.0 + 3_601.0).expect("offered");
     assert_eq!((a.as_str(), &o["why"].get("returning_customer")), ("x", &None));
 }
+
+#[test]
+fn channels_set_their_own_accept_timeout_and_default_wrap_up() {
+    let toml = r#"
+[routing]
+offer_timeout_secs = 30
+[routing.channels.voice]
+offer_timeout_secs = 12
+wrap_up_secs = 20
+[[queues]]
+name = "q"
+channels = ["voice", "email"]
+[[queues]]
+name = "slow"
+channels = ["voice"]
+offer_timeout_secs = 50
+[[agents]]
+id = "v"
+capacity = { voice = 1, email = 1 }
+initial_status = "available"
+"#;
+    let mut e = Engine::new(spec(toml), t(0.0));
+    let offer = |e: &mut Engine, n: u32, ch: &str, q: &str, at: f64| {
+        let ev = inbound(&format!("m{n}"), ch, &format!("c{n}"), json!({"queue": q}));
+        e.on_inbound(&ev, t(at)).expect("ok");
+        offers(&e.take_outputs()).into_iter().map(|(_, o)| o).next()
+    };
+    let o = offer(&mut e, 1, "voice", "q", 0.0).expect("offered");
+    assert_eq!(o["expires_at"], "2026-11-23T09:00:12.000Z", "voice's 12 s");
+    let mail = offer(&mut e, 2, "email", "q", 0.0).expect("offered");
+    assert_eq!(mail["expires_at"], "2026-11-23T09:00:30.000Z", "the default 30 s");
+    // Completing the call without a wrap-up holds the voice slot for voice's 20 s.
+    let id = o["contact_id"].as_str().expect("id");
+    e.on_agent(&agent_ev("v", "accept", json!({"contact_id": id})), t(1.0))
+        .expect("ok");
+    e.on_agent(&agent_ev("v", "complete", json!({"contact_id": id})), t(2.0))
+        .expect("ok");
+    assert!(offer(&mut e, 3, "voice", "slow", 3.0).is_none(), "wrapping up");
+    e.on_tick(t(22.0));
+    let o = offers(&e.take_outputs())
+        .into_iter()
+        .map(|(_, o)| o)
+        .next()
+        .expect("after wrap-up");
+    assert_eq!(o["expires_at"], "2026-11-23T09:01:12.000Z", "the queue's own 50 s wins");
+}
