@@ -181,6 +181,7 @@ fn build_world(p: &Params, rng: &mut Rng) -> World {
                 offer_timeout_secs: Some(OFFER_TIMEOUT_SECS),
                 ageing: Default::default(),
                 relax: Vec::new(),
+                admission: Default::default(),
             },
         );
         queue_order.push(name);

@@ -173,3 +173,32 @@ async fn a_returning_customer_reaches_their_last_agent_across_channels_and_a_res
     assert_ne!(other, served);
     d.stop().await;
 }
+
+#[tokio::test]
+async fn a_full_queue_overflows_then_refuses_and_the_queued_event_estimates_the_wait() {
+    let nats = NatsServer::start();
+    let toml = [
+        "[[queues]]\nname = \"small\"\nchannels = [\"chat\"]\nmax_waiting = 1\nadmission_overflow = \"spill\"\n",
+        "[[queues]]\nname = \"spill\"\nchannels = [\"chat\"]\nmax_waiting = 1\n",
+    ]
+    .concat();
+    let d = Daemon::start(support::config(&nats.url, &toml)).await;
+    let mut c = Client::connect(&nats.url).await;
+    c.contact("chat", "w-1", json!({"queue": "small"})).await;
+    let q = c
+        .expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "w-1")
+        .await;
+    assert_eq!((&q["queue"], &q["position"]), (&json!("small"), &json!(1)));
+    c.contact("chat", "w-2", json!({"queue": "small"})).await;
+    let q = c
+        .expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "w-2")
+        .await;
+    assert_eq!((&q["queue"], &q["from_queue"]), (&json!("spill"), &json!("small")));
+    c.contact("chat", "w-3", json!({"queue": "small"})).await;
+    let r = c
+        .expect("omni.event.contact.refused", WAIT, |v| v["conversation_id"] == "w-3")
+        .await;
+    assert_eq!(r["queue"], "small");
+    assert!(r["reason"].as_str().is_some_and(|s| s.contains("full")), "{r}");
+    d.stop().await;
+}

@@ -350,6 +350,16 @@ pub struct QueueConfig {
     pub max_wait_secs: Option<f64>,
     /// `[[queues.relax]]`: what a contact's requirement becomes as it waits.
     pub relax: Vec<RelaxConfig>,
+    /// Admission control: at most this many contacts wait in the queue; a
+    /// new one beyond it goes to `admission_overflow`, or is refused.
+    pub max_waiting: Option<i64>,
+    /// Admission control: a new contact whose estimated wait would exceed
+    /// this goes to `admission_overflow`, or is refused.
+    pub max_estimated_wait_secs: Option<f64>,
+    /// Where contacts go when the queue is full (a queue taking all of
+    /// this one's channels); refused with `contact.refused` when absent or
+    /// full itself.
+    pub admission_overflow: Option<String>,
 }
 
 /// `[[queues.relax]]`: after `after_secs` waiting, route to `overflow`'s

@@ -4,7 +4,7 @@
 use super::Config;
 use crate::domain::{check_skill_level, check_token, AgentId, Channel, Presence, QueueName, SkillName};
 use crate::routing::spec::{
-    Ageing, AgentSpec, QueueSpec, RelaxStep, RouterSpec as Spec, RuleSpec, SlaPolicy, Strategy,
+    Admission, Ageing, AgentSpec, QueueSpec, RelaxStep, RouterSpec as Spec, RuleSpec, SlaPolicy, Strategy,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -233,6 +233,17 @@ impl Config {
                 cap,
                 max_wait_ms,
             };
+            let mut admission = Admission::default();
+            if let Some(n) = q.max_waiting {
+                match usize::try_from(n) {
+                    Ok(n @ 1..=1_000_000) => admission.max_waiting = Some(n),
+                    _ => p.add(format!("{key}.max_waiting"), n, "must be 1..1000000 contacts"),
+                }
+            }
+            if let Some(w) = q.max_estimated_wait_secs {
+                p.seconds(&format!("{key}.max_estimated_wait_secs"), w, 30.0 * 86_400.0);
+                admission.max_estimated_wait_secs = Some(w);
+            }
             if let Some(name) = name {
                 if queues.contains_key(&name) {
                     p.add(format!("{key}.name"), &q.name, "duplicate queue name");
@@ -251,6 +262,7 @@ impl Config {
                         offer_timeout_secs,
                         ageing,
                         relax: Vec::new(),
+                        admission,
                     },
                 );
             }
@@ -536,8 +548,22 @@ impl Config {
                     overflow,
                 });
             }
+            let admission_overflow = q.admission_overflow.as_ref().and_then(|o| {
+                let k = format!("queues[{i}].admission_overflow");
+                let Some(target) = QueueName::try_from(o.clone()).ok().and_then(|t| queues.get(&t)) else {
+                    p.add(k, o, "no such queue");
+                    return None;
+                };
+                let own = queues.get(&name).map_or([false; 4], |q| q.channels);
+                if target.name == name || Channel::ALL.iter().any(|c| own[c.index()] && !target.takes(*c)) {
+                    p.add(k, o, "must be another queue taking every channel of this one");
+                    return None;
+                }
+                Some(target.name.clone())
+            });
             if let Some(q) = queues.get_mut(&name) {
                 q.relax = steps;
+                q.admission.overflow = admission_overflow;
             }
         }
     }

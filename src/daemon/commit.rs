@@ -281,8 +281,11 @@ impl Daemon {
     /// Gauges of what changed: queues whose waiting count moved, and the
     /// counts the engine keeps as it goes (no scan of agents or queues).
     fn update_gauges(&mut self) {
-        for (q, n) in self.engine.take_waiting_changes() {
+        for (q, n, ewt) in self.engine.take_waiting_changes() {
             metrics::gauge!(m::CONTACTS_WAITING, "queue" => q.to_string()).set(n as f64);
+            if let Some(w) = ewt {
+                metrics::gauge!(m::QUEUE_ESTIMATED_WAIT, "queue" => q.to_string()).set(w);
+            }
         }
         metrics::gauge!(m::CONTACTS_OPEN).set(self.engine.contacts_len() as f64);
         metrics::gauge!(m::TIMERS_SCHEDULED).set(self.engine.timers_len() as f64);

@@ -569,6 +569,13 @@ pub struct ContactEventMsg<'a> {
     pub to_queue: Option<&'a QueueName>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'a str>,
+    /// `queued`: contacts waiting in the queue, this one included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<usize>,
+    /// `queued`: the queue's estimated wait for that position, once the
+    /// queue has a measured pace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_wait_secs: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]

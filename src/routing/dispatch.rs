@@ -169,7 +169,9 @@ impl Engine {
             .unwrap_or(self.spec.offer_timeout_secs);
         let offer_id = super::outputs::new_id("off");
         let expires_at = now + secs_to_duration(timeout);
+        let q = s.q;
         self.dequeue(cx);
+        self.pace(q, now);
         let agent = self.agents[ax as usize].a.id.clone();
         let Some(s) = self.slot_mut(cx) else { return false };
         let channel = s.c.channel;
@@ -314,6 +316,13 @@ impl Engine {
                 changed = true;
                 let need = self.intern(&r.required).into_boxed_slice();
                 let route_q = self.queue_slot(r.route);
+                let from_q = self.slot(cx).map_or(route_q, |s| s.route_q);
+                if from_q != route_q {
+                    let (from, to) = (self.queues[from_q as usize].name.clone(), r.route.clone());
+                    self.event_with("overflowed", cx, now, |m| {
+                        (m.from_queue, m.to_queue) = (Some(&from), Some(&to))
+                    });
+                }
                 let relaxed = (r.step > 0).then_some(r.required);
                 if let Some(s) = self.slot_mut(cx) {
                     (s.need, s.route_q, s.relaxed) = (need, route_q, relaxed);
@@ -358,6 +367,21 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Measures the queue's pace at an offer: the time since its previous
+    /// offer counts when contacts were left waiting then (otherwise it is
+    /// the arrival rate, not the service rate).
+    fn pace(&mut self, q: u32, now: DateTime<Utc>) {
+        let Some(slot) = self.queues.get_mut(q as usize) else {
+            return;
+        };
+        if let (true, Some(last)) = (slot.backlog, slot.last_offer_at) {
+            let dt = (now - last).num_milliseconds().max(0) as f64;
+            slot.pace_ms = Some(slot.pace_ms.map_or(dt, |p| 0.8 * p + 0.2 * dt));
+        }
+        slot.last_offer_at = Some(now);
+        slot.backlog = slot.waiting > 0;
     }
 
     fn count_waiting(&mut self, q: u32, up: bool) {

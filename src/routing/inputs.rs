@@ -30,7 +30,29 @@ impl Engine {
     }
 
     fn open(&mut self, ev: &InboundEvent, now: DateTime<Utc>) -> Result<Outcome, BadMessage> {
-        let placement = self.spec.place(ev)?;
+        let mut placement = self.spec.place(ev)?;
+        // Admission control: a full queue sends the contact on to its
+        // overflow queue (keeping priority and SLA policy), or refuses it.
+        let mut from_queue = None;
+        let q = self.queue_slot(&placement.queue);
+        if let Some(why) = self.full(q) {
+            let over = self.queues[q as usize].admission.overflow.clone();
+            let over = over.filter(|o| {
+                let oq = self.queue_slot(o);
+                self.full(oq).is_none()
+            });
+            let Some(target) = over.and_then(|o| self.spec.queues.get(&o)) else {
+                tracing::info!(queue = %placement.queue, reason = %why, "Contact refused by admission control.");
+                self.refused(ev, &placement.queue, &why, now);
+                return Ok(Outcome::Ignored("queue full"));
+            };
+            let mut required = target.skills.clone();
+            for s in &ev.skills {
+                required.entry(s.clone()).or_insert(1);
+            }
+            from_queue = Some(std::mem::replace(&mut placement.queue, target.name.clone()));
+            placement.required = required;
+        }
         let id = contact_id_for(&ev.conversation_id, &ev.id);
         if self.contact_ix.contains_key(&id) {
             // Unreachable unless two open contacts share a conversation (a
@@ -64,7 +86,7 @@ impl Engine {
         self.enqueue(cx, now);
         self.schedule_sla(cx);
         self.dirty_contacts.insert(id.clone());
-        self.event("queued", cx, now, None, None);
+        self.queued_event(cx, now, from_queue.as_ref());
         // The SLA may already be overdue (an adapter that was down).
         if self.slot(cx).and_then(|s| s.sla_at).is_some_and(|at| at <= now) {
             self.cancel_sla(cx);

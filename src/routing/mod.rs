@@ -165,6 +165,14 @@ struct QueueSlot {
     ageing: Ageing,
     /// Whether the queue has relaxation steps.
     relaxes: bool,
+    admission: spec::Admission,
+    /// The queue's pace: a moving average of the time between offers made
+    /// while contacts were left waiting (ms); the estimated wait of
+    /// position `p` is `p` times it.
+    pace_ms: Option<f64>,
+    last_offer_at: Option<DateTime<Utc>>,
+    /// Contacts were left waiting after the last offer.
+    backlog: bool,
     waiting: usize,
     changed: bool,
 }
@@ -476,6 +484,10 @@ impl Engine {
             offer_timeout_secs: spec.and_then(|q| q.offer_timeout_secs),
             ageing: spec.map_or_else(Ageing::default, |q| q.ageing),
             relaxes: spec.is_some_and(|q| !q.relax.is_empty()),
+            admission: spec.map(|q| q.admission.clone()).unwrap_or_default(),
+            pace_ms: None,
+            last_offer_at: None,
+            backlog: false,
             waiting: 0,
             changed: false,
         });
@@ -636,14 +648,35 @@ impl Engine {
     }
 
     /// Queues whose waiting count changed since the last call, with the count.
-    pub fn take_waiting_changes(&mut self) -> Vec<(QueueName, usize)> {
+    /// Queues whose waiting count changed since the last call: (queue,
+    /// waiting, estimated wait of the next contact in seconds, once the
+    /// queue has a measured pace).
+    pub fn take_waiting_changes(&mut self) -> Vec<(QueueName, usize, Option<f64>)> {
         let mut v = Vec::with_capacity(self.changed_queues.len());
         for q in std::mem::take(&mut self.changed_queues) {
+            let ewt = self.estimated_wait(q, self.queues[q as usize].waiting + 1);
             let slot = &mut self.queues[q as usize];
             slot.changed = false;
-            v.push((slot.name.clone(), slot.waiting));
+            v.push((slot.name.clone(), slot.waiting, ewt));
         }
         v
+    }
+
+    /// The estimated wait (seconds) of position `position` in queue slot `q`.
+    fn estimated_wait(&self, q: u32, position: usize) -> Option<f64> {
+        let pace = self.queues.get(q as usize)?.pace_ms?;
+        Some((position as f64 * pace / 1000.0 * 10.0).round() / 10.0)
+    }
+
+    /// Why queue slot `q` takes no new contact now, if it does not.
+    fn full(&self, q: u32) -> Option<String> {
+        let slot = self.queues.get(q as usize)?;
+        let a = &slot.admission;
+        if a.max_waiting.is_some_and(|m| slot.waiting >= m) {
+            return Some(format!("queue {} is full ({} waiting)", slot.name, slot.waiting));
+        }
+        let (max, ewt) = (a.max_estimated_wait_secs?, self.estimated_wait(q, slot.waiting + 1)?);
+        (ewt > max).then(|| format!("queue {}'s estimated wait of {ewt} s is over {max} s", slot.name))
     }
 
     pub fn contacts_len(&self) -> usize {

@@ -5,8 +5,9 @@
 
 use super::spec::Strategy;
 use super::{Engine, FollowUp, OutSubject, Outbound, Outcome};
+use crate::domain::wire::InboundEvent;
 use crate::domain::wire::{self, AlertCustomer, ContactEventMsg, DesktopNotice, OfferMsg, SlaAlertMsg, Why};
-use crate::domain::AgentId;
+use crate::domain::{AgentId, QueueName};
 use crate::sla;
 use chrono::{DateTime, Utc};
 
@@ -155,9 +156,32 @@ impl Engine {
         reason: Option<&str>,
         offer_id: Option<&str>,
     ) {
-        let Some(s) = self.slot(cx) else { return };
+        self.event_with(what, cx, now, |m| (m.reason, m.offer_id) = (reason, offer_id));
+    }
+
+    /// `queued`, with the contact's position and estimated wait, and the
+    /// queue it was turned away from, if admission control moved it.
+    pub(super) fn queued_event(&mut self, cx: u32, now: DateTime<Utc>, from: Option<&QueueName>) {
+        let Some(q) = self.slot(cx).map(|s| s.q) else { return };
+        let position = self.queues.get(q as usize).map_or(0, |q| q.waiting);
+        let ewt = self.estimated_wait(q, position);
+        self.event_with("queued", cx, now, |m| {
+            (m.position, m.estimated_wait_secs, m.from_queue) = (Some(position), ewt, from);
+        });
+    }
+
+    pub(super) fn event_with<'a>(
+        &'a mut self,
+        what: &'static str,
+        cx: u32,
+        now: DateTime<Utc>,
+        f: impl FnOnce(&mut ContactEventMsg<'a>),
+    ) {
+        let Some(s) = self.contacts.get(cx as usize).and_then(Option::as_ref) else {
+            return;
+        };
         let c = &s.c;
-        let msg = ContactEventMsg {
+        let mut msg = ContactEventMsg {
             v: 1,
             event_id: new_id("ev"),
             contact_id: Some(&c.id),
@@ -167,17 +191,50 @@ impl Engine {
             agent_id: c.agent(),
             at: now,
             waited_secs: wire::secs(now - c.received_at),
-            offer_id,
-            reason,
+            offer_id: None,
+            reason: None,
             from_queue: None,
             to_queue: None,
             error: None,
+            position: None,
+            estimated_wait_secs: None,
         };
+        f(&mut msg);
         let out = Outbound {
             subject: OutSubject::ContactEvent(what),
             msg_id: msg.event_id.clone(),
             payload: wire::to_json(&msg),
             queue: Some(c.queue.clone()),
+        };
+        self.out.push(out);
+    }
+
+    /// `contact.refused`: a new contact admission control turned away
+    /// (nothing was opened; the adapter may tell the customer).
+    pub(super) fn refused(&mut self, ev: &InboundEvent, queue: &QueueName, reason: &str, now: DateTime<Utc>) {
+        let msg = ContactEventMsg {
+            v: 1,
+            event_id: new_id("ev"),
+            contact_id: None,
+            conversation_id: Some(&ev.conversation_id),
+            channel: Some(ev.channel),
+            queue: Some(queue),
+            agent_id: None,
+            at: now,
+            waited_secs: 0.0,
+            offer_id: None,
+            reason: Some(reason),
+            from_queue: None,
+            to_queue: None,
+            error: None,
+            position: None,
+            estimated_wait_secs: None,
+        };
+        let out = Outbound {
+            subject: OutSubject::ContactEvent("refused"),
+            msg_id: format!("refused-{}", ev.id),
+            payload: wire::to_json(&msg),
+            queue: Some(queue.clone()),
         };
         self.out.push(out);
     }
@@ -200,6 +257,8 @@ impl Engine {
             from_queue: None,
             to_queue: None,
             error: Some(error),
+            position: None,
+            estimated_wait_secs: None,
         };
         let out = Outbound {
             subject: OutSubject::ContactEvent("rejected"),

@@ -50,6 +50,15 @@ pub struct QueueSpec {
     pub ageing: Ageing,
     /// Relaxation steps, in `after_ms` order.
     pub relax: Vec<RelaxStep>,
+    pub admission: Admission,
+}
+
+/// When a queue takes no more contacts, and where they go then.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Admission {
+    pub max_waiting: Option<usize>,
+    pub max_estimated_wait_secs: Option<f64>,
+    pub overflow: Option<QueueName>,
 }
 
 impl QueueSpec {

@@ -11,6 +11,7 @@ use tracing_subscriber::{fmt, prelude::*, EnvFilter};
 pub const INBOUND_EVENTS: &str = "omniroute_inbound_events_total";
 pub const AGENT_EVENTS: &str = "omniroute_agent_events_total";
 pub const CONTACTS_WAITING: &str = "omniroute_contacts_waiting";
+pub const QUEUE_ESTIMATED_WAIT: &str = "omniroute_queue_estimated_wait_seconds";
 pub const CONTACTS_OPEN: &str = "omniroute_contacts_open";
 pub const OFFERS: &str = "omniroute_offers_total";
 pub const CONTACT_EVENTS: &str = "omniroute_contact_events_total";
@@ -83,6 +84,10 @@ fn describe() {
     );
     describe_counter!(AGENT_EVENTS, "Agent events by type and outcome.");
     describe_gauge!(CONTACTS_WAITING, "Contacts waiting for an agent, by queue.");
+    describe_gauge!(
+        QUEUE_ESTIMATED_WAIT,
+        "Estimated wait of the next contact, by queue: contacts waiting times the queue's pace."
+    );
     describe_gauge!(CONTACTS_OPEN, "Open contacts (waiting, offered or assigned).");
     describe_counter!(OFFERS, "Offer outcomes by queue: offered, accepted, declined, expired.");
     describe_counter!(CONTACT_EVENTS, "Contact lifecycle events published, by kind.");

@@ -281,7 +281,13 @@ initial_status = "available"
     assert!(offers(&e.take_outputs()).is_empty(), "not overflowed yet");
     assert_eq!(e.next_deadline(), Some(t(90.0)));
     e.on_tick(t(90.0));
-    let out = offers(&e.take_outputs());
+    let all = e.take_outputs();
+    let moved = events(&all, "overflowed");
+    assert_eq!(
+        (&moved[0]["from_queue"], &moved[0]["to_queue"]),
+        (&json!("billing"), &json!("general"))
+    );
+    let out = offers(&all);
     assert_eq!(out.len(), 1, "{out:?}");
     let (agent, o) = &out[0];
     assert_eq!(agent, "generalist");
@@ -467,4 +473,88 @@ initial_status = "available"
         .next()
         .expect("after wrap-up");
     assert_eq!(o["expires_at"], "2026-11-23T09:01:12.000Z", "the queue's own 50 s wins");
+}
+
+fn events(out: &[Outbound], what: &str) -> Vec<serde_json::Value> {
+    out.iter()
+        .filter(|o| matches!(o.subject, OutSubject::ContactEvent(w) if w == what))
+        .filter_map(|o| serde_json::from_slice(&o.payload).ok())
+        .collect()
+}
+
+#[test]
+fn admission_control_overflows_then_refuses_and_queued_says_the_estimated_wait() {
+    let toml = r#"
+[[queues]]
+name = "small"
+channels = ["chat"]
+max_waiting = 3
+max_estimated_wait_secs = 25
+admission_overflow = "big"
+[[queues]]
+name = "big"
+channels = ["chat"]
+max_waiting = 1
+[[agents]]
+id = "solo"
+capacity = { chat = 1 }
+initial_status = "available"
+"#;
+    let mut e = Engine::new(spec(toml), t(0.0));
+    let open = |e: &mut Engine, n: u32, at: f64| {
+        let ev = inbound(&format!("m{n}"), "chat", &format!("c{n}"), json!({"queue": "small"}));
+        e.on_inbound(&ev, t(at)).expect("ok");
+        e.take_outputs()
+    };
+    // c0 is offered; c1..c3 wait in small (its limit); c4 overflows to big
+    // (its limit); c5 is refused, and nothing is opened for it.
+    for n in 0..4 {
+        open(&mut e, n, 0.1 * n as f64);
+    }
+    let q = events(&open(&mut e, 4, 0.4), "queued");
+    assert_eq!(
+        (&q[0]["queue"], &q[0]["from_queue"], &q[0]["position"]),
+        (&json!("big"), &json!("small"), &json!(1))
+    );
+    assert!(q[0].get("estimated_wait_secs").is_none(), "no pace measured yet");
+    let r = events(&open(&mut e, 5, 0.5), "refused");
+    assert_eq!(
+        (&r[0]["conversation_id"], &r[0]["queue"]),
+        (&json!("c5"), &json!("small"))
+    );
+    assert!(r[0]["reason"].as_str().is_some_and(|s| s.contains("full")), "{}", r[0]);
+    assert!(e.contact_for_conversation("c5").is_none());
+    // Serving one every 10 s sets small's pace to 10 s per contact.
+    for k in 1..=4 {
+        let c = e
+            .contacts()
+            .find(|c| !c.is_waiting())
+            .map(|c| c.id.clone())
+            .expect("one offered");
+        let at = t(10.0 * k as f64);
+        e.on_agent(&agent_ev("solo", "accept", json!({"contact_id": c})), at)
+            .expect("ok");
+        e.on_agent(&agent_ev("solo", "complete", json!({"contact_id": c})), at)
+            .expect("ok");
+        e.take_outputs();
+    }
+    // Now only c4 (big) is offered. Positions 1 and 2 in small wait 10 and
+    // 20 s; a third would wait 30 s > 25 s: big takes it; then nobody.
+    for (n, pos) in [(6, 1), (7, 2)] {
+        let q = events(&open(&mut e, n, 41.0), "queued");
+        assert_eq!(
+            (&q[0]["queue"], &q[0]["position"], &q[0]["estimated_wait_secs"]),
+            (&json!("small"), &json!(pos), &json!(10.0 * pos as f64))
+        );
+    }
+    let q = events(&open(&mut e, 8, 41.0), "queued");
+    assert_eq!((&q[0]["queue"], &q[0]["from_queue"]), (&json!("big"), &json!("small")));
+    let r = events(&open(&mut e, 9, 41.0), "refused");
+    assert!(
+        r[0]["reason"]
+            .as_str()
+            .is_some_and(|s| s.contains("estimated wait of 30 s is over 25 s")),
+        "{}",
+        r[0]
+    );
 }
