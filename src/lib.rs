@@ -25,6 +25,7 @@ pub mod domain;
 pub mod health;
 pub mod http;
 pub mod notify;
+pub mod query;
 pub mod routing;
 pub mod sinks;
 pub mod sla;
@@ -74,10 +75,18 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     let cfg = Arc::new(config);
     let ready = Arc::new(Readiness::default());
     let http_stop = CancellationToken::new();
+    let (query_tx, queries) = query::channel();
+    let api = cfg
+        .http
+        .api_token
+        .clone()
+        .filter(|t| !t.0.is_empty())
+        .map(|t| (t, query_tx));
     let mut http_task = tokio::spawn(http::serve(
         listeners.ops,
         Arc::clone(&ready),
         telemetry::metrics_handle(),
+        api,
         http_stop.clone(),
     ));
     if listeners.webhooks.is_none() && adapters.iter().any(|a| a.kind.is_webhook()) {
@@ -96,7 +105,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     // each sink's durable consumer, so an alert goes out once either way.
     let sink_task = (!sinks.is_empty()).then(|| tokio::spawn(serve_sinks(Arc::clone(&cfg), sinks, http_stop.clone())));
     let result = tokio::select! {
-        r = run_routing(Arc::clone(&cfg), spec, Arc::clone(&ready), shutdown) => r,
+        r = run_routing(Arc::clone(&cfg), spec, Arc::clone(&ready), queries, shutdown) => r,
         r = &mut http_task => Err(RunError::Http(match r {
             Ok(Ok(())) => "stopped".into(),
             Ok(Err(e)) => e.to_string(),
@@ -162,6 +171,7 @@ pub async fn run_adapter(
         listeners.ops,
         Arc::clone(&ready),
         telemetry::metrics_handle(),
+        None,
         stop.clone(),
     ));
     notify::notify("READY=1");
@@ -227,6 +237,7 @@ async fn run_routing(
     cfg: Arc<Config>,
     spec: Arc<routing::spec::RouterSpec>,
     ready: Arc<Readiness>,
+    queries: query::Queries,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     tracing::info!(url = %cfg.nats.url, prefix = %cfg.nats.subject_prefix, "Connecting to NATS.");
@@ -282,7 +293,7 @@ async fn run_routing(
             let (lease, keep_stop, lost) = (lease.clone(), keep_stop.clone(), lost.clone());
             async move { lease.keep(revision, keep_stop, lost).await }
         });
-        let r = run_active(&cfg, &spec, &ready, &bus, &shutdown, &lost).await;
+        let r = run_active(&cfg, &spec, &ready, &bus, &queries, &shutdown, &lost).await;
         keep_stop.cancel();
         let _ = keeper.await;
         ready.set_state_loaded(false);
@@ -363,6 +374,7 @@ async fn run_active(
     spec: &Arc<routing::spec::RouterSpec>,
     ready: &Arc<Readiness>,
     bus: &bus::Bus,
+    queries: &query::Queries,
     shutdown: &CancellationToken,
     lost: &CancellationToken,
 ) -> Result<SessionEnd, RunError> {
@@ -381,7 +393,7 @@ async fn run_active(
     let mut consumers = JoinSet::new();
     let resume_window = daemon.resume_window();
     daemon::spawn_consumers(&mut consumers, bus, &cfg.nats, tx, &intake, resume_window);
-    let mut core = tokio::spawn(daemon.run_loop(rx, hard_stop.clone()));
+    let mut core = tokio::spawn(daemon.run_loop(rx, Arc::clone(queries), hard_stop.clone()));
     tracing::info!(streams = %bus::stream_name(&cfg.nats.subject_prefix, "{INBOUND,AGENT,OUTBOUND}"), "Routing.");
 
     // Supervise: a task that ends before shutdown is a failure.

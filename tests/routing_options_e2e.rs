@@ -202,3 +202,75 @@ async fn a_full_queue_overflows_then_refuses_and_the_queued_event_estimates_the_
     assert!(r["reason"].as_str().is_some_and(|s| s.contains("full")), "{r}");
     d.stop().await;
 }
+
+#[tokio::test]
+async fn explain_says_why_a_contact_waits_behind_a_bearer_token() {
+    let nats = NatsServer::start();
+    let toml = [
+        "[http]\nlisten = \"127.0.0.1:0\"\napi_token = \"s3cret-token\"\n",
+        "[[queues]]\nname = \"vip\"\nchannels = [\"chat\"]\nskills = { billing = 7 }\n",
+        &agent("low", "billing = 3", "chat = 1", ""),
+        &agent("none", "tech = 9", "chat = 1", ""),
+        "[[agents]]\nid = \"gone\"\nskills = { billing = 9 }\ncapacity = { chat = 1 }\ninitial_status = \"offline\"\n",
+    ]
+    .concat();
+    let d = Daemon::start(support::config(&nats.url, &toml)).await;
+    let mut c = Client::connect(&nats.url).await;
+    c.contact("chat", "why-1", json!({"queue": "vip"})).await;
+    let q = c
+        .expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "why-1")
+        .await;
+    let id = q["contact_id"].as_str().expect("contact id").to_string();
+    let path = format!("/api/contacts/{id}/explain");
+    let auth = [("Authorization", "Bearer s3cret-token")];
+    let (status, _, body) = support::http_send(d.http, "GET", &path, &auth, b"")
+        .await
+        .expect("http");
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        (&v["queue"], &v["state"]["status"], &v["step"]),
+        (&json!("vip"), &json!("waiting"), &json!(0))
+    );
+    assert_eq!(
+        v["agents_by_reason"],
+        json!({"level_too_low": 1, "missing_skill": 1, "not_available": 1})
+    );
+    let low = v["agents"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["agent_id"] == "low"))
+        .cloned();
+    assert_eq!(low.map(|l| l["detail"].clone()), Some(json!("billing 3 < 7")));
+    // One agent only, and the errors: JSON bodies, 401 before anything else.
+    let one = format!("{path}?agent=gone");
+    let (_, _, body) = support::http_send(d.http, "GET", &one, &auth, b"").await.expect("http");
+    let v: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        (&v["agents_total"], &v["agents"][0]["detail"]),
+        (&json!(1), &json!("offline"))
+    );
+    for (p, h, want) in [
+        (path.as_str(), &[][..], 401),
+        (path.as_str(), &[("Authorization", "Bearer wrong")][..], 401),
+        ("/api/contacts/c-nope/explain", &auth[..], 404),
+        (&format!("{path}?limit=many")[..], &auth[..], 400),
+    ] {
+        let (status, _, body) = support::http_send(d.http, "GET", p, h, b"").await.expect("http");
+        assert_eq!(status, want, "{p}: {body}");
+        let v: Value = serde_json::from_str(&body).expect("a JSON error body");
+        assert!(v["error"].is_string(), "{body}");
+    }
+    d.stop().await;
+    // Without a token the API is off.
+    let d = Daemon::start(support::config(
+        &nats.url,
+        &toml.replace("api_token = \"s3cret-token\"\n", ""),
+    ))
+    .await;
+    let (status, _, body) = support::http_send(d.http, "GET", &path, &auth, b"")
+        .await
+        .expect("http");
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("off"), "{body}");
+    d.stop().await;
+}

@@ -164,12 +164,17 @@ pub struct TlsConfig {
 #[serde(default)]
 pub struct HttpConfig {
     pub listen: String,
+    /// Bearer token of the operator API (`/api/...`) on this listener;
+    /// absent or empty: the API is off. Set it from the environment with
+    /// `OMNIROUTE_HTTP__API_TOKEN` rather than in the file.
+    pub api_token: Option<Secret>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: "127.0.0.1:9464".into(),
+            api_token: None,
         }
     }
 }

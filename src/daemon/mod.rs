@@ -182,8 +182,11 @@ impl Daemon {
     pub async fn run_loop(
         mut self,
         mut rx: mpsc::Receiver<Delivery>,
+        queries: crate::query::Queries,
         hard_stop: CancellationToken,
     ) -> Result<(), DaemonError> {
+        // Held while this loop routes: the operator API's questions come here.
+        let mut queries = queries.lock().await;
         // The restore itself may have produced work (replayed offers, roster
         // changes, contacts dispatched to agents now free).
         self.commit(Pending::default(), &hard_stop).await?;
@@ -222,6 +225,10 @@ impl Daemon {
                 _ = tokio::time::sleep(sleep_for) => {
                     self.tick(Utc::now());
                     self.commit(Pending::default(), &hard_stop).await?;
+                }
+                Some(q) = queries.recv() => {
+                    let answer = self.engine.explain(&q.contact_id, q.agent.as_deref(), q.limit, Utc::now());
+                    let _ = q.reply.send(answer); // the caller may have given up
                 }
             }
         }

@@ -13,6 +13,7 @@
 //!   change with its wait (ageing, starvation bound, relaxation);
 //! - `inputs`: what each inbound event, agent event and tick does;
 //! - `dispatch`: matching waiting contacts and free agents, offers and releases;
+//! - `explain`: why a contact waits (the operator API);
 //! - `outputs`: the messages the engine publishes;
 //! - `customers`: customers recognised on return (affinity, history);
 //! - `spec`: the validated configuration.
@@ -51,6 +52,7 @@
 mod agents;
 pub mod customers;
 mod dispatch;
+mod explain;
 mod inputs;
 pub mod model;
 mod outputs;

@@ -1,0 +1,121 @@
+//! Why a contact waits: the answer of `GET /api/contacts/{id}/explain`.
+//!
+//! For one open contact: its queue, the queue routing it (after any
+//! overflow), priority (own and effective), requirement step and
+//! requirement, state, age and the queue's waiting count; and for the
+//! agents, why each is or is not eligible now (missing skill, level too
+//! low, not available, no free slot, declined it). Every agent is counted
+//! by reason (a scan of the roster: an operator's query, not an event, and
+//! it costs about as much as a few hundred offers at 100 000 agents); at
+//! most `limit` are listed, eligible ones first, so the output is bounded.
+
+use super::agents::fits;
+use super::{ContactState, Engine};
+use crate::domain::{Channel, Presence};
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+/// Agents listed at most, whatever the caller asks.
+pub const MAX_EXPLAIN_AGENTS: usize = 500;
+
+impl Engine {
+    /// The explanation of an open contact, or `None` if it is not open.
+    /// With `agent`, only that agent is listed.
+    pub fn explain(&self, contact_id: &str, agent: Option<&str>, limit: usize, now: DateTime<Utc>) -> Option<Value> {
+        let cx = self.contact_slot_of(contact_id)?;
+        let s = self.slot(cx)?;
+        let c = &s.c;
+        let route = self.queues.get(s.route_q as usize);
+        let state = match &c.state {
+            ContactState::Waiting => json!({"status": "waiting"}),
+            ContactState::Offered { agent, expires_at, .. } => {
+                json!({"status": "offered", "agent_id": agent, "expires_at": crate::domain::wire::rfc3339(*expires_at)})
+            }
+            ContactState::Assigned { agent, .. } => json!({"status": "assigned", "agent_id": agent}),
+        };
+        let limit = limit.clamp(1, MAX_EXPLAIN_AGENTS);
+        let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+        let (mut eligible, mut others) = (Vec::new(), Vec::new());
+        for (ax, slot) in self.agents.iter().enumerate() {
+            let a = &slot.a;
+            if agent.is_some_and(|want| a.id.as_str() != want) {
+                continue;
+            }
+            let why = self.why_not(ax as u32, cx, c.channel);
+            *counts.entry(why.0).or_default() += 1;
+            let listed = if why.0 == "eligible" {
+                &mut eligible
+            } else {
+                &mut others
+            };
+            if listed.len() < limit {
+                let mut o = Map::new();
+                o.insert("agent_id".into(), json!(a.id));
+                o.insert("reason".into(), json!(why.0));
+                if let Some(d) = why.1 {
+                    o.insert("detail".into(), json!(d));
+                }
+                listed.push(Value::Object(o));
+            }
+        }
+        let total: usize = counts.values().sum();
+        let mut agents = eligible;
+        agents.extend(others);
+        agents.truncate(limit);
+        Some(json!({
+            "contact_id": c.id,
+            "conversation_id": c.conversation_id,
+            "channel": c.channel,
+            "queue": c.queue,
+            "routed_as": route.map(|q| q.name.as_str()),
+            "strategy": route.map(|q| q.strategy.as_str()),
+            "priority": c.priority,
+            "effective_priority": s.eff,
+            "step": s.step,
+            "required": s.required(),
+            "state": state,
+            "waited_secs": crate::domain::wire::secs(now - c.received_at),
+            "waiting_in_queue": self.queues.get(s.q as usize).map_or(0, |q| q.waiting),
+            "preferred_agent": c.preferred_agent,
+            "declined_by": c.declined_by,
+            "agents_by_reason": counts,
+            "agents": agents,
+            "agents_listed": total.min(limit),
+            "agents_total": total,
+        }))
+    }
+
+    /// Why agent slot `ax` could not take contact slot `cx` now, with a
+    /// detail where one helps.
+    fn why_not(&self, ax: u32, cx: u32, ch: Channel) -> (&'static str, Option<String>) {
+        let (Some(slot), Some(s)) = (self.agents.get(ax as usize), self.slot(cx)) else {
+            return ("unknown", None);
+        };
+        let a = &slot.a;
+        if let Some((name, need)) = s
+            .required()
+            .iter()
+            .find(|(n, l)| a.skills.get(*n).is_none_or(|have| have < *l))
+        {
+            return match a.skills.get(name) {
+                None => ("missing_skill", Some(name.to_string())),
+                Some(have) => ("level_too_low", Some(format!("{name} {have} < {need}"))),
+            };
+        }
+        if a.status != Presence::Available {
+            return ("not_available", Some(a.status.as_str().to_string()));
+        }
+        if !a.free(ch) {
+            return (
+                "no_capacity",
+                Some(format!("{} of {} on {ch}", a.load[ch.index()], a.capacity[ch.index()])),
+            );
+        }
+        if s.c.declined_by.contains(&a.id) {
+            return ("declined", None);
+        }
+        debug_assert!(fits(&slot.skills, &s.need));
+        ("eligible", None)
+    }
+}
