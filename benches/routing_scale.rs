@@ -182,6 +182,8 @@ fn build_world(p: &Params, rng: &mut Rng) -> World {
                 ageing: Default::default(),
                 relax: Vec::new(),
                 admission: Default::default(),
+                hours: None,
+                closed_overflow: None,
             },
         );
         queue_order.push(name);

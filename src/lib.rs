@@ -19,6 +19,7 @@
 
 pub mod adapters;
 pub mod bus;
+pub mod calendar;
 pub mod config;
 pub mod daemon;
 pub mod domain;

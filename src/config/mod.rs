@@ -82,6 +82,21 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     pub adapters: BTreeMap<String, AdapterConfig>,
     pub alerts: AlertsConfig,
+    /// `[calendars.<name>]`: business hours queues can keep.
+    pub calendars: BTreeMap<String, CalendarConfig>,
+}
+
+/// `[calendars.<name>]`: weekly hours in an IANA time zone, minus holidays.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct CalendarConfig {
+    /// IANA name, e.g. `Europe/Madrid` (daylight saving follows it).
+    pub timezone: String,
+    /// `mon`..`sun` → `["09:00-13:00", "14:00-18:00"]` (local; `24:00` for
+    /// midnight); a day not listed is closed.
+    pub hours: BTreeMap<String, Vec<String>>,
+    /// Closed dates, `YYYY-MM-DD` (local).
+    pub holidays: Vec<String>,
 }
 
 /// `[nats]`: the connection and the JetStream resources the router owns.
@@ -365,6 +380,12 @@ pub struct QueueConfig {
     /// this one's channels); refused with `contact.refused` when absent or
     /// full itself.
     pub admission_overflow: Option<String>,
+    /// Business hours (a `[calendars.<name>]`): outside them the queue
+    /// offers nothing; its contacts wait for the opening.
+    pub calendar: Option<String>,
+    /// Outside hours, new contacts go to this queue instead (one taking all
+    /// of this one's channels).
+    pub closed_overflow: Option<String>,
 }
 
 /// `[[queues.relax]]`: after `after_secs` waiting, route to `overflow`'s

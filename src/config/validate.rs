@@ -189,6 +189,19 @@ impl Config {
             }
         };
 
+        let mut calendars = BTreeMap::new();
+        for (name, c) in &self.calendars {
+            match crate::calendar::Calendar::parse(&format!("calendars.{name}"), &c.timezone, &c.hours, &c.holidays) {
+                Ok(cal) => {
+                    calendars.insert(name.clone(), std::sync::Arc::new(cal));
+                }
+                Err(problems) => {
+                    for (k, v, m) in problems {
+                        p.add(k, v, m);
+                    }
+                }
+            }
+        }
         let default_strategy = strategy(&mut p, "routing.default_strategy", &self.routing.default_strategy);
         let mut queues = BTreeMap::new();
         let mut queue_order = Vec::new();
@@ -263,12 +276,14 @@ impl Config {
                         ageing,
                         relax: Vec::new(),
                         admission,
+                        hours: None,
+                        closed_overflow: None,
                     },
                 );
             }
         }
 
-        self.relax_steps(&mut p, &mut queues);
+        self.queue_links(&mut p, &mut queues, &calendars);
 
         let mut rules = Vec::new();
         for (i, r) in self.rules.iter().enumerate() {
@@ -486,11 +501,17 @@ impl Config {
         }
     }
 
-    /// Each queue's `[[queues.relax]]` steps, checked against every queue
+    /// What refers to other queues or calendars: each queue's `[[queues.relax]]`
+    /// steps, overflow queues and calendar, checked against every queue
     /// (an overflow must name another queue taking all of this one's
     /// channels; a step may only change skills the contact can require by
     /// then, or add ones; times must increase).
-    fn relax_steps(&self, p: &mut Problems, queues: &mut BTreeMap<QueueName, QueueSpec>) {
+    fn queue_links(
+        &self,
+        p: &mut Problems,
+        queues: &mut BTreeMap<QueueName, QueueSpec>,
+        calendars: &BTreeMap<String, std::sync::Arc<crate::calendar::Calendar>>,
+    ) {
         for (i, q) in self.queues.iter().enumerate() {
             let Some(name) = QueueName::try_from(q.name.clone()).ok() else {
                 continue;
@@ -561,9 +582,42 @@ impl Config {
                 }
                 Some(target.name.clone())
             });
+            let closed_overflow = q.closed_overflow.as_ref().and_then(|o| {
+                let k = format!("queues[{i}].closed_overflow");
+                let Some(target) = QueueName::try_from(o.clone()).ok().and_then(|t| queues.get(&t)) else {
+                    p.add(k, o, "no such queue");
+                    return None;
+                };
+                let own = queues.get(&name).map_or([false; 4], |q| q.channels);
+                if target.name == name || Channel::ALL.iter().any(|c| own[c.index()] && !target.takes(*c)) {
+                    p.add(k, o, "must be another queue taking every channel of this one");
+                    return None;
+                }
+                Some(target.name.clone())
+            });
+            let hours = q.calendar.as_ref().and_then(|c| {
+                let found = calendars.get(c).cloned();
+                if found.is_none() && !self.calendars.contains_key(c) {
+                    p.add(
+                        format!("queues[{i}].calendar"),
+                        c,
+                        format!("no such calendar (defined: {})", names(self.calendars.keys())),
+                    );
+                }
+                found
+            });
+            if q.closed_overflow.is_some() && q.calendar.is_none() {
+                p.add(
+                    format!("queues[{i}].closed_overflow"),
+                    q.closed_overflow.as_deref().unwrap_or(""),
+                    "needs a calendar",
+                );
+            }
             if let Some(q) = queues.get_mut(&name) {
                 q.relax = steps;
                 q.admission.overflow = admission_overflow;
+                q.hours = hours;
+                q.closed_overflow = closed_overflow;
             }
         }
     }

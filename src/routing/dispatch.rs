@@ -264,14 +264,63 @@ impl Engine {
     /// Files a waiting contact under its effective priority at `now` and
     /// marks it for this input's settle.
     pub(super) fn enqueue(&mut self, cx: u32, now: DateTime<Utc>) {
-        if self.slot(cx).is_none_or(|s| s.class.is_some()) {
+        if self.slot(cx).is_none_or(|s| s.class.is_some() || s.held) {
             return;
         }
         self.age(cx, now);
+        let Some(q) = self.slot(cx).map(|s| s.q) else { return };
+        self.count_waiting(q, true);
+        let Some(slot) = self.queues.get_mut(q as usize) else {
+            return;
+        };
+        if slot.hours.is_some() {
+            slot.members.insert(cx);
+        }
+        if !slot.open {
+            // Held until the queue opens.
+            if let Some(s) = self.slot_mut(cx) {
+                s.held = true;
+            }
+            return;
+        }
         let Some(key) = self.file(cx) else { return };
         self.pending_contacts.insert(key);
-        if let Some(q) = self.slot(cx).map(|s| s.q) {
-            self.count_waiting(q, true);
+    }
+
+    /// Opens or closes a queue with hours as its calendar says at `now`
+    /// (closing holds its waiting contacts out of the wait index, opening
+    /// files them and marks them for settling), and schedules the next
+    /// change. Costs the queue's waiting contacts, at its boundaries only.
+    pub(super) fn keep_hours(&mut self, q: u32, now: DateTime<Utc>) {
+        let Some(slot) = self.queues.get_mut(q as usize) else {
+            return;
+        };
+        let Some(cal) = slot.hours.clone() else { return };
+        let open = cal.is_open(now);
+        if let Some(next) = cal.next_change(now) {
+            self.timers.insert(next, Timer::Hours(q));
+        }
+        let slot = &mut self.queues[q as usize];
+        if open == slot.open {
+            return;
+        }
+        slot.open = open;
+        let members: Vec<u32> = slot.members.iter().copied().collect();
+        tracing::info!(queue = %slot.name, open, waiting = members.len(), "Queue hours: {}.", if open { "opening" } else { "closing" });
+        for cx in members {
+            let Some(s) = self.slot_mut(cx) else { continue };
+            if open && s.held {
+                s.held = false;
+                if let Some(key) = self.file(cx) {
+                    self.pending_contacts.insert(key);
+                }
+            } else if !open {
+                if let Some(class) = s.class.take() {
+                    let key = s.wait_key(cx);
+                    s.held = true;
+                    self.waiting.remove(class, key);
+                }
+            }
         }
     }
 
@@ -359,11 +408,18 @@ impl Engine {
             }
             s.age_at = None;
             let (old, class) = (s.wait_key(cx), s.class);
-            if let Some(class) = class {
-                self.waiting.remove(class, old);
-                let relaxed = self.age(cx, now);
-                if let (Some(key), true) = (self.file(cx), relaxed) {
-                    self.pending_contacts.insert(key);
+            match class {
+                Some(class) => {
+                    self.waiting.remove(class, old);
+                    let relaxed = self.age(cx, now);
+                    if let (Some(key), true) = (self.file(cx), relaxed) {
+                        self.pending_contacts.insert(key);
+                    }
+                }
+                // Held by closed hours: its place and requirement move on
+                // all the same, for when the queue opens.
+                None => {
+                    self.age(cx, now);
                 }
             }
         }
@@ -402,10 +458,17 @@ impl Engine {
     pub(super) fn dequeue(&mut self, cx: u32) {
         self.cancel_age(cx);
         let Some(s) = self.slot_mut(cx) else { return };
-        let Some(class) = s.class.take() else { return };
-        let key = s.wait_key(cx);
-        let q = s.q;
-        self.waiting.remove(class, key);
+        let held = std::mem::take(&mut s.held);
+        let class = s.class.take();
+        let (key, q) = (s.wait_key(cx), s.q);
+        match class {
+            Some(class) => self.waiting.remove(class, key),
+            None if held => {}
+            None => return,
+        }
+        if let Some(slot) = self.queues.get_mut(q as usize) {
+            slot.members.remove(&cx);
+        }
         self.count_waiting(q, false);
     }
 

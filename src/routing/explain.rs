@@ -77,6 +77,7 @@ impl Engine {
             "state": state,
             "waited_secs": crate::domain::wire::secs(now - c.received_at),
             "waiting_in_queue": self.queues.get(s.q as usize).map_or(0, |q| q.waiting),
+            "queue_open": self.queues.get(s.q as usize).is_none_or(|q| q.open),
             "preferred_agent": c.preferred_agent,
             "declined_by": c.declined_by,
             "agents_by_reason": counts,

@@ -35,6 +35,22 @@ impl Engine {
         // overflow queue (keeping priority and SLA policy), or refuses it.
         let mut from_queue = None;
         let q = self.queue_slot(&placement.queue);
+        // A closed queue with a closed_overflow sends new contacts there.
+        if let Some(target) = self.queues[q as usize]
+            .closed_overflow
+            .clone()
+            .filter(|_| !self.queues[q as usize].open)
+        {
+            if let Some(t) = self.spec.queues.get(&target) {
+                let mut required = t.skills.clone();
+                for s in &ev.skills {
+                    required.entry(s.clone()).or_insert(1);
+                }
+                from_queue = Some(std::mem::replace(&mut placement.queue, t.name.clone()));
+                placement.required = required;
+            }
+        }
+        let q = self.queue_slot(&placement.queue);
         if let Some(why) = self.full(q) {
             let over = self.queues[q as usize].admission.overflow.clone();
             let over = over.filter(|o| {
@@ -50,7 +66,8 @@ impl Engine {
             for s in &ev.skills {
                 required.entry(s.clone()).or_insert(1);
             }
-            from_queue = Some(std::mem::replace(&mut placement.queue, target.name.clone()));
+            let from = std::mem::replace(&mut placement.queue, target.name.clone());
+            from_queue = from_queue.or(Some(from));
             placement.required = required;
         }
         let id = contact_id_for(&ev.conversation_id, &ev.id);
@@ -360,6 +377,7 @@ impl Engine {
                 Timer::OfferExpiry(cx) => self.expire_offer(cx, at, now),
                 Timer::WrapUpEnd(ax) => self.end_wrap_ups(ax, at, now),
                 Timer::Age(_) => {} // in `ages`, never here
+                Timer::Hours(q) => self.keep_hours(q, now),
                 Timer::Sla(cx) => {
                     let due = self.slot_mut(cx).is_some_and(|s| {
                         let mine = s.sla_at == Some(at);

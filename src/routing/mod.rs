@@ -175,6 +175,14 @@ struct QueueSlot {
     last_offer_at: Option<DateTime<Utc>>,
     /// Contacts were left waiting after the last offer.
     backlog: bool,
+    /// Business hours; `None`: always open.
+    hours: Option<Arc<crate::calendar::Calendar>>,
+    /// Open now (always, without hours).
+    open: bool,
+    /// With hours: the queue's waiting contacts (filed while open, held
+    /// while closed), so opening and closing touch only them.
+    members: BTreeSet<u32>,
+    closed_overflow: Option<QueueName>,
     waiting: usize,
     changed: bool,
 }
@@ -199,6 +207,8 @@ struct ContactSlot {
     age_at: Option<DateTime<Utc>>,
     /// The relaxation step `need` reflects (0: as placed).
     step: u8,
+    /// Waiting but not filed: its queue is closed (business hours).
+    held: bool,
     /// The requirement at that step, when it differs from `c.required`.
     relaxed: Option<BTreeMap<SkillName, SkillLevel>>,
     /// Slot of the queue whose strategy and offer timeout apply: `q`, or
@@ -332,6 +342,9 @@ impl Engine {
         for q in &spec.queue_order {
             e.queue_slot(q);
         }
+        for q in 0..e.queues.len() as u32 {
+            e.keep_hours(q, now);
+        }
         // Agents in id order, so slots (and nothing else) follow the records.
         let mut by_id: BTreeMap<AgentId, Agent> = agents.into_iter().map(|a| (a.id.clone(), a)).collect();
         for a in &spec.agents {
@@ -461,6 +474,7 @@ impl Engine {
             eff: 0,
             age_at: None,
             step: 0,
+            held: false,
             relaxed: None,
             route_q: q,
             c,
@@ -490,6 +504,10 @@ impl Engine {
             pace_ms: None,
             last_offer_at: None,
             backlog: false,
+            hours: spec.and_then(|q| q.hours.clone()),
+            open: true,
+            members: BTreeSet::new(),
+            closed_overflow: spec.and_then(|q| q.closed_overflow.clone()),
             waiting: 0,
             changed: false,
         });

@@ -51,6 +51,10 @@ pub struct QueueSpec {
     /// Relaxation steps, in `after_ms` order.
     pub relax: Vec<RelaxStep>,
     pub admission: Admission,
+    /// Business hours; `None`: always open.
+    pub hours: Option<std::sync::Arc<crate::calendar::Calendar>>,
+    /// Where new contacts go while the queue is closed.
+    pub closed_overflow: Option<QueueName>,
 }
 
 /// When a queue takes no more contacts, and where they go then.

@@ -28,6 +28,8 @@ pub(crate) enum Timer {
     /// The waiting contact in this slot moves up in line (ageing, the
     /// starvation bound); kept in a set of its own, fired before every input.
     Age(u32),
+    /// The queue in this slot opens or closes (business hours).
+    Hours(u32),
 }
 
 #[derive(Debug, Default)]

@@ -558,3 +558,72 @@ initial_status = "available"
         r[0]
     );
 }
+
+#[test]
+fn business_hours_hold_contacts_until_the_opening_across_a_dst_change() {
+    let toml = r#"
+[calendars.es]
+timezone = "Europe/Madrid"
+hours = { mon = ["09:00-17:00"], fri = ["09:00-17:00"] }
+[[queues]]
+name = "day"
+channels = ["chat"]
+calendar = "es"
+closed_overflow = "night"
+[[queues]]
+name = "night"
+channels = ["chat"]
+skills = { night = 1 }
+[[agents]]
+id = "d"
+capacity = { chat = 1 }
+initial_status = "available"
+"#;
+    let at = |s: &str| DateTime::parse_from_rfc3339(s).expect("time").with_timezone(&Utc);
+    // Friday 2026-03-27 16:00Z = 17:00 CET: the queue has just closed.
+    let mut e = Engine::new(spec(toml), at("2026-03-27T15:30:00Z"));
+    let contact = |e: &mut Engine, n: u32, when: &str, q: Option<&str>| {
+        let extra = q.map_or(json!({}), |q| json!({"queue": q}));
+        e.on_inbound(&inbound(&format!("m{n}"), "chat", &format!("c{n}"), extra), at(when))
+            .expect("ok");
+        e.take_outputs()
+    };
+    // Open at 16:30 CET: offered at once; d accepts and keeps it.
+    let o = offers(&contact(&mut e, 1, "2026-03-27T15:30:00Z", Some("day")));
+    let id = o[0].1["contact_id"].as_str().expect("id").to_string();
+    e.on_agent(
+        &agent_ev("d", "accept", json!({"contact_id": id})),
+        at("2026-03-27T15:30:01Z"),
+    )
+    .expect("ok");
+    // c2 comes while d is busy: it waits.
+    assert!(offers(&contact(&mut e, 2, "2026-03-27T15:45:00Z", Some("day"))).is_empty());
+    // The closing at 17:00 CET (16:00Z) is the next deadline.
+    assert_eq!(
+        e.next_deadline().map(|t| t.to_rfc3339()),
+        Some("2026-03-27T16:00:00+00:00".into())
+    );
+    e.on_tick(at("2026-03-27T16:00:00Z"));
+    // Closed: d finishes c1, but c2 is held for the opening.
+    e.on_agent(
+        &agent_ev("d", "complete", json!({"contact_id": id})),
+        at("2026-03-27T18:00:00Z"),
+    )
+    .expect("ok");
+    assert!(offers(&e.take_outputs()).is_empty(), "closed: held");
+    // A new contact goes to `night` (closed_overflow), where nobody has the skill.
+    let out = contact(&mut e, 3, "2026-03-27T18:00:01Z", None);
+    let q = events(&out, "queued");
+    assert_eq!((&q[0]["queue"], &q[0]["from_queue"]), (&json!("night"), &json!("day")));
+    // The weekend passes and the clocks go forward: Monday 09:00 CEST is 07:00Z.
+    assert_eq!(
+        e.next_deadline().map(|t| t.to_rfc3339()),
+        Some("2026-03-30T07:00:00+00:00".into())
+    );
+    e.on_tick(at("2026-03-30T06:59:59Z"));
+    assert!(offers(&e.take_outputs()).is_empty());
+    e.on_tick(at("2026-03-30T07:00:00Z"));
+    let out = offers(&e.take_outputs());
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].1["conversation_id"], "c2");
+}
