@@ -569,32 +569,11 @@ impl Config {
                     overflow,
                 });
             }
-            let admission_overflow = q.admission_overflow.as_ref().and_then(|o| {
-                let k = format!("queues[{i}].admission_overflow");
-                let Some(target) = QueueName::try_from(o.clone()).ok().and_then(|t| queues.get(&t)) else {
-                    p.add(k, o, "no such queue");
-                    return None;
-                };
-                let own = queues.get(&name).map_or([false; 4], |q| q.channels);
-                if target.name == name || Channel::ALL.iter().any(|c| own[c.index()] && !target.takes(*c)) {
-                    p.add(k, o, "must be another queue taking every channel of this one");
-                    return None;
-                }
-                Some(target.name.clone())
-            });
-            let closed_overflow = q.closed_overflow.as_ref().and_then(|o| {
-                let k = format!("queues[{i}].closed_overflow");
-                let Some(target) = QueueName::try_from(o.clone()).ok().and_then(|t| queues.get(&t)) else {
-                    p.add(k, o, "no such queue");
-                    return None;
-                };
-                let own = queues.get(&name).map_or([false; 4], |q| q.channels);
-                if target.name == name || Channel::ALL.iter().any(|c| own[c.index()] && !target.takes(*c)) {
-                    p.add(k, o, "must be another queue taking every channel of this one");
-                    return None;
-                }
-                Some(target.name.clone())
-            });
+            let other = |p: &mut Problems, what: &str, o: &Option<String>| {
+                other_queue(p, &format!("queues[{i}].{what}"), o.as_deref()?, &name, queues)
+            };
+            let admission_overflow = other(p, "admission_overflow", &q.admission_overflow);
+            let closed_overflow = other(p, "closed_overflow", &q.closed_overflow);
             let hours = q.calendar.as_ref().and_then(|c| {
                 let found = calendars.get(c).cloned();
                 if found.is_none() && !self.calendars.contains_key(c) {
@@ -760,6 +739,26 @@ impl Config {
             );
         }
     }
+}
+
+/// Another queue, named at `key`, that takes every channel of queue `own`.
+fn other_queue(
+    p: &mut Problems,
+    key: &str,
+    o: &str,
+    own: &QueueName,
+    queues: &BTreeMap<QueueName, QueueSpec>,
+) -> Option<QueueName> {
+    let Some(target) = QueueName::try_from(o.to_string()).ok().and_then(|t| queues.get(&t)) else {
+        p.add(key, o, "no such queue");
+        return None;
+    };
+    let channels = queues.get(own).map_or([false; 4], |q| q.channels);
+    if target.name == *own || Channel::ALL.iter().any(|c| channels[c.index()] && !target.takes(*c)) {
+        p.add(key, o, "must be another queue taking every channel of this one");
+        return None;
+    }
+    Some(target.name.clone())
 }
 
 fn names<'a, T: fmt::Display + 'a>(it: impl Iterator<Item = &'a T>) -> String {
