@@ -39,7 +39,10 @@
 //!    `received_at`; equal keys are equally good);
 //! 3. the agent is available, has every required skill at or above its level
 //!    and a free slot on the contact's channel;
-//! 4. the agent is a best choice of the queue's strategy (`longest_idle`:
+//! 4. affinity: when the contact's customer had a contact completed within
+//!    the lookback before this one opened, and that agent can take it and has
+//!    not declined it, the offer goes to that agent; otherwise
+//!    the agent is a best choice of the queue's strategy (`longest_idle`:
 //!    smallest `idle_since`; `least_loaded`: lowest total load / total
 //!    capacity, compared exactly, then smallest `idle_since`; `round_robin`:
 //!    the oldest last offer, counting every offer of the run; `most_skilled`:
@@ -73,7 +76,8 @@
 //!   inputs, where dozens of contacts wait at once;
 //! - `restart_preserves_every_contact`: after a random run, the records a
 //!   key-value bucket would hold (replayed from `take_changes()`) equal the
-//!   engine's live contacts and agents; `Engine::restore` from them gives the
+//!   engine's live contacts and agents; `Engine::restore` from them (and
+//!   `restore_customers` from the customers' histories) gives the
 //!   same open contacts, states and agents; and the same further inputs to
 //!   both engines give identical offers (agent per conversation);
 //! - `event_id_reused_by_another_conversation_opens_a_new_contact`: contact
@@ -84,6 +88,7 @@ use chrono::{DateTime, Duration, Utc};
 use omniroute::config::Config;
 use omniroute::domain::wire::{decode_agent, decode_inbound, AgentEvent, InboundEvent};
 use omniroute::domain::{Channel, Presence};
+use omniroute::routing::customers::{parse_record_key, History};
 use omniroute::routing::spec::RouterSpec;
 use omniroute::routing::{Agent, Contact, ContactState, Engine, OutSubject, Outbound};
 use proptest::prelude::*;
@@ -350,8 +355,10 @@ fn config_toml() -> String {
         "[routing]\noffer_timeout_secs = {:.3}\nmax_missed_offers = {MAX_MISSED}\n\
          [sla.policies.std]\nfirst_response_secs = {{ email = 30, chat = 5, social = 20, voice = 3 }}\n\
          warning_thresholds = [0.5]\n\
+         [routing.affinity]\nlookback_secs = {:.3}\n\
          [routing.units]\nemail = {}\nchat = {}\nsocial = {}\nvoice = {}\ninterruptible = [\"email\"]",
         OFFER_TIMEOUT_MS as f64 / 1000.0,
+        LOOKBACK_MS as f64 / 1000.0,
         UNIT_WEIGHTS[0],
         UNIT_WEIGHTS[1],
         UNIT_WEIGHTS[2],
@@ -493,10 +500,18 @@ impl Action {
     }
 }
 
+/// The customer of a message: one per tier, so customers return often.
+fn customer_of(m: &Msg) -> String {
+    format!("cust-{}", m.tier.unwrap_or("none").to_lowercase())
+}
+
+/// `[routing.affinity] lookback_secs`, in ms.
+const LOOKBACK_MS: i64 = 20_000;
+
 fn inbound_event(m: &Msg) -> InboundEvent {
     let mut v = json!({
         "v": 1, "id": m.id, "type": "message", "channel": m.channel.as_str(),
-        "conversation_id": m.conv, "customer": {"id": "cust", "tier": m.tier},
+        "conversation_id": m.conv, "customer": {"id": customer_of(m), "tier": m.tier},
         "skills": m.skills, "queue": m.queue, "priority": m.priority, "text": m.text,
     });
     if let Some(at) = m.received_at {
@@ -634,6 +649,10 @@ struct MContact {
     received_at: DateTime<Utc>,
     state: Holding,
     declined_by: BTreeSet<String>,
+    customer: String,
+    /// The agent who completed this customer's last contact, if within the
+    /// lookback when this one opened (affinity).
+    preferred: Option<String>,
 }
 
 impl MContact {
@@ -802,6 +821,8 @@ struct Model {
     serial: u64,
     /// Offers made so far: the `round_robin` sequence.
     offers: u64,
+    /// Per customer: who completed their last contact, and when.
+    served: BTreeMap<String, (String, DateTime<Utc>)>,
 }
 
 impl Model {
@@ -830,6 +851,7 @@ impl Model {
             timers: BTreeSet::new(),
             serial: 0,
             offers: 0,
+            served: BTreeMap::new(),
         }
     }
 
@@ -879,6 +901,12 @@ impl Model {
                 let Some((queue, priority, required)) = Model::place(m) else {
                     return Expect::Refused;
                 };
+                let customer = customer_of(m);
+                let preferred = self
+                    .served
+                    .get(&customer)
+                    .filter(|(_, at)| *at >= now - Duration::milliseconds(LOOKBACK_MS))
+                    .map(|(a, _)| a.clone());
                 let c = MContact {
                     id: String::new(),
                     channel: m.channel,
@@ -888,6 +916,8 @@ impl Model {
                     received_at: m.received_at.map_or(now, |at| at.min(now)),
                     state: Holding::Waiting,
                     declined_by: BTreeSet::new(),
+                    customer,
+                    preferred,
                 };
                 self.contacts.insert(m.conv.clone(), c);
                 self.conversations.insert(m.conv.clone(), (m.channel, String::new()));
@@ -944,7 +974,9 @@ impl Model {
                     .get(conv)
                     .is_some_and(|c| c.state == Holding::Assigned { agent: agent.clone() });
                 if assigned {
-                    let ch = self.contacts.remove(conv).expect("assigned contact is open").channel;
+                    let c = self.contacts.remove(conv).expect("assigned contact is open");
+                    self.served.insert(c.customer, (agent.clone(), now));
+                    let ch = c.channel;
                     match wrap_ms.filter(|ms| *ms > 0) {
                         Some(ms) => {
                             let serial = self.next_serial();
@@ -1129,6 +1161,19 @@ impl Model {
                 o.conv, o.agent
             ));
         }
+        // Affinity: the customer's last agent first, when they can take it
+        // and have not passed on it.
+        if let Some(p) = c.preferred.as_ref().filter(|p| !c.declined_by.contains(*p)) {
+            if fitting.iter().any(|(id, _)| *id == p) {
+                if o.agent != *p {
+                    return Err(format!(
+                        "(4) offered {} to {}, but its customer's last agent {p} can take it",
+                        o.conv, o.agent
+                    ));
+                }
+                return self.check_expiry(o, c, now);
+            }
+        }
         let pool = if fresh.is_empty() { fitting } else { fresh };
         let (required, route) = c.relaxed(now);
         if let Some((id, b)) = pool.iter().find(|(_, b)| b.beats(a, route.pick, &required)) {
@@ -1137,6 +1182,11 @@ impl Model {
                 route.pick, route.name, o.conv, o.agent, a.load, a.capacity, a.idle_since, b.load, b.capacity, b.idle_since
             ));
         }
+        self.check_expiry(o, c, now)
+    }
+
+    fn check_expiry(&self, o: &SeenOffer, c: &MContact, now: DateTime<Utc>) -> Result<(), String> {
+        let route = c.relaxed(now).1;
         if o.expires_at != now + route.timeout() {
             return Err(format!(
                 "(4) offer of {} expires at {}, expected {} (queue {} timeout)",
@@ -1742,13 +1792,23 @@ impl Run {
     /// The records the bucket replica holds, checked against the engine's
     /// live contacts and agents (a state change not persisted would be
     /// lost on restart), deserialised as the daemon does at start-up.
-    fn snapshot(&self) -> Result<(Vec<Contact>, Vec<Agent>), String> {
+    /// Contacts, agents and customers' histories, as a restart reads them.
+    #[allow(clippy::type_complexity)]
+    fn snapshot(&self) -> Result<(Vec<Contact>, Vec<Agent>, Vec<(u128, History)>), String> {
         // Records by id, told apart by what they deserialise as (keys, and
         // any other kind of record, are the engine's business).
         let mut stored_contacts = BTreeMap::new();
         let mut stored_agents = BTreeMap::new();
+        let mut customers = Vec::new();
         for (key, bytes) in &self.bucket {
             let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("record {key} is not JSON: {e}"))?;
+            if let Some(k) = parse_record_key(key) {
+                customers.push((
+                    k,
+                    serde_json::from_value(v).map_err(|e| format!("customer record: {e}"))?,
+                ));
+                continue;
+            }
             if let Ok(c) = serde_json::from_value::<Contact>(v.clone()) {
                 stored_contacts.insert(c.id, v);
             } else if let Ok(a) = serde_json::from_value::<Agent>(v.clone()) {
@@ -1776,7 +1836,7 @@ impl Run {
             .into_values()
             .map(|v| serde_json::from_value::<Agent>(v).map_err(|e| format!("agent record: {e}")))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok((contacts, agents))
+        Ok((contacts, agents, customers))
     }
 }
 
@@ -1822,8 +1882,9 @@ proptest! {
     fn restart_preserves_every_contact(before in steps(60), after in steps(40)) {
         let mut run = Run::new();
         run.run(&before)?;
-        let (contacts, agents) = run.snapshot().map_err(TestCaseError::fail)?;
+        let (contacts, agents, customers) = run.snapshot().map_err(TestCaseError::fail)?;
         let mut restored = Engine::restore(Arc::clone(&run.spec), contacts, agents, run.now());
+        restored.restore_customers(customers);
         check_same_engines(&run.engine, &restored, true).map_err(TestCaseError::fail)?;
         run.prefix = "after-";
         for s in &after {
