@@ -185,8 +185,16 @@ impl Daemon {
         queries: crate::query::Queries,
         hard_stop: CancellationToken,
     ) -> Result<(), DaemonError> {
-        // Held while this loop routes: the operator API's questions come here.
-        let mut queries = queries.lock().await;
+        // Held while this loop routes: the operator API's questions come
+        // here. A previous session's loop being torn down may still hold it
+        // for a moment; routing never waits on it for long.
+        let mut queries = match tokio::time::timeout(Duration::from_secs(5), queries.lock_owned()).await {
+            Ok(g) => Some(g),
+            Err(_) => {
+                tracing::warn!("The operator API stays unanswered in this session: its channel is still held.");
+                None
+            }
+        };
         // The restore itself may have produced work (replayed offers, roster
         // changes, contacts dispatched to agents now free).
         self.commit(Pending::default(), &hard_stop).await?;
@@ -226,7 +234,12 @@ impl Daemon {
                     self.tick(Utc::now());
                     self.commit(Pending::default(), &hard_stop).await?;
                 }
-                Some(q) = queries.recv() => {
+                Some(q) = async {
+                    match queries.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
                     let answer = self.engine.explain(&q.contact_id, q.agent.as_deref(), q.limit, Utc::now());
                     let _ = q.reply.send(answer); // the caller may have given up
                 }
