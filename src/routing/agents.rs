@@ -32,13 +32,15 @@
 //!   skipped for lacking another required skill, which the rarest-skill walk
 //!   would not have visited: the price of ranking by that skill.
 //!
-//! How the rest of the routing model plugs in:
-//! - `ring_group` takes the first N of the strategy's walk;
+//! How the rest of the routing model uses the index:
 //! - weighted capacity units change only `Agent::free` (units left ≥ the
-//!   channel's weight); the tiers already follow it;
-//! - relaxation re-files a waiting contact under a lower level (see the wait
-//!   index); affinity checks the preferred agent's entry directly before the
-//!   walk (one lookup).
+//!   channel's weight, interruptible work not counted against other
+//!   channels); an agent's entry records `free` per channel, so the tiers
+//!   follow it;
+//! - relaxation re-files a waiting contact under its relaxed requirement
+//!   (see `waiting` and the wait index); affinity checks the preferred
+//!   agent's entry directly after the walk (one lookup);
+//! - `ring_group` (not built yet) would take the first N of the walk.
 
 use super::spec::Strategy;
 use crate::domain::Channel;

@@ -19,8 +19,12 @@
 //! - `spec`: the validated configuration.
 //!
 //! Decisions are those of the greedy rule "take waiting contacts in
-//! priority-then-age order; offer each to the best free agent that fits it
-//! under its queue's strategy, preferring agents who have not declined it".
+//! effective-priority-then-age order; offer each to the best free agent
+//! that fits its current (relaxed) requirement: the customer's last agent
+//! (affinity) if they can take it, else the best under its routing queue's
+//! strategy, preferring agents who have not declined it". Ageing,
+//! relaxation and business hours change what waits and how only at
+//! deadlines, which are timers like any other.
 //! The engine reaches them without scanning: between inputs nothing waiting
 //! fits anyone free (the state is *settled*), so an input can only create
 //! matches involving what it changed, the contacts that became waiting and
@@ -30,12 +34,15 @@
 //!
 //! Invariants (checked by the property tests):
 //! - an offer only goes to an `available` agent who has every required skill
-//!   at or above its level and a free slot on the contact's channel;
+//!   at or above its level (at the contact's relaxation step), a free slot
+//!   on the contact's channel and, with a units budget, the units for it;
+//! - a contact of a queue closed by its calendar is never offered;
 //! - an agent never holds more offered + assigned + wrapping-up contacts on a
 //!   channel than their capacity there (a capacity lowered at run time keeps
 //!   what is already held, and offers nothing more);
-//! - only waiting contacts are offered, highest priority first, then oldest
-//!   first; after every input no waiting contact fits a free agent;
+//! - only waiting contacts are offered, highest effective priority first,
+//!   then oldest first; after every input no waiting contact (of an open
+//!   queue) fits a free agent;
 //! - work per input is bounded by what it changes (see `agents` and
 //!   `queues` for the exact bounds), never by the roster or the backlog.
 //!
