@@ -298,6 +298,12 @@ pub enum AgentEventBody {
         contact_id: String,
         wrap_up_secs: Option<f64>,
     },
+    /// Sets the remaining wrap-up of a completed contact: `wrap_up_secs`
+    /// from now (0 ends it at once), shorter or longer than it was.
+    WrapUp {
+        contact_id: String,
+        wrap_up_secs: f64,
+    },
 }
 
 impl AgentEventBody {
@@ -309,11 +315,14 @@ impl AgentEventBody {
             AgentEventBody::Decline { .. } => "decline",
             AgentEventBody::Respond { .. } => "respond",
             AgentEventBody::Complete { .. } => "complete",
+            AgentEventBody::WrapUp { .. } => "wrap_up",
         }
     }
 }
 
-pub const AGENT_EVENT_TYPES: [&str; 6] = ["profile", "presence", "accept", "decline", "respond", "complete"];
+pub const AGENT_EVENT_TYPES: [&str; 7] = [
+    "profile", "presence", "accept", "decline", "respond", "complete", "wrap_up",
+];
 
 /// Decodes an agent event; the subject's agent id and type tokens must agree
 /// with the payload.
@@ -407,7 +416,7 @@ pub fn decode_agent(subject_agent: &str, subject_type: &str, payload: &[u8]) -> 
         "respond" => AgentEventBody::Respond {
             contact_id: contact_id()?,
         },
-        _ => {
+        ty => {
             let contact_id = contact_id()?;
             let wrap_up_secs = present(&o, "wrap_up_secs")
                 .map(|v| match v.as_f64() {
@@ -415,9 +424,16 @@ pub fn decode_agent(subject_agent: &str, subject_type: &str, payload: &[u8]) -> 
                     _ => Err(bad("field wrap_up_secs must be a number of seconds 0..86400")),
                 })
                 .transpose()?;
-            AgentEventBody::Complete {
-                contact_id,
-                wrap_up_secs,
+            match (ty, wrap_up_secs) {
+                ("wrap_up", Some(wrap_up_secs)) => AgentEventBody::WrapUp {
+                    contact_id,
+                    wrap_up_secs,
+                },
+                ("wrap_up", None) => return Err(bad("missing field wrap_up_secs")),
+                _ => AgentEventBody::Complete {
+                    contact_id,
+                    wrap_up_secs,
+                },
             }
         }
     };

@@ -288,8 +288,38 @@ impl Engine {
                 }
                 _ => self.reject(contact_id, aid, "contact is not assigned to this agent", now),
             },
+            AgentEventBody::WrapUp {
+                contact_id,
+                wrap_up_secs,
+            } => self.set_wrap_up(ax, contact_id, *wrap_up_secs, now),
         };
         Ok(outcome)
+    }
+
+    /// Moves the end of the agent's wrap-up of a contact to `secs` from now
+    /// (0: ends it now). Its timer moves with it; one shared with another
+    /// wrap-up ending at the same instant stays.
+    fn set_wrap_up(&mut self, ax: u32, contact_id: &str, secs: f64, now: DateTime<Utc>) -> Outcome {
+        let aid = self.agents[ax as usize].a.id.clone();
+        let wraps = &self.agents[ax as usize].a.wrap_ups;
+        let Some(i) = wraps.iter().position(|w| w.contact_id == contact_id) else {
+            return self.reject(contact_id, &aid, "no wrap-up of this contact for this agent", now);
+        };
+        let (old, channel) = (wraps[i].until, wraps[i].channel);
+        if !wraps.iter().enumerate().any(|(j, w)| j != i && w.until == old) {
+            self.timers.cancel(old, Timer::WrapUpEnd(ax));
+        }
+        if secs <= 0.0 {
+            self.change_agent(ax, |a| {
+                a.wrap_ups.remove(i);
+            });
+            self.release(&aid, channel, now);
+            return Outcome::Applied;
+        }
+        let until = now + secs_to_duration(secs);
+        self.change_agent(ax, |a| a.wrap_ups[i].until = until);
+        self.timers.insert(until, Timer::WrapUpEnd(ax));
+        Outcome::Applied
     }
 
     fn accept(&mut self, ax: u32, contact_id: &str, now: DateTime<Utc>) -> Outcome {

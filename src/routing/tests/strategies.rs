@@ -627,3 +627,71 @@ initial_status = "available"
     assert_eq!(out.len(), 1, "{out:?}");
     assert_eq!(out[0].1["conversation_id"], "c2");
 }
+
+#[test]
+fn an_agent_event_extends_or_ends_a_wrap_up() {
+    let toml = "[[queues]]\nname = \"q\"\nchannels = [\"chat\"]\n[[agents]]\nid = \"w\"\ncapacity = { chat = 1 }\ninitial_status = \"available\"\n";
+    let mut e = Engine::new(spec(toml), t(0.0));
+    let serve = |e: &mut Engine, n: u32, at: f64, wrap: f64| -> String {
+        e.on_inbound(&inbound(&format!("m{n}"), "chat", &format!("c{n}"), json!({})), t(at))
+            .expect("ok");
+        let o = offers(&e.take_outputs());
+        let id = o[0].1["contact_id"].as_str().expect("id").to_string();
+        e.on_agent(&agent_ev("w", "accept", json!({"contact_id": id})), t(at))
+            .expect("ok");
+        e.on_agent(
+            &agent_ev("w", "complete", json!({"contact_id": id, "wrap_up_secs": wrap})),
+            t(at),
+        )
+        .expect("ok");
+        id
+    };
+    let first = serve(&mut e, 1, 0.0, 10.0);
+    e.on_inbound(&inbound("m2", "chat", "c2", json!({})), t(1.0))
+        .expect("ok");
+    assert!(offers(&e.take_outputs()).is_empty(), "wrapping up");
+    // Extended to 30 s from 5 s: nothing at 10 s, the slot frees at 35 s.
+    e.on_agent(
+        &agent_ev("w", "wrap_up", json!({"contact_id": first, "wrap_up_secs": 30})),
+        t(5.0),
+    )
+    .expect("ok");
+    assert_eq!(e.timers_len(), 1, "the 10 s timer is gone, not left to fire as a no-op");
+    e.on_tick(t(10.0));
+    assert!(offers(&e.take_outputs()).is_empty(), "extended");
+    e.on_tick(t(35.0));
+    let o = offers(&e.take_outputs());
+    assert_eq!(o.len(), 1);
+    let id = o[0].1["contact_id"].as_str().expect("id").to_string();
+    e.on_agent(&agent_ev("w", "accept", json!({"contact_id": id})), t(36.0))
+        .expect("ok");
+    e.on_agent(
+        &agent_ev("w", "complete", json!({"contact_id": id, "wrap_up_secs": 600})),
+        t(36.0),
+    )
+    .expect("ok");
+    // Ended early (0): the slot frees at once.
+    e.on_inbound(&inbound("m3", "chat", "c3", json!({})), t(37.0))
+        .expect("ok");
+    assert!(offers(&e.take_outputs()).is_empty());
+    e.on_agent(
+        &agent_ev("w", "wrap_up", json!({"contact_id": id, "wrap_up_secs": 0})),
+        t(40.0),
+    )
+    .expect("ok");
+    assert_eq!(offers(&e.take_outputs()).len(), 1, "c3 offered as the wrap-up ends");
+    // No wrap-up of that contact any more: rejected, with the reason.
+    e.on_agent(
+        &agent_ev("w", "wrap_up", json!({"contact_id": id, "wrap_up_secs": 5})),
+        t(41.0),
+    )
+    .expect("ok");
+    let r = events(&e.take_outputs(), "rejected");
+    assert_eq!(r[0]["error"], "no wrap-up of this contact for this agent");
+    let bad = decode_agent(
+        "w",
+        "wrap_up",
+        br#"{"v":1,"id":"x","type":"wrap_up","agent_id":"w","contact_id":"c"}"#,
+    );
+    assert_eq!(bad.map_err(|e| e.0), Err("missing field wrap_up_secs".to_string()));
+}
