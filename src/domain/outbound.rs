@@ -1,0 +1,258 @@
+//! Encoding of the router's outbound payloads: offers and desktop notices
+//! (`omni.offer.<agent>`), lifecycle events, SLA alerts and dead letters.
+//! Re-exported by `wire`, which callers use.
+
+use super::wire::Customer;
+use super::{AgentId, Channel, QueueName, SkillLevel, SkillName};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// RFC 3339 in UTC with milliseconds, as the router writes times.
+use super::timefmt::rfc3339;
+
+mod time_format {
+    use chrono::{DateTime, Utc};
+    use serde::Serializer;
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        match crate::domain::timefmt::rfc3339_bytes(*t)
+            .as_ref()
+            .map(|b| std::str::from_utf8(b))
+        {
+            Some(Ok(text)) => s.serialize_str(text),
+            _ => s.serialize_str(&super::rfc3339(*t)),
+        }
+    }
+}
+
+mod levels {
+    use super::{SkillLevel, SkillName};
+    use serde::ser::{SerializeMap, Serializer};
+    /// A JSON object, as the map it replaces: written without building one.
+    pub fn serialize<S: Serializer>(v: &[(&SkillName, SkillLevel)], s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(v.len()))?;
+        for (k, l) in v {
+            m.serialize_entry(k, l)?;
+        }
+        m.end()
+    }
+}
+
+/// Seconds rounded to milliseconds, so payloads stay readable.
+pub fn secs(d: chrono::Duration) -> f64 {
+    (d.num_milliseconds().max(0) as f64) / 1000.0
+}
+
+/// Why this agent got the offer: enough for a supervisor to audit a decision.
+#[derive(Debug, Clone, Serialize)]
+pub struct Why<'a> {
+    pub strategy: &'static str,
+    /// The agent is the one who served this customer last (affinity).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub returning_customer: bool,
+    /// The queue's relaxation step reached (0: the requirement as placed).
+    pub step: u8,
+    /// The requirement at that step.
+    pub required: &'a BTreeMap<SkillName, SkillLevel>,
+    /// The agent's level on each required skill, in `required`'s order.
+    #[serde(serialize_with = "levels::serialize")]
+    pub agent_levels: Vec<(&'a SkillName, SkillLevel)>,
+    pub candidates: usize,
+}
+
+/// One past contact of a customer, as offers show it (`history`) and the
+/// router keeps it (`customer.<hash>` records).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Served {
+    pub contact_id: String,
+    pub channel: Channel,
+    pub queue: QueueName,
+    /// The agent who took it; absent when nobody did (abandoned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentId>,
+    /// When it closed.
+    #[serde(serialize_with = "time_format::serialize")]
+    pub at: DateTime<Utc>,
+    /// `completed` or `abandoned`.
+    pub outcome: String,
+}
+
+/// `omni.offer.<agent_id>` with `kind` = `offer`.
+#[derive(Debug, Clone, Serialize)]
+pub struct OfferMsg<'a> {
+    pub v: u8,
+    pub kind: &'static str,
+    pub offer_id: &'a str,
+    pub contact_id: &'a str,
+    pub conversation_id: &'a str,
+    pub agent_id: &'a AgentId,
+    pub queue: &'a QueueName,
+    pub channel: Channel,
+    pub priority: u8,
+    #[serde(with = "time_format")]
+    pub offered_at: DateTime<Utc>,
+    #[serde(with = "time_format")]
+    pub expires_at: DateTime<Utc>,
+    pub waited_secs: f64,
+    pub customer: &'a Customer,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<&'a str>,
+    /// The customer's last contacts, oldest first (affinity on); absent
+    /// when none are known.
+    #[serde(skip_serializing_if = "<[Served]>::is_empty")]
+    pub history: &'a [Served],
+    pub why: Why<'a>,
+}
+
+/// `omni.offer.<agent_id>` with `kind` = `message`, `withdrawn`, `ended`
+/// or `set_away`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DesktopNotice<'a> {
+    pub v: u8,
+    pub kind: &'static str,
+    pub contact_id: &'a str,
+    pub conversation_id: &'a str,
+    pub agent_id: &'a AgentId,
+    pub channel: Channel,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offer_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<&'a str>,
+    #[serde(with = "time_format")]
+    pub at: DateTime<Utc>,
+}
+
+/// `omni.event.contact.<what>`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContactEventMsg<'a> {
+    pub v: u8,
+    pub event_id: String,
+    pub contact_id: Option<&'a str>,
+    pub conversation_id: Option<&'a str>,
+    pub channel: Option<Channel>,
+    pub queue: Option<&'a QueueName>,
+    pub agent_id: Option<&'a AgentId>,
+    #[serde(with = "time_format")]
+    pub at: DateTime<Utc>,
+    pub waited_secs: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offer_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_queue: Option<&'a QueueName>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to_queue: Option<&'a QueueName>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
+    /// `queued`: contacts waiting in the queue, this one included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<usize>,
+    /// `queued`: the queue's estimated wait for that position, once the
+    /// queue has a measured pace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_wait_secs: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertCustomer<'a> {
+    pub id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier: Option<&'a str>,
+}
+
+/// `omni.alert.sla.<kind>`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SlaAlertMsg<'a> {
+    pub v: u8,
+    pub alert_id: String,
+    pub kind: &'static str,
+    pub contact_id: &'a str,
+    pub conversation_id: &'a str,
+    pub queue: &'a QueueName,
+    pub channel: Channel,
+    pub policy: &'a str,
+    pub clock: &'static str,
+    pub threshold: f64,
+    pub target_secs: f64,
+    pub elapsed_secs: f64,
+    pub agent_id: Option<&'a AgentId>,
+    pub customer: AlertCustomer<'a>,
+    #[serde(with = "time_format")]
+    pub at: DateTime<Utc>,
+}
+
+/// How much of a refused payload a dead letter copies. The copy must stay
+/// well under the server's max payload, or publishing the dead letter itself
+/// would fail and the router would retry it forever.
+pub const DEAD_LETTER_MAX_COPY: usize = 64 * 1024;
+
+/// `omni.dlq.inbound` / `omni.dlq.agent`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetterMsg<'a> {
+    pub v: u8,
+    pub subject: &'a str,
+    pub error: &'a str,
+    /// The original payload as text when it is UTF-8, else absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<&'a str>,
+    /// The original payload in base64 when it is not UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_base64: Option<String>,
+    /// Size of the original payload.
+    pub payload_bytes: usize,
+    /// Set when only the first [`DEAD_LETTER_MAX_COPY`] bytes are copied.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub payload_truncated: bool,
+    #[serde(with = "time_format")]
+    pub at: DateTime<Utc>,
+}
+
+impl<'a> DeadLetterMsg<'a> {
+    pub fn new(subject: &'a str, payload: &'a [u8], error: &'a str, at: DateTime<Utc>) -> Self {
+        use base64::Engine as _;
+        let truncated = payload.len() > DEAD_LETTER_MAX_COPY;
+        let copy = &payload[..payload.len().min(DEAD_LETTER_MAX_COPY)];
+        let (text, b64) = match std::str::from_utf8(copy) {
+            Ok(t) => (Some(t), None),
+            // A cut through a multi-byte character is still text.
+            Err(e) if truncated && e.error_len().is_none() => {
+                (std::str::from_utf8(&copy[..e.valid_up_to()]).ok(), None)
+            }
+            Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(copy))),
+        };
+        DeadLetterMsg {
+            v: 1,
+            subject,
+            error,
+            payload: text,
+            payload_base64: b64,
+            payload_bytes: payload.len(),
+            payload_truncated: truncated,
+            at,
+        }
+    }
+}
+
+/// Serialises an outbound payload. The types above only hold strings,
+/// numbers and string-keyed maps, which JSON always represents; an error here
+/// would be a programming mistake, reported rather than panicking.
+pub fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+    // Most payloads fit: one allocation instead of a series of regrowths.
+    let mut buf = Vec::with_capacity(1024);
+    match serde_json::to_writer(&mut buf, v) {
+        Ok(()) => buf,
+        Err(e) => {
+            tracing::error!(error = %e, "Could not serialise an outbound payload.");
+            b"{}".to_vec()
+        }
+    }
+}
