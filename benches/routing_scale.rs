@@ -178,6 +178,7 @@ fn build_world(p: &Params, rng: &mut Rng) -> World {
                 priority: rng.between(0, 9) as u8,
                 sla_policy: Some("std".into()),
                 strategy: p.strategies[q % p.strategies.len()],
+                ring_size: 3,
                 offer_timeout_secs: Some(OFFER_TIMEOUT_SECS),
                 ageing: Default::default(),
                 relax: Vec::new(),

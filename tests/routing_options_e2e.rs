@@ -1,6 +1,7 @@
 //! The routing model's options end to end on a real nats-server, through
 //! the daemon's configuration: round robin and most-skilled strategies,
-//! weighted capacity, relaxation with overflow, and ageing. Timers run on
+//! weighted capacity, relaxation with overflow, ageing, admission
+//! control, a returning customer, explain and a ring group. Timers run on
 //! the daemon's real clock with short intervals; every wait is for an
 //! event, with a deadline.
 
@@ -272,5 +273,69 @@ async fn explain_says_why_a_contact_waits_behind_a_bearer_token() {
         .expect("http");
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("off"), "{body}");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_ring_group_rings_three_desktops_and_the_first_accept_wins() {
+    let nats = NatsServer::start();
+    let toml = [
+        "[[queues]]\nname = \"ring\"\nchannels = [\"voice\"]\nstrategy = \"ring_group\"\nring_size = 3\n",
+        &agent("g1", "", "voice = 1", ""),
+        &agent("g2", "", "voice = 1", ""),
+        &agent("g3", "", "voice = 1", ""),
+        &agent("g4", "", "voice = 1", ""),
+    ]
+    .concat();
+    let d = Daemon::start(support::config(&nats.url, &toml)).await;
+    let mut c = Client::connect(&nats.url).await;
+    c.contact("voice", "call-1", json!({})).await;
+    let mut rung = Vec::new();
+    for _ in 0..3 {
+        let (a, o) = next_offer(&mut c).await;
+        assert_eq!(o["why"]["strategy"], "ring_group");
+        rung.push((a, o["offer_id"].as_str().expect("offer id").to_string()));
+    }
+    // The second desktop to ring answers first.
+    let (winner, _) = rung[1].clone();
+    let contact_id = c
+        .expect("omni.event.contact.offered", WAIT, |v| v["conversation_id"] == "call-1")
+        .await["contact_id"]
+        .as_str()
+        .expect("contact id")
+        .to_string();
+    c.agent(&winner, "accept", json!({"contact_id": contact_id})).await;
+    c.expect("omni.event.contact.accepted", WAIT, |v| {
+        v["agent_id"] == winner.as_str()
+    })
+    .await;
+    for (a, offer_id) in rung.iter().filter(|(a, _)| *a != winner) {
+        let w = c
+            .expect(&format!("omni.offer.{a}"), WAIT, |v| v["kind"] == "withdrawn")
+            .await;
+        assert_eq!(
+            (&w["offer_id"], &w["reason"]),
+            (&json!(offer_id), &json!("taken by another agent"))
+        );
+    }
+    // A loser accepting late is refused; the call stays with the winner.
+    let loser = rung.iter().find(|(a, _)| *a != winner).expect("loser").0.clone();
+    c.agent(&loser, "accept", json!({"contact_id": contact_id})).await;
+    c.expect("omni.event.contact.rejected", WAIT, |v| v["agent_id"] == loser.as_str())
+        .await;
+    // The freed desktops ring for the next call, with the one never rung.
+    c.contact("voice", "call-2", json!({})).await;
+    let mut next = Vec::new();
+    for _ in 0..3 {
+        next.push(next_offer(&mut c).await.0);
+    }
+    next.sort();
+    let mut want: Vec<String> = ["g1", "g2", "g3", "g4"]
+        .iter()
+        .map(|s| s.to_string())
+        .filter(|a| *a != winner)
+        .collect();
+    want.sort();
+    assert_eq!(next, want);
     d.stop().await;
 }

@@ -122,9 +122,12 @@ pub struct QueueConfig {
     pub priority: i64,
     /// Name of an `[sla.policies.*]` entry; no SLA clock when absent.
     pub sla_policy: Option<String>,
-    /// `longest_idle`, `least_loaded`, `round_robin` or `most_skilled`;
-    /// `routing.default_strategy` when absent.
+    /// `longest_idle`, `least_loaded`, `round_robin`, `most_skilled` or
+    /// `ring_group`; `routing.default_strategy` when absent.
     pub strategy: Option<String>,
+    /// `ring_group` only: how many agents are offered a contact at once
+    /// (1–20, default 3).
+    pub ring_size: Option<i64>,
     /// Overrides `routing.offer_timeout_secs` for this queue.
     pub offer_timeout_secs: Option<f64>,
     /// Ageing: a waiting contact's priority rises one step per this many

@@ -6,6 +6,7 @@ use crate::domain::{check_skill_level, check_token, AgentId, Channel, Presence, 
 use crate::routing::spec::{
     Admission, Ageing, AgentSpec, QueueSpec, RelaxStep, RouterSpec as Spec, RuleSpec, SlaPolicy, Strategy,
 };
+use crate::routing::MAX_RING;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -90,17 +91,21 @@ fn skills(p: &mut Problems, key: &str, m: &BTreeMap<String, i64>) -> BTreeMap<Sk
     out
 }
 
+/// Agents a `ring_group` queue rings at once unless it says otherwise.
+const DEFAULT_RING: usize = 3;
+
 fn strategy(p: &mut Problems, key: &str, s: &str) -> Strategy {
     match s {
         "longest_idle" => Strategy::LongestIdle,
         "least_loaded" => Strategy::LeastLoaded,
         "round_robin" => Strategy::RoundRobin,
         "most_skilled" => Strategy::MostSkilled,
+        "ring_group" => Strategy::RingGroup,
         other => {
             p.add(
                 key,
                 other,
-                "strategy must be one of longest_idle, least_loaded, round_robin, most_skilled",
+                "strategy must be one of longest_idle, least_loaded, round_robin, most_skilled, ring_group",
             );
             Strategy::LongestIdle
         }
@@ -228,6 +233,24 @@ impl Config {
                 .as_deref()
                 .map(|s| strategy(&mut p, &format!("{key}.strategy"), s))
                 .unwrap_or(default_strategy);
+            let ring_size = match (q.ring_size, strat) {
+                (None, _) => DEFAULT_RING,
+                (Some(n), Strategy::RingGroup) => match usize::try_from(n) {
+                    Ok(n @ 1..=MAX_RING) => n,
+                    _ => {
+                        p.add(format!("{key}.ring_size"), n, format!("must be 1..{MAX_RING} agents"));
+                        DEFAULT_RING
+                    }
+                },
+                (Some(n), s) => {
+                    p.add(
+                        format!("{key}.ring_size"),
+                        n,
+                        format!("applies to strategy ring_group only (this queue's is {})", s.as_str()),
+                    );
+                    DEFAULT_RING
+                }
+            };
             let offer_timeout_secs = q.offer_timeout_secs;
             if let Some(t) = q.offer_timeout_secs {
                 p.seconds(&format!("{key}.offer_timeout_secs"), t, 86_400.0);
@@ -272,6 +295,7 @@ impl Config {
                         priority: prio,
                         sla_policy: q.sla_policy.clone(),
                         strategy: strat,
+                        ring_size,
                         offer_timeout_secs,
                         ageing,
                         relax: Vec::new(),

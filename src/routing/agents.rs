@@ -40,7 +40,9 @@
 //! - relaxation re-files a waiting contact under its relaxed requirement
 //!   (see `waiting` and the wait index); affinity checks the preferred
 //!   agent's entry directly after the walk (one lookup);
-//! - `ring_group` (not built yet) would take the first N of the walk.
+//! - `ring_group` walks the idle order and takes the first N who fit (a
+//!   second walk after the first pick, only for ring-group queues): work
+//!   is N plus the agents skipped.
 
 use super::spec::Strategy;
 use crate::domain::Channel;
@@ -389,7 +391,9 @@ impl AgentIndex {
             }
         };
         let walked = match strategy {
-            Strategy::LongestIdle | Strategy::MostSkilled => merge(tiers.iter().map(|t| &t.idle), f),
+            Strategy::LongestIdle | Strategy::MostSkilled | Strategy::RingGroup => {
+                merge(tiers.iter().map(|t| &t.idle), f)
+            }
             Strategy::LeastLoaded => merge(tiers.iter().map(|t| &t.load), f),
             Strategy::RoundRobin => merge(tiers.iter().map(|t| &t.rr), f),
         };

@@ -154,64 +154,144 @@ impl Engine {
 
     // ----- contact transitions -----
 
-    /// Makes a waiting contact an offer to an agent.
+    /// Makes a waiting contact an offer to an agent, and in a ring group
+    /// to up to `ring_size - 1` more (the next fitting agents in idle order
+    /// who have not passed on it).
     pub(super) fn offer(&mut self, cx: u32, ax: u32, candidates: usize, now: DateTime<Utc>) -> bool {
         let Some(s) = self.slot(cx) else { return false };
         if !s.c.is_waiting() || ax as usize >= self.agents.len() {
             debug_assert!(false, "offer of a contact that is not waiting");
             return false;
         }
-        let timeout = self
-            .queues
-            .get(s.route_q as usize)
+        let q = self.queues.get(s.route_q as usize);
+        let timeout = q
             .and_then(|q| q.offer_timeout_secs)
             .or(self.spec.channel_offer_timeout_secs[s.c.channel.index()])
             .unwrap_or(self.spec.offer_timeout_secs);
-        let offer_id = super::outputs::new_id("off");
-        let expires_at = now + secs_to_duration(timeout);
+        let ring_size = q
+            .filter(|q| q.strategy == Strategy::RingGroup)
+            .map_or(1, |q| q.ring_size);
         let q = s.q;
+        let ring = if ring_size > 1 {
+            self.ring(cx, ax, ring_size - 1)
+        } else {
+            Vec::new()
+        };
+        let expires_at = now + secs_to_duration(timeout);
         self.dequeue(cx);
         self.pace(q, now);
-        let agent = self.agents[ax as usize].a.id.clone();
+        let members: Vec<(u32, AgentId, String)> = std::iter::once(ax)
+            .chain(ring)
+            .map(|ax| (ax, self.agents[ax as usize].a.id.clone(), super::outputs::new_id("off")))
+            .collect();
+        let ring = members[1..]
+            .iter()
+            .map(|(_, agent, offer_id)| super::RingOffer {
+                agent: agent.clone(),
+                offer_id: offer_id.clone(),
+            })
+            .collect();
+        let (agent, offer_id) = (members[0].1.clone(), members[0].2.clone());
         let Some(s) = self.slot_mut(cx) else { return false };
         let channel = s.c.channel;
         s.c.state = super::ContactState::Offered {
-            agent: agent.clone(),
-            offer_id: offer_id.clone(),
+            agent,
+            offer_id,
             offered_at: now,
             expires_at,
             candidates,
+            ring,
         };
-        // One index update for both changes: a slot taken, idle from now.
-        self.agents[ax as usize].holding.push(cx);
-        self.offer_seq += 1;
-        let seq = self.offer_seq;
-        self.change_agent(ax, |a| {
-            a.load[channel.index()] += 1;
-            a.idle_since = now;
-            a.last_offer = seq;
-        });
+        for (ax, _, _) in &members {
+            // One index update for both changes: a slot taken, idle from now.
+            self.agents[*ax as usize].holding.push(cx);
+            self.offer_seq += 1;
+            let seq = self.offer_seq;
+            self.change_agent(*ax, |a| {
+                a.load[channel.index()] += 1;
+                a.idle_since = now;
+                a.last_offer = seq;
+            });
+        }
         self.dirty_contacts.insert(self.contacts_id(cx));
         self.timers.insert(expires_at, Timer::OfferExpiry(cx));
         self.emit_offer(cx);
-        self.event("offered", cx, now, None, Some(&offer_id));
+        for (_, agent, offer_id) in &members {
+            self.event_with("offered", cx, now, |m| {
+                (m.agent_id, m.offer_id) = (Some(agent), Some(offer_id.as_str()));
+            });
+        }
         true
     }
 
-    /// Puts an offered contact back in the queue with its original age.
-    pub(super) fn requeue(&mut self, cx: u32, agent: &AgentId, now: DateTime<Utc>) {
-        let Some(s) = self.slot_mut(cx) else { return };
-        if let super::ContactState::Offered { expires_at, .. } = s.c.state {
+    /// Up to `n` more agents for a ring group's offer besides `first`: free
+    /// on the channel, fitting the requirement, not having passed on it,
+    /// longest idle first. Costs `n` plus the agents skipped.
+    fn ring(&mut self, cx: u32, first: u32, n: usize) -> Vec<u32> {
+        let Some(s) = self.slot(cx) else { return Vec::new() };
+        let declined: Vec<u32> =
+            s.c.declined_by
+                .iter()
+                .filter_map(|a| self.agent_ix.get(a).copied())
+                .collect();
+        let mut more = Vec::with_capacity(n.min(super::MAX_RING));
+        let (_, walked) = self.free.walk(s.c.channel, &s.need, Strategy::RingGroup, None, |ax| {
+            if ax != first && !declined.contains(&ax) && fits(&self.agents[ax as usize].skills, &s.need) {
+                more.push(ax);
+            }
+            if more.len() >= n {
+                Step::Stop
+            } else {
+                Step::Next
+            }
+        });
+        self.work.examined += walked;
+        more
+    }
+
+    /// Takes the offer back from one agent (declined, expired, left their
+    /// desk): they are remembered as having passed on it and their slot is
+    /// freed. The contact stays offered to the rest of its ring group, or
+    /// goes back to the queue with its original age when nobody is left.
+    /// Returns whether it went back to the queue.
+    pub(super) fn withdraw_from(&mut self, cx: u32, agent: &AgentId, now: DateTime<Utc>) -> bool {
+        let Some(s) = self.slot_mut(cx) else { return false };
+        let channel = s.c.channel;
+        let super::ContactState::Offered {
+            agent: first,
+            offer_id,
+            ring,
+            expires_at,
+            ..
+        } = &mut s.c.state
+        else {
+            return false;
+        };
+        let last = ring.is_empty();
+        if first == agent {
+            if !last {
+                let next = ring.remove(0);
+                (*first, *offer_id) = (next.agent, next.offer_id);
+            }
+        } else if let Some(i) = ring.iter().position(|r| &r.agent == agent) {
+            ring.remove(i);
+        } else {
+            return false;
+        }
+        let expires_at = *expires_at;
+        if last {
+            s.c.state = super::ContactState::Waiting;
             self.timers.cancel(expires_at, Timer::OfferExpiry(cx));
         }
-        let Some(s) = self.slot_mut(cx) else { return };
-        let channel = s.c.channel;
-        s.c.state = super::ContactState::Waiting;
+        let Some(s) = self.slot_mut(cx) else { return false };
         s.c.add_decliner(agent);
         self.unhold(cx, agent);
         self.dirty_contacts.insert(self.contacts_id(cx));
-        self.enqueue(cx, now);
+        if last {
+            self.enqueue(cx, now);
+        }
         self.release(agent, channel, now);
+        last
     }
 
     /// Frees one of the agent's slots on a channel.
@@ -237,9 +317,12 @@ impl Engine {
         let Some(s) = self.slot(cx) else { return };
         let state = s.c.state.clone();
         match &state {
-            super::ContactState::Offered { agent, expires_at, .. } => {
+            super::ContactState::Offered { expires_at, .. } => {
+                let offers = s.c.offers();
                 self.timers.cancel(*expires_at, Timer::OfferExpiry(cx));
-                self.unhold(cx, agent);
+                for (agent, _) in offers {
+                    self.unhold(cx, &agent);
+                }
             }
             super::ContactState::Assigned { agent, .. } => self.unhold(cx, agent),
             super::ContactState::Waiting => {}

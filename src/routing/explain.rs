@@ -29,8 +29,17 @@ impl Engine {
         let route = self.queues.get(s.route_q as usize);
         let state = match &c.state {
             ContactState::Waiting => json!({"status": "waiting"}),
-            ContactState::Offered { agent, expires_at, .. } => {
-                json!({"status": "offered", "agent_id": agent, "expires_at": crate::domain::wire::rfc3339(*expires_at)})
+            ContactState::Offered {
+                agent,
+                expires_at,
+                ring,
+                ..
+            } => {
+                let mut o = json!({"status": "offered", "agent_id": agent, "expires_at": crate::domain::wire::rfc3339(*expires_at)});
+                if !ring.is_empty() {
+                    o["ring"] = json!(ring.iter().map(|r| &r.agent).collect::<Vec<_>>());
+                }
+                o
             }
             ContactState::Assigned { agent, .. } => json!({"status": "assigned", "agent_id": agent}),
         };

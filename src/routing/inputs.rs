@@ -165,12 +165,17 @@ impl Engine {
                 self.remember(cx, None, "abandoned", now);
                 self.close(cx);
             }
-            ContactState::Offered { agent, offer_id, .. } => {
-                self.notice(cx, &agent, "withdrawn", Some(&offer_id), Some("customer left"), now);
+            ContactState::Offered { .. } => {
+                let offers = s.c.offers();
+                for (agent, offer_id) in &offers {
+                    self.notice(cx, agent, "withdrawn", Some(offer_id), Some("customer left"), now);
+                }
                 self.event("abandoned", cx, now, None, None);
                 self.remember(cx, None, "abandoned", now);
                 self.close(cx);
-                self.release(&agent, channel, now);
+                for (agent, _) in &offers {
+                    self.release(agent, channel, now);
+                }
             }
             ContactState::Assigned { agent, .. } => {
                 if let Some(s) = self.slot_mut(cx) {
@@ -253,10 +258,10 @@ impl Engine {
             AgentEventBody::Accept { contact_id } => self.accept(ax, contact_id, now),
             AgentEventBody::Decline { contact_id, reason } => match self.held(contact_id, aid) {
                 Some((cx, ContactState::Offered { .. })) => {
-                    self.event("declined", cx, now, reason.as_deref(), None);
+                    self.event_by("declined", cx, aid, now, reason.as_deref());
                     // A decline is an answer: it ends a run of missed offers.
                     self.change_agent(ax, |a| a.missed_offers = 0);
-                    self.requeue(cx, aid, now);
+                    self.withdraw_from(cx, aid, now);
                     Outcome::Applied
                 }
                 _ => self.reject(contact_id, aid, "contact is not offered to this agent", now),
@@ -325,13 +330,32 @@ impl Engine {
     fn accept(&mut self, ax: u32, contact_id: &str, now: DateTime<Utc>) -> Outcome {
         let aid = self.agents[ax as usize].a.id.clone();
         match self.held(contact_id, &aid) {
-            Some((
-                cx,
-                ContactState::Offered {
-                    offer_id, expires_at, ..
-                },
-            )) => {
+            Some((cx, ContactState::Offered { expires_at, .. })) => {
                 self.timers.cancel(expires_at, Timer::OfferExpiry(cx));
+                let Some(s) = self.slot_mut(cx) else {
+                    return Outcome::Ignored("gone");
+                };
+                // A ring group: the first to accept takes it, the others
+                // are told at once and their slots freed.
+                let offers = s.c.offers();
+                let Some(offer_id) = s.c.offer_to(&aid).map(str::to_string) else {
+                    return Outcome::Ignored("gone");
+                };
+                let (channel, others) = (s.c.channel, offers.iter().filter(|(a, _)| *a != aid));
+                for (agent, offer_id) in others.clone() {
+                    self.notice(
+                        cx,
+                        agent,
+                        "withdrawn",
+                        Some(offer_id),
+                        Some("taken by another agent"),
+                        now,
+                    );
+                    self.unhold(cx, agent);
+                }
+                for (agent, _) in others {
+                    self.release(agent, channel, now);
+                }
                 let Some(s) = self.slot_mut(cx) else {
                     return Outcome::Ignored("gone");
                 };
@@ -482,7 +506,7 @@ impl Engine {
     fn held(&self, contact_id: &str, agent: &AgentId) -> Option<(u32, ContactState)> {
         let cx = self.contact_slot_of(contact_id)?;
         let c = &self.slot(cx)?.c;
-        (c.agent() == Some(agent)).then(|| (cx, c.state.clone()))
+        c.held_by(agent).then(|| (cx, c.state.clone()))
     }
 
     fn set_presence(&mut self, ax: u32, status: Presence, now: DateTime<Utc>) -> Outcome {
@@ -501,53 +525,52 @@ impl Engine {
             // expire; route them on now.
             let aid = self.agents[ax as usize].a.id.clone();
             for cx in self.held_by(ax, true) {
-                let Some(ContactState::Offered { offer_id, .. }) = self.slot(cx).map(|s| s.c.state.clone()) else {
+                let Some(offer_id) = self.slot(cx).and_then(|s| s.c.offer_to(&aid)).map(str::to_string) else {
                     continue;
                 };
-                self.notice(
-                    cx,
-                    &aid,
-                    "withdrawn",
-                    Some(&offer_id),
-                    Some("agent is no longer available"),
-                    now,
-                );
-                self.event("declined", cx, now, Some("agent is no longer available"), None);
-                self.requeue(cx, &aid, now);
+                let reason = Some("agent is no longer available");
+                self.notice(cx, &aid, "withdrawn", Some(&offer_id), reason, now);
+                self.event_by("declined", cx, &aid, now, reason);
+                self.withdraw_from(cx, &aid, now);
             }
         }
         Outcome::Applied
     }
 
+    /// An offer nobody answered in time: every agent it went to is told
+    /// and counts a missed offer (set away after
+    /// `routing.max_missed_offers` in a row); the contact goes back to the
+    /// queue with its age.
     fn expire_offer(&mut self, cx: u32, at: DateTime<Utc>, now: DateTime<Utc>) {
         let Some(s) = self.slot(cx) else { return };
-        let ContactState::Offered {
-            agent,
-            offer_id,
-            expires_at,
-            ..
-        } = s.c.state.clone()
-        else {
+        let ContactState::Offered { expires_at, .. } = s.c.state else {
             return;
         };
         if expires_at != at {
             return;
         }
-        self.notice(cx, &agent, "withdrawn", Some(&offer_id), Some("offer expired"), now);
-        self.event("offer_expired", cx, now, None, None);
-        self.requeue(cx, &agent, now);
-        let Some(ax) = self.agent_ix.get(&agent).copied() else {
-            return;
-        };
+        let offers = s.c.offers();
+        for (agent, offer_id) in &offers {
+            self.notice(cx, agent, "withdrawn", Some(offer_id), Some("offer expired"), now);
+            self.event_with("offer_expired", cx, now, |m| m.agent_id = Some(agent));
+        }
+        for (agent, _) in &offers {
+            self.withdraw_from(cx, agent, now);
+        }
         let max = self.spec.max_missed_offers;
-        self.change_agent(ax, |a| a.missed_offers += 1);
-        let a = &self.agents[ax as usize].a;
-        if a.missed_offers >= max && a.status == Presence::Available {
-            tracing::info!(agent_id = %agent, missed = max, "Agent let offers expire in a row; setting away.");
-            // The desktop is told why, before the withdrawals that follow.
-            let reason = format!("{max} offers expired in a row");
-            self.notice(cx, &agent, "set_away", None, Some(&reason), now);
-            self.set_presence(ax, Presence::Away, now);
+        for (agent, _) in &offers {
+            let Some(ax) = self.agent_ix.get(agent).copied() else {
+                continue;
+            };
+            self.change_agent(ax, |a| a.missed_offers += 1);
+            let a = &self.agents[ax as usize].a;
+            if a.missed_offers >= max && a.status == Presence::Available {
+                tracing::info!(agent_id = %agent, missed = max, "Agent let offers expire in a row; setting away.");
+                // The desktop is told why, before the withdrawals that follow.
+                let reason = format!("{max} offers expired in a row");
+                self.notice(cx, agent, "set_away", None, Some(&reason), now);
+                self.set_presence(ax, Presence::Away, now);
+            }
         }
     }
 }

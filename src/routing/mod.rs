@@ -22,7 +22,9 @@
 //! effective-priority-then-age order; offer each to the best free agent
 //! that fits its current (relaxed) requirement: the customer's last agent
 //! (affinity) if they can take it, else the best under its routing queue's
-//! strategy, preferring agents who have not declined it". Ageing,
+//! strategy, preferring agents who have not declined it"; a ring group's
+//! contact goes at once to that agent and the next `ring_size - 1` who fit
+//! and have not declined it, in idle order. Ageing,
 //! relaxation and business hours change what waits and how only at
 //! deadlines, which are timers like any other.
 //! The engine reaches them without scanning: between inputs nothing waiting
@@ -40,6 +42,9 @@
 //! - an agent never holds more offered + assigned + wrapping-up contacts on a
 //!   channel than their capacity there (a capacity lowered at run time keeps
 //!   what is already held, and offers nothing more);
+//! - a contact is offered to at most `ring_size` distinct agents at once
+//!   (one outside ring groups), each holding a slot for it, and assigned to
+//!   exactly one: the first accept withdraws every other member's offer;
 //! - only waiting contacts are offered, highest effective priority first,
 //!   then oldest first; after every input no waiting contact (of an open
 //!   queue) fits a free agent;
@@ -69,8 +74,8 @@ mod timers;
 mod waiting;
 
 pub use model::{
-    clip, contact_id_for, Agent, Contact, ContactState, FollowUp, WrapUp, MAX_CONTACT_JSON_BYTES, MAX_DECLINED_BY,
-    MAX_PENDING_FOLLOW_UPS, MAX_SUBJECT_BYTES, MAX_TEXT_BYTES,
+    clip, contact_id_for, Agent, Contact, ContactState, FollowUp, RingOffer, WrapUp, MAX_CONTACT_JSON_BYTES,
+    MAX_DECLINED_BY, MAX_PENDING_FOLLOW_UPS, MAX_RING, MAX_SUBJECT_BYTES, MAX_TEXT_BYTES,
 };
 
 use crate::domain::{AgentId, Presence, QueueName, SkillLevel, SkillName};
@@ -169,6 +174,8 @@ fn map_with<K, V>(n: usize) -> FastMap<K, V> {
 struct QueueSlot {
     name: QueueName,
     strategy: Strategy,
+    /// Agents rung at once (`ring_group` only).
+    ring_size: usize,
     /// The queue's own accept timeout, if it sets one.
     offer_timeout_secs: Option<f64>,
     ageing: Ageing,
@@ -406,7 +413,34 @@ impl Engine {
         }
         for mut c in contacts {
             // A contact held by an agent that no longer exists goes back to
-            // the queue rather than being lost.
+            // the queue rather than being lost (a ring group's offer stays
+            // with the members that still exist).
+            if c.offers().iter().any(|(a, _)| !e.agent_ix.contains_key(a)) {
+                let left: Vec<_> = c
+                    .offers()
+                    .into_iter()
+                    .filter(|(a, _)| e.agent_ix.contains_key(a))
+                    .collect();
+                if let (
+                    ContactState::Offered {
+                        agent, offer_id, ring, ..
+                    },
+                    Some(first),
+                ) = (&mut c.state, left.first())
+                {
+                    (*agent, *offer_id) = first.clone();
+                    *ring = left[1..]
+                        .iter()
+                        .map(|(agent, offer_id)| model::RingOffer {
+                            agent: agent.clone(),
+                            offer_id: offer_id.clone(),
+                        })
+                        .collect();
+                } else {
+                    c.state = ContactState::Waiting;
+                }
+                e.dirty_contacts.insert(c.id.clone());
+            }
             if c.agent().is_some_and(|a| !e.agent_ix.contains_key(a)) {
                 c.state = ContactState::Waiting;
                 e.dirty_contacts.insert(c.id.clone());
@@ -423,22 +457,23 @@ impl Engine {
                 continue;
             };
             let channel = slot.c.channel;
-            let holder = match &slot.c.state {
-                ContactState::Waiting => None,
-                ContactState::Offered { agent, expires_at, .. } => {
+            let holders: Vec<AgentId> = match &slot.c.state {
+                ContactState::Waiting => Vec::new(),
+                ContactState::Offered { expires_at, .. } => {
                     e.timers.insert(*expires_at, Timer::OfferExpiry(cx));
-                    Some(agent)
+                    slot.c.offers().into_iter().map(|(a, _)| a).collect()
                 }
-                ContactState::Assigned { agent, .. } => Some(agent),
+                ContactState::Assigned { agent, .. } => vec![agent.clone()],
             };
-            match holder.and_then(|a| e.agent_ix.get(a)).copied() {
-                // Loads only: agents enter the free index once, below.
-                Some(ax) => {
-                    let a = &mut e.agents[ax as usize];
-                    a.holding.push(cx);
-                    a.a.load[channel.index()] += 1;
-                }
-                None => e.enqueue(cx, now),
+            let holders: Vec<u32> = holders.iter().filter_map(|a| e.agent_ix.get(a).copied()).collect();
+            if holders.is_empty() {
+                e.enqueue(cx, now);
+            }
+            // Loads only: agents enter the free index once, below.
+            for ax in holders {
+                let a = &mut e.agents[ax as usize];
+                a.holding.push(cx);
+                a.a.load[channel.index()] += 1;
             }
             e.schedule_sla(cx);
         }
@@ -504,6 +539,7 @@ impl Engine {
         self.queues.push(QueueSlot {
             name: name.clone(),
             strategy: spec.map_or(Strategy::LongestIdle, |q| q.strategy),
+            ring_size: spec.map_or(1, |q| q.ring_size),
             offer_timeout_secs: spec.and_then(|q| q.offer_timeout_secs),
             ageing: spec.map_or_else(Ageing::default, |q| q.ageing),
             relaxes: spec.is_some_and(|q| !q.relax.is_empty()),

@@ -28,6 +28,12 @@ pub enum ContactState {
         offered_at: DateTime<Utc>,
         expires_at: DateTime<Utc>,
         candidates: usize,
+        /// The other agents a ring group offers the contact to at the same
+        /// time (each with an offer of their own; one expiry for all). The
+        /// first to accept takes it; the rest get `withdrawn`. At most
+        /// [`MAX_RING`] agents in all.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ring: Vec<RingOffer>,
     },
     Assigned {
         agent: AgentId,
@@ -35,6 +41,16 @@ pub enum ContactState {
         accepted_at: DateTime<Utc>,
     },
 }
+
+/// One more agent a ring group's offer went to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RingOffer {
+    pub agent: AgentId,
+    pub offer_id: String,
+}
+
+/// The most agents a ring group offers one contact to at once.
+pub const MAX_RING: usize = 20;
 
 /// An open contact. This is also its persisted form (JSON in the state
 /// bucket under `contact.<id>`); the customer's address is deliberately not
@@ -163,6 +179,44 @@ impl Contact {
         match &self.state {
             ContactState::Waiting => None,
             ContactState::Offered { agent, .. } | ContactState::Assigned { agent, .. } => Some(agent),
+        }
+    }
+
+    /// Every agent the contact is offered to, with their offer id: one,
+    /// or a ring group's members (the first is `agent`).
+    pub fn offers(&self) -> Vec<(AgentId, String)> {
+        match &self.state {
+            ContactState::Offered {
+                agent, offer_id, ring, ..
+            } => std::iter::once((agent.clone(), offer_id.clone()))
+                .chain(ring.iter().map(|r| (r.agent.clone(), r.offer_id.clone())))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether the agent holds the contact: assigned to them, or offered to
+    /// them (alone or in a ring group).
+    pub fn held_by(&self, a: &AgentId) -> bool {
+        match &self.state {
+            ContactState::Waiting => false,
+            ContactState::Assigned { agent, .. } => agent == a,
+            ContactState::Offered { agent, ring, .. } => agent == a || ring.iter().any(|r| &r.agent == a),
+        }
+    }
+
+    /// The id of the offer made to this agent, if the contact is offered to them.
+    pub fn offer_to(&self, a: &AgentId) -> Option<&str> {
+        match &self.state {
+            ContactState::Offered {
+                agent, offer_id, ring, ..
+            } => {
+                if agent == a {
+                    return Some(offer_id);
+                }
+                ring.iter().find(|r| &r.agent == a).map(|r| r.offer_id.as_str())
+            }
+            _ => None,
         }
     }
 

@@ -25,16 +25,23 @@ pub(super) fn new_id(prefix: &str) -> String {
 }
 
 impl Engine {
-    /// The offer of an offered contact (again, after a restart: same id).
+    /// The offer of an offered contact to each agent it went to (again,
+    /// after a restart: same ids).
     pub(super) fn emit_offer(&mut self, cx: u32) {
+        let Some(s) = self.slot(cx) else { return };
+        for (agent, offer_id) in s.c.offers() {
+            self.emit_offer_to(cx, &agent, &offer_id);
+        }
+    }
+
+    fn emit_offer_to(&mut self, cx: u32, agent: &AgentId, offer_id: &str) {
         let Some(s) = self.slot(cx) else { return };
         let c = &s.c;
         let super::ContactState::Offered {
-            agent,
-            offer_id,
             offered_at,
             expires_at,
             candidates,
+            ..
         } = &c.state
         else {
             return;
@@ -80,7 +87,7 @@ impl Engine {
         };
         let out = Outbound {
             subject: OutSubject::Desktop(agent.clone()),
-            msg_id: offer_id.clone(),
+            msg_id: offer_id.to_string(),
             payload: wire::to_json(&msg),
             queue: Some(c.queue.clone()),
         };
@@ -168,6 +175,19 @@ impl Engine {
         self.event_with("queued", cx, now, |m| {
             (m.position, m.estimated_wait_secs, m.from_queue) = (Some(position), ewt, from);
         });
+    }
+
+    /// A lifecycle event about what one agent did (or was done to them):
+    /// `agent_id` is that agent, also for a ring group's other members.
+    pub(super) fn event_by(
+        &mut self,
+        what: &'static str,
+        cx: u32,
+        agent: &AgentId,
+        now: DateTime<Utc>,
+        reason: Option<&str>,
+    ) {
+        self.event_with(what, cx, now, |m| (m.agent_id, m.reason) = (Some(agent), reason));
     }
 
     pub(super) fn event_with<'a>(

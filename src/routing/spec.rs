@@ -24,6 +24,12 @@ pub enum Strategy {
     /// (the one it requires at the highest level; alphabetical first on
     /// ties), then the longest idle. Without required skills, longest idle.
     MostSkilled,
+    /// Offers the contact at once to up to the queue's `ring_size` fitting
+    /// agents, longest idle first; the first to accept takes it and the
+    /// others get `withdrawn` at once. One who declines drops out of the
+    /// ring; when the last one declines, or the offer expires, the contact
+    /// goes back to the queue with its age.
+    RingGroup,
 }
 
 impl Strategy {
@@ -33,6 +39,7 @@ impl Strategy {
             Strategy::LeastLoaded => "least_loaded",
             Strategy::RoundRobin => "round_robin",
             Strategy::MostSkilled => "most_skilled",
+            Strategy::RingGroup => "ring_group",
         }
     }
 }
@@ -45,6 +52,9 @@ pub struct QueueSpec {
     pub priority: u8,
     pub sla_policy: Option<String>,
     pub strategy: Strategy,
+    /// How many agents a `ring_group` queue offers a contact to at once
+    /// (1..=[`MAX_RING`](super::model::MAX_RING)).
+    pub ring_size: usize,
     /// The queue's own accept timeout; else the channel's, else the default.
     pub offer_timeout_secs: Option<f64>,
     pub ageing: Ageing,

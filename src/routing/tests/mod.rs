@@ -9,6 +9,7 @@ use model::secs_to_duration;
 use serde_json::json;
 
 mod props;
+mod ring;
 mod strategies;
 
 fn spec(toml: &str) -> Arc<RouterSpec> {

@@ -2,7 +2,9 @@
 //! scanning reference model in `tests/routing_model.rs` checks each decision
 //! itself): no offer beyond skill, capacity or presence, loads that match
 //! what agents hold, nothing waiting while a free agent could take it, and a
-//! restore that changes nothing.
+//! restore that changes nothing; in a ring group, one contact offered to
+//! several agents at once, assigned to exactly one of them and withdrawn
+//! from the rest.
 
 use super::*;
 use proptest::prelude::{
@@ -62,50 +64,51 @@ fn op() -> impl PropStrategy<Value = Op> {
 const SKILLS: [&str; 3] = ["s", "t", "u"];
 const AGENTS: [&str; 4] = ["p0", "p1", "p2", "p3"];
 
-fn prop_spec() -> Arc<RouterSpec> {
-    spec(
+fn prop_spec(ring: Option<usize>) -> Arc<RouterSpec> {
+    let ring = ring.map_or(String::new(), |n| {
+        format!("strategy = \"ring_group\"\nring_size = {n}\n")
+    });
+    spec(&format!(
         r#"
 [routing]
 offer_timeout_secs = 7
 max_missed_offers = 3
 [sla.policies.p]
-first_response_secs = { email = 30, chat = 5, social = 20, voice = 3 }
+first_response_secs = {{ email = 30, chat = 5, social = 20, voice = 3 }}
 warning_thresholds = [0.5]
 [[queues]]
 name = "q"
 channels = ["email", "chat", "social", "voice"]
-skills = { s = 3 }
+skills = {{ s = 3 }}
 sla_policy = "p"
+{ring}
 [[agents]]
 id = "p0"
-skills = { s = 3, t = 5 }
-capacity = { email = 2, chat = 1, voice = 1 }
+skills = {{ s = 3, t = 5 }}
+capacity = {{ email = 2, chat = 1, voice = 1 }}
 initial_status = "available"
 [[agents]]
 id = "p1"
-skills = { s = 2, u = 9 }
-capacity = { email = 1, chat = 3, social = 1 }
+skills = {{ s = 2, u = 9 }}
+capacity = {{ email = 1, chat = 3, social = 1 }}
 initial_status = "available"
 [[agents]]
 id = "p2"
-skills = { s = 9, t = 1, u = 1 }
-capacity = { chat = 1, voice = 2 }
+skills = {{ s = 9, t = 1, u = 1 }}
+capacity = {{ chat = 1, voice = 2 }}
 initial_status = "away"
 [[agents]]
 id = "p3"
-skills = { s = 5 }
-capacity = { email = 1, social = 2 }
+skills = {{ s = 5 }}
+capacity = {{ email = 1, social = 2 }}
 initial_status = "offline"
-"#,
-    )
+"#
+    ))
 }
 
 /// Contacts an agent holds on a channel, counted from the contacts.
 fn held(e: &Engine, a: &Agent, ch: Channel) -> u32 {
-    let contacts = e
-        .contacts()
-        .filter(|c| c.channel == ch && c.agent() == Some(&a.id))
-        .count() as u32;
+    let contacts = e.contacts().filter(|c| c.channel == ch && c.held_by(&a.id)).count() as u32;
     let wraps = a.wrap_ups.iter().filter(|w| w.channel == ch).count() as u32;
     contacts + wraps
 }
@@ -117,7 +120,7 @@ fn check_invariants(e: &Engine, out: &[Outbound]) -> Result<(), TestCaseError> {
         // The offer may have been answered later in the same step (never here:
         // one input per step), so the contact is still offered to this agent.
         let c = c.expect("offered contact is open");
-        let offered_here = matches!(&c.state, ContactState::Offered { agent: x, .. } if x.as_str() == agent);
+        let offered_here = c.offer_to(&a.id) == offer["offer_id"].as_str();
         prop_assert!(offered_here, "offer not recorded on the contact");
         prop_assert_eq!(a.status, Presence::Available, "offer to a non-available agent");
         prop_assert!(
@@ -143,6 +146,13 @@ fn check_invariants(e: &Engine, out: &[Outbound]) -> Result<(), TestCaseError> {
             );
         }
     }
+    for c in e.contacts() {
+        let offers = c.offers();
+        let agents: BTreeSet<&AgentId> = offers.iter().map(|(a, _)| a).collect();
+        prop_assert_eq!(agents.len(), offers.len(), "an agent twice in one ring");
+        let ring = spec_ring(e);
+        prop_assert!(offers.len() <= ring, "{} offers for a ring of {}", offers.len(), ring);
+    }
     // Work-conserving: nothing waits while an available agent could take it.
     for c in e.contacts().filter(|c| c.state == ContactState::Waiting) {
         for a in e.agents() {
@@ -155,19 +165,57 @@ fn check_invariants(e: &Engine, out: &[Outbound]) -> Result<(), TestCaseError> {
 fn nth_held(e: &Engine, agent: &str, nth: usize, offered: bool) -> Option<String> {
     let mut v: Vec<&Contact> = e
         .contacts()
-        .filter(|c| c.agent().is_some_and(|a| a.as_str() == agent))
+        .filter(|c| AgentId::try_from(agent).is_ok_and(|a| c.held_by(&a)))
         .filter(|c| matches!(c.state, ContactState::Offered { .. }) == offered)
         .collect();
     v.sort_by(|a, b| a.id.cmp(&b.id));
     v.get(nth % v.len().max(1)).map(|c| c.id.clone())
 }
 
+/// The ring size the engine's queue `q` uses (1 unless a ring group).
+fn spec_ring(e: &Engine) -> usize {
+    e.spec
+        .queues
+        .get("q")
+        .filter(|q| q.strategy == crate::routing::spec::Strategy::RingGroup)
+        .map_or(1, |q| q.ring_size)
+}
+
+/// A ring group's contact accepted by one member: assigned to exactly that
+/// agent, held by nobody else, and every other member told `withdrawn`
+/// with their own offer id.
+fn check_accepted(
+    e: &Engine,
+    cid: &str,
+    agent: &str,
+    before: &[(AgentId, String)],
+    out: &[Outbound],
+) -> Result<(), TestCaseError> {
+    let Some(c) = e.contact(cid) else { return Ok(()) };
+    let assigned = matches!(&c.state, ContactState::Assigned { agent: x, .. } if x.as_str() == agent);
+    prop_assert!(assigned, "{} not assigned to {}", cid, agent);
+    for (other, offer_id) in before.iter().filter(|(a, _)| a.as_str() != agent) {
+        prop_assert!(!c.held_by(other), "{} still holds {}", other, cid);
+        let told = out.iter().any(|o| {
+            let v: serde_json::Value = serde_json::from_slice(&o.payload).unwrap_or_default();
+            o.subject == OutSubject::Desktop(other.clone())
+                && v["kind"] == "withdrawn"
+                && v["offer_id"] == offer_id.as_str()
+        });
+        prop_assert!(told, "{} not told the ring's contact was taken", other);
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn routing_never_breaks_skill_capacity_or_presence(ops in proptest::collection::vec(op(), 1..60)) {
-        let spec = prop_spec();
+    fn routing_never_breaks_skill_capacity_or_presence(
+        ring in proptest::option::of(2..5usize),
+        ops in proptest::collection::vec(op(), 1..60),
+    ) {
+        let spec = prop_spec(ring);
         let mut e = Engine::new(Arc::clone(&spec), t(0.0));
         let first = e.take_outputs();
         check_invariants(&e, &first)?;
@@ -186,7 +234,14 @@ proptest! {
                     e.on_agent(&agent_ev(AGENTS[agent], "presence", json!({"status": s})), t(now)).map(|_| ())
                 }
                 Op::Accept { agent, nth } => match nth_held(&e, AGENTS[agent], nth, true) {
-                    Some(cid) => e.on_agent(&agent_ev(AGENTS[agent], "accept", json!({"contact_id": cid})), t(now)).map(|_| ()),
+                    Some(cid) => {
+                        let before = e.contact(&cid).map(Contact::offers).unwrap_or_default();
+                        let r = e.on_agent(&agent_ev(AGENTS[agent], "accept", json!({"contact_id": cid})), t(now)).map(|_| ());
+                        let out = e.take_outputs();
+                        check_accepted(&e, &cid, AGENTS[agent], &before, &out)?;
+                        e.out.extend(out);
+                        r
+                    }
                     None => Ok(()),
                 },
                 Op::Decline { agent, nth } => match nth_held(&e, AGENTS[agent], nth, true) {
