@@ -339,3 +339,54 @@ async fn a_ring_group_rings_three_desktops_and_the_first_accept_wins() {
     assert_eq!(next, want);
     d.stop().await;
 }
+
+#[tokio::test]
+async fn a_returning_customer_waits_for_their_busy_agent_within_the_window() {
+    let nats = NatsServer::start();
+    let toml = [
+        "[routing.affinity]\nlookback_secs = 3600\nwait_secs = 600\n",
+        "[[queues]]\nname = \"q\"\nchannels = [\"chat\"]\n",
+        &agent("x", "", "chat = 1", ""),
+        &agent("y", "", "chat = 1", ""),
+    ]
+    .concat();
+    let ana = json!({"customer": {"id": "ana"}});
+    let d = Daemon::start(support::config(&nats.url, &toml)).await;
+    let mut c = Client::connect(&nats.url).await;
+    c.contact("chat", "ana-1", ana.clone()).await;
+    let (served, o) = next_offer(&mut c).await;
+    accept_and_complete(&mut c, &served, &o).await;
+    let other = if served == "x" { "y" } else { "x" };
+    // The agent who served ana is now busy with someone else (the other
+    // agent steps away meanwhile, so bo's chat can only go to them).
+    c.agent(other, "presence", json!({"status": "away"})).await;
+    c.contact("chat", "bo-1", json!({"customer": {"id": "bo"}})).await;
+    let bo = c.offer(&served, "bo-1").await;
+    let bo_id = bo["contact_id"].as_str().expect("id").to_string();
+    c.agent(&served, "accept", json!({"contact_id": bo_id})).await;
+    c.expect("omni.event.contact.accepted", WAIT, |v| {
+        v["contact_id"] == bo_id.as_str()
+    })
+    .await;
+    c.agent(other, "presence", json!({"status": "available"})).await;
+    // ana returns: kept for that agent although the other one is free.
+    c.contact("chat", "ana-2", ana.clone()).await;
+    c.expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "ana-2")
+        .await;
+    // Barrier: a new customer's chat is offered to the free agent, so ana's
+    // would have been offered by now if it were not kept.
+    c.contact("chat", "cy-1", json!({"customer": {"id": "cy"}})).await;
+    c.offer(other, "cy-1").await;
+    let seen = c.drain_received().await;
+    assert!(
+        !seen
+            .iter()
+            .any(|(s, v)| s.starts_with("omni.offer.") && v["conversation_id"] == "ana-2"),
+        "ana's return was offered to someone else: {seen:?}"
+    );
+    // The agent finishes bo's chat: ana's return is theirs at once.
+    c.agent(&served, "complete", json!({"contact_id": bo_id})).await;
+    let o = c.offer(&served, "ana-2").await;
+    assert_eq!(o["why"]["returning_customer"], true);
+    d.stop().await;
+}

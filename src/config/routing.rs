@@ -42,7 +42,8 @@ pub struct ChannelConfig {
 
 /// `[routing.affinity]`: a returning customer's new contact (any channel)
 /// is offered first to the agent who served them last, if that agent can
-/// take it then; the offer shows the agent the customer's last contacts.
+/// take it then, or, with `wait_secs`, as soon as they can within that
+/// window; the offer shows the agent the customer's last contacts.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct AffinityConfig {
@@ -55,11 +56,16 @@ pub struct AffinityConfig {
     /// is oldest are forgotten (about 150 bytes per past contact kept,
     /// so some 75 MB of memory and snapshot at the defaults).
     pub max_customers: i64,
+    /// How long a returning customer's contact is kept for their last
+    /// agent while that agent is `available` but busy (0: not at all;
+    /// offered to anyone who fits at once).
+    pub wait_secs: f64,
 }
 
 impl Default for AffinityConfig {
     fn default() -> Self {
         AffinityConfig {
+            wait_secs: 0.0,
             lookback_secs: 0.0,
             history: 5,
             max_customers: 100_000,

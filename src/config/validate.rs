@@ -428,6 +428,17 @@ impl Config {
             p.seconds("routing.affinity.lookback_secs", af.lookback_secs, 366.0 * 86_400.0);
             affinity.lookback_ms = Some((af.lookback_secs * 1000.0).round() as i64);
         }
+        if af.wait_secs != 0.0 {
+            p.seconds("routing.affinity.wait_secs", af.wait_secs, 3_600.0);
+            if af.lookback_secs == 0.0 {
+                p.add(
+                    "routing.affinity.wait_secs",
+                    af.wait_secs,
+                    "needs routing.affinity.lookback_secs (affinity is off)",
+                );
+            }
+            affinity.wait_ms = Some((af.wait_secs.clamp(0.0, 3_600.0) * 1000.0).round() as i64).filter(|ms| *ms > 0);
+        }
         match usize::try_from(af.history) {
             Ok(n @ 1..=20) => affinity.history = n,
             _ => p.add("routing.affinity.history", af.history, "must be 1..20 past contacts"),

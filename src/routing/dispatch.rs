@@ -55,6 +55,12 @@ impl Engine {
                 let skills = &self.agents[ax as usize].skills;
                 let (first, walked) = self.waiting.first_for(free, skills, choice.map(|c| c.0));
                 self.work.examined += walked;
+                // A contact kept for this agent (affinity) that comes first.
+                if let Some(k) = self.reserved_head(ax, free, first.or(choice.map(|c| c.0))) {
+                    choice = Some((k, ax, 1));
+                    i += 1;
+                    continue;
+                }
                 match first {
                     Some(k) => match self.pick(k.ix) {
                         Some((best, n)) => {
@@ -366,6 +372,9 @@ impl Engine {
             }
             return;
         }
+        if self.reserve(cx, now) {
+            return;
+        }
         let Some(key) = self.file(cx) else { return };
         self.pending_contacts.insert(key);
     }
@@ -394,6 +403,9 @@ impl Engine {
             let Some(s) = self.slot_mut(cx) else { continue };
             if open && s.held {
                 s.held = false;
+                if self.reserve(cx, now) {
+                    continue;
+                }
                 if let Some(key) = self.file(cx) {
                     self.pending_contacts.insert(key);
                 }
@@ -402,13 +414,17 @@ impl Engine {
                     let key = s.wait_key(cx);
                     s.held = true;
                     self.waiting.remove(class, key);
+                } else if self.unreserve(cx) {
+                    if let Some(s) = self.slot_mut(cx) {
+                        s.held = true;
+                    }
                 }
             }
         }
     }
 
     /// Puts a contact in the wait index under its current key.
-    fn file(&mut self, cx: u32) -> Option<WaitKey> {
+    pub(super) fn file(&mut self, cx: u32) -> Option<WaitKey> {
         let s = self.contacts.get(cx as usize).and_then(Option::as_ref)?;
         let key = s.wait_key(cx);
         let free = &self.free;
@@ -484,7 +500,15 @@ impl Engine {
     /// relaxed may now fit a free agent, so it is marked for settling; one
     /// that only moved up in line cannot (the state was settled).
     pub(super) fn age_due(&mut self, now: DateTime<Utc>) {
-        while let Some((at, Timer::Age(cx))) = self.ages.pop_due(now) {
+        while let Some((at, timer)) = self.ages.pop_due(now) {
+            let cx = match timer {
+                Timer::Age(cx) => cx,
+                Timer::Reserve(cx) => {
+                    self.reservation_due(cx, at);
+                    continue;
+                }
+                _ => continue,
+            };
             let Some(s) = self.slot_mut(cx) else { continue };
             if s.age_at != Some(at) {
                 continue;
@@ -499,10 +523,11 @@ impl Engine {
                         self.pending_contacts.insert(key);
                     }
                 }
-                // Held by closed hours: its place and requirement move on
-                // all the same, for when the queue opens.
+                // Held by closed hours or kept for its last agent: its place
+                // and requirement move on all the same.
                 None => {
                     self.age(cx, now);
+                    self.rekey_reserved(cx, old);
                 }
             }
         }
@@ -544,9 +569,10 @@ impl Engine {
         let held = std::mem::take(&mut s.held);
         let class = s.class.take();
         let (key, q) = (s.wait_key(cx), s.q);
+        let reserved = self.unreserve(cx);
         match class {
             Some(class) => self.waiting.remove(class, key),
-            None if held => {}
+            None if held || reserved => {}
             None => return,
         }
         if let Some(slot) = self.queues.get_mut(q as usize) {

@@ -88,6 +88,7 @@ impl Engine {
             "waiting_in_queue": self.queues.get(s.q as usize).map_or(0, |q| q.waiting),
             "queue_open": self.queues.get(s.q as usize).is_none_or(|q| q.open),
             "preferred_agent": c.preferred_agent,
+            "kept_for_preferred_agent_until": s.reserved.map(|(_, until)| crate::domain::wire::rfc3339(until)),
             "declined_by": c.declined_by,
             "agents_by_reason": counts,
             "agents": agents,
@@ -124,6 +125,11 @@ impl Engine {
         }
         if s.c.declined_by.contains(&a.id) {
             return ("declined", None);
+        }
+        if let Some((kept_for, until)) = s.reserved.filter(|(k, _)| *k != ax) {
+            let who = self.agents.get(kept_for as usize).map_or("", |k| k.a.id.as_str());
+            let until = crate::domain::wire::rfc3339(until);
+            return ("kept_for_last_agent", Some(format!("{who} until {until}")));
         }
         debug_assert!(fits(&slot.skills, &s.need));
         ("eligible", None)

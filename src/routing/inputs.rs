@@ -430,7 +430,7 @@ impl Engine {
             match timer {
                 Timer::OfferExpiry(cx) => self.expire_offer(cx, at, now),
                 Timer::WrapUpEnd(ax) => self.end_wrap_ups(ax, at, now),
-                Timer::Age(_) => {} // in `ages`, never here
+                Timer::Age(_) | Timer::Reserve(_) => {} // in `ages`, never here
                 Timer::Hours(q) => self.keep_hours(q, now),
                 Timer::Sla(cx) => {
                     let due = self.slot_mut(cx).is_some_and(|s| {
@@ -521,6 +521,7 @@ impl Engine {
             }
         });
         if status != Presence::Available {
+            self.release_reservations_of(ax);
             // Offers in flight to someone who left their desk would only
             // expire; route them on now.
             let aid = self.agents[ax as usize].a.id.clone();

@@ -16,6 +16,7 @@
 //! - `explain`: why a contact waits (the operator API);
 //! - `outputs`: the messages the engine publishes;
 //! - `customers`: customers recognised on return (affinity, history);
+//! - `reserve`: a returning customer's contact kept for their last agent;
 //! - `spec`: the validated configuration.
 //!
 //! Decisions are those of the greedy rule "take waiting contacts in
@@ -69,6 +70,7 @@ mod inputs;
 pub mod model;
 mod outputs;
 mod queues;
+mod reserve;
 pub mod spec;
 mod timers;
 mod waiting;
@@ -223,6 +225,9 @@ struct ContactSlot {
     step: u8,
     /// Waiting but not filed: its queue is closed (business hours).
     held: bool,
+    /// Waiting but not filed: kept for its customer's last agent (this
+    /// agent slot) until the affinity window ends then.
+    reserved: Option<(u32, DateTime<Utc>)>,
     /// The requirement at that step, when it differs from `c.required`.
     relaxed: Option<BTreeMap<SkillName, SkillLevel>>,
     /// Slot of the queue whose strategy and offer timeout apply: `q`, or
@@ -254,6 +259,9 @@ struct AgentSlot {
     tie: u64,
     /// The agent's entry in the free-agent index, if it is in it.
     entry: Option<Entry>,
+    /// Waiting contacts kept for this agent (affinity `wait_secs`), in
+    /// wait order.
+    reserved: BTreeSet<WaitKey>,
     /// Contacts offered to or assigned to the agent.
     holding: Vec<u32>,
 }
@@ -498,6 +506,7 @@ impl Engine {
             a,
             skills,
             entry: None,
+            reserved: BTreeSet::new(),
             holding: Vec::new(),
         });
         ax
@@ -517,6 +526,7 @@ impl Engine {
             age_at: None,
             step: 0,
             held: false,
+            reserved: None,
             relaxed: None,
             route_q: q,
             c,

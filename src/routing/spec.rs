@@ -216,6 +216,9 @@ pub struct Affinity {
     pub lookback_ms: Option<i64>,
     pub history: usize,
     pub max_customers: usize,
+    /// How long a returning customer's contact waits for their last agent
+    /// (`available`, busy); `None`: not at all.
+    pub wait_ms: Option<i64>,
 }
 
 impl Default for Affinity {
@@ -224,6 +227,7 @@ impl Default for Affinity {
             lookback_ms: None,
             history: 5,
             max_customers: 100_000,
+            wait_ms: None,
         }
     }
 }

@@ -30,6 +30,9 @@ pub(crate) enum Timer {
     Age(u32),
     /// The queue in this slot opens or closes (business hours).
     Hours(u32),
+    /// The window in which the contact in this slot is kept for its
+    /// customer's last agent ends; in `ages` with the ageing timers.
+    Reserve(u32),
 }
 
 #[derive(Debug, Default)]

@@ -9,12 +9,25 @@ use model::secs_to_duration;
 use serde_json::json;
 
 mod props;
+mod reserve;
 mod ring;
 mod strategies;
 
 fn spec(toml: &str) -> Arc<RouterSpec> {
     let cfg = Config::from_toml_with_env(toml, "test", Vec::<(String, String)>::new()).expect("config parses");
     Arc::new(cfg.validate().expect("config valid"))
+}
+
+/// Every problem `validate` lists for a configuration, one per line.
+fn problems(toml: &str) -> String {
+    let cfg = Config::from_toml_with_env(toml, "test", Vec::<(String, String)>::new()).expect("config parses");
+    let errs: Vec<String> = cfg
+        .validate()
+        .expect_err("invalid")
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    errs.join("\n")
 }
 
 fn t(secs: f64) -> DateTime<Utc> {

@@ -64,15 +64,21 @@ fn op() -> impl PropStrategy<Value = Op> {
 const SKILLS: [&str; 3] = ["s", "t", "u"];
 const AGENTS: [&str; 4] = ["p0", "p1", "p2", "p3"];
 
-fn prop_spec(ring: Option<usize>) -> Arc<RouterSpec> {
+fn prop_spec(ring: Option<usize>, keep: bool) -> Arc<RouterSpec> {
     let ring = ring.map_or(String::new(), |n| {
         format!("strategy = \"ring_group\"\nring_size = {n}\n")
     });
+    let keep = if keep {
+        "[routing.affinity]\nlookback_secs = 600\nwait_secs = 10\n"
+    } else {
+        ""
+    };
     spec(&format!(
         r#"
 [routing]
 offer_timeout_secs = 7
 max_missed_offers = 3
+{keep}
 [sla.policies.p]
 first_response_secs = {{ email = 30, chat = 5, social = 20, voice = 3 }}
 warning_thresholds = [0.5]
@@ -153,8 +159,19 @@ fn check_invariants(e: &Engine, out: &[Outbound]) -> Result<(), TestCaseError> {
         let ring = spec_ring(e);
         prop_assert!(offers.len() <= ring, "{} offers for a ring of {}", offers.len(), ring);
     }
-    // Work-conserving: nothing waits while an available agent could take it.
+    // Work-conserving: nothing waits while an available agent could take
+    // it, except a contact kept for its customer's last agent, who is
+    // available and has not passed on it.
     for c in e.contacts().filter(|c| c.state == ContactState::Waiting) {
+        let slot = e.contact_slot_of(&c.id).and_then(|cx| e.slot(cx));
+        if let Some((ax, _)) = slot.and_then(|s| s.reserved) {
+            let a = &e.agents[ax as usize].a;
+            prop_assert_eq!(Some(&a.id), c.preferred_agent.as_ref());
+            prop_assert_eq!(a.status, Presence::Available, "kept for an agent who left");
+            prop_assert!(!c.declined_by.contains(&a.id), "kept for an agent who passed on it");
+            prop_assert!(!a.can_take(c), "kept for {} although they could take it", a.id);
+            continue;
+        }
         for a in e.agents() {
             prop_assert!(!a.can_take(c), "{} waits although {} could take it", c.id, a.id);
         }
@@ -213,9 +230,10 @@ proptest! {
     #[test]
     fn routing_never_breaks_skill_capacity_or_presence(
         ring in proptest::option::of(2..5usize),
+        keep in proptest::bool::ANY,
         ops in proptest::collection::vec(op(), 1..60),
     ) {
-        let spec = prop_spec(ring);
+        let spec = prop_spec(ring, keep);
         let mut e = Engine::new(Arc::clone(&spec), t(0.0));
         let first = e.take_outputs();
         check_invariants(&e, &first)?;
@@ -227,7 +245,8 @@ proptest! {
                 Op::Contact { channel, skill, priority } => {
                     let ch = Channel::ALL[channel].as_str();
                     let skills: Vec<&str> = skill.map(|s| SKILLS[s]).into_iter().collect();
-                    e.on_inbound(&inbound(&id, ch, &format!("conv{i}"), json!({"skills": skills, "priority": priority})), t(now)).map(|_| ())
+                    let customer = format!("cust{}", priority % 2);
+                    e.on_inbound(&inbound(&id, ch, &format!("conv{i}"), json!({"skills": skills, "priority": priority, "customer": {"id": customer}})), t(now)).map(|_| ())
                 }
                 Op::Presence { agent, status } => {
                     let s = ["available", "away", "offline"][status];

@@ -226,14 +226,7 @@ fn a_restart_in_the_middle_of_a_ring_keeps_every_offer() {
 #[test]
 fn ring_size_is_validated() {
     let bad = "[[queues]]\nname = \"a\"\nchannels = [\"chat\"]\nstrategy = \"ring_group\"\nring_size = 0\n[[queues]]\nname = \"b\"\nchannels = [\"chat\"]\nring_size = 2\n";
-    let cfg = Config::from_toml_with_env(bad, "test", Vec::<(String, String)>::new()).expect("parses");
-    let errs: Vec<String> = cfg
-        .validate()
-        .expect_err("invalid")
-        .iter()
-        .map(|p| p.to_string())
-        .collect();
-    let errs = errs.join("\n");
+    let errs = problems(bad);
     assert!(errs.contains("queues[0].ring_size = 0"), "{errs}");
     assert!(
         errs.contains("queues[1].ring_size = 2: applies to strategy ring_group only"),
