@@ -20,6 +20,7 @@
 pub mod adapters;
 pub mod bus;
 pub mod calendar;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod domain;
@@ -70,6 +71,16 @@ pub struct Listeners {
 /// the routing lease (so every instance behind a load balancer takes
 /// webhooks).
 pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> Result<(), RunError> {
+    run_with_clock(config, listeners, shutdown, clock::Clock::system()).await
+}
+
+/// [`run`] on a given wall clock (tests start it at a chosen instant).
+pub async fn run_with_clock(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+    clock: clock::Clock,
+) -> Result<(), RunError> {
     let spec = Arc::new(config.validate().map_err(RunError::Config)?);
     let adapters = config.adapter_specs().map_err(RunError::Config)?;
     let sinks = config.sink_specs().map_err(RunError::Config)?;
@@ -106,7 +117,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     // each sink's durable consumer, so an alert goes out once either way.
     let sink_task = (!sinks.is_empty()).then(|| tokio::spawn(serve_sinks(Arc::clone(&cfg), sinks, http_stop.clone())));
     let result = tokio::select! {
-        r = run_routing(Arc::clone(&cfg), spec, Arc::clone(&ready), queries, shutdown) => r,
+        r = run_routing(Arc::clone(&cfg), spec, Arc::clone(&ready), queries, shutdown, clock) => r,
         r = &mut http_task => Err(RunError::Http(match r {
             Ok(Ok(())) => "stopped".into(),
             Ok(Err(e)) => e.to_string(),
@@ -240,6 +251,7 @@ async fn run_routing(
     ready: Arc<Readiness>,
     queries: query::Queries,
     shutdown: CancellationToken,
+    clock: clock::Clock,
 ) -> Result<(), RunError> {
     tracing::info!(url = %cfg.nats.url, prefix = %cfg.nats.subject_prefix, "Connecting to NATS.");
     let client = match bus::connect(&cfg.nats, Arc::clone(&ready), &shutdown).await {
@@ -294,7 +306,7 @@ async fn run_routing(
             let (lease, keep_stop, lost) = (lease.clone(), keep_stop.clone(), lost.clone());
             async move { lease.keep(revision, keep_stop, lost).await }
         });
-        let r = run_active(&cfg, &spec, &ready, &bus, &queries, &shutdown, &lost).await;
+        let r = run_active(&cfg, &spec, &ready, &bus, &queries, &shutdown, &lost, clock).await;
         keep_stop.cancel();
         let _ = keeper.await;
         ready.set_state_loaded(false);
@@ -378,9 +390,10 @@ async fn run_active(
     queries: &query::Queries,
     shutdown: &CancellationToken,
     lost: &CancellationToken,
+    clock: clock::Clock,
 ) -> Result<SessionEnd, RunError> {
     let started = tokio::select! {
-        d = Daemon::start(Arc::clone(cfg), Arc::clone(spec), bus.clone(), Arc::clone(ready)) => d,
+        d = Daemon::start(Arc::clone(cfg), Arc::clone(spec), bus.clone(), Arc::clone(ready), clock) => d,
         _ = lost.cancelled() => return Ok(SessionEnd::SteppedDown("lease lost during start-up".into())),
     };
     let daemon = match started {

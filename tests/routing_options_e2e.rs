@@ -390,3 +390,41 @@ async fn a_returning_customer_waits_for_their_busy_agent_within_the_window() {
     assert_eq!(o["why"]["returning_customer"], true);
     d.stop().await;
 }
+
+/// A queue open on Sundays from 03:00 Madrid time. On 2026-03-29 the
+/// clocks jump from 02:00 to 03:00 at 01:00Z, so the queue opens at 01:00Z,
+/// not at 02:00Z as a fixed winter offset would have it. The daemon's clock
+/// starts just before.
+#[tokio::test]
+async fn a_queue_opens_on_its_local_hour_across_the_spring_daylight_saving_change() {
+    let nats = NatsServer::start();
+    let toml = [
+        "[calendars.madrid]\ntimezone = \"Europe/Madrid\"\nhours = { sun = [\"03:00-24:00\"] }\n",
+        "[[queues]]\nname = \"sunday\"\nchannels = [\"chat\"]\ncalendar = \"madrid\"\n",
+        &agent("s", "", "chat = 1", ""),
+    ]
+    .concat();
+    let at = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .expect("time")
+            .with_timezone(&chrono::Utc)
+    };
+    let d = Daemon::start_at(support::config(&nats.url, &toml), at("2026-03-29T00:59:52Z")).await;
+    let mut c = Client::connect(&nats.url).await;
+    c.contact("chat", "early", json!({})).await;
+    let q = c
+        .expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "early")
+        .await;
+    let queued = at(q["at"].as_str().expect("at"));
+    assert!(
+        queued < at("2026-03-29T01:00:00Z"),
+        "the daemon took too long to start: {queued}"
+    );
+    let o = c.offer("s", "early").await;
+    let offered = at(o["offered_at"].as_str().expect("offered_at"));
+    assert!(
+        offered >= at("2026-03-29T01:00:00Z") && offered < at("2026-03-29T01:01:00Z"),
+        "offered at {offered}: the queue must open at 03:00 CEST = 01:00Z"
+    );
+    d.stop().await;
+}

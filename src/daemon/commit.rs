@@ -97,7 +97,7 @@ impl Daemon {
         let changes = self.engine.take_changes();
         let prefix = self.cfg.nats.subject_prefix.clone();
         let mut batch = Batch {
-            at_ms: Utc::now().timestamp_millis(),
+            at_ms: self.clock.now().timestamp_millis(),
             changes: changes.into_iter().map(|c| (c.key, c.value.map(Bytes::from))).collect(),
             outbox: Vec::with_capacity(outputs.len() + pending.dead_letters.len()),
             published_through: self.outbox.published_through(),
@@ -259,7 +259,7 @@ impl Daemon {
                 OutSubject::SlaAlert(kind) => {
                     let queue = o.queue.as_ref().map(|q| q.to_string()).unwrap_or_default();
                     tracing::info!(kind, queue = %queue, alert_id = %o.msg_id, "SLA alert raised.");
-                    record_alert(kind, queue, &o.payload);
+                    record_alert(kind, queue, &o.payload, self.clock.now());
                 }
                 OutSubject::ContactEvent(what) => {
                     metrics::counter!(m::CONTACT_EVENTS, "kind" => what).increment(1);
@@ -306,7 +306,7 @@ impl Daemon {
 /// by queue and channel; and its lateness, now (the outputs are committed)
 /// minus when it fell due (`at` − `elapsed_secs` + `threshold` ×
 /// `target_secs`, read back from the alert as published).
-fn record_alert(kind: &'static str, queue: String, payload: &[u8]) {
+fn record_alert(kind: &'static str, queue: String, payload: &[u8], now: chrono::DateTime<Utc>) {
     let a: serde_json::Value = serde_json::from_slice(payload).unwrap_or_default();
     let clock = match a["clock"].as_str() {
         Some("first_response") => "first_response",
@@ -333,6 +333,6 @@ fn record_alert(kind: &'static str, queue: String, payload: &[u8]) {
     };
     let raised = at.timestamp_millis() as f64 / 1000.0;
     let due = raised - elapsed + share * target;
-    let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+    let now = now.timestamp_millis() as f64 / 1000.0;
     metrics::histogram!(m::SLA_LATENESS).record((now - due).max(0.0));
 }

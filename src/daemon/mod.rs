@@ -80,6 +80,7 @@ pub struct Daemon {
     ran_before: bool,
     /// Holds timers back while inputs from the downtime are read.
     catch_up: catchup::CatchUp,
+    clock: crate::clock::Clock,
 }
 
 fn subject_of(prefix: &str, s: &OutSubject) -> String {
@@ -97,6 +98,7 @@ impl Daemon {
         spec: Arc<RouterSpec>,
         bus: Bus,
         ready: Arc<Readiness>,
+        clock: crate::clock::Clock,
     ) -> Result<Daemon, DaemonError> {
         let queues: Vec<String> = spec.queue_order.iter().map(|q| q.to_string()).collect();
         m::register_series(&cfg.nats.subject_prefix, &queues);
@@ -105,7 +107,7 @@ impl Daemon {
         let retention_ms = (cfg.routing.dedupe_retention_secs * 1000.0) as i64;
         let r = recover::recover(&bus, &journal, retention_ms, cfg.routing.dedupe_max_ids).await?;
         journal.set_tip(r.durable.tip);
-        let now = Utc::now();
+        let now = clock.now();
         let (nc, na) = (r.contacts.len(), r.agents.len());
         let ran_before = r.durable.tip > 0 || r.imported > 0;
         let mut ids = r.durable.ids;
@@ -168,6 +170,7 @@ impl Daemon {
             ready,
             ran_before,
             catch_up,
+            clock,
         };
         if needs_snapshot {
             // The id key (and any imported records) must be durable before
@@ -208,7 +211,7 @@ impl Daemon {
             } else {
                 self.engine
                     .next_deadline()
-                    .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+                    .map(|t| (t - self.clock.now()).to_std().unwrap_or(Duration::ZERO))
                     .unwrap_or(HEARTBEAT)
                     .min(HEARTBEAT)
             };
@@ -219,7 +222,7 @@ impl Daemon {
                     if n == 0 {
                         break;
                     }
-                    let now = Utc::now();
+                    let now = self.clock.now();
                     let mut pending = Pending::default();
                     for d in buf.drain(..) {
                         self.catch_up.saw(d.source, d.published, d.pending, Instant::now());
@@ -231,7 +234,7 @@ impl Daemon {
                     self.commit(pending, &hard_stop).await?;
                 }
                 _ = tokio::time::sleep(sleep_for) => {
-                    self.tick(Utc::now());
+                    self.tick(self.clock.now());
                     self.commit(Pending::default(), &hard_stop).await?;
                 }
                 Some(q) = async {
@@ -240,12 +243,12 @@ impl Daemon {
                         None => std::future::pending().await,
                     }
                 } => {
-                    let answer = self.engine.explain(&q.contact_id, q.agent.as_deref(), q.limit, Utc::now());
+                    let answer = self.engine.explain(&q.contact_id, q.agent.as_deref(), q.limit, self.clock.now());
                     let _ = q.reply.send(answer); // the caller may have given up
                 }
             }
         }
-        self.tick(Utc::now());
+        self.tick(self.clock.now());
         self.commit(Pending::default(), &hard_stop).await?;
         Ok(())
     }

@@ -142,8 +142,21 @@ impl Daemon {
         d
     }
 
+    /// Starts the daemon on a wall clock that reads `start` now and runs
+    /// at real speed from there, and waits for it to become ready.
+    #[allow(dead_code)]
+    pub async fn start_at(cfg: Config, start: chrono::DateTime<chrono::Utc>) -> Daemon {
+        let d = Self::spawn_with(cfg, omniroute::clock::Clock::starting_at(start)).await;
+        d.wait_ready().await;
+        d
+    }
+
     /// Starts the daemon without waiting for it to become ready.
     pub async fn spawn(cfg: Config) -> Daemon {
+        Self::spawn_with(cfg, omniroute::clock::Clock::system()).await
+    }
+
+    async fn spawn_with(cfg: Config, clock: omniroute::clock::Clock) -> Daemon {
         // `RUST_LOG=omniroute=debug cargo test -- --nocapture` shows the daemon's logs.
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
@@ -158,7 +171,7 @@ impl Daemon {
             ops: listener,
             webhooks: Some(hooks),
         };
-        let handle = tokio::spawn(omniroute::run(cfg, listeners, token.clone()));
+        let handle = tokio::spawn(omniroute::run_with_clock(cfg, listeners, token.clone(), clock));
         Daemon {
             token,
             handle,
