@@ -306,7 +306,15 @@ async fn run_routing(
             let (lease, keep_stop, lost) = (lease.clone(), keep_stop.clone(), lost.clone());
             async move { lease.keep(revision, keep_stop, lost).await }
         });
-        let r = run_active(&cfg, &spec, &ready, &bus, &queries, &shutdown, &lost, clock).await;
+        let session = Session {
+            cfg: &cfg,
+            spec: &spec,
+            ready: &ready,
+            bus: &bus,
+            queries: &queries,
+            clock,
+        };
+        let r = run_active(&session, &shutdown, &lost).await;
         keep_stop.cancel();
         let _ = keeper.await;
         ready.set_state_loaded(false);
@@ -382,16 +390,29 @@ where
 /// One stretch as the active router: state from the journal, consumers,
 /// the routing loop, until shutdown (drained) or until `lost` (the lease
 /// went elsewhere) or the journal refuses an append.
+/// What a routing session runs on, borrowed from `run_routing`.
+struct Session<'a> {
+    cfg: &'a Arc<Config>,
+    spec: &'a Arc<routing::spec::RouterSpec>,
+    ready: &'a Arc<Readiness>,
+    bus: &'a bus::Bus,
+    queries: &'a query::Queries,
+    clock: clock::Clock,
+}
+
 async fn run_active(
-    cfg: &Arc<Config>,
-    spec: &Arc<routing::spec::RouterSpec>,
-    ready: &Arc<Readiness>,
-    bus: &bus::Bus,
-    queries: &query::Queries,
+    s: &Session<'_>,
     shutdown: &CancellationToken,
     lost: &CancellationToken,
-    clock: clock::Clock,
 ) -> Result<SessionEnd, RunError> {
+    let Session {
+        cfg,
+        spec,
+        ready,
+        bus,
+        queries,
+        clock,
+    } = *s;
     let started = tokio::select! {
         d = Daemon::start(Arc::clone(cfg), Arc::clone(spec), bus.clone(), Arc::clone(ready), clock) => d,
         _ = lost.cancelled() => return Ok(SessionEnd::SteppedDown("lease lost during start-up".into())),
