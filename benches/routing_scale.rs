@@ -1,5 +1,5 @@
 //! `cargo bench --bench routing_scale -- [--agents 1000,20000,100000] [--waiting 100000] [--budget-secs 120]
-//! [--strategies longest_idle,least_loaded] [--units 100]`:
+//! [--strategies longest_idle,least_loaded] [--units 100] [--model full]`:
 //! the pure routing core ([`Engine`], no NATS) at contact-centre scale.
 //! Prints one JSON object per size on stdout (and, for several sizes, a
 //! final `{"summary":…}` line); progress goes to stderr.
@@ -9,7 +9,12 @@
 //! (default `longest_idle`, `least_loaded`; `all` adds `round_robin` and
 //! `most_skilled`; the quick run uses all four; `--units N` gives every agent
 //! a weighted-capacity budget of N with the default weights and e-mail
-//! interruptible, as the quick run does with 100), SLA policy `std` (chat 1 h, email 24 h, so SLA timers are
+//! interruptible, as the quick run does with 100; `--model full` turns on
+//! the rest of the routing model on every queue, as the quick run does:
+//! ageing every 10 s up to 9 with a 90 s starvation bound, relaxation to
+//! level 1 after 20 s and overflow to the next queue after 60 s, business
+//! hours (a Madrid calendar open all week), and affinity with a 5 s
+//! waiting window, customers drawn from 20 000 so they return), SLA policy `std` (chat 1 h, email 24 h, so SLA timers are
 //! not due), offers time out after 30 s and missing them never sets an agent
 //! away. Agents have 3–4 skills at levels
 //! 1..=10, chat capacity 1..=3, email 1..=4, all available. Everything is
@@ -45,9 +50,12 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use hdrhistogram::Histogram;
+use omniroute::calendar::Calendar;
 use omniroute::domain::wire::{decode_agent, decode_inbound, AgentEvent, InboundEvent};
 use omniroute::domain::{AgentId, Channel, Presence, QueueName, SkillLevel, SkillName};
-use omniroute::routing::spec::{AgentSpec, QueueSpec, RouterSpec, SlaPolicy, Strategy, Units};
+use omniroute::routing::spec::{
+    Affinity, Ageing, AgentSpec, QueueSpec, RelaxStep, RouterSpec, SlaPolicy, Strategy, Units,
+};
 use omniroute::routing::{Agent, Contact, Engine, OutSubject, Outcome};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -61,6 +69,13 @@ use std::time::{Duration, Instant};
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SKILLS: usize = 50;
+/// `--model full`: every 10 s waited one priority step up to 9; past 90 s
+/// ahead of everything newer.
+const MODEL_AGEING: Ageing = Ageing {
+    step_ms: Some(10_000),
+    cap: 9,
+    max_wait_ms: Some(90_000),
+};
 const OFFER_TIMEOUT_SECS: f64 = 30.0;
 const SEED: u64 = 0x6f6d_6e69_726f_7574;
 /// High, so scenario 4 measures expiries rather than agents being set away
@@ -86,6 +101,8 @@ struct Params {
     strategies: Vec<Strategy>,
     /// Every agent's weighted capacity budget.
     units: Option<u32>,
+    /// Ageing, relaxation, hours and affinity on (`--model full`).
+    model: bool,
 }
 
 impl Params {
@@ -94,6 +111,7 @@ impl Params {
         Params {
             strategies: o.strategies.clone(),
             units: o.units,
+            model: o.model,
             full: true,
             agents,
             queues: 5_000,
@@ -110,6 +128,7 @@ impl Params {
         Params {
             strategies: ALL_STRATEGIES.to_vec(),
             units: Some(100),
+            model: true,
             full: false,
             agents: 1_000,
             queues: 200,
@@ -163,6 +182,11 @@ fn build_world(p: &Params, rng: &mut Rng) -> World {
     channels[Channel::Email.index()] = true;
     let mut queues = BTreeMap::new();
     let mut queue_order = Vec::with_capacity(p.queues);
+    let all_week: BTreeMap<String, Vec<String>> = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        .iter()
+        .map(|d| (d.to_string(), vec!["00:00-24:00".to_string()]))
+        .collect();
+    let hours = Arc::new(Calendar::parse("calendars.bench", "Europe/Madrid", &all_week, &[]).expect("calendar"));
     let mut min_level = [SkillLevel::MAX; SKILLS];
     for q in 0..p.queues {
         let name = QueueName::try_from(format!("q{q:04}")).expect("queue name");
@@ -180,10 +204,27 @@ fn build_world(p: &Params, rng: &mut Rng) -> World {
                 strategy: p.strategies[q % p.strategies.len()],
                 ring_size: 3,
                 offer_timeout_secs: Some(OFFER_TIMEOUT_SECS),
-                ageing: Default::default(),
-                relax: Vec::new(),
+                ageing: if p.model { MODEL_AGEING } else { Default::default() },
+                relax: if p.model {
+                    vec![
+                        RelaxStep {
+                            after_ms: 20_000,
+                            skills: BTreeMap::from([(skills[skill].clone(), 1)]),
+                            overflow: None,
+                        },
+                        RelaxStep {
+                            after_ms: 60_000,
+                            skills: BTreeMap::new(),
+                            overflow: Some(
+                                QueueName::try_from(format!("q{:04}", (q + 1) % p.queues)).expect("queue name"),
+                            ),
+                        },
+                    ]
+                } else {
+                    Vec::new()
+                },
                 admission: Default::default(),
-                hours: None,
+                hours: p.model.then(|| Arc::clone(&hours)),
                 closed_overflow: None,
             },
         );
@@ -242,7 +283,15 @@ fn build_world(p: &Params, rng: &mut Rng) -> World {
             interruptible: [true, false, false, false],
             ..Units::default()
         },
-        affinity: Default::default(),
+        affinity: if p.model {
+            Affinity {
+                lookback_ms: Some(3_600_000),
+                wait_ms: Some(5_000),
+                ..Affinity::default()
+            }
+        } else {
+            Affinity::default()
+        },
     };
     World {
         spec: Arc::new(spec),
@@ -264,6 +313,8 @@ const TEXTS: [&str; 4] = [
 struct ContactSource {
     rng: Rng,
     queues: usize,
+    /// Customers drawn from; few enough with `--model full` that they return.
+    customers: usize,
     next: u64,
     /// Bytes of subject, text and customer strings put in so far.
     content_bytes: u64,
@@ -278,7 +329,7 @@ impl ContactSource {
         let priority = self.rng.below(10);
         let subject = format!("Question about order {i:08}");
         let text = TEXTS[self.rng.below(TEXTS.len())];
-        let customer = format!("cust-{:07}", self.rng.below(5_000_000));
+        let customer = format!("cust-{:07}", self.rng.below(self.customers));
         let tier = TIERS[self.rng.below(TIERS.len())];
         let language = LANGUAGES[self.rng.below(LANGUAGES.len())];
         self.content_bytes += (subject.len() + text.len() + customer.len() + tier.len() + language.len()) as u64;
@@ -597,6 +648,7 @@ fn run_size(p: &Params) -> Value {
         source: ContactSource {
             rng: Rng(rng.next()),
             queues: p.queues,
+            customers: if p.model { 20_000 } else { 5_000_000 },
             next: 0,
             content_bytes: 0,
         },
@@ -895,6 +947,7 @@ fn run_size(p: &Params) -> Value {
         "queues": p.queues,
         "strategies": p.strategies.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
         "units": p.units,
+        "model": if p.model { "full" } else { "basic" },
         "skills": SKILLS,
         "total_capacity": world.total_capacity,
         "reachable_capacity": world.reachable_capacity,
@@ -932,13 +985,15 @@ struct Options {
     budget: Duration,
     strategies: Vec<Strategy>,
     units: Option<u32>,
+    model: bool,
 }
 
-const ALL_STRATEGIES: [Strategy; 4] = [
+const ALL_STRATEGIES: [Strategy; 5] = [
     Strategy::LongestIdle,
     Strategy::LeastLoaded,
     Strategy::RoundRobin,
     Strategy::MostSkilled,
+    Strategy::RingGroup,
 ];
 
 fn parse_options(args: &[String]) -> Options {
@@ -948,6 +1003,7 @@ fn parse_options(args: &[String]) -> Options {
         budget: Duration::from_secs(120),
         strategies: ALL_STRATEGIES[..2].to_vec(),
         units: None,
+        model: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -957,7 +1013,7 @@ fn parse_options(args: &[String]) -> Options {
         };
         if !matches!(
             key,
-            "--agents" | "--waiting" | "--budget-secs" | "--strategies" | "--units"
+            "--agents" | "--waiting" | "--budget-secs" | "--strategies" | "--units" | "--model"
         ) {
             continue;
         }
@@ -987,6 +1043,13 @@ fn parse_options(args: &[String]) -> Options {
                         .filter(|n| (1..=1_000_000).contains(n))
                         .unwrap_or_else(|| bad("expected a budget of 1..1000000 units")),
                 )
+            }
+            "--model" => {
+                o.model = match v.as_str() {
+                    "full" => true,
+                    "basic" => false,
+                    _ => bad("expected full or basic"),
+                }
             }
             "--strategies" if v == "all" => o.strategies = ALL_STRATEGIES.to_vec(),
             "--strategies" => {
@@ -1107,6 +1170,7 @@ fn run_child(agents: usize, o: &Options) -> std::io::Result<Option<Value>> {
             o.strategies.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","),
         ])
         .args(o.units.map(|u| format!("--units={u}")))
+        .args(o.model.then_some("--model=full"))
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()?;
