@@ -13,7 +13,8 @@
 //! the rest of the routing model on every queue, as the quick run does:
 //! ageing every 10 s up to 9 with a 90 s starvation bound, relaxation to
 //! level 1 after 20 s and overflow to the next queue after 60 s, business
-//! hours (a Madrid calendar open all week), and affinity with a 5 s
+//! hours (a Madrid calendar open 06:00–23:30 every day; the simulated
+//! clock runs on a Monday morning), and affinity with a 5 s
 //! waiting window, customers drawn from 20 000 so they return), SLA policy `std` (chat 1 h, email 24 h, so SLA timers are
 //! not due), offers time out after 30 s and missing them never sets an agent
 //! away. Agents have 3–4 skills at levels
@@ -184,7 +185,7 @@ fn build_world(p: &Params, rng: &mut Rng) -> World {
     let mut queue_order = Vec::with_capacity(p.queues);
     let all_week: BTreeMap<String, Vec<String>> = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
         .iter()
-        .map(|d| (d.to_string(), vec!["00:00-24:00".to_string()]))
+        .map(|d| (d.to_string(), vec!["06:00-23:30".to_string()]))
         .collect();
     let hours = Arc::new(Calendar::parse("calendars.bench", "Europe/Madrid", &all_week, &[]).expect("calendar"));
     let mut min_level = [SkillLevel::MAX; SKILLS];

@@ -168,8 +168,19 @@ impl Calendar {
             .any(|(a, b)| a <= t && t < b)
     }
 
+    /// Whether `is_open` never changes: no hours at all, or every day open
+    /// from 00:00 to 24:00 without holidays (a 24/7 queue). Such calendars
+    /// answer `next_change` at once instead of searching the horizon.
+    fn constant(&self) -> bool {
+        let all_day = |d: &Vec<(NaiveTime, Option<NaiveTime>)>| d.as_slice() == [(NaiveTime::MIN, None)];
+        self.week.iter().all(Vec::is_empty) || (self.holidays.is_empty() && self.week.iter().all(all_day))
+    }
+
     /// The first instant after `t` at which `is_open` changes.
     pub fn next_change(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if self.constant() {
+            return None;
+        }
         let open = self.is_open(t);
         let mut d = self.local_date(t).pred_opt()?;
         for _ in 0..HORIZON_DAYS {
@@ -206,6 +217,24 @@ mod tests {
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).expect("time").with_timezone(&Utc)
+    }
+
+    #[test]
+    fn calendars_that_never_change_answer_at_once() {
+        let all: BTreeMap<String, Vec<String>> = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+            .iter()
+            .map(|d| (d.to_string(), vec!["00:00-24:00".to_string()]))
+            .collect();
+        let always = Calendar::parse("c", "Europe/Madrid", &all, &[]).expect("valid");
+        let t = utc("2026-03-29T00:30:00Z");
+        assert!(always.is_open(t));
+        assert_eq!(always.next_change(t), None);
+        let never = Calendar::parse("c", "Europe/Madrid", &BTreeMap::new(), &[]).expect("valid");
+        assert!(!never.is_open(t));
+        assert_eq!(never.next_change(t), None);
+        // With a holiday it does change: closed for that local day.
+        let h = Calendar::parse("c", "Europe/Madrid", &all, &["2026-04-01".to_string()]).expect("valid");
+        assert_eq!(h.next_change(t), Some(utc("2026-03-31T22:00:00Z")));
     }
 
     #[test]

@@ -450,17 +450,18 @@ impl Engine {
         if relaxes {
             let received = s.c.received_at;
             let waited = (now - received).num_milliseconds().max(0);
-            let (queue, required, step) = (s.c.queue.clone(), s.c.required.clone(), s.step);
-            let spec = Arc::clone(&self.spec);
-            let r = spec.relaxed(&queue, &required, waited);
-            let step_at = r
-                .next_after_ms
-                .and_then(|ms| received.checked_add_signed(Duration::milliseconds(ms)));
+            // The step alone first (no allocation): the requirement is
+            // rebuilt only when the step changes.
+            let (at_step, next_after_ms) = self.spec.relax_step(&s.c.queue, waited);
+            let step_at = next_after_ms.and_then(|ms| received.checked_add_signed(Duration::milliseconds(ms)));
             next = match (next, step_at) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            if r.step != step as usize {
+            if at_step != s.step as usize {
+                let (queue, required) = (s.c.queue.clone(), s.c.required.clone());
+                let spec = Arc::clone(&self.spec);
+                let r = spec.relaxed(&queue, &required, waited);
                 changed = true;
                 let need = self.intern(&r.required).into_boxed_slice();
                 let route_q = self.queue_slot(r.route);

@@ -80,6 +80,17 @@ pub struct Relaxed<'a> {
 }
 
 impl RouterSpec {
+    /// The relaxation step a contact of `queue` is at after waiting
+    /// `waited_ms`, and the wait at which the next applies: what
+    /// [`RouterSpec::relaxed`] says, without building the requirement.
+    pub fn relax_step(&self, queue: &QueueName, waited_ms: i64) -> (usize, Option<i64>) {
+        let Some(q) = self.queues.get(queue) else {
+            return (0, None);
+        };
+        let step = q.relax.partition_point(|s| s.after_ms <= waited_ms);
+        (step, q.relax.get(step).map(|s| s.after_ms))
+    }
+
     /// The relaxation of a contact of `queue` with `required` (as placed)
     /// after waiting `waited_ms`. A queue no longer configured, or without
     /// steps, keeps the requirement as placed.

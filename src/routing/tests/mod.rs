@@ -635,3 +635,23 @@ fn offer_and_event_ids_keep_their_documented_form() {
         assert!(ulid(&ev.msg_id, "ev-"), "{}", ev.msg_id);
     }
 }
+
+#[test]
+fn the_relaxation_step_alone_agrees_with_the_relaxed_requirement() {
+    let spec = spec(
+        "[[queues]]\nname = \"g\"\nchannels = [\"chat\"]\n[[queues]]\nname = \"q\"\nchannels = [\"chat\"]\nskills = { s = 5 }\n\
+         [[queues.relax]]\nafter_secs = 10\nskills = { s = 3 }\n[[queues.relax]]\nafter_secs = 30\noverflow = \"g\"\n",
+    );
+    let q = QueueName::try_from("q").expect("name");
+    let required = BTreeMap::from([(SkillName::try_from("s").expect("skill"), 5)]);
+    for waited in [0, 9_999, 10_000, 29_999, 30_000, 1_000_000] {
+        let r = spec.relaxed(&q, &required, waited);
+        assert_eq!(
+            spec.relax_step(&q, waited),
+            (r.step, r.next_after_ms),
+            "waited {waited} ms"
+        );
+    }
+    let other = QueueName::try_from("gone").expect("name");
+    assert_eq!(spec.relax_step(&other, 5), (0, None));
+}
