@@ -11,8 +11,8 @@
 //! a weighted-capacity budget of N with the default weights and e-mail
 //! interruptible, as the quick run does with 100; `--model full` turns on
 //! the rest of the routing model on every queue, as the quick run does:
-//! ageing every 10 s up to 9 with a 90 s starvation bound, relaxation to
-//! level 1 after 20 s and overflow to the next queue after 60 s, business
+//! ageing every 60 s up to 9 with a 300 s starvation bound, relaxation to
+//! level 1 after 30 s and overflow to the next queue after 90 s, business
 //! hours (a Madrid calendar open 06:00–23:30 every day; the simulated
 //! clock runs on a Monday morning), and affinity with a 5 s
 //! waiting window, customers drawn from 20 000 so they return), SLA policy `std` (chat 1 h, email 24 h, so SLA timers are
@@ -70,12 +70,12 @@ use std::time::{Duration, Instant};
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SKILLS: usize = 50;
-/// `--model full`: every 10 s waited one priority step up to 9; past 90 s
-/// ahead of everything newer.
+/// `--model full`: every 60 s waited one priority step up to 9; past
+/// 300 s ahead of everything newer.
 const MODEL_AGEING: Ageing = Ageing {
-    step_ms: Some(10_000),
+    step_ms: Some(60_000),
     cap: 9,
-    max_wait_ms: Some(90_000),
+    max_wait_ms: Some(300_000),
 };
 const OFFER_TIMEOUT_SECS: f64 = 30.0;
 const SEED: u64 = 0x6f6d_6e69_726f_7574;
@@ -209,12 +209,12 @@ fn build_world(p: &Params, rng: &mut Rng) -> World {
                 relax: if p.model {
                     vec![
                         RelaxStep {
-                            after_ms: 20_000,
+                            after_ms: 30_000,
                             skills: BTreeMap::from([(skills[skill].clone(), 1)]),
                             overflow: None,
                         },
                         RelaxStep {
-                            after_ms: 60_000,
+                            after_ms: 90_000,
                             skills: BTreeMap::new(),
                             overflow: Some(
                                 QueueName::try_from(format!("q{:04}", (q + 1) % p.queues)).expect("queue name"),

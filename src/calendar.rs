@@ -198,6 +198,50 @@ impl Calendar {
     }
 }
 
+/// Most opening edges walked to add or count open time: two a day over
+/// the horizon, several ranges a day.
+const MAX_EDGES: usize = 8 * HORIZON_DAYS as usize;
+
+impl Calendar {
+    /// Open time in `[from, to)`, in milliseconds (0 when `to <= from`).
+    /// Costs the openings and closings in between.
+    pub fn open_ms(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
+        let (mut t, mut total, mut open) = (from, 0i64, self.is_open(from));
+        for _ in 0..MAX_EDGES {
+            if t >= to {
+                break;
+            }
+            let next = self.next_change(t).map_or(to, |n| n.min(to));
+            if open {
+                total += (next - t).num_milliseconds();
+            }
+            (t, open) = (next, !open);
+        }
+        total
+    }
+
+    /// The instant at which `ms` of open time has passed since `from`;
+    /// `None` if the calendar does not open that long within its horizon.
+    pub fn after_open(&self, from: DateTime<Utc>, ms: i64) -> Option<DateTime<Utc>> {
+        if ms <= 0 {
+            return Some(from);
+        }
+        let (mut t, mut left, mut open) = (from, ms, self.is_open(from));
+        for _ in 0..MAX_EDGES {
+            let next = self.next_change(t);
+            if open {
+                let room = next.map(|n| (n - t).num_milliseconds());
+                if room.is_none_or(|r| r >= left) {
+                    return t.checked_add_signed(Duration::milliseconds(left));
+                }
+                left -= room.unwrap_or(0);
+            }
+            (t, open) = (next?, !open);
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +261,27 @@ mod tests {
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).expect("time").with_timezone(&Utc)
+    }
+
+    #[test]
+    fn open_time_is_counted_and_added_across_closures_and_the_dst_change() {
+        let c = madrid();
+        // From Friday 2026-03-27 17:00Z (closed): Saturday 02:30-04:00
+        // local is 01:30Z-03:00Z (winter, 1.5 h); Sunday 20:00-24:00 local,
+        // the day the clocks go forward, is 18:00Z-22:00Z (4 h); Monday
+        // 09:00 local is 07:00Z (summer).
+        let fri = utc("2026-03-27T17:00:00Z");
+        let h = 3_600_000;
+        assert_eq!(c.open_ms(fri, utc("2026-03-27T18:00:00Z")), 0);
+        assert_eq!(c.open_ms(fri, utc("2026-03-29T19:00:00Z")), h * 3 / 2 + h);
+        assert_eq!(c.after_open(fri, h), Some(utc("2026-03-28T02:30:00Z")));
+        assert_eq!(c.after_open(fri, 5 * h / 2), Some(utc("2026-03-29T19:00:00Z")));
+        assert_eq!(c.after_open(fri, 6 * h), Some(utc("2026-03-30T07:30:00Z")));
+        assert_eq!(c.after_open(fri, 0), Some(fri));
+        assert_eq!(c.open_ms(fri, fri), 0);
+        let never = Calendar::parse("c", "UTC", &BTreeMap::new(), &[]).expect("valid");
+        assert_eq!(never.after_open(fri, 1), None);
+        assert_eq!(never.open_ms(fri, utc("2027-01-01T00:00:00Z")), 0);
     }
 
     #[test]

@@ -441,18 +441,18 @@ impl Engine {
     fn age(&mut self, cx: u32, now: DateTime<Utc>) -> bool {
         self.cancel_age(cx);
         let Some(s) = self.slot(cx) else { return false };
-        let (ageing, relaxes) = self
+        let (ageing, relax_ms) = self
             .queues
             .get(s.q as usize)
-            .map_or((Default::default(), false), |q| (q.ageing, q.relaxes));
+            .map_or((Default::default(), &[][..]), |q| (q.ageing, &q.relax_ms[..]));
         let (eff, mut next) = ageing.at(s.c.priority, s.c.received_at, now);
         let mut changed = false;
-        if relaxes {
+        if !relax_ms.is_empty() {
             let received = s.c.received_at;
             let waited = (now - received).num_milliseconds().max(0);
-            // The step alone first (no allocation): the requirement is
-            // rebuilt only when the step changes.
-            let (at_step, next_after_ms) = self.spec.relax_step(&s.c.queue, waited);
+            // The step alone first (no allocation, no lookup by name): the
+            // requirement is rebuilt only when the step changes.
+            let (at_step, next_after_ms) = super::waiting::step_at(relax_ms, waited);
             let step_at = next_after_ms.and_then(|ms| received.checked_add_signed(Duration::milliseconds(ms)));
             next = match (next, step_at) {
                 (Some(a), Some(b)) => Some(a.min(b)),

@@ -181,8 +181,8 @@ struct QueueSlot {
     /// The queue's own accept timeout, if it sets one.
     offer_timeout_secs: Option<f64>,
     ageing: Ageing,
-    /// Whether the queue has relaxation steps.
-    relaxes: bool,
+    /// When its relaxation steps apply (ms waited, increasing; empty: none).
+    relax_ms: Box<[i64]>,
     admission: spec::Admission,
     /// The queue's pace: a moving average of the time between offers made
     /// while contacts were left waiting (ms); the estimated wait of
@@ -552,7 +552,7 @@ impl Engine {
             ring_size: spec.map_or(1, |q| q.ring_size),
             offer_timeout_secs: spec.and_then(|q| q.offer_timeout_secs),
             ageing: spec.map_or_else(Ageing::default, |q| q.ageing),
-            relaxes: spec.is_some_and(|q| !q.relax.is_empty()),
+            relax_ms: spec.map_or_else(Default::default, |q| q.relax.iter().map(|r| r.after_ms).collect()),
             admission: spec.map(|q| q.admission.clone()).unwrap_or_default(),
             pace_ms: None,
             last_offer_at: None,

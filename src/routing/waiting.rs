@@ -79,6 +79,13 @@ pub struct Relaxed<'a> {
     pub next_after_ms: Option<i64>,
 }
 
+/// The relaxation step reached after waiting `waited_ms`, given when each
+/// step applies (increasing), and the wait at which the next one does.
+pub(crate) fn step_at(after_ms: &[i64], waited_ms: i64) -> (usize, Option<i64>) {
+    let step = after_ms.partition_point(|ms| *ms <= waited_ms);
+    (step, after_ms.get(step).copied())
+}
+
 impl RouterSpec {
     /// The relaxation step a contact of `queue` is at after waiting
     /// `waited_ms`, and the wait at which the next applies: what
@@ -87,8 +94,8 @@ impl RouterSpec {
         let Some(q) = self.queues.get(queue) else {
             return (0, None);
         };
-        let step = q.relax.partition_point(|s| s.after_ms <= waited_ms);
-        (step, q.relax.get(step).map(|s| s.after_ms))
+        let after: Vec<i64> = q.relax.iter().map(|s| s.after_ms).collect();
+        step_at(&after, waited_ms)
     }
 
     /// The relaxation of a contact of `queue` with `required` (as placed)
