@@ -15,7 +15,8 @@
 //! level 1 after 30 s and overflow to the next queue after 90 s, business
 //! hours (a Madrid calendar open 06:00–23:30 every day; the simulated
 //! clock runs on a Monday morning), and affinity with a 5 s
-//! waiting window, customers drawn from 20 000 so they return), SLA policy `std` (chat 1 h, email 24 h, so SLA timers are
+//! waiting window, customers drawn from 20 000 so they return, and queue-wait
+//! and resolution SLA clocks beside first response), SLA policy `std` (chat 1 h, email 24 h, so SLA timers are
 //! not due), offers time out after 30 s and missing them never sets an agent
 //! away. Agents have 3–4 skills at levels
 //! 1..=10, chat capacity 1..=3, email 1..=4, all available. Everything is
@@ -58,6 +59,7 @@ use omniroute::routing::spec::{
     Affinity, Ageing, AgentSpec, QueueSpec, RelaxStep, RouterSpec, SlaPolicy, Strategy, Units,
 };
 use omniroute::routing::{Agent, Contact, Engine, OutSubject, Outcome};
+use omniroute::sla::ClockKind;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -234,14 +236,13 @@ fn build_world(p: &Params, rng: &mut Rng) -> World {
     let mut first_response_secs = [None; 4];
     first_response_secs[Channel::Chat.index()] = Some(3_600.0);
     first_response_secs[Channel::Email.index()] = Some(86_400.0);
-    let policies = BTreeMap::from([(
-        "std".to_string(),
-        SlaPolicy {
-            name: "std".into(),
-            first_response_secs,
-            warnings: vec![0.5, 0.75, 0.9],
-        },
-    )]);
+    let mut policy = SlaPolicy::first_response("std", first_response_secs, vec![0.5, 0.75, 0.9]);
+    if p.model {
+        // Queue wait and resolution clocks too (none due within the run).
+        policy.targets[ClockKind::QueueWait.index()] = first_response_secs;
+        policy.targets[ClockKind::Resolution.index()] = first_response_secs.map(|t| t.map(|t| 2.0 * t));
+    }
+    let policies = BTreeMap::from([("std".to_string(), policy)]);
     let mut agents = Vec::with_capacity(p.agents);
     let (mut total_capacity, mut reachable_capacity) = (0u64, 0u64);
     for a in 0..p.agents {
@@ -284,6 +285,8 @@ fn build_world(p: &Params, rng: &mut Rng) -> World {
             interruptible: [true, false, false, false],
             ..Units::default()
         },
+        sla_rules: Vec::new(),
+        default_sla_policy: None,
         affinity: if p.model {
             Affinity {
                 lookback_ms: Some(3_600_000),

@@ -7,6 +7,7 @@
 mod adapters;
 mod routing;
 mod sinks;
+mod sla;
 mod validate;
 
 pub use routing::{
@@ -16,6 +17,7 @@ pub use routing::{
 
 pub use adapters::{AdapterConfig, MenuConfig, WebhooksConfig};
 pub use sinks::{AlertsConfig, SinkConfig};
+pub use sla::{SlaConfig, SlaPolicyConfig, SlaRuleConfig};
 
 pub use validate::{Problem, RouterSpec};
 
@@ -228,24 +230,6 @@ impl Default for RuntimeConfig {
             lease_ttl_secs: 6.0,
         }
     }
-}
-
-/// `[sla]`.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default)]
-pub struct SlaConfig {
-    pub policies: BTreeMap<String, SlaPolicyConfig>,
-}
-
-/// `[sla.policies.<name>]`.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default)]
-pub struct SlaPolicyConfig {
-    /// First-response target in seconds per channel; a channel not listed has
-    /// no clock under this policy.
-    pub first_response_secs: BTreeMap<String, f64>,
-    /// Shares of the target (0 < x < 1) at which a `warning` alert is raised.
-    pub warning_thresholds: Vec<f64>,
 }
 
 /// Where a configuration comes from.

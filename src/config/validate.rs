@@ -4,7 +4,7 @@
 use super::Config;
 use crate::domain::{check_skill_level, check_token, AgentId, Channel, Presence, QueueName, SkillName};
 use crate::routing::spec::{
-    Admission, Ageing, AgentSpec, QueueSpec, RelaxStep, RouterSpec as Spec, RuleSpec, SlaPolicy, Strategy,
+    Admission, Ageing, AgentSpec, QueueSpec, RelaxStep, RouterSpec as Spec, RuleSpec, Strategy,
 };
 use crate::routing::MAX_RING;
 use std::collections::{BTreeMap, BTreeSet};
@@ -37,15 +37,15 @@ impl fmt::Display for Problem {
 }
 
 #[derive(Default)]
-struct Problems(Vec<Problem>);
+pub(super) struct Problems(Vec<Problem>);
 
 impl Problems {
-    fn add(&mut self, key: impl Into<String>, value: impl fmt::Debug, message: impl Into<String>) {
+    pub(super) fn add(&mut self, key: impl Into<String>, value: impl fmt::Debug, message: impl Into<String>) {
         self.0.push(Problem::new(key, format!("{value:?}"), message));
     }
     /// Positive and at most `max` seconds: beyond sane ranges, date
     /// arithmetic would overflow.
-    fn seconds(&mut self, key: &str, v: f64, max: f64) {
+    pub(super) fn seconds(&mut self, key: &str, v: f64, max: f64) {
         if !(v.is_finite() && v > 0.0 && v <= max) {
             self.add(key, v, format!("must be a number of seconds above 0 and at most {max}"));
         }
@@ -62,7 +62,7 @@ fn token<T: TryFrom<String, Error = String>>(p: &mut Problems, key: String, s: &
     }
 }
 
-fn channel(p: &mut Problems, key: String, s: &str) -> Option<Channel> {
+pub(super) fn channel(p: &mut Problems, key: String, s: &str) -> Option<Channel> {
     match s.parse::<Channel>() {
         Ok(c) => Some(c),
         Err(e) => {
@@ -127,73 +127,8 @@ impl Config {
         let mut p = Problems::default();
         self.check_runtime(&mut p);
 
-        // SLA policies first: queues and rules refer to them.
-        let mut policies = BTreeMap::new();
-        for (name, pol) in &self.sla.policies {
-            let key = format!("sla.policies.{name}");
-            if let Err(e) = check_token(name) {
-                p.add(key.clone(), name, format!("policy name {e}"));
-            }
-            let mut targets = [None; 4];
-            for (ch, secs) in &pol.first_response_secs {
-                let k = format!("{key}.first_response_secs.{ch}");
-                if let Some(c) = channel(&mut p, k.clone(), ch) {
-                    p.seconds(&k, *secs, 365.0 * 86_400.0);
-                    targets[c.index()] = Some(*secs);
-                }
-            }
-            if pol.first_response_secs.is_empty() {
-                p.add(
-                    format!("{key}.first_response_secs"),
-                    "{}",
-                    "a policy needs a target for at least one channel",
-                );
-            }
-            let mut thresholds = pol.warning_thresholds.clone();
-            // Fired thresholds are recorded in permille: two that round to
-            // the same permille, or one that rounds to the breach, would
-            // silently never fire.
-            let mut permilles = std::collections::BTreeSet::new();
-            for (i, t) in pol.warning_thresholds.iter().enumerate() {
-                let pm = crate::sla::permille(*t);
-                if t.is_finite() && *t > 0.0 && *t < 1.0 && (pm == 0 || pm >= 1000 || !permilles.insert(pm)) {
-                    p.add(
-                        format!("{key}.warning_thresholds[{i}]"),
-                        t,
-                        "thresholds must differ from each other and from 0 and 1 by at least 0.001",
-                    );
-                }
-                if !(t.is_finite() && *t > 0.0 && *t < 1.0) {
-                    p.add(
-                        format!("{key}.warning_thresholds[{i}]"),
-                        t,
-                        "a warning threshold is a share of the target, above 0 and below 1",
-                    );
-                }
-            }
-            thresholds.sort_by(f64::total_cmp);
-            thresholds.dedup();
-            policies.insert(
-                name.clone(),
-                SlaPolicy {
-                    name: name.clone(),
-                    first_response_secs: targets,
-                    warnings: thresholds,
-                },
-            );
-        }
-        let check_policy = |p: &mut Problems, key: String, name: &Option<String>| {
-            if let Some(n) = name {
-                if !policies.contains_key(n) {
-                    p.add(
-                        key,
-                        n,
-                        format!("no such SLA policy (defined: {})", names(policies.keys())),
-                    );
-                }
-            }
-        };
-
+        // Calendars, then SLA policies: policies name calendars, queues and
+        // rules name policies.
         let mut calendars = BTreeMap::new();
         for (name, c) in &self.calendars {
             match crate::calendar::Calendar::parse(&format!("calendars.{name}"), &c.timezone, &c.hours, &c.holidays) {
@@ -207,6 +142,20 @@ impl Config {
                 }
             }
         }
+        let calendar_names: BTreeSet<&String> = self.calendars.keys().collect();
+        let policies = super::sla::policies(&mut p, &self.sla, &calendars, &calendar_names);
+        let check_policy = |p: &mut Problems, key: String, name: &Option<String>| {
+            if let Some(n) = name {
+                if !policies.contains_key(n) {
+                    p.add(
+                        key,
+                        n,
+                        format!("no such SLA policy (defined: {})", names(policies.keys())),
+                    );
+                }
+            }
+        };
+
         let default_strategy = strategy(&mut p, "routing.default_strategy", &self.routing.default_strategy);
         let mut queues = BTreeMap::new();
         let mut queue_order = Vec::new();
@@ -308,6 +257,8 @@ impl Config {
         }
 
         self.queue_links(&mut p, &mut queues, &calendars);
+        let queue_names: BTreeSet<QueueName> = queues.keys().cloned().collect();
+        let sla_rules = super::sla::rules(&mut p, &self.sla, &policies, &queue_names);
 
         let mut rules = Vec::new();
         for (i, r) in self.rules.iter().enumerate() {
@@ -523,6 +474,8 @@ impl Config {
                 queue_order,
                 rules,
                 policies,
+                sla_rules,
+                default_sla_policy: self.sla.default_policy.clone(),
                 agents,
                 offer_timeout_secs: self.routing.offer_timeout_secs,
                 channel_offer_timeout_secs,
@@ -796,7 +749,7 @@ fn other_queue(
     Some(target.name.clone())
 }
 
-fn names<'a, T: fmt::Display + 'a>(it: impl Iterator<Item = &'a T>) -> String {
+pub(super) fn names<'a, T: fmt::Display + 'a>(it: impl Iterator<Item = &'a T>) -> String {
     let v: Vec<String> = it.map(|t| t.to_string()).collect();
     if v.is_empty() {
         "none".into()

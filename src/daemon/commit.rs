@@ -281,10 +281,12 @@ impl Daemon {
     /// Gauges of what changed: queues whose waiting count moved, and the
     /// counts the engine keeps as it goes (no scan of agents or queues).
     fn update_gauges(&mut self) {
-        for (q, n, ewt) in self.engine.take_waiting_changes() {
-            metrics::gauge!(m::CONTACTS_WAITING, "queue" => q.to_string()).set(n as f64);
-            if let Some(w) = ewt {
-                metrics::gauge!(m::QUEUE_ESTIMATED_WAIT, "queue" => q.to_string()).set(w);
+        for g in self.engine.take_waiting_changes() {
+            let q = g.queue.to_string();
+            metrics::gauge!(m::CONTACTS_WAITING, "queue" => q.clone()).set(g.waiting as f64);
+            metrics::gauge!(m::CONTACTS_AT_RISK, "queue" => q.clone()).set(g.at_risk as f64);
+            if let Some(w) = g.estimated_wait_secs {
+                metrics::gauge!(m::QUEUE_ESTIMATED_WAIT, "queue" => q).set(w);
             }
         }
         metrics::gauge!(m::CONTACTS_OPEN).set(self.engine.contacts_len() as f64);
@@ -320,19 +322,12 @@ fn record_alert(kind: &'static str, queue: String, payload: &[u8], now: chrono::
         metrics::counter!(m::SLA_BREACHES, "queue" => queue.clone(), "channel" => channel).increment(1);
     }
     metrics::counter!(m::SLA_ALERTS, "queue" => queue, "kind" => kind, "clock" => clock).increment(1);
-    let at = a["at"]
+    let Some(due) = a["due_at"]
         .as_str()
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
-    let (Some(at), Some(elapsed), Some(share), Some(target)) = (
-        at,
-        a["elapsed_secs"].as_f64(),
-        a["threshold"].as_f64(),
-        a["target_secs"].as_f64(),
-    ) else {
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    else {
         return;
     };
-    let raised = at.timestamp_millis() as f64 / 1000.0;
-    let due = raised - elapsed + share * target;
-    let now = now.timestamp_millis() as f64 / 1000.0;
-    metrics::histogram!(m::SLA_LATENESS).record((now - due).max(0.0));
+    let late = (now - due.with_timezone(&Utc)).num_milliseconds() as f64 / 1000.0;
+    metrics::histogram!(m::SLA_LATENESS).record(late.max(0.0));
 }

@@ -181,11 +181,19 @@ pub struct SlaAlertMsg<'a> {
     pub channel: Channel,
     pub policy: &'a str,
     pub clock: &'static str,
+    /// Which run of a clock that runs more than once (`next_response`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<u32>,
     pub threshold: f64,
     pub target_secs: f64,
+    /// Counted time: wall-clock, or the policy calendar's open time, less
+    /// any pause.
     pub elapsed_secs: f64,
     pub agent_id: Option<&'a AgentId>,
     pub customer: AlertCustomer<'a>,
+    /// When the threshold came due (`at` is when it was raised).
+    #[serde(with = "time_format")]
+    pub due_at: DateTime<Utc>,
     #[serde(with = "time_format")]
     pub at: DateTime<Utc>,
 }

@@ -304,6 +304,12 @@ pub enum AgentEventBody {
         contact_id: String,
         wrap_up_secs: f64,
     },
+    /// The agent is waiting on the customer (asked a question): the
+    /// contact's SLA clocks pause, if its policy says so, until the
+    /// customer's next message.
+    AwaitCustomer {
+        contact_id: String,
+    },
 }
 
 impl AgentEventBody {
@@ -316,12 +322,20 @@ impl AgentEventBody {
             AgentEventBody::Respond { .. } => "respond",
             AgentEventBody::Complete { .. } => "complete",
             AgentEventBody::WrapUp { .. } => "wrap_up",
+            AgentEventBody::AwaitCustomer { .. } => "await_customer",
         }
     }
 }
 
-pub const AGENT_EVENT_TYPES: [&str; 7] = [
-    "profile", "presence", "accept", "decline", "respond", "complete", "wrap_up",
+pub const AGENT_EVENT_TYPES: [&str; 8] = [
+    "profile",
+    "presence",
+    "accept",
+    "decline",
+    "respond",
+    "complete",
+    "wrap_up",
+    "await_customer",
 ];
 
 /// Decodes an agent event; the subject's agent id and type tokens must agree
@@ -414,6 +428,9 @@ pub fn decode_agent(subject_agent: &str, subject_type: &str, payload: &[u8]) -> 
             reason: opt_str(&o, "reason")?,
         },
         "respond" => AgentEventBody::Respond {
+            contact_id: contact_id()?,
+        },
+        "await_customer" => AgentEventBody::AwaitCustomer {
             contact_id: contact_id()?,
         },
         ty => {

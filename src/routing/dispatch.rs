@@ -20,7 +20,6 @@ use super::spec::Strategy;
 use super::timers::Timer;
 use super::Engine;
 use crate::domain::{AgentId, Channel, Presence};
-use crate::sla;
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Arc;
 
@@ -320,6 +319,7 @@ impl Engine {
     pub(super) fn close(&mut self, cx: u32) {
         self.dequeue(cx);
         self.cancel_sla(cx);
+        self.set_at_risk(cx, false);
         let Some(s) = self.slot(cx) else { return };
         let state = s.c.state.clone();
         match &state {
@@ -558,9 +558,16 @@ impl Engine {
         } else {
             slot.waiting.saturating_sub(1)
         };
-        if !slot.changed {
-            slot.changed = true;
-            self.changed_queues.push(q);
+        self.mark_queue_changed(q);
+    }
+
+    /// Notes that a queue's gauges (waiting, at risk) moved.
+    pub(super) fn mark_queue_changed(&mut self, q: u32) {
+        if let Some(slot) = self.queues.get_mut(q as usize) {
+            if !slot.changed {
+                slot.changed = true;
+                self.changed_queues.push(q);
+            }
         }
     }
 
@@ -685,30 +692,5 @@ impl Engine {
                     .is_some_and(|s| matches!(s.c.state, super::ContactState::Offered { .. }) == offered)
             })
             .collect()
-    }
-
-    // ----- SLA clocks -----
-
-    pub(super) fn schedule_sla(&mut self, cx: u32) {
-        self.cancel_sla(cx);
-        let Some(s) = self.slot(cx) else { return };
-        if !s.c.sla_running() {
-            return;
-        }
-        let Some((p, target)) = self.spec.sla_target(s.c.sla_policy.as_deref(), s.c.channel) else {
-            return;
-        };
-        if let Some(at) = sla::next(s.c.received_at, target, &p.warnings, &s.c.sla_fired) {
-            self.timers.insert(at, Timer::Sla(cx));
-            if let Some(s) = self.slot_mut(cx) {
-                s.sla_at = Some(at);
-            }
-        }
-    }
-
-    pub(super) fn cancel_sla(&mut self, cx: u32) {
-        if let Some(at) = self.slot_mut(cx).and_then(|s| s.sla_at.take()) {
-            self.timers.cancel(at, Timer::Sla(cx));
-        }
     }
 }

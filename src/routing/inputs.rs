@@ -10,6 +10,7 @@ use super::{
 };
 use crate::domain::wire::{self, AgentEvent, AgentEventBody, BadMessage, InboundEvent, InboundType};
 use crate::domain::{AgentId, Presence};
+use crate::sla::ClockKind;
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -91,8 +92,16 @@ impl Engine {
             state: ContactState::Waiting,
             responded_at: None,
             customer_ended: false,
-            sla_policy: placement.sla_policy,
+            sla_policy: self.spec.select_policy(
+                &placement.queue,
+                ev.channel,
+                ev.customer.tier.as_deref(),
+                placement.priority,
+                placement.sla_policy.as_deref(),
+            ),
             sla_fired: Vec::new(),
+            clocks: Vec::new(),
+            next_response_runs: 0,
             declined_by: BTreeSet::new(),
             messages: 1,
             opened_by: ev.id.clone(),
@@ -101,7 +110,7 @@ impl Engine {
         };
         let cx = self.push_contact(c);
         self.enqueue(cx, now);
-        self.schedule_sla(cx);
+        self.start_clocks(cx);
         self.dirty_contacts.insert(id.clone());
         self.queued_event(cx, now, from_queue.as_ref());
         // The SLA may already be overdue (an adapter that was down).
@@ -151,6 +160,7 @@ impl Engine {
             }
         }
         self.dirty_contacts.insert(self.contacts_id(cx));
+        self.customer_wrote(cx, now);
         Outcome::Attached
     }
 
@@ -181,7 +191,9 @@ impl Engine {
                 if let Some(s) = self.slot_mut(cx) {
                     s.c.customer_ended = true;
                 }
-                self.cancel_sla(cx);
+                // Nothing is owed to a customer who left; the agent still
+                // has to resolve the contact.
+                self.stop_clocks(cx, &[ClockKind::FirstResponse, ClockKind::NextResponse]);
                 self.dirty_contacts.insert(self.contacts_id(cx));
                 self.notice(cx, &agent, "ended", None, Some("customer left"), now);
             }
@@ -271,11 +283,14 @@ impl Engine {
                     let Some(s) = self.slot_mut(cx) else {
                         return Ok(Outcome::Ignored("gone"));
                     };
-                    if s.c.responded_at.is_none() {
+                    let first = s.c.responded_at.is_none();
+                    if first {
                         s.c.responded_at = Some(now);
-                        self.cancel_sla(cx);
                         self.dirty_contacts.insert(self.contacts_id(cx));
                         self.event("responded", cx, now, None, None);
+                    }
+                    let answered = self.stop_clocks(cx, &[ClockKind::FirstResponse, ClockKind::NextResponse]);
+                    if first || answered {
                         Outcome::Applied
                     } else {
                         Outcome::Ignored("already responded")
@@ -297,6 +312,16 @@ impl Engine {
                 contact_id,
                 wrap_up_secs,
             } => self.set_wrap_up(ax, contact_id, *wrap_up_secs, now),
+            AgentEventBody::AwaitCustomer { contact_id } => match self.held(contact_id, aid) {
+                Some((cx, ContactState::Assigned { .. })) => {
+                    if self.pause_clocks(cx, now) {
+                        Outcome::Applied
+                    } else {
+                        Outcome::Ignored("no clock to pause (the policy does not pause, or none runs)")
+                    }
+                }
+                _ => self.reject(contact_id, aid, "contact is not assigned to this agent", now),
+            },
         };
         Ok(outcome)
     }
@@ -371,9 +396,12 @@ impl Engine {
                     s.c.responded_at = Some(now);
                 }
                 let pending = std::mem::take(&mut s.c.pending);
-                if responded {
-                    self.cancel_sla(cx);
-                }
+                let stopped: &[ClockKind] = if responded {
+                    &[ClockKind::QueueWait, ClockKind::FirstResponse]
+                } else {
+                    &[ClockKind::QueueWait]
+                };
+                self.stop_clocks(cx, stopped);
                 self.dirty_contacts.insert(self.contacts_id(cx));
                 self.change_agent(ax, |a| a.missed_offers = 0);
                 self.event("accepted", cx, now, None, None);

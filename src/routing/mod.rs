@@ -9,6 +9,7 @@
 //! - `agents`: free agents indexed by channel, skill and level, in strategy order;
 //! - `queues`: waiting contacts indexed by requirement class, priority then age;
 //! - `timers`: offer expiries, wrap-up ends, SLA thresholds by deadline;
+//! - `clocks`: SLA clocks (start, stop, pause, alerts, contacts at risk);
 //! - `waiting`: how a waiting contact's place in line and requirement
 //!   change with its wait (ageing, starvation bound, relaxation);
 //! - `inputs`: what each inbound event, agent event and tick does;
@@ -63,6 +64,7 @@
 //! describe, since later inputs of the batch change the contact).
 
 mod agents;
+mod clocks;
 pub mod customers;
 mod dispatch;
 mod explain;
@@ -157,6 +159,17 @@ pub struct Work {
     pub timers_fired: usize,
 }
 
+/// A queue's gauges, as of the last input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueGauges {
+    pub queue: QueueName,
+    pub waiting: usize,
+    /// Of the next contact, once the queue has a measured pace.
+    pub estimated_wait_secs: Option<f64>,
+    /// Open contacts with a warning raised and no breach yet.
+    pub at_risk: usize,
+}
+
 pub const CONTACT_KEY: &str = "contact.";
 pub const AGENT_KEY: &str = "agent.";
 
@@ -200,6 +213,8 @@ struct QueueSlot {
     members: BTreeSet<u32>,
     closed_overflow: Option<QueueName>,
     waiting: usize,
+    /// Open contacts at risk of an SLA breach (see `clocks`).
+    at_risk: usize,
     changed: bool,
 }
 
@@ -216,6 +231,8 @@ struct ContactSlot {
     class: Option<ClassIx>,
     /// When its SLA timer is scheduled, if it is.
     sla_at: Option<DateTime<Utc>>,
+    /// Counted in its queue's `at_risk`.
+    at_risk: bool,
     /// Effective priority while waiting: `c.priority` aged by the queue's
     /// [`Ageing`] as of the last input (the wait index's key).
     eff: u8,
@@ -283,6 +300,8 @@ pub struct Engine {
     queues: Vec<QueueSlot>,
     queue_ix: FastMap<QueueName, u32>,
     changed_queues: Vec<u32>,
+    /// Missing SLA policies already warned about.
+    warned_policies: BTreeSet<String>,
     by_status: [usize; 3],
     /// What the current input changed: agents that may have gained a free
     /// slot or a fit, and contacts that became waiting.
@@ -351,6 +370,7 @@ impl Engine {
             queues: Vec::with_capacity(spec.queue_order.len()),
             queue_ix: map_with(spec.queue_order.len()),
             changed_queues: Vec::new(),
+            warned_policies: BTreeSet::new(),
             by_status: [0; 3],
             pending_agents: Vec::new(),
             pending_contacts: BTreeSet::new(),
@@ -460,6 +480,21 @@ impl Engine {
                 tracing::warn!(contact_id = %c.id, "Duplicate contact record ignored.");
                 continue;
             }
+            // A record from before SLA clocks: its first-response clock ran
+            // from `received_at` unless answered or ended; it keeps the
+            // thresholds it fired.
+            let legacy = std::mem::take(&mut c.sla_fired);
+            if c.clocks.is_empty() && c.responded_at.is_none() && !c.customer_ended {
+                let runs = e
+                    .spec
+                    .policy(c.sla_policy.as_deref())
+                    .and_then(|(p, _)| p.target(crate::sla::ClockKind::FirstResponse, c.channel));
+                if runs.is_some() {
+                    let mut k = crate::sla::SlaClock::start(crate::sla::ClockKind::FirstResponse, 0, c.received_at);
+                    k.fired = legacy;
+                    c.clocks.push(k);
+                }
+            }
             let cx = e.push_contact(c);
             let Some(slot) = e.contacts.get(cx as usize).and_then(Option::as_ref) else {
                 continue;
@@ -522,6 +557,7 @@ impl Engine {
             need,
             class: None,
             sla_at: None,
+            at_risk: false,
             eff: 0,
             age_at: None,
             step: 0,
@@ -562,6 +598,7 @@ impl Engine {
             members: BTreeSet::new(),
             closed_overflow: spec.and_then(|q| q.closed_overflow.clone()),
             waiting: 0,
+            at_risk: 0,
             changed: false,
         });
         let q = (self.queues.len() - 1) as u32;
@@ -720,17 +757,19 @@ impl Engine {
             .map(|q| (&q.name, q.waiting))
     }
 
-    /// Queues whose waiting count changed since the last call, with the count.
-    /// Queues whose waiting count changed since the last call: (queue,
-    /// waiting, estimated wait of the next contact in seconds, once the
-    /// queue has a measured pace).
-    pub fn take_waiting_changes(&mut self) -> Vec<(QueueName, usize, Option<f64>)> {
+    /// Queues whose gauges changed since the last call.
+    pub fn take_waiting_changes(&mut self) -> Vec<QueueGauges> {
         let mut v = Vec::with_capacity(self.changed_queues.len());
         for q in std::mem::take(&mut self.changed_queues) {
             let ewt = self.estimated_wait(q, self.queues[q as usize].waiting + 1);
             let slot = &mut self.queues[q as usize];
             slot.changed = false;
-            v.push((slot.name.clone(), slot.waiting, ewt));
+            v.push(QueueGauges {
+                queue: slot.name.clone(),
+                waiting: slot.waiting,
+                estimated_wait_secs: ewt,
+                at_risk: slot.at_risk,
+            });
         }
         v
     }

@@ -13,6 +13,7 @@
 use super::spec::Units;
 use crate::domain::wire::Customer;
 use crate::domain::{AgentId, Channel, Presence, QueueName, SkillLevel, SkillName};
+use crate::sla::SlaClock;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -72,8 +73,17 @@ pub struct Contact {
     pub responded_at: Option<DateTime<Utc>>,
     pub customer_ended: bool,
     pub sla_policy: Option<String>,
-    /// Thresholds already alerted, in permille (1000 = breach).
+    /// Records written before SLA clocks: first-response thresholds already
+    /// alerted (permille). Read once at restore into `clocks`, never written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sla_fired: Vec<u32>,
+    /// The SLA clocks running or paused (at most one per kind); a clock
+    /// leaves when it stops.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clocks: Vec<SlaClock>,
+    /// Next-response clocks started so far (the run number of the last).
+    #[serde(default, skip_serializing_if = "is_zero32")]
+    pub next_response_runs: u32,
     /// Agents who declined or let an offer expire; others are preferred.
     /// At most [`MAX_DECLINED_BY`] are kept.
     pub declined_by: BTreeSet<AgentId>,
@@ -170,6 +180,10 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+fn is_zero32(n: &u32) -> bool {
+    *n == 0
+}
+
 pub(crate) fn secs_to_duration(s: f64) -> Duration {
     Duration::milliseconds((s * 1000.0).round() as i64)
 }
@@ -222,10 +236,6 @@ impl Contact {
 
     pub fn is_waiting(&self) -> bool {
         self.state == ContactState::Waiting
-    }
-
-    pub(crate) fn sla_running(&self) -> bool {
-        self.responded_at.is_none() && !self.customer_ended
     }
 
     /// Remembers a decliner within [`MAX_DECLINED_BY`]: when full, the entry

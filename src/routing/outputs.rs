@@ -6,9 +6,8 @@
 use super::spec::Strategy;
 use super::{Engine, FollowUp, OutSubject, Outbound, Outcome};
 use crate::domain::wire::InboundEvent;
-use crate::domain::wire::{self, AlertCustomer, ContactEventMsg, DesktopNotice, OfferMsg, SlaAlertMsg, Why};
+use crate::domain::wire::{self, ContactEventMsg, DesktopNotice, OfferMsg, Why};
 use crate::domain::{AgentId, QueueName};
-use crate::sla;
 use chrono::{DateTime, Utc};
 
 /// `<prefix>-<ULID>`, written without the formatting machinery (several
@@ -288,58 +287,5 @@ impl Engine {
         };
         self.out.push(out);
         Outcome::Rejected(error.to_string())
-    }
-
-    /// Raises every SLA threshold of the contact that is due and not yet
-    /// fired (each once: recorded on the contact), then schedules the next.
-    pub(super) fn fire_sla(&mut self, cx: u32, now: DateTime<Utc>) {
-        let spec = std::sync::Arc::clone(&self.spec);
-        let Some(s) = self.slot_mut(cx) else { return };
-        let c = &mut s.c;
-        if !c.sla_running() {
-            return;
-        }
-        let Some((policy, target)) = spec.sla_target(c.sla_policy.as_deref(), c.channel) else {
-            return;
-        };
-        let due = sla::due(c.received_at, target, &policy.warnings, &c.sla_fired, now);
-        if due.is_empty() {
-            return;
-        }
-        let mut alerts = Vec::with_capacity(due.len());
-        for share in &due {
-            c.sla_fired.push(sla::permille(*share));
-            let kind = sla::kind(*share);
-            let msg = SlaAlertMsg {
-                v: 1,
-                alert_id: sla::alert_id(&c.id, "first_response", *share),
-                kind,
-                contact_id: &c.id,
-                conversation_id: &c.conversation_id,
-                queue: &c.queue,
-                channel: c.channel,
-                policy: &policy.name,
-                clock: "first_response",
-                threshold: *share,
-                target_secs: target,
-                elapsed_secs: wire::secs(now - c.received_at),
-                agent_id: c.agent(),
-                customer: AlertCustomer {
-                    id: &c.customer.id,
-                    tier: c.customer.tier.as_deref(),
-                },
-                at: now,
-            };
-            alerts.push(Outbound {
-                subject: OutSubject::SlaAlert(kind),
-                msg_id: msg.alert_id.clone(),
-                payload: wire::to_json(&msg),
-                queue: Some(c.queue.clone()),
-            });
-        }
-        let id = c.id.clone();
-        self.out.extend(alerts);
-        self.dirty_contacts.insert(id);
-        self.schedule_sla(cx);
     }
 }

@@ -5,6 +5,7 @@
 pub use super::waiting::{Ageing, RelaxStep, Relaxed, STARVED};
 use crate::domain::wire::{BadMessage, InboundEvent};
 use crate::domain::{AgentId, Channel, Presence, QueueName, SkillLevel, SkillName};
+use crate::sla::ClockKind;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,10 +157,53 @@ impl RuleSpec {
 #[derive(Debug, Clone)]
 pub struct SlaPolicy {
     pub name: String,
-    /// Per channel, indexed by `Channel::index`.
-    pub first_response_secs: [Option<f64>; 4],
+    /// Targets in seconds, by clock (`ClockKind::index`) and channel
+    /// (`Channel::index`); `None`: no such clock on that channel.
+    pub targets: [[Option<f64>; 4]; 4],
     /// Sorted warning shares, each in (0, 1).
     pub warnings: Vec<f64>,
+    /// Business hours the clocks count; `None`: wall-clock time.
+    pub calendar: Option<std::sync::Arc<crate::calendar::Calendar>>,
+    /// Clocks pause while the agent waits on the customer.
+    pub pause_on_customer: bool,
+}
+
+impl SlaPolicy {
+    pub fn target(&self, clock: ClockKind, channel: Channel) -> Option<f64> {
+        self.targets[clock.index()][channel.index()]
+    }
+
+    /// A policy with first-response targets only (as older files had).
+    pub fn first_response(name: &str, secs: [Option<f64>; 4], warnings: Vec<f64>) -> SlaPolicy {
+        let mut targets = [[None; 4]; 4];
+        targets[ClockKind::FirstResponse.index()] = secs;
+        SlaPolicy {
+            name: name.to_string(),
+            targets,
+            warnings,
+            calendar: None,
+            pause_on_customer: false,
+        }
+    }
+}
+
+/// `[[sla.rules]]`: empty lists match everything.
+#[derive(Debug, Clone)]
+pub struct SlaRule {
+    pub policy: String,
+    pub queues: Vec<QueueName>,
+    pub channels: Vec<Channel>,
+    pub tiers: Vec<String>,
+    pub min_priority: Option<u8>,
+}
+
+impl SlaRule {
+    fn matches(&self, queue: &QueueName, channel: Channel, tier: Option<&str>, priority: u8) -> bool {
+        (self.queues.is_empty() || self.queues.contains(queue))
+            && (self.channels.is_empty() || self.channels.contains(&channel))
+            && (self.tiers.is_empty() || tier.is_some_and(|t| self.tiers.iter().any(|x| x == t)))
+            && self.min_priority.is_none_or(|m| priority >= m)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -199,6 +243,9 @@ pub struct RouterSpec {
     pub queue_order: Vec<QueueName>,
     pub rules: Vec<RuleSpec>,
     pub policies: BTreeMap<String, SlaPolicy>,
+    /// `[[sla.rules]]`, first match wins.
+    pub sla_rules: Vec<SlaRule>,
+    pub default_sla_policy: Option<String>,
     pub agents: Vec<AgentSpec>,
     pub offer_timeout_secs: f64,
     /// Per channel (`Channel::index`): accept timeout and default wrap-up.
@@ -285,8 +332,36 @@ impl RouterSpec {
     }
 
     /// The SLA target for a policy and channel, if the policy sets one.
-    pub fn sla_target(&self, policy: Option<&str>, channel: Channel) -> Option<(&SlaPolicy, f64)> {
-        let p = self.policies.get(policy?)?;
-        p.first_response_secs[channel.index()].map(|t| (p, t))
+    /// The policy of a new contact: the first `[[sla.rules]]` entry that
+    /// matches, else the one placement gave it (its routing rule's or its
+    /// queue's), else the default.
+    pub fn select_policy(
+        &self,
+        queue: &QueueName,
+        channel: Channel,
+        tier: Option<&str>,
+        priority: u8,
+        placed: Option<&str>,
+    ) -> Option<String> {
+        self.sla_rules
+            .iter()
+            .find(|r| r.matches(queue, channel, tier, priority))
+            .map(|r| r.policy.clone())
+            .or_else(|| placed.map(str::to_string))
+            .or_else(|| self.default_sla_policy.clone())
+    }
+
+    /// The policy a contact's clocks run under: the one it names, or the
+    /// default when that one is no longer configured (`true` then).
+    pub fn policy(&self, name: Option<&str>) -> Option<(&SlaPolicy, bool)> {
+        let name = name?;
+        match self.policies.get(name) {
+            Some(p) => Some((p, false)),
+            None => self
+                .default_sla_policy
+                .as_ref()
+                .and_then(|d| self.policies.get(d))
+                .map(|p| (p, true)),
+        }
     }
 }

@@ -8,6 +8,9 @@
 
 use chrono::{DateTime, Duration, Utc};
 
+mod clock;
+pub use clock::{after, counted_ms, ClockKind, SlaClock};
+
 /// The breach, as a threshold share.
 pub const BREACH: f64 = 1.0;
 

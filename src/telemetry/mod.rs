@@ -11,6 +11,7 @@ use tracing_subscriber::{fmt, prelude::*, EnvFilter};
 pub const INBOUND_EVENTS: &str = "omniroute_inbound_events_total";
 pub const AGENT_EVENTS: &str = "omniroute_agent_events_total";
 pub const CONTACTS_WAITING: &str = "omniroute_contacts_waiting";
+pub const CONTACTS_AT_RISK: &str = "omniroute_contacts_at_risk";
 pub const QUEUE_ESTIMATED_WAIT: &str = "omniroute_queue_estimated_wait_seconds";
 pub const CONTACTS_OPEN: &str = "omniroute_contacts_open";
 pub const OFFERS: &str = "omniroute_offers_total";
@@ -84,6 +85,10 @@ fn describe() {
     );
     describe_counter!(AGENT_EVENTS, "Agent events by type and outcome.");
     describe_gauge!(CONTACTS_WAITING, "Contacts waiting for an agent, by queue.");
+    describe_gauge!(
+        CONTACTS_AT_RISK,
+        "Open contacts with an SLA warning raised and no breach yet, by queue."
+    );
     describe_gauge!(
         QUEUE_ESTIMATED_WAIT,
         "Estimated wait of the next contact, by queue: contacts waiting times the queue's pace."
@@ -164,8 +169,11 @@ pub fn register_series(prefix: &str, queues: &[String]) {
     use metrics::counter;
     for q in queues {
         for kind in ["warning", "breach"] {
-            counter!(SLA_ALERTS, "queue" => q.clone(), "kind" => kind, "clock" => "first_response").increment(0);
+            for clock in crate::sla::ClockKind::ALL {
+                counter!(SLA_ALERTS, "queue" => q.clone(), "kind" => kind, "clock" => clock.as_str()).increment(0);
+            }
         }
+        metrics::gauge!(CONTACTS_AT_RISK, "queue" => q.clone()).set(0.0);
         for outcome in ["offered", "accepted", "declined", "expired"] {
             counter!(OFFERS, "queue" => q.clone(), "outcome" => outcome).increment(0);
         }

@@ -8,6 +8,7 @@ use crate::domain::{Channel, Presence};
 use model::secs_to_duration;
 use serde_json::json;
 
+mod clocks;
 mod props;
 mod reserve;
 mod ring;

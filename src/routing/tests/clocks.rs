@@ -1,0 +1,326 @@
+//! SLA clocks beyond first response: queue wait, next response (each run
+//! its own alerts), resolution; business hours across a weekend and a
+//! daylight-saving change; pause and resume; policy selection; a removed
+//! policy; contacts at risk; one alert per threshold across a restart.
+//! Time is explicit (`now` passed in), so every clock runs on a paused
+//! clock.
+
+use super::*;
+
+const CLOCKS: &str = r#"
+[sla.policies.full]
+first_response_secs = { email = 100 }
+next_response_secs = { email = 60 }
+queue_wait_secs = { email = 50, chat = 50 }
+resolution_secs = { email = 400 }
+warning_thresholds = [0.5]
+[sla.policies.paused]
+resolution_secs = { email = 100 }
+warning_thresholds = [0.5]
+pause_when_waiting_on_customer = true
+[[queues]]
+name = "q"
+channels = ["email", "chat"]
+sla_policy = "full"
+[[queues]]
+name = "p"
+channels = ["email"]
+sla_policy = "paused"
+"#;
+
+const AGENT: &str = "[[agents]]\nid = \"a\"\ncapacity = { email = 1, chat = 1 }\ninitial_status = \"available\"\n";
+
+/// (clock label from the alert id, kind, threshold).
+fn fired(out: &[Outbound]) -> Vec<(String, String, f64)> {
+    alerts(out)
+        .iter()
+        .map(|a| {
+            let id = a["alert_id"].as_str().unwrap_or_default();
+            let cid = a["contact_id"].as_str().unwrap_or_default();
+            let rest = id
+                .strip_prefix(&format!("sla-{cid}-"))
+                .unwrap_or_default()
+                .rsplit_once('-')
+                .map_or(String::new(), |(label, _)| label.to_string());
+            (
+                rest,
+                a["kind"].as_str().unwrap_or_default().to_string(),
+                a["threshold"].as_f64().unwrap_or(-1.0),
+            )
+        })
+        .collect()
+}
+
+fn alert(label: &str, kind: &str, threshold: f64) -> (String, String, f64) {
+    (label.to_string(), kind.to_string(), threshold)
+}
+
+fn open_and_take(e: &mut Engine, queue: &str, at: f64) -> String {
+    e.on_inbound(&inbound("m1", "email", "conv", json!({"queue": queue})), t(at))
+        .expect("inbound");
+    let o = offers(&e.take_outputs());
+    o.first()
+        .map(|(_, o)| o["contact_id"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_default()
+}
+
+fn ev(e: &mut Engine, ty: &str, cid: &str, at: f64) -> Outcome {
+    e.on_agent(&agent_ev("a", ty, json!({"contact_id": cid})), t(at))
+        .expect("agent event")
+}
+
+fn customer(e: &mut Engine, id: &str, at: f64) {
+    e.on_inbound(&inbound(id, "email", "conv", json!({})), t(at))
+        .expect("follow-up");
+}
+
+#[test]
+fn every_clock_alerts_at_its_thresholds_and_stops_at_its_event() {
+    let mut e = Engine::new(spec(&format!("{CLOCKS}{AGENT}")), t(0.0));
+    let cid = open_and_take(&mut e, "q", 0.0);
+    ev(&mut e, "accept", &cid, 10.0); // queue wait stops (5 s short of its warning at 25 s)
+    e.on_tick(t(49.0));
+    assert!(fired(&e.take_outputs()).is_empty());
+    e.on_tick(t(50.0));
+    assert_eq!(fired(&e.take_outputs()), [alert("first_response", "warning", 0.5)]);
+    ev(&mut e, "respond", &cid, 60.0);
+    // The customer writes back: next response, run 1, from 70 s.
+    customer(&mut e, "m2", 70.0);
+    customer(&mut e, "m3", 80.0); // joins the running run
+    e.on_tick(t(100.0));
+    let out = e.take_outputs();
+    assert_eq!(fired(&out), [alert("next_response-1", "warning", 0.5)]);
+    assert_eq!(alerts(&out)[0]["run"], 1);
+    assert_eq!(alerts(&out)[0]["clock"], "next_response");
+    assert_eq!(
+        ev(&mut e, "respond", &cid, 110.0),
+        Outcome::Applied,
+        "answers the next response"
+    );
+    assert_eq!(
+        ev(&mut e, "respond", &cid, 111.0),
+        Outcome::Ignored("already responded")
+    );
+    customer(&mut e, "m4", 120.0);
+    e.on_tick(t(200.0));
+    let out = fired(&e.take_outputs());
+    assert_eq!(
+        out,
+        [
+            alert("next_response-2", "warning", 0.5),
+            alert("next_response-2", "breach", 1.0),
+            alert("resolution", "warning", 0.5)
+        ]
+    );
+    ev(&mut e, "respond", &cid, 201.0);
+    e.on_tick(t(400.0));
+    assert_eq!(fired(&e.take_outputs()), [alert("resolution", "breach", 1.0)]);
+    ev(&mut e, "complete", &cid, 401.0);
+    assert_eq!(e.next_deadline(), None, "every clock stopped");
+}
+
+#[test]
+fn the_queue_wait_clock_runs_until_an_accept() {
+    let mut e = Engine::new(spec(CLOCKS), t(0.0));
+    e.on_inbound(&inbound("c1", "chat", "chat-1", json!({"queue": "q"})), t(0.0))
+        .expect("inbound");
+    e.on_tick(t(50.0));
+    let out = e.take_outputs();
+    assert_eq!(
+        fired(&out),
+        [alert("queue_wait", "warning", 0.5), alert("queue_wait", "breach", 1.0)]
+    );
+    let a = &alerts(&out)[1];
+    assert_eq!(a["due_at"], "2026-11-23T09:00:50.000Z");
+    assert_eq!(a["elapsed_secs"], 50.0);
+}
+
+/// Weekdays 09:00-17:00 Madrid; first response within 2 office hours.
+const OFFICE: &str = r#"
+[calendars.office]
+timezone = "Europe/Madrid"
+hours = { mon = ["09:00-17:00"], tue = ["09:00-17:00"], wed = ["09:00-17:00"], thu = ["09:00-17:00"], fri = ["09:00-17:00"] }
+[sla.policies.office]
+first_response_secs = { email = 7200 }
+warning_thresholds = [0.5]
+calendar = "office"
+[[queues]]
+name = "q"
+channels = ["email"]
+sla_policy = "office"
+"#;
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).expect("time").with_timezone(&Utc)
+}
+
+#[test]
+fn a_business_hours_clock_skips_the_weekend_and_follows_the_dst_change() {
+    // Friday 16:00 in winter (15:00Z): one office hour left on Friday.
+    let mut e = Engine::new(spec(OFFICE), at("2026-11-27T15:00:00Z"));
+    e.on_inbound(&inbound("m1", "email", "conv", json!({})), at("2026-11-27T15:00:00Z"))
+        .expect("inbound");
+    assert_eq!(
+        e.next_deadline(),
+        Some(at("2026-11-27T16:00:00Z")),
+        "warning at Friday 17:00"
+    );
+    e.on_tick(at("2026-11-27T16:00:00Z"));
+    assert_eq!(fired(&e.take_outputs()), [alert("first_response", "warning", 0.5)]);
+    // Nothing over the weekend; the breach is Monday 10:00 local.
+    assert_eq!(e.next_deadline(), Some(at("2026-11-30T09:00:00Z")));
+    e.on_tick(at("2026-11-29T23:00:00Z"));
+    assert!(fired(&e.take_outputs()).is_empty());
+    e.on_tick(at("2026-11-30T09:00:00Z"));
+    let out = e.take_outputs();
+    assert_eq!(fired(&out), [alert("first_response", "breach", 1.0)]);
+    assert_eq!(alerts(&out)[0]["elapsed_secs"], 7200.0, "office time, not wall time");
+
+    // The weekend the clocks go forward: Monday 09:00 is 07:00Z, not 08:00Z.
+    let mut e = Engine::new(spec(OFFICE), at("2026-03-27T15:00:00Z"));
+    e.on_inbound(&inbound("m1", "email", "conv", json!({})), at("2026-03-27T15:00:00Z"))
+        .expect("inbound");
+    e.on_tick(at("2026-03-27T16:00:00Z"));
+    e.take_outputs();
+    assert_eq!(e.next_deadline(), Some(at("2026-03-30T08:00:00Z")));
+}
+
+#[test]
+fn waiting_on_the_customer_pauses_the_clocks_until_they_write() {
+    let mut e = Engine::new(spec(&format!("{CLOCKS}{AGENT}")), t(0.0));
+    let cid = open_and_take(&mut e, "p", 0.0);
+    ev(&mut e, "accept", &cid, 1.0);
+    ev(&mut e, "respond", &cid, 2.0);
+    assert_eq!(ev(&mut e, "await_customer", &cid, 10.0), Outcome::Applied);
+    assert_eq!(e.next_deadline(), None, "nothing counts while paused");
+    e.on_tick(t(1_000.0));
+    assert!(fired(&e.take_outputs()).is_empty());
+    // The customer answers at 300 s: 10 s counted, the warning (50 s) at 340 s.
+    customer(&mut e, "m2", 300.0);
+    assert_eq!(e.next_deadline(), Some(t(340.0)));
+    e.on_tick(t(340.0));
+    let out = e.take_outputs();
+    assert_eq!(fired(&out), [alert("resolution", "warning", 0.5)]);
+    assert_eq!(alerts(&out)[0]["elapsed_secs"], 50.0);
+
+    // A policy without pausing ignores the event.
+    let mut e = Engine::new(spec(&format!("{CLOCKS}{AGENT}")), t(0.0));
+    let cid = open_and_take(&mut e, "q", 0.0);
+    ev(&mut e, "accept", &cid, 1.0);
+    assert!(matches!(ev(&mut e, "await_customer", &cid, 2.0), Outcome::Ignored(_)));
+    assert_eq!(e.next_deadline(), Some(t(50.0)));
+}
+
+#[test]
+fn sla_rules_pick_the_policy_by_tier_channel_and_priority() {
+    let toml = r#"
+[sla]
+default_policy = "std"
+[sla.policies.std]
+first_response_secs = { email = 100, chat = 100 }
+[sla.policies.gold]
+first_response_secs = { email = 10 }
+[sla.policies.urgent]
+first_response_secs = { chat = 5 }
+[[sla.rules]]
+policy = "gold"
+tiers = ["gold"]
+[[sla.rules]]
+policy = "urgent"
+channels = ["chat"]
+min_priority = 7
+[[queues]]
+name = "q"
+channels = ["email", "chat"]
+[[queues]]
+name = "own"
+channels = ["email"]
+sla_policy = "urgent"
+"#;
+    let mut e = Engine::new(spec(toml), t(0.0));
+    let open = |e: &mut Engine, id: &str, ch: &str, extra: serde_json::Value| {
+        e.on_inbound(&inbound(id, ch, id, extra), t(0.0)).expect("inbound");
+        e.contact_for_conversation(id).and_then(|c| c.sla_policy.clone())
+    };
+    let gold = json!({"queue": "q", "customer": {"id": "g", "tier": "gold"}});
+    assert_eq!(open(&mut e, "1", "email", gold).as_deref(), Some("gold"));
+    assert_eq!(
+        open(&mut e, "2", "chat", json!({"queue": "q", "priority": 8})).as_deref(),
+        Some("urgent")
+    );
+    assert_eq!(
+        open(&mut e, "3", "chat", json!({"queue": "q", "priority": 6})).as_deref(),
+        Some("std")
+    );
+    // No rule matches: the queue's own policy, as in older files.
+    assert_eq!(
+        open(&mut e, "4", "email", json!({"queue": "own"})).as_deref(),
+        Some("urgent")
+    );
+}
+
+#[test]
+fn a_removed_policy_falls_back_to_the_default_and_one_alert_per_threshold_survives_a_restart() {
+    let with_gone = format!("{CLOCKS}[sla.policies.gone]\nfirst_response_secs = {{ email = 20 }}\nwarning_thresholds = [0.5]\n[[queues]]\nname = \"g\"\nchannels = [\"email\"]\nsla_policy = \"gone\"\n");
+    let mut e = Engine::new(spec(&with_gone), t(0.0));
+    e.on_inbound(&inbound("m1", "email", "conv", json!({"queue": "g"})), t(0.0))
+        .expect("inbound");
+    e.on_tick(t(10.0));
+    assert_eq!(fired(&e.take_outputs()), [alert("first_response", "warning", 0.5)]);
+    // The policy is removed; `full` becomes the default (first response 100 s).
+    let without = format!(
+        "[sla]\ndefault_policy = \"full\"\n{}[[queues]]\nname = \"g\"\nchannels = [\"email\"]\n",
+        CLOCKS
+    );
+    let (contacts, agents) = snapshot(&mut e);
+    let mut r = Engine::restore(spec(&without), contacts, agents, t(11.0));
+    r.on_tick(t(11.0));
+    assert!(fired(&r.take_outputs()).is_empty(), "0.5 already fired: not again");
+    r.on_tick(t(100.0));
+    let out = r.take_outputs();
+    assert_eq!(fired(&out), [alert("first_response", "breach", 1.0)]);
+    assert_eq!(alerts(&out)[0]["policy"], "full");
+}
+
+#[test]
+fn a_record_from_before_clocks_keeps_its_fired_thresholds() {
+    let mut e = Engine::new(spec(CLOCKS), t(0.0));
+    e.on_inbound(&inbound("m1", "email", "conv", json!({"queue": "q"})), t(0.0))
+        .expect("inbound");
+    let (mut contacts, agents) = snapshot(&mut e);
+    // As the previous release wrote it: no clocks, the fired thresholds apart.
+    let mut v: serde_json::Value = serde_json::to_value(&contacts[0]).expect("json");
+    v.as_object_mut().map(|o| o.remove("clocks"));
+    v["sla_fired"] = json!([500]);
+    contacts[0] = serde_json::from_value(v).expect("old record");
+    let mut r = Engine::restore(spec(CLOCKS), contacts, agents, t(60.0));
+    r.on_tick(t(60.0));
+    assert!(
+        fired(&r.take_outputs()).is_empty(),
+        "the warning fired before the upgrade"
+    );
+    r.on_tick(t(100.0));
+    assert_eq!(fired(&r.take_outputs()), [alert("first_response", "breach", 1.0)]);
+}
+
+#[test]
+fn contacts_at_risk_are_counted_per_queue_from_warning_to_breach_or_answer() {
+    let mut e = Engine::new(spec(&format!("{CLOCKS}{AGENT}")), t(0.0));
+    let cid = open_and_take(&mut e, "q", 0.0);
+    ev(&mut e, "accept", &cid, 1.0);
+    let risk = |e: &mut Engine| {
+        e.take_waiting_changes()
+            .into_iter()
+            .find(|g| g.queue.as_str() == "q")
+            .map(|g| g.at_risk)
+    };
+    risk(&mut e);
+    e.on_tick(t(50.0)); // first response warned
+    assert_eq!(risk(&mut e), Some(1));
+    ev(&mut e, "respond", &cid, 51.0); // answered: the resolution clock has not warned
+    assert_eq!(risk(&mut e), Some(0));
+    e.on_tick(t(200.0)); // resolution warned
+    assert_eq!(risk(&mut e), Some(1));
+    e.on_tick(t(400.0)); // resolution breached: no longer "at risk"
+    assert_eq!(risk(&mut e), Some(0));
+}
