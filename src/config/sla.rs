@@ -227,3 +227,61 @@ pub(super) fn rules(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn problems(toml: &str) -> Vec<String> {
+        let cfg = Config::from_toml_with_env(toml, "test", Vec::<(String, String)>::new()).expect("parses");
+        match cfg.validate() {
+            Ok(_) => Vec::new(),
+            Err(p) => p.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn every_sla_problem_is_listed_with_its_key_and_value() {
+        let got = problems(
+            r#"
+[sla]
+default_policy = "nope"
+[sla.policies.p]
+next_response_secs = { fax = 10, email = -1 }
+calendar = "missing"
+pause_when_waiting_on_customer = true
+[sla.policies.empty]
+[[sla.rules]]
+policy = "ghost"
+queues = ["q", "nowhere"]
+channels = ["pigeon"]
+min_priority = 12
+[[queues]]
+name = "q"
+channels = ["email"]
+"#,
+        );
+        for want in [
+            "sla.default_policy = \"nope\": no such SLA policy",
+            "sla.policies.p.next_response_secs.fax = \"fax\"",
+            "sla.policies.p.next_response_secs.email = -1.0: must be a number of seconds",
+            "sla.policies.p.calendar = \"missing\": no such calendar",
+            "sla.policies.empty.first_response_secs = \"{}\": a policy needs a target",
+            "sla.rules[0].policy = \"ghost\": no such SLA policy",
+            "sla.rules[0].queues[1] = \"nowhere\": no such queue",
+            "sla.rules[0].channels[0] = \"pigeon\"",
+            "sla.rules[0].min_priority = 12: priority must be 0",
+        ] {
+            assert!(got.iter().any(|p| p.starts_with(want)), "missing {want:?} in {got:#?}");
+        }
+        assert_eq!(got.len(), 9, "{got:#?}");
+    }
+
+    #[test]
+    fn a_file_with_first_response_policies_only_still_validates() {
+        let got = problems(
+            "[sla.policies.std]\nfirst_response_secs = { email = 3600 }\nwarning_thresholds = [0.5]\n[[queues]]\nname = \"q\"\nchannels = [\"email\"]\nsla_policy = \"std\"\n",
+        );
+        assert!(got.is_empty(), "{got:#?}");
+    }
+}
