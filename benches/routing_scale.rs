@@ -229,6 +229,8 @@ fn build_world(p: &Params, rng: &mut Rng) -> World {
                 admission: Default::default(),
                 hours: p.model.then(|| Arc::clone(&hours)),
                 closed_overflow: None,
+                order_by_slack: false,
+                relax_before_breach: false,
             },
         );
         queue_order.push(name);

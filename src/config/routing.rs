@@ -163,6 +163,12 @@ pub struct QueueConfig {
     /// Outside hours, new contacts go to this queue instead (one taking all
     /// of this one's channels).
     pub closed_overflow: Option<String>,
+    /// `age` (default): waiting contacts of equal priority go oldest first;
+    /// `slack`: the one closest to an SLA breach goes first.
+    pub order: Option<String>,
+    /// Apply the next `[[queues.relax]]` step early when the queue's
+    /// estimated wait would take a contact past its SLA breach.
+    pub relax_before_breach: bool,
 }
 
 /// `[[queues.relax]]`: after `after_secs` waiting, route to `overflow`'s

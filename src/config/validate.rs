@@ -200,6 +200,21 @@ impl Config {
                     DEFAULT_RING
                 }
             };
+            let order_by_slack = match q.order.as_deref() {
+                None | Some("age") => false,
+                Some("slack") => true,
+                Some(other) => {
+                    p.add(format!("{key}.order"), other, "order must be age or slack");
+                    false
+                }
+            };
+            if q.relax_before_breach && q.relax.is_empty() {
+                p.add(
+                    format!("{key}.relax_before_breach"),
+                    true,
+                    "needs [[queues.relax]] steps to apply early",
+                );
+            }
             let offer_timeout_secs = q.offer_timeout_secs;
             if let Some(t) = q.offer_timeout_secs {
                 p.seconds(&format!("{key}.offer_timeout_secs"), t, 86_400.0);
@@ -251,6 +266,8 @@ impl Config {
                         admission,
                         hours: None,
                         closed_overflow: None,
+                        order_by_slack,
+                        relax_before_breach: q.relax_before_breach,
                     },
                 );
             }

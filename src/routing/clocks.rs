@@ -145,6 +145,17 @@ impl Engine {
         }
     }
 
+    /// The nearest breach among the contact's running clocks.
+    pub(super) fn breach_at(&self, cx: u32) -> Option<DateTime<Utc>> {
+        let s = self.slot(cx)?;
+        let (p, _) = self.spec.policy(s.c.sla_policy.as_deref())?;
+        let cal = p.calendar.as_deref();
+        s.c.clocks
+            .iter()
+            .filter_map(|k| k.due_at(cal, p.target(k.clock, s.c.channel)?, sla::BREACH))
+            .min()
+    }
+
     pub(super) fn cancel_sla(&mut self, cx: u32) {
         if let Some(at) = self.slot_mut(cx).and_then(|s| s.sla_at.take()) {
             self.timers.cancel(at, Timer::Sla(cx));

@@ -19,6 +19,7 @@ use super::queues::WaitKey;
 use super::spec::Strategy;
 use super::timers::Timer;
 use super::Engine;
+use crate::domain::wire;
 use crate::domain::{AgentId, Channel, Presence};
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Arc;
@@ -356,8 +357,17 @@ impl Engine {
         if self.slot(cx).is_none_or(|s| s.class.is_some() || s.held) {
             return;
         }
-        self.age(cx, now);
         let Some(q) = self.slot(cx).map(|s| s.q) else { return };
+        if self.queues.get(q as usize).is_some_and(|q| q.order_by_slack) {
+            // Least slack first: its place is its nearest breach; contacts
+            // without a running clock come after every contact with one.
+            let at = self.breach_at(cx);
+            if let Some(s) = self.slot_mut(cx) {
+                let unhurried = s.c.received_at.checked_add_signed(Duration::days(36_500));
+                s.order_at = at.or(unhurried).unwrap_or(s.c.received_at);
+            }
+        }
+        self.age(cx, now);
         self.count_waiting(q, true);
         let Some(slot) = self.queues.get_mut(q as usize) else {
             return;
@@ -441,18 +451,47 @@ impl Engine {
     fn age(&mut self, cx: u32, now: DateTime<Utc>) -> bool {
         self.cancel_age(cx);
         let Some(s) = self.slot(cx) else { return false };
-        let (ageing, relax_ms) = self
+        let (ageing, relax_ms, early) = self
             .queues
             .get(s.q as usize)
-            .map_or((Default::default(), &[][..]), |q| (q.ageing, &q.relax_ms[..]));
+            .map_or((Default::default(), &[][..], false), |q| {
+                (q.ageing, &q.relax_ms[..], q.relax_before_breach)
+            });
         let (eff, mut next) = ageing.at(s.c.priority, s.c.received_at, now);
         let mut changed = false;
         if !relax_ms.is_empty() {
             let received = s.c.received_at;
-            let waited = (now - received).num_milliseconds().max(0);
+            let mut waited = (now - received).num_milliseconds().max(0);
             // The step alone first (no allocation, no lookup by name): the
-            // requirement is rebuilt only when the step changes.
-            let (at_step, next_after_ms) = super::waiting::step_at(relax_ms, waited);
+            // requirement is rebuilt only when the step changes. Steps
+            // never go back (one may have been applied early).
+            let (mut at_step, mut next_after_ms) = super::waiting::step_at(relax_ms, waited);
+            if at_step < s.step as usize {
+                at_step = s.step as usize;
+                next_after_ms = relax_ms.get(at_step).copied();
+            }
+            let mut early_reason = None;
+            if early && at_step < relax_ms.len() {
+                match self.predicted_breach(cx, now) {
+                    // The estimated wait would breach: the next step now.
+                    Some((breach, crossing)) if crossing <= now => {
+                        early_reason = Some(format!(
+                            "step {} applied early: the estimated wait would pass the SLA breach at {}",
+                            at_step + 1,
+                            wire::rfc3339(breach)
+                        ));
+                        at_step += 1;
+                        next_after_ms = relax_ms.get(at_step).copied();
+                    }
+                    // Look again when the prediction would cross it.
+                    Some((_, crossing)) => next = Some(next.map_or(crossing, |n| n.min(crossing))),
+                    None => {}
+                }
+            }
+            if at_step > 0 {
+                waited = waited.max(relax_ms[at_step - 1]);
+            }
+            let Some(s) = self.slot(cx) else { return false };
             let step_at = next_after_ms.and_then(|ms| received.checked_add_signed(Duration::milliseconds(ms)));
             next = match (next, step_at) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -466,10 +505,14 @@ impl Engine {
                 let need = self.intern(&r.required).into_boxed_slice();
                 let route_q = self.queue_slot(r.route);
                 let from_q = self.slot(cx).map_or(route_q, |s| s.route_q);
+                if let Some(reason) = &early_reason {
+                    self.event_with("relaxed", cx, now, |m| m.reason = Some(reason));
+                }
                 if from_q != route_q {
                     let (from, to) = (self.queues[from_q as usize].name.clone(), r.route.clone());
                     self.event_with("overflowed", cx, now, |m| {
-                        (m.from_queue, m.to_queue) = (Some(&from), Some(&to))
+                        (m.from_queue, m.to_queue) = (Some(&from), Some(&to));
+                        m.reason = early_reason.as_deref();
                     });
                 }
                 let relaxed = (r.step > 0).then_some(r.required);
@@ -486,6 +529,17 @@ impl Engine {
             self.ages.insert(at, Timer::Age(cx));
         }
         changed
+    }
+
+    /// For a waiting contact with an SLA clock running: its nearest breach,
+    /// and when the queue's estimated wait (of a contact at the back of
+    /// its line) would reach past it.
+    fn predicted_breach(&self, cx: u32, now: DateTime<Utc>) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        let breach = self.breach_at(cx)?;
+        let q = self.slot(cx)?.q;
+        let ewt = self.estimated_wait(q, self.queues.get(q as usize)?.waiting.max(1))?;
+        let crossing = breach.checked_sub_signed(secs_to_duration(ewt))?;
+        Some((breach, crossing.max(now)))
     }
 
     fn cancel_age(&mut self, cx: u32) {

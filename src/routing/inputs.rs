@@ -109,8 +109,9 @@ impl Engine {
             preferred_agent: self.returning_to(&ev.customer.id, now),
         };
         let cx = self.push_contact(c);
-        self.enqueue(cx, now);
+        // Clocks first: a queue ordered by slack files it by its breach.
         self.start_clocks(cx);
+        self.enqueue(cx, now);
         self.dirty_contacts.insert(id.clone());
         self.queued_event(cx, now, from_queue.as_ref());
         // The SLA may already be overdue (an adapter that was down).

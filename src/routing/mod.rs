@@ -212,6 +212,9 @@ struct QueueSlot {
     /// while closed), so opening and closing touch only them.
     members: BTreeSet<u32>,
     closed_overflow: Option<QueueName>,
+    /// Equal priorities by the nearest SLA breach, not age.
+    order_by_slack: bool,
+    relax_before_breach: bool,
     waiting: usize,
     /// Open contacts at risk of an SLA breach (see `clocks`).
     at_risk: usize,
@@ -250,6 +253,10 @@ struct ContactSlot {
     /// Slot of the queue whose strategy and offer timeout apply: `q`, or
     /// the queue a relaxation step overflowed it to.
     route_q: u32,
+    /// Its place among equal priorities: `received_at`, or under a queue
+    /// ordered by slack its nearest SLA breach (set when it is filed, never
+    /// while filed).
+    order_at: DateTime<Utc>,
 }
 
 impl ContactSlot {
@@ -261,7 +268,7 @@ impl ContactSlot {
     fn wait_key(&self, ix: u32) -> WaitKey {
         WaitKey {
             prio: Reverse(self.eff),
-            since: self.c.received_at,
+            since: self.order_at,
             tie: self.tie,
             ix,
         }
@@ -565,6 +572,7 @@ impl Engine {
             reserved: None,
             relaxed: None,
             route_q: q,
+            order_at: c.received_at,
             c,
         };
         let cx = put_in_slot(&mut self.contacts, &mut self.free_slots, slot);
@@ -597,6 +605,8 @@ impl Engine {
             open: true,
             members: BTreeSet::new(),
             closed_overflow: spec.and_then(|q| q.closed_overflow.clone()),
+            order_by_slack: spec.is_some_and(|q| q.order_by_slack),
+            relax_before_breach: spec.is_some_and(|q| q.relax_before_breach),
             waiting: 0,
             at_risk: 0,
             changed: false,
@@ -775,7 +785,7 @@ impl Engine {
     }
 
     /// The estimated wait (seconds) of position `position` in queue slot `q`.
-    fn estimated_wait(&self, q: u32, position: usize) -> Option<f64> {
+    pub(super) fn estimated_wait(&self, q: u32, position: usize) -> Option<f64> {
         let pace = self.queues.get(q as usize)?.pace_ms?;
         Some((position as f64 * pace / 1000.0 * 10.0).round() / 10.0)
     }

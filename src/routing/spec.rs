@@ -66,6 +66,10 @@ pub struct QueueSpec {
     pub hours: Option<std::sync::Arc<crate::calendar::Calendar>>,
     /// Where new contacts go while the queue is closed.
     pub closed_overflow: Option<QueueName>,
+    /// Order equal priorities by the nearest SLA breach instead of age.
+    pub order_by_slack: bool,
+    /// Relax early when the estimated wait would breach the SLA.
+    pub relax_before_breach: bool,
 }
 
 /// When a queue takes no more contacts, and where they go then.

@@ -324,3 +324,123 @@ fn contacts_at_risk_are_counted_per_queue_from_warning_to_breach_or_answer() {
     e.on_tick(t(400.0)); // resolution breached: no longer "at risk"
     assert_eq!(risk(&mut e), Some(0));
 }
+
+const SLACK: &str = r#"
+[sla.policies.slow]
+first_response_secs = { chat = 1000 }
+[sla.policies.fast]
+first_response_secs = { chat = 50 }
+[[sla.rules]]
+policy = "fast"
+tiers = ["gold"]
+[[queues]]
+name = "q"
+channels = ["chat"]
+sla_policy = "slow"
+ORDER
+[[agents]]
+id = "a"
+capacity = { chat = 1 }
+"#;
+
+/// Two waiting chats, the older with the laxer target; an agent arrives.
+fn first_served(order: &str) -> String {
+    let mut e = Engine::new(spec(&SLACK.replace("ORDER", order)), t(0.0));
+    e.on_inbound(&inbound("1", "chat", "lax", json!({})), t(0.0))
+        .expect("inbound");
+    let gold = json!({"customer": {"id": "g", "tier": "gold"}});
+    e.on_inbound(&inbound("2", "chat", "urgent", gold), t(10.0))
+        .expect("inbound");
+    e.on_agent(&agent_ev("a", "presence", json!({"status": "available"})), t(20.0))
+        .expect("presence");
+    let o = offers(&e.take_outputs());
+    o[0].1["conversation_id"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_queue_ordered_by_slack_serves_the_nearest_breach_first() {
+    assert_eq!(first_served("order = \"slack\""), "urgent");
+    assert_eq!(first_served(""), "lax", "by age, the older first");
+}
+
+const EARLY: &str = r#"
+[sla.policies.wait]
+queue_wait_secs = { chat = 100 }
+[[queues]]
+name = "q"
+channels = ["chat"]
+skills = { s = 5 }
+sla_policy = "wait"
+EARLY
+[[queues.relax]]
+after_secs = 600
+skills = { s = 1 }
+[[agents]]
+id = "expert"
+skills = { s = 5 }
+capacity = { chat = 1 }
+initial_status = "available"
+[[agents]]
+id = "junior"
+skills = { s = 1 }
+capacity = { chat = 1 }
+initial_status = "available"
+"#;
+
+/// The expert serves three chats 100 s apart (the queue's pace: 100 s per
+/// contact); a fourth arrives at 201 s with a 100 s queue-wait target.
+fn fourth_chat(early: &str) -> (Engine, Vec<Outbound>) {
+    let mut e = Engine::new(spec(&EARLY.replace("EARLY", early)), t(0.0));
+    for n in 1..=3 {
+        e.on_inbound(&inbound(&format!("m{n}"), "chat", &format!("c{n}"), json!({})), t(0.0))
+            .expect("inbound");
+    }
+    for at in [0.0, 100.0, 200.0] {
+        let o = offers(&e.take_outputs());
+        let cid = o[0].1["contact_id"].as_str().unwrap_or_default().to_string();
+        e.on_agent(&agent_ev("expert", "accept", json!({"contact_id": cid})), t(at))
+            .expect("accept");
+        e.on_agent(
+            &agent_ev("expert", "complete", json!({"contact_id": cid})),
+            t(at + 100.0),
+        )
+        .expect("complete");
+        if at == 200.0 {
+            break;
+        }
+    }
+    e.take_outputs();
+    // Another chat takes one of the two agents (the expert, or the junior
+    // when it too was relaxed early).
+    e.on_inbound(&inbound("m9", "chat", "c9", json!({})), t(300.5))
+        .expect("inbound");
+    assert_eq!(offers(&e.take_outputs()).len(), 1);
+    e.on_inbound(&inbound("m4", "chat", "c4", json!({})), t(301.0))
+        .expect("inbound");
+    let out = e.take_outputs();
+    (e, out)
+}
+
+#[test]
+fn a_contact_predicted_to_breach_relaxes_early_and_says_so() {
+    let (_, out) = fourth_chat("relax_before_breach = true");
+    let o = offers(&out);
+    assert_eq!(o.len(), 1, "{out:?}");
+    assert_eq!(
+        (&o[0].1["conversation_id"], &o[0].1["why"]["step"]),
+        (&json!("c4"), &json!(1))
+    );
+    let relaxed: Vec<serde_json::Value> = out
+        .iter()
+        .filter(|o| o.subject == OutSubject::ContactEvent("relaxed"))
+        .filter_map(|o| serde_json::from_slice(&o.payload).ok())
+        .collect();
+    assert_eq!(relaxed.len(), 1);
+    assert!(relaxed[0]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("applied early"));
+
+    let (_, out) = fourth_chat("");
+    assert!(offers(&out).is_empty(), "without the option it waits for the expert");
+}
