@@ -2,13 +2,14 @@
 //! with N open contacts (100 000 by default), through a real nats-server.
 //!
 //! The daemon runs in-process with one chat queue nobody can serve and an
-//! SLA policy of T seconds with a warning at 50 %; N contacts are published
+//! SLA policy of T seconds first response with a warning at 50 % (its
+//! queue-wait and resolution clocks run too, due long after the run); N contacts are published
 //! at `--rate R` per second (5 000 by default; 0: as fast as JetStream
 //! takes them), each with `received_at` = its publish time, so every clock
 //! is running when the first alert falls due and alerts fall due at the
 //! rate contacts arrived. A core-NATS subscriber records when each alert
-//! arrives; lateness = arrival − due, due being `received_at` plus share ×
-//! target: end to end, the router's timer, the journal append, the
+//! arrives; lateness = arrival − due, due being the alert's `due_at`
+//! (`received_at` plus share × target): end to end, the router's timer, the journal append, the
 //! publish, the delivery. Also `at − due` (when the router raised it)
 //! and the RSS growth per open contact (this process holds the daemon and
 //! the load generator). Prints one JSON object.
@@ -43,6 +44,8 @@ fn config(target: f64) -> String {
 listen = "127.0.0.1:0"
 [sla.policies.p]
 first_response_secs = {{ chat = {target} }}
+queue_wait_secs = {{ chat = 86400 }}
+resolution_secs = {{ chat = 172800 }}
 warning_thresholds = [0.5]
 [[queues]]
 name = "nobody"
@@ -121,11 +124,12 @@ fn main() {
             }
             let a: serde_json::Value = serde_json::from_slice(&m.payload).expect("alert json");
             let at = a["at"].as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()).expect("at");
-            let elapsed = a["elapsed_secs"].as_f64().expect("elapsed");
-            let share = a["threshold"].as_f64().expect("threshold");
-            // received_at = at - elapsed; due = received_at + share * target.
-            let due = at.with_timezone(&Utc) - chrono::Duration::milliseconds((elapsed * 1000.0) as i64)
-                + chrono::Duration::milliseconds((share * target * 1000.0) as i64);
+            // The alert says when it came due (received_at + share × target).
+            let due = a["due_at"]
+                .as_str()
+                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                .expect("due_at")
+                .with_timezone(&Utc);
             let late = |t: DateTime<Utc>| (t - due).num_microseconds().unwrap_or(0);
             let e2e = late(now);
             if e2e < -1_000 {

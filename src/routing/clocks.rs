@@ -190,7 +190,7 @@ impl Engine {
     /// yet fired (each once: recorded on the clock), then schedules the next.
     pub(super) fn fire_sla(&mut self, cx: u32, now: DateTime<Utc>) {
         let spec = Arc::clone(&self.spec);
-        let Some(s) = self.contacts.get_mut(cx as usize).and_then(Option::as_mut) else {
+        let Some(s) = self.contacts.get_mut(cx) else {
             return;
         };
         let Some((policy, _)) = spec.policy(s.c.sla_policy.as_deref()) else {

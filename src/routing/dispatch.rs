@@ -334,14 +334,13 @@ impl Engine {
             super::ContactState::Assigned { agent, .. } => self.unhold(cx, agent),
             super::ContactState::Waiting => {}
         }
-        let Some(s) = self.contacts.get_mut(cx as usize).and_then(Option::take) else {
+        let Some(s) = self.contacts.take(cx) else {
             return;
         };
         self.contact_ix.remove(&s.c.id);
         if self.by_conversation.get(&s.c.conversation_id) == Some(&cx) {
             self.by_conversation.remove(&s.c.conversation_id);
         }
-        self.free_slots.push(cx);
         self.dirty_contacts.insert(s.c.id);
     }
 
@@ -435,7 +434,7 @@ impl Engine {
 
     /// Puts a contact in the wait index under its current key.
     pub(super) fn file(&mut self, cx: u32) -> Option<WaitKey> {
-        let s = self.contacts.get(cx as usize).and_then(Option::as_ref)?;
+        let s = self.contacts.get(cx)?;
         let key = s.wait_key(cx);
         let free = &self.free;
         let class = self.waiting.insert(s.c.channel, &s.need, key, |need| {

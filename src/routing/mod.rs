@@ -73,6 +73,7 @@ pub mod model;
 mod outputs;
 mod queues;
 mod reserve;
+mod slab;
 pub mod spec;
 mod timers;
 mod waiting;
@@ -292,8 +293,7 @@ struct AgentSlot {
 
 pub struct Engine {
     spec: Arc<RouterSpec>,
-    contacts: Vec<Option<ContactSlot>>,
-    free_slots: Vec<u32>,
+    contacts: slab::Slab<ContactSlot>,
     contact_ix: FastMap<String, u32>,
     by_conversation: FastMap<String, u32>,
     agents: Vec<AgentSlot>,
@@ -360,8 +360,7 @@ impl Engine {
     pub fn restore(spec: Arc<RouterSpec>, contacts: Vec<Contact>, agents: Vec<Agent>, now: DateTime<Utc>) -> Engine {
         let mut e = Engine {
             spec: Arc::clone(&spec),
-            contacts: Vec::with_capacity(contacts.len()),
-            free_slots: Vec::new(),
+            contacts: slab::Slab::default(),
             contact_ix: map_with(contacts.len()),
             by_conversation: map_with(contacts.len()),
             agents: Vec::new(),
@@ -503,7 +502,7 @@ impl Engine {
                 }
             }
             let cx = e.push_contact(c);
-            let Some(slot) = e.contacts.get(cx as usize).and_then(Option::as_ref) else {
+            let Some(slot) = e.contacts.get(cx) else {
                 continue;
             };
             let channel = slot.c.channel;
@@ -575,7 +574,7 @@ impl Engine {
             order_at: c.received_at,
             c,
         };
-        let cx = put_in_slot(&mut self.contacts, &mut self.free_slots, slot);
+        let cx = self.contacts.put(slot);
         if let Some(s) = self.slot(cx) {
             let (id, conv) = (s.c.id.clone(), s.c.conversation_id.clone());
             self.contact_ix.insert(id, cx);
@@ -629,11 +628,11 @@ impl Engine {
     }
 
     fn slot(&self, cx: u32) -> Option<&ContactSlot> {
-        self.contacts.get(cx as usize).and_then(Option::as_ref)
+        self.contacts.get(cx)
     }
 
     fn slot_mut(&mut self, cx: u32) -> Option<&mut ContactSlot> {
-        self.contacts.get_mut(cx as usize).and_then(Option::as_mut)
+        self.contacts.get_mut(cx)
     }
 
     fn contact_slot_of(&self, id: &str) -> Option<u32> {
@@ -732,7 +731,7 @@ impl Engine {
     }
 
     pub fn contacts(&self) -> impl Iterator<Item = &Contact> {
-        self.contacts.iter().flatten().map(|s| &s.c)
+        self.contacts.iter().map(|s| &s.c)
     }
 
     pub fn agent(&self, id: &str) -> Option<&Agent> {
@@ -812,7 +811,7 @@ impl Engine {
     /// Offers again every outstanding offer, with its original id: after a
     /// restart the original publish may not have happened.
     pub fn replay_offers(&mut self) {
-        let offered: Vec<u32> = (0..self.contacts.len() as u32)
+        let offered: Vec<u32> = (0..self.contacts.slots() as u32)
             .filter(|cx| {
                 self.slot(*cx)
                     .is_some_and(|s| matches!(s.c.state, ContactState::Offered { .. }))

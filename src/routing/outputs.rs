@@ -196,7 +196,7 @@ impl Engine {
         now: DateTime<Utc>,
         f: impl FnOnce(&mut ContactEventMsg<'a>),
     ) {
-        let Some(s) = self.contacts.get(cx as usize).and_then(Option::as_ref) else {
+        let Some(s) = self.contacts.get(cx) else {
             return;
         };
         let c = &s.c;
