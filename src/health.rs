@@ -49,6 +49,11 @@ impl Readiness {
     pub fn nats_connected(&self) -> bool {
         *self.nats_connected.borrow()
     }
+    /// Follows the connection: a receiver whose value turns `true` each
+    /// time the client (re)connects.
+    pub fn nats_connection(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.nats_connected.subscribe()
+    }
     /// Resolves once NATS is connected.
     pub async fn wait_nats_connected(&self) {
         // The sender lives in `self`, so the wait cannot fail.

@@ -427,7 +427,7 @@ async fn run_active(
     let (tx, rx) = mpsc::channel(cfg.nats.batch_size * 4);
     let mut consumers = JoinSet::new();
     let resume_window = daemon.resume_window();
-    daemon::spawn_consumers(&mut consumers, bus, &cfg.nats, tx, &intake, resume_window);
+    daemon::spawn_consumers(&mut consumers, bus, &cfg.nats, tx, &intake, resume_window, ready);
     let mut core = tokio::spawn(daemon.run_loop(rx, Arc::clone(queries), hard_stop.clone()));
     tracing::info!(streams = %bus::stream_name(&cfg.nats.subject_prefix, "{INBOUND,AGENT,OUTBOUND}"), "Routing.");
 

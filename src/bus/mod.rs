@@ -404,6 +404,7 @@ impl Bus {
         tx: mpsc::Sender<Delivery>,
         token: CancellationToken,
         resume_window: Option<Duration>,
+        mut connection: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), BusError> {
         let p = &cfg.subject_prefix;
         let (what, filter) = match source {
@@ -490,6 +491,16 @@ impl Bus {
                 let next = tokio::select! {
                     n = messages.next() => n,
                     _ = token.cancelled() => break 'outer,
+                    // NATS is back after a drop: a restarted server has
+                    // forgotten the pull request this stream waits on, and
+                    // the stream may wait for it without end (seen after a
+                    // second quick restart). Pull afresh; anything the old
+                    // pull was handed and we dropped comes back after the
+                    // ack wait.
+                    true = reconnected(&mut connection) => {
+                        tracing::info!(stream = %name, "NATS is back; pulling afresh.");
+                        continue 'outer;
+                    }
                 };
                 match next {
                     None => continue 'outer,
@@ -600,6 +611,19 @@ async fn load_bucket(store: &kv::Store) -> Result<Vec<(String, Bytes)>, BusError
     let values: Vec<Option<(String, Bytes)>> = futures::stream::iter(reads).buffer_unordered(128).try_collect().await?;
     // A key deleted between listing and reading is simply gone.
     Ok(values.into_iter().flatten().collect())
+}
+
+/// Resolves `true` when the connection comes back (a change to connected);
+/// never resolves once the sender is gone.
+pub(crate) async fn reconnected(connection: &mut tokio::sync::watch::Receiver<bool>) -> bool {
+    loop {
+        if connection.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        if *connection.borrow_and_update() {
+            return true;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -47,6 +47,9 @@ pub const HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// How often held-back timers are looked at while catching up.
 const CATCH_UP_POLL: Duration = Duration::from_millis(250);
+/// After NATS comes back, how long offer expiries are not counted as missed
+/// offers (desktops' clients reconnect and resubscribe with back-off).
+const OUTAGE_GRACE: Duration = Duration::from_secs(30);
 
 /// A batch waiting for its commit.
 #[derive(Default)]
@@ -204,6 +207,7 @@ impl Daemon {
         self.ready.set_state_loaded(true);
         let batch = self.cfg.nats.batch_size;
         let mut buf = Vec::with_capacity(batch);
+        let mut connection = self.ready.nats_connection();
         loop {
             let sleep_for = if self.catch_up.active() {
                 // Due timers are held back: look again soon, not at once.
@@ -236,6 +240,15 @@ impl Daemon {
                 _ = tokio::time::sleep(sleep_for) => {
                     self.tick(self.clock.now());
                     self.commit(Pending::default(), &hard_stop).await?;
+                }
+                // NATS is back after a drop: answers sent meanwhile could
+                // not arrive, and the desktops' own clients may take a while
+                // to come back; expiries in that window are not the agents'
+                // doing.
+                true = crate::bus::reconnected(&mut connection) => {
+                    let until = self.clock.now() + chrono::Duration::from_std(OUTAGE_GRACE).unwrap_or_default();
+                    self.engine.excuse_missed_offers_until(until);
+                    tracing::info!(%until, "NATS is back: offers expiring until then do not count as missed.");
                 }
                 Some(q) = async {
                     match queries.as_mut() {
@@ -421,12 +434,17 @@ pub fn spawn_consumers(
     tx: mpsc::Sender<Delivery>,
     intake: &CancellationToken,
     resume_window: Option<Duration>,
+    ready: &Readiness,
 ) {
     for source in [Source::Inbound, Source::Agent] {
         let (bus, cfg, tx, token) = (bus.clone(), cfg.clone(), tx.clone(), intake.clone());
+        let connection = ready.nats_connection();
         tasks.spawn(async move {
             let name = format!("{source:?} consumer");
-            (name, bus.consume(&cfg, source, tx, token, resume_window).await)
+            (
+                name,
+                bus.consume(&cfg, source, tx, token, resume_window, connection).await,
+            )
         });
     }
 }

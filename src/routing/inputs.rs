@@ -587,6 +587,10 @@ impl Engine {
         for (agent, _) in &offers {
             self.withdraw_from(cx, agent, now);
         }
+        if self.excused_until.is_some_and(|u| at <= u) {
+            tracing::debug!(contact = %self.contacts_id(cx), "Offer expired while the desktops could not answer; not counted as missed.");
+            return;
+        }
         let max = self.spec.max_missed_offers;
         for (agent, _) in &offers {
             let Some(ax) = self.agent_ix.get(agent).copied() else {

@@ -309,6 +309,10 @@ pub struct Engine {
     changed_queues: Vec<u32>,
     /// Missing SLA policies already warned about.
     warned_policies: BTreeSet<String>,
+    /// Offer expiries up to this instant do not count as missed offers:
+    /// the desktops could not answer (NATS was away; see
+    /// [`Engine::excuse_missed_offers_until`]).
+    excused_until: Option<DateTime<Utc>>,
     by_status: [usize; 3],
     /// What the current input changed: agents that may have gained a free
     /// slot or a fit, and contacts that became waiting.
@@ -377,6 +381,7 @@ impl Engine {
             queue_ix: map_with(spec.queue_order.len()),
             changed_queues: Vec::new(),
             warned_policies: BTreeSet::new(),
+            excused_until: None,
             by_status: [0; 3],
             pending_agents: Vec::new(),
             pending_contacts: BTreeSet::new(),
@@ -798,6 +803,14 @@ impl Engine {
         }
         let (max, ewt) = (a.max_estimated_wait_secs?, self.estimated_wait(q, slot.waiting + 1)?);
         (ewt > max).then(|| format!("queue {}'s estimated wait of {ewt} s is over {max} s", slot.name))
+    }
+
+    /// Offers that expire up to `until` are withdrawn and routed on as
+    /// usual but do not count towards `routing.max_missed_offers`: after a
+    /// NATS outage the desktops' answers could not reach the router, and
+    /// their own clients may take a while to come back. Only moves later.
+    pub fn excuse_missed_offers_until(&mut self, until: DateTime<Utc>) {
+        self.excused_until = Some(self.excused_until.map_or(until, |u| u.max(until)));
     }
 
     pub fn contacts_len(&self) -> usize {

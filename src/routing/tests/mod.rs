@@ -656,3 +656,22 @@ fn the_relaxation_step_alone_agrees_with_the_relaxed_requirement() {
     let other = QueueName::try_from("gone").expect("name");
     assert_eq!(spec.relax_step(&other, 5), (0, None));
 }
+
+#[test]
+fn offers_expiring_while_excused_do_not_set_the_agent_away() {
+    let agent = "[[agents]]\nid = \"x\"\nskills = { s = 5 }\ncapacity = { chat = 1 }\ninitial_status = \"available\"\n";
+    // BASE: offers expire after 10 s, away after 2 missed in a row.
+    let run = |excuse: bool| {
+        let mut e = engine(agent);
+        if excuse {
+            e.excuse_missed_offers_until(t(25.0));
+        }
+        e.on_inbound(&inbound("1", "chat", "a", json!({"queue": "q"})), t(0.0))
+            .expect("ok");
+        e.on_tick(t(10.0));
+        e.on_tick(t(20.0));
+        e.agent("x").map(|a| (a.status, a.missed_offers))
+    };
+    assert_eq!(run(false), Some((Presence::Away, 2)), "the check is not vacuous");
+    assert_eq!(run(true), Some((Presence::Available, 0)));
+}
