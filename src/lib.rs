@@ -339,6 +339,18 @@ async fn run_routing(
                 }
                 ready.set_fatal(None);
             }
+            // NATS answered with timeouts or "no responders" (a cluster
+            // electing leaders after losing a node, a server restarting):
+            // start the session again, as a standby would, instead of
+            // ending the process over it.
+            Err(RunError::Daemon(DaemonError::Bus(e))) if e.is_transient() => {
+                let _ = lease.release().await;
+                tracing::warn!(error = %e, "The routing session ended on a transient NATS error; starting again.");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.cancelled() => break Ok(()),
+                }
+            }
             Err(e) => {
                 let _ = lease.release().await;
                 break Err(e);

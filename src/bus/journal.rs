@@ -137,7 +137,7 @@ impl Journal {
                     Some(seq) => Ok(seq),
                     None => Err(BusError::Fenced(why)),
                 },
-                Err(e) => Err(e),
+                Err(e) => Err(self.s.confirm(e).await),
                 Ok(a) => Ok(a.sequence),
             };
             match ack {
@@ -164,6 +164,30 @@ impl Journal {
 }
 
 impl StateStream {
+    /// "No stream found" from a publish is also what a cluster answers
+    /// while the stream's leader is being elected (a node lost): only a
+    /// stream lookup that says the stream does not exist makes it
+    /// permanent; anything else is transient.
+    async fn confirm(&self, e: BusError) -> BusError {
+        use async_nats::jetstream::context::GetStreamErrorKind as K;
+        let BusError::Permanent { what, message, .. } = &e else {
+            return e;
+        };
+        if what != "the state stream" {
+            return e;
+        }
+        let name = self.stream.cached_info().config.name.clone();
+        match self.js.get_stream(&name).await {
+            Err(g) if matches!(g.kind(), K::JetStream(j) if j.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND) => {
+                e
+            }
+            _ => BusError::Transient {
+                what: "journal append",
+                message: format!("{message} (the stream exists: a leader election, probably)"),
+            },
+        }
+    }
+
     /// The journal's tip, when it is the entry this writer sent as `id`.
     async fn own_tip(&self, id: &str) -> Result<Option<u64>, BusError> {
         use async_nats::jetstream::stream::LastRawMessageErrorKind as K;
@@ -276,7 +300,10 @@ impl StateStream {
                 acks.push(std::future::IntoFuture::into_future(ack));
             }
             for a in futures::future::join_all(acks).await {
-                let a = a.map_err(|e| classify(e.kind(), e.to_string()))?;
+                let a = match a {
+                    Ok(a) => a,
+                    Err(e) => return Err(self.confirm(classify(e.kind(), e.to_string())).await),
+                };
                 first.get_or_insert(a.sequence);
             }
         }

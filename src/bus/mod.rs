@@ -414,7 +414,7 @@ impl Bus {
         let name = stream_name(p, what);
         // Setting up is a few JetStream requests that can each wait out a
         // timeout while NATS is away; shutdown must not wait for them.
-        let setup_consumer = async {
+        let setup_consumer = || async {
             let stream = self
                 .js
                 .get_stream(&name)
@@ -449,7 +449,7 @@ impl Bus {
                             ack_wait: Duration::from_secs_f64(cfg.ack_wait_secs),
                             max_deliver: -1,
                             max_ack_pending: 20_000,
-                            filter_subject: filter,
+                            filter_subject: filter.clone(),
                             ..Default::default()
                         })
                         .await
@@ -458,9 +458,26 @@ impl Bus {
             };
             Ok::<_, BusError>(consumer)
         };
-        let consumer = tokio::select! {
-            c = setup_consumer => c?,
-            _ = token.cancelled() => return Ok(()),
+        // A cluster electing leaders (a node lost, a fresh start) answers
+        // set-up requests with timeouts for a while: retry, do not end the
+        // session over it.
+        let mut wait = Duration::from_millis(100);
+        let consumer = loop {
+            let attempt = tokio::select! {
+                c = setup_consumer() => c,
+                _ = token.cancelled() => return Ok(()),
+            };
+            match attempt {
+                Ok(c) => break c,
+                Err(e) => {
+                    tracing::warn!(stream = %name, error = %e, "Cannot set up the consumer yet; retrying.");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = token.cancelled() => return Ok(()),
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            }
         };
         let mut backoff = Duration::from_millis(100);
         'outer: while !token.is_cancelled() {

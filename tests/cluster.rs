@@ -1,0 +1,222 @@
+//! On a JetStream cluster: three clustered nats-servers on loopback, the
+//! router's streams and lease bucket at three replicas. The router is
+//! started together with the cluster (before it has elected a metadata
+//! leader), routes, and keeps routing while each node in turn is killed
+//! and brought back (so the node the router is connected to, and every
+//! stream leader, go away at some point under load). Checked from outside
+//! on what JetStream holds: every contact is offered, exactly once.
+
+mod support;
+
+use async_nats::jetstream::{self, consumer};
+use futures::StreamExt;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use support::binary::free_port;
+use support::{nats_server_bin, Daemon};
+
+struct Node {
+    child: Option<Child>,
+    port: u16,
+    cluster_port: u16,
+    dir: tempfile::TempDir,
+}
+
+struct Cluster {
+    nodes: Vec<Node>,
+}
+
+impl Cluster {
+    fn start(n: usize) -> Cluster {
+        let nodes: Vec<Node> = (0..n)
+            .map(|_| Node {
+                child: None,
+                port: free_port(),
+                cluster_port: free_port(),
+                dir: tempfile::tempdir().expect("tmp"),
+            })
+            .collect();
+        let mut c = Cluster { nodes };
+        for i in 0..n {
+            c.spawn(i);
+        }
+        c
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let routes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("nats://127.0.0.1:{}", n.cluster_port))
+            .collect();
+        let n = &mut self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(n.dir.path().join("nats.log"))
+            .expect("log");
+        let child = Command::new(nats_server_bin())
+            .args(["-a", "127.0.0.1", "-p", &n.port.to_string(), "-js", "-sd"])
+            .arg(n.dir.path().join("js"))
+            .args(["-n", &format!("node{i}"), "--cluster_name", "omni"])
+            .args(["--cluster", &format!("nats://127.0.0.1:{}", n.cluster_port)])
+            .args(["--routes", &routes.join(",")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start nats-server");
+        n.child = Some(child);
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("nats://127.0.0.1:{}", n.port))
+            .collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
+
+async fn client(urls: &[String]) -> jetstream::Context {
+    let addrs: Vec<async_nats::ServerAddr> = urls.iter().map(|u| u.parse().expect("url")).collect();
+    let nc = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(addrs)
+        .await
+        .expect("connect");
+    jetstream::new(nc)
+}
+
+/// Publishes until the cluster takes it (a node may be down, a stream
+/// leader being elected); the same `Nats-Msg-Id` makes retries harmless.
+async fn publish(js: &jetstream::Context, subject: String, id: &str, v: &Value) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("Nats-Msg-Id", id);
+        let body = serde_json::to_vec(v).expect("json");
+        if let Ok(ack) = js.publish_with_headers(subject.clone(), h, body.into()).await {
+            if ack.await.is_ok() {
+                return;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the cluster did not take {subject} in 60 s"
+        );
+        // A retry pace while the cluster recovers, not a wait on an event.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn contact(js: &jetstream::Context, n: usize) {
+    let id = format!("cl-{n}-{}", std::process::id());
+    let v = json!({"v": 1, "id": id, "type": "message", "channel": "chat",
+        "conversation_id": format!("conv-{n}"), "customer": {"id": format!("k{n}")}});
+    publish(js, "omni.inbound.chat".into(), &id, &v).await;
+}
+
+/// Offer ids per conversation in everything the router published so far.
+async fn offers(js: &jetstream::Context) -> Option<BTreeMap<String, Vec<String>>> {
+    let mut stream = js.get_stream("OMNI_OUTBOUND").await.ok()?;
+    let last = stream.info().await.ok()?.state.last_sequence;
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    if last == 0 {
+        return Some(out);
+    }
+    let c = stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            deliver_policy: consumer::DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .ok()?;
+    let mut msgs = c.messages().await.ok()?;
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(5), msgs.next()).await {
+        let seq = m.info().ok()?.stream_sequence;
+        if m.subject.starts_with("omni.offer.") {
+            let v: Value = serde_json::from_slice(&m.payload).unwrap_or(Value::Null);
+            if v["kind"] == "offer" {
+                let conv = v["conversation_id"].as_str().unwrap_or_default().to_string();
+                let id = v["offer_id"].as_str().unwrap_or_default().to_string();
+                let ids = out.entry(conv).or_default();
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+        }
+        if seq >= last {
+            return Some(out);
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_on_a_three_node_cluster_starts_with_it_and_routes_through_node_losses() {
+    let mut cluster = Cluster::start(3);
+    let urls = cluster.urls();
+    let toml = r#"
+[nats]
+stream_replicas = 3
+[routing]
+offer_timeout_secs = 600
+[[queues]]
+name = "q"
+channels = ["chat"]
+[[agents]]
+id = "a"
+capacity = { chat = 1000 }
+initial_status = "available"
+"#;
+    // Started together with the cluster: set-up waits for it to settle.
+    let d = Daemon::start(support::config(&urls.join(","), toml)).await;
+    let js = client(&urls).await;
+    let per_round = 25;
+    let mut n = 0;
+    for _ in 0..per_round {
+        contact(&js, n).await;
+        n += 1;
+    }
+    for i in 0..3 {
+        cluster.kill(i);
+        for _ in 0..per_round {
+            contact(&js, n).await;
+            n += 1;
+        }
+        cluster.spawn(i);
+    }
+    let info = js
+        .get_stream("OMNI_INBOUND")
+        .await
+        .expect("stream")
+        .cached_info()
+        .config
+        .num_replicas;
+    assert_eq!(info, 3, "the router's streams are replicated");
+    let got = support::eventually(Duration::from_secs(90), "every contact offered", || async {
+        let o = offers(&js).await?;
+        (o.len() >= n).then_some(o)
+    })
+    .await;
+    let doubled: Vec<_> = got.iter().filter(|(_, ids)| ids.len() > 1).collect();
+    assert!(doubled.is_empty(), "offered more than once: {doubled:?}");
+    assert_eq!(got.len(), n, "every contact offered");
+    d.stop().await;
+}
