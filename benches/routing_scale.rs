@@ -1,5 +1,5 @@
 //! `cargo bench --bench routing_scale -- [--agents 1000,20000,100000] [--waiting 100000] [--budget-secs 120]
-//! [--strategies longest_idle,least_loaded] [--units 100] [--model full]`:
+//! [--strategies longest_idle,least_loaded] [--units 100] [--model full] [--ageing-secs 60]`:
 //! the pure routing core ([`Engine`], no NATS) at contact-centre scale.
 //! Prints one JSON object per size on stdout (and, for several sizes, a
 //! final `{"summary":…}` line); progress goes to stderr.
@@ -11,8 +11,9 @@
 //! a weighted-capacity budget of N with the default weights and e-mail
 //! interruptible, as the quick run does with 100; `--model full` turns on
 //! the rest of the routing model on every queue, as the quick run does:
-//! ageing every 60 s up to 9 with a 300 s starvation bound, relaxation to
-//! level 1 after 30 s and overflow to the next queue after 90 s, business
+//! ageing every 60 s (`--ageing-secs`) up to 9 with a starvation bound at
+//! five steps, relaxation to level 1 after half a step and overflow to the
+//! next queue after one and a half, business
 //! hours (a Madrid calendar open 06:00–23:30 every day; the simulated
 //! clock runs on a Monday morning), and affinity with a 5 s
 //! waiting window, customers drawn from 20 000 so they return, and queue-wait
@@ -72,13 +73,16 @@ use std::time::{Duration, Instant};
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SKILLS: usize = 50;
-/// `--model full`: every 60 s waited one priority step up to 9; past
-/// 300 s ahead of everything newer.
-const MODEL_AGEING: Ageing = Ageing {
-    step_ms: Some(60_000),
-    cap: 9,
-    max_wait_ms: Some(300_000),
-};
+/// `--model full`: every `--ageing-secs` (60 by default) waited one
+/// priority step up to 9; past five of them ahead of everything newer;
+/// relaxation steps at a half and one and a half of them.
+fn model_ageing(step_ms: i64) -> Ageing {
+    Ageing {
+        step_ms: Some(step_ms),
+        cap: 9,
+        max_wait_ms: Some(5 * step_ms),
+    }
+}
 const OFFER_TIMEOUT_SECS: f64 = 30.0;
 const SEED: u64 = 0x6f6d_6e69_726f_7574;
 /// High, so scenario 4 measures expiries rather than agents being set away
@@ -106,6 +110,8 @@ struct Params {
     units: Option<u32>,
     /// Ageing, relaxation, hours and affinity on (`--model full`).
     model: bool,
+    /// `--ageing-secs`, in ms: the model's ageing step.
+    ageing_ms: i64,
 }
 
 impl Params {
@@ -115,6 +121,7 @@ impl Params {
             strategies: o.strategies.clone(),
             units: o.units,
             model: o.model,
+            ageing_ms: o.ageing_ms,
             full: true,
             agents,
             queues: 5_000,
@@ -132,6 +139,7 @@ impl Params {
             strategies: ALL_STRATEGIES.to_vec(),
             units: Some(100),
             model: true,
+            ageing_ms: 60_000,
             full: false,
             agents: 1_000,
             queues: 200,
@@ -207,16 +215,20 @@ fn build_world(p: &Params, rng: &mut Rng) -> World {
                 strategy: p.strategies[q % p.strategies.len()],
                 ring_size: 3,
                 offer_timeout_secs: Some(OFFER_TIMEOUT_SECS),
-                ageing: if p.model { MODEL_AGEING } else { Default::default() },
+                ageing: if p.model {
+                    model_ageing(p.ageing_ms)
+                } else {
+                    Default::default()
+                },
                 relax: if p.model {
                     vec![
                         RelaxStep {
-                            after_ms: 30_000,
+                            after_ms: p.ageing_ms / 2,
                             skills: BTreeMap::from([(skills[skill].clone(), 1)]),
                             overflow: None,
                         },
                         RelaxStep {
-                            after_ms: 90_000,
+                            after_ms: 3 * p.ageing_ms / 2,
                             skills: BTreeMap::new(),
                             overflow: Some(
                                 QueueName::try_from(format!("q{:04}", (q + 1) % p.queues)).expect("queue name"),
@@ -954,6 +966,7 @@ fn run_size(p: &Params) -> Value {
         "strategies": p.strategies.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
         "units": p.units,
         "model": if p.model { "full" } else { "basic" },
+        "ageing_secs": p.ageing_ms as f64 / 1000.0,
         "skills": SKILLS,
         "total_capacity": world.total_capacity,
         "reachable_capacity": world.reachable_capacity,
@@ -992,6 +1005,7 @@ struct Options {
     strategies: Vec<Strategy>,
     units: Option<u32>,
     model: bool,
+    ageing_ms: i64,
 }
 
 const ALL_STRATEGIES: [Strategy; 5] = [
@@ -1010,6 +1024,7 @@ fn parse_options(args: &[String]) -> Options {
         strategies: ALL_STRATEGIES[..2].to_vec(),
         units: None,
         model: false,
+        ageing_ms: 60_000,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -1019,7 +1034,7 @@ fn parse_options(args: &[String]) -> Options {
         };
         if !matches!(
             key,
-            "--agents" | "--waiting" | "--budget-secs" | "--strategies" | "--units" | "--model"
+            "--agents" | "--waiting" | "--budget-secs" | "--strategies" | "--units" | "--model" | "--ageing-secs"
         ) {
             continue;
         }
@@ -1049,6 +1064,13 @@ fn parse_options(args: &[String]) -> Options {
                         .filter(|n| (1..=1_000_000).contains(n))
                         .unwrap_or_else(|| bad("expected a budget of 1..1000000 units")),
                 )
+            }
+            "--ageing-secs" => {
+                let secs: f64 = v.parse().unwrap_or_else(|_| bad("expected seconds"));
+                if !(secs.is_finite() && (1.0..=86_400.0).contains(&secs)) {
+                    bad("expected 1..86400 seconds");
+                }
+                o.ageing_ms = (secs * 1000.0) as i64;
             }
             "--model" => {
                 o.model = match v.as_str() {
@@ -1177,6 +1199,7 @@ fn run_child(agents: usize, o: &Options) -> std::io::Result<Option<Value>> {
         ])
         .args(o.units.map(|u| format!("--units={u}")))
         .args(o.model.then_some("--model=full"))
+        .arg(format!("--ageing-secs={}", o.ageing_ms as f64 / 1000.0))
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()?;
