@@ -84,6 +84,8 @@ pub struct Daemon {
     /// Holds timers back while inputs from the downtime are read.
     catch_up: catchup::CatchUp,
     clock: crate::clock::Clock,
+    /// A reconnection was seen and its grace not yet granted.
+    outage_pending: bool,
 }
 
 fn subject_of(prefix: &str, s: &OutSubject) -> String {
@@ -174,6 +176,7 @@ impl Daemon {
             ran_before,
             catch_up,
             clock,
+            outage_pending: false,
         };
         if needs_snapshot {
             // The id key (and any imported records) must be durable before
@@ -226,6 +229,7 @@ impl Daemon {
                     if n == 0 {
                         break;
                     }
+                    self.excuse_outage(&mut connection);
                     let now = self.clock.now();
                     let mut pending = Pending::default();
                     for d in buf.drain(..) {
@@ -238,17 +242,13 @@ impl Daemon {
                     self.commit(pending, &hard_stop).await?;
                 }
                 _ = tokio::time::sleep(sleep_for) => {
+                    self.excuse_outage(&mut connection);
                     self.tick(self.clock.now());
                     self.commit(Pending::default(), &hard_stop).await?;
                 }
-                // NATS is back after a drop: answers sent meanwhile could
-                // not arrive, and the desktops' own clients may take a while
-                // to come back; expiries in that window are not the agents'
-                // doing.
                 true = crate::bus::reconnected(&mut connection) => {
-                    let until = self.clock.now() + chrono::Duration::from_std(OUTAGE_GRACE).unwrap_or_default();
-                    self.engine.excuse_missed_offers_until(until);
-                    tracing::info!(%until, "NATS is back: offers expiring until then do not count as missed.");
+                    self.outage_pending = true;
+                    self.excuse_outage(&mut connection);
                 }
                 Some(q) = async {
                     match queries.as_mut() {
@@ -264,6 +264,21 @@ impl Daemon {
         self.tick(self.clock.now());
         self.commit(Pending::default(), &hard_stop).await?;
         Ok(())
+    }
+
+    /// NATS is back after a drop (noticed before any timer fires, in
+    /// whichever branch the loop is): answers sent meanwhile could not
+    /// arrive, and the desktops' own clients may take a while to come back,
+    /// so expiries in the next `OUTAGE_GRACE` are not the agents' doing.
+    fn excuse_outage(&mut self, connection: &mut tokio::sync::watch::Receiver<bool>) {
+        let back = connection.has_changed().unwrap_or(false) && *connection.borrow_and_update();
+        if !back && !self.outage_pending {
+            return;
+        }
+        self.outage_pending = false;
+        let until = self.clock.now() + chrono::Duration::from_std(OUTAGE_GRACE).unwrap_or_default();
+        self.engine.excuse_missed_offers_until(until);
+        tracing::info!(%until, "NATS is back: offers expiring until then do not count as missed.");
     }
 
     /// Fires due timers. The heartbeat calls it too: it costs the timers
