@@ -444,3 +444,55 @@ fn a_contact_predicted_to_breach_relaxes_early_and_says_so() {
     let (_, out) = fourth_chat("");
     assert!(offers(&out).is_empty(), "without the option it waits for the expert");
 }
+
+#[test]
+fn a_contact_relaxes_when_the_prediction_crosses_its_breach_not_before() {
+    let toml = EARLY
+        .replace("EARLY", "relax_before_breach = true")
+        .replace("queue_wait_secs = { chat = 100 }", "queue_wait_secs = { chat = 300 }");
+    let mut e = Engine::new(spec(&toml), t(0.0));
+    // The junior steps away; the expert serves three chats 100 s apart
+    // (the queue's pace: 100 s per contact), then takes a fourth.
+    e.on_agent(&agent_ev("junior", "presence", json!({"status": "away"})), t(0.0))
+        .expect("away");
+    for n in 1..=3 {
+        e.on_inbound(&inbound(&format!("m{n}"), "chat", &format!("c{n}"), json!({})), t(0.0))
+            .expect("inbound");
+    }
+    for at in [0.0, 100.0, 200.0] {
+        let o = offers(&e.take_outputs());
+        let cid = o[0].1["contact_id"].as_str().unwrap_or_default().to_string();
+        e.on_agent(&agent_ev("expert", "accept", json!({"contact_id": cid})), t(at))
+            .expect("accept");
+        e.on_agent(
+            &agent_ev("expert", "complete", json!({"contact_id": cid})),
+            t(at + 100.0),
+        )
+        .expect("complete");
+    }
+    e.on_inbound(&inbound("m9", "chat", "c9", json!({})), t(300.5))
+        .expect("inbound");
+    let o = offers(&e.take_outputs());
+    let c9 = o[0].1["contact_id"].as_str().unwrap_or_default().to_string();
+    e.on_agent(&agent_ev("expert", "accept", json!({"contact_id": c9})), t(300.5))
+        .expect("accept");
+    e.on_agent(
+        &agent_ev("junior", "presence", json!({"status": "available"})),
+        t(300.6),
+    )
+    .expect("back");
+    e.take_outputs();
+    // Received at 301 s: breach at 601 s, a 100 s predicted wait crosses it
+    // at 501 s. Not relaxed on arrival...
+    e.on_inbound(&inbound("m4", "chat", "c4", json!({})), t(301.0))
+        .expect("inbound");
+    assert!(offers(&e.take_outputs()).is_empty(), "slack enough on arrival");
+    e.on_tick(t(500.9));
+    let early = offers(&e.take_outputs());
+    assert!(early.is_empty(), "not before the crossing: {early:?}");
+    // ...but at the crossing, 100 s before the 600 s step would apply.
+    e.on_tick(t(501.0));
+    let o = offers(&e.take_outputs());
+    assert_eq!(o.len(), 1);
+    assert_eq!((o[0].0.as_str(), &o[0].1["why"]["step"]), ("junior", &json!(1)));
+}
