@@ -35,6 +35,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use support::binary::{spawn, wait_exit, wait_role};
+use support::publish_until_stored as publish;
 use support::NatsServer;
 
 const AGENTS: usize = 8;
@@ -127,31 +128,6 @@ impl Desk {
             }
             None => self.send("omni.inbound.chat".into(), v).await,
         }
-    }
-}
-
-/// Publishes until JetStream takes it: while the router is down it still
-/// does, and while nats-server restarts the publish is retried under the
-/// same `Nats-Msg-Id` (stored once).
-async fn publish(js: &jetstream::Context, subject: String, id: &str, payload: Vec<u8>) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let mut h = async_nats::HeaderMap::new();
-        h.insert("Nats-Msg-Id", id);
-        if let Ok(ack) = js
-            .publish_with_headers(subject.clone(), h, payload.clone().into())
-            .await
-        {
-            if ack.await.is_ok() {
-                return;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "JetStream did not take {subject} for 60 s"
-        );
-        // Back off while the server is away (a retry pace, not a wait on an event).
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -103,33 +103,12 @@ async fn client(urls: &[String]) -> jetstream::Context {
     jetstream::new(nc)
 }
 
-/// Publishes until the cluster takes it (a node may be down, a stream
-/// leader being elected); the same `Nats-Msg-Id` makes retries harmless.
-async fn publish(js: &jetstream::Context, subject: String, id: &str, v: &Value) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let mut h = async_nats::HeaderMap::new();
-        h.insert("Nats-Msg-Id", id);
-        let body = serde_json::to_vec(v).expect("json");
-        if let Ok(ack) = js.publish_with_headers(subject.clone(), h, body.into()).await {
-            if ack.await.is_ok() {
-                return;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the cluster did not take {subject} in 60 s"
-        );
-        // A retry pace while the cluster recovers, not a wait on an event.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn contact(js: &jetstream::Context, n: usize) {
     let id = format!("cl-{n}-{}", std::process::id());
     let v = json!({"v": 1, "id": id, "type": "message", "channel": "chat",
         "conversation_id": format!("conv-{n}"), "customer": {"id": format!("k{n}")}});
-    publish(js, "omni.inbound.chat".into(), &id, &v).await;
+    let body = serde_json::to_vec(&v).expect("json");
+    support::publish_until_stored(js, "omni.inbound.chat".into(), &id, body).await;
 }
 
 /// Offer ids per conversation in everything the router published so far.

@@ -632,7 +632,7 @@ async fn load_bucket(store: &kv::Store) -> Result<Vec<(String, Bytes)>, BusError
 
 /// Resolves `true` when the connection comes back (a change to connected);
 /// never resolves once the sender is gone.
-pub(crate) async fn reconnected(connection: &mut tokio::sync::watch::Receiver<bool>) -> bool {
+async fn reconnected(connection: &mut tokio::sync::watch::Receiver<bool>) -> bool {
     loop {
         if connection.changed().await.is_err() {
             return std::future::pending().await;

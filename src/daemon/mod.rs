@@ -84,8 +84,6 @@ pub struct Daemon {
     /// Holds timers back while inputs from the downtime are read.
     catch_up: catchup::CatchUp,
     clock: crate::clock::Clock,
-    /// A reconnection was seen and its grace not yet granted.
-    outage_pending: bool,
 }
 
 fn subject_of(prefix: &str, s: &OutSubject) -> String {
@@ -176,7 +174,6 @@ impl Daemon {
             ran_before,
             catch_up,
             clock,
-            outage_pending: false,
         };
         if needs_snapshot {
             // The id key (and any imported records) must be durable before
@@ -246,10 +243,6 @@ impl Daemon {
                     self.tick(self.clock.now());
                     self.commit(Pending::default(), &hard_stop).await?;
                 }
-                true = crate::bus::reconnected(&mut connection) => {
-                    self.outage_pending = true;
-                    self.excuse_outage(&mut connection);
-                }
                 Some(q) = async {
                     match queries.as_mut() {
                         Some(rx) => rx.recv().await,
@@ -266,16 +259,15 @@ impl Daemon {
         Ok(())
     }
 
-    /// NATS is back after a drop (noticed before any timer fires, in
-    /// whichever branch the loop is): answers sent meanwhile could not
-    /// arrive, and the desktops' own clients may take a while to come back,
-    /// so expiries in the next `OUTAGE_GRACE` are not the agents' doing.
+    /// NATS is back after a drop (looked at before every tick, so no timer
+    /// fires first): answers sent meanwhile could not arrive, and the
+    /// desktops' own clients may take a while to come back, so expiries in
+    /// the next `OUTAGE_GRACE` are not the agents' doing.
     fn excuse_outage(&mut self, connection: &mut tokio::sync::watch::Receiver<bool>) {
         let back = connection.has_changed().unwrap_or(false) && *connection.borrow_and_update();
-        if !back && !self.outage_pending {
+        if !back {
             return;
         }
-        self.outage_pending = false;
         let until = self.clock.now() + chrono::Duration::from_std(OUTAGE_GRACE).unwrap_or_default();
         self.engine.excuse_missed_offers_until(until);
         tracing::info!(%until, "NATS is back: offers expiring until then do not count as missed.");

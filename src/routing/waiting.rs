@@ -87,17 +87,6 @@ pub(crate) fn step_at(after_ms: &[i64], waited_ms: i64) -> (usize, Option<i64>) 
 }
 
 impl RouterSpec {
-    /// The relaxation step a contact of `queue` is at after waiting
-    /// `waited_ms`, and the wait at which the next applies: what
-    /// [`RouterSpec::relaxed`] says, without building the requirement.
-    pub fn relax_step(&self, queue: &QueueName, waited_ms: i64) -> (usize, Option<i64>) {
-        let Some(q) = self.queues.get(queue) else {
-            return (0, None);
-        };
-        let after: Vec<i64> = q.relax.iter().map(|s| s.after_ms).collect();
-        step_at(&after, waited_ms)
-    }
-
     /// The relaxation of a contact of `queue` with `required` (as placed)
     /// after waiting `waited_ms`. A queue no longer configured, or without
     /// steps, keeps the requirement as placed.

@@ -462,3 +462,29 @@ pub fn bench_start(full_n: usize, quick_n: usize) -> (bool, usize, tokio::runtim
         .expect("runtime");
     (full, n, rt)
 }
+
+/// Publishes through JetStream until the server takes it: while a server
+/// restarts or a cluster elects leaders the publish is retried under the
+/// same `Nats-Msg-Id` (stored once). Panics after 60 s.
+#[allow(dead_code)]
+pub async fn publish_until_stored(js: &jetstream::Context, subject: String, id: &str, payload: Vec<u8>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("Nats-Msg-Id", id);
+        if let Ok(ack) = js
+            .publish_with_headers(subject.clone(), h, payload.clone().into())
+            .await
+        {
+            if ack.await.is_ok() {
+                return;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "JetStream did not take {subject} for 60 s"
+        );
+        // Back off while the server is away (a retry pace, not a wait on an event).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

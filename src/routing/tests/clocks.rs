@@ -387,10 +387,9 @@ capacity = { chat = 1 }
 initial_status = "available"
 "#;
 
-/// The expert serves three chats 100 s apart (the queue's pace: 100 s per
-/// contact); a fourth arrives at 201 s with a 100 s queue-wait target.
-fn fourth_chat(early: &str) -> (Engine, Vec<Outbound>) {
-    let mut e = Engine::new(spec(&EARLY.replace("EARLY", early)), t(0.0));
+/// Three chats arrive at 0 s and the expert serves them 100 s apart: the
+/// queue's pace is 100 s per contact; the expert is free again at 300 s.
+fn pace_expert(e: &mut Engine) {
     for n in 1..=3 {
         e.on_inbound(&inbound(&format!("m{n}"), "chat", &format!("c{n}"), json!({})), t(0.0))
             .expect("inbound");
@@ -405,10 +404,14 @@ fn fourth_chat(early: &str) -> (Engine, Vec<Outbound>) {
             t(at + 100.0),
         )
         .expect("complete");
-        if at == 200.0 {
-            break;
-        }
     }
+}
+
+/// The expert paces the queue (see `pace_expert`); a fourth chat arrives
+/// at 301 s with a 100 s queue-wait target.
+fn fourth_chat(early: &str) -> (Engine, Vec<Outbound>) {
+    let mut e = Engine::new(spec(&EARLY.replace("EARLY", early)), t(0.0));
+    pace_expert(&mut e);
     e.take_outputs();
     // Another chat takes one of the two agents (the expert, or the junior
     // when it too was relaxed early).
@@ -455,21 +458,7 @@ fn a_contact_relaxes_when_the_prediction_crosses_its_breach_not_before() {
     // (the queue's pace: 100 s per contact), then takes a fourth.
     e.on_agent(&agent_ev("junior", "presence", json!({"status": "away"})), t(0.0))
         .expect("away");
-    for n in 1..=3 {
-        e.on_inbound(&inbound(&format!("m{n}"), "chat", &format!("c{n}"), json!({})), t(0.0))
-            .expect("inbound");
-    }
-    for at in [0.0, 100.0, 200.0] {
-        let o = offers(&e.take_outputs());
-        let cid = o[0].1["contact_id"].as_str().unwrap_or_default().to_string();
-        e.on_agent(&agent_ev("expert", "accept", json!({"contact_id": cid})), t(at))
-            .expect("accept");
-        e.on_agent(
-            &agent_ev("expert", "complete", json!({"contact_id": cid})),
-            t(at + 100.0),
-        )
-        .expect("complete");
-    }
+    pace_expert(&mut e);
     e.on_inbound(&inbound("m9", "chat", "c9", json!({})), t(300.5))
         .expect("inbound");
     let o = offers(&e.take_outputs());

@@ -1,0 +1,283 @@
+//! Building the engine from persisted records: agents, contacts and queues
+//! put into their slots, loads, indexes and timers derived from the
+//! records (nothing of that is persisted), records from older releases
+//! carried over.
+
+use super::*;
+
+impl Engine {
+    /// Rebuilds the engine from persisted records. The roster fills in agents
+    /// never seen and refreshes those no `profile` event has changed; loads,
+    /// the indexes and every timer are derived from the records.
+    /// Nothing is offered until [`Engine::route_waiting`].
+    pub fn restore(spec: Arc<RouterSpec>, contacts: Vec<Contact>, agents: Vec<Agent>, now: DateTime<Utc>) -> Engine {
+        let mut e = Engine {
+            spec: Arc::clone(&spec),
+            contacts: slab::Slab::default(),
+            contact_ix: map_with(contacts.len()),
+            by_conversation: map_with(contacts.len()),
+            agents: Vec::new(),
+            agent_ix: map_with(spec.agents.len()),
+            skill_ix: map_with(0),
+            free: AgentIndex::new(
+                spec.queues.values().map(|q| q.strategy),
+                spec.queues.values().any(|q| q.skills.is_empty()),
+            ),
+            waiting: WaitIndex::default(),
+            timers: Timers::default(),
+            ages: Timers::default(),
+            queues: Vec::with_capacity(spec.queue_order.len()),
+            queue_ix: map_with(spec.queue_order.len()),
+            changed_queues: Vec::new(),
+            warned_policies: BTreeSet::new(),
+            excused_until: None,
+            by_status: [0; 3],
+            pending_agents: Vec::new(),
+            pending_contacts: BTreeSet::new(),
+            work: Work::default(),
+            offer_seq: 0,
+            dirty_contacts: BTreeSet::new(),
+            dirty_agents: BTreeSet::new(),
+            customers: Default::default(),
+            out: Vec::new(),
+        };
+        for q in &spec.queue_order {
+            e.queue_slot(q);
+        }
+        for q in 0..e.queues.len() as u32 {
+            e.keep_hours(q, now);
+        }
+        // Agents in id order, so slots (and nothing else) follow the records.
+        let mut by_id: BTreeMap<AgentId, Agent> = agents.into_iter().map(|a| (a.id.clone(), a)).collect();
+        for a in &spec.agents {
+            match by_id.get_mut(&a.id) {
+                Some(have) if have.profile_from_event => {}
+                Some(have) => {
+                    if have.name != a.name
+                        || have.skills != a.skills
+                        || have.capacity != a.capacity
+                        || have.units != a.units
+                    {
+                        have.name = a.name.clone();
+                        have.skills = a.skills.clone();
+                        have.capacity = a.capacity;
+                        have.units = a.units;
+                        e.dirty_agents.insert(a.id.clone());
+                    }
+                }
+                None => {
+                    e.dirty_agents.insert(a.id.clone());
+                    by_id.insert(
+                        a.id.clone(),
+                        Agent {
+                            id: a.id.clone(),
+                            name: a.name.clone(),
+                            skills: a.skills.clone(),
+                            capacity: a.capacity,
+                            status: a.initial_status,
+                            idle_since: now,
+                            missed_offers: 0,
+                            wrap_ups: Vec::new(),
+                            profile_from_event: false,
+                            last_offer: 0,
+                            units: a.units,
+                            weights: Default::default(),
+                            load: [0; 4],
+                        },
+                    );
+                }
+            }
+        }
+        for (_, mut a) in by_id {
+            a.load = [0; 4];
+            for w in &a.wrap_ups {
+                a.load[w.channel.index()] += 1;
+            }
+            let ax = e.push_agent(a);
+            let wraps: BTreeSet<DateTime<Utc>> = e.agents[ax as usize].a.wrap_ups.iter().map(|w| w.until).collect();
+            for until in wraps {
+                e.timers.insert(until, Timer::WrapUpEnd(ax));
+            }
+        }
+        for mut c in contacts {
+            // A contact held by an agent that no longer exists goes back to
+            // the queue rather than being lost (a ring group's offer stays
+            // with the members that still exist).
+            if c.offers().iter().any(|(a, _)| !e.agent_ix.contains_key(a)) {
+                let left: Vec<_> = c
+                    .offers()
+                    .into_iter()
+                    .filter(|(a, _)| e.agent_ix.contains_key(a))
+                    .collect();
+                if let (
+                    ContactState::Offered {
+                        agent, offer_id, ring, ..
+                    },
+                    Some(first),
+                ) = (&mut c.state, left.first())
+                {
+                    (*agent, *offer_id) = first.clone();
+                    *ring = left[1..]
+                        .iter()
+                        .map(|(agent, offer_id)| model::RingOffer {
+                            agent: agent.clone(),
+                            offer_id: offer_id.clone(),
+                        })
+                        .collect();
+                } else {
+                    c.state = ContactState::Waiting;
+                }
+                e.dirty_contacts.insert(c.id.clone());
+            }
+            if c.agent().is_some_and(|a| !e.agent_ix.contains_key(a)) {
+                c.state = ContactState::Waiting;
+                e.dirty_contacts.insert(c.id.clone());
+            }
+            if !e.spec.queues.contains_key(&c.queue) {
+                tracing::warn!(contact_id = %c.id, queue = %c.queue, "Contact's queue is no longer configured; it stays in it until routed.");
+            }
+            if e.contact_ix.contains_key(&c.id) {
+                tracing::warn!(contact_id = %c.id, "Duplicate contact record ignored.");
+                continue;
+            }
+            // A record from before SLA clocks: its first-response clock ran
+            // from `received_at` unless answered or ended; it keeps the
+            // thresholds it fired.
+            let legacy = std::mem::take(&mut c.sla_fired);
+            if c.clocks.is_empty() && c.responded_at.is_none() && !c.customer_ended {
+                let runs = e
+                    .spec
+                    .policy(c.sla_policy.as_deref())
+                    .and_then(|(p, _)| p.target(crate::sla::ClockKind::FirstResponse, c.channel));
+                if runs.is_some() {
+                    let mut k = crate::sla::SlaClock::start(crate::sla::ClockKind::FirstResponse, 0, c.received_at);
+                    k.fired = legacy;
+                    c.clocks.push(k);
+                }
+            }
+            let cx = e.push_contact(c);
+            let Some(slot) = e.contacts.get(cx) else {
+                continue;
+            };
+            let channel = slot.c.channel;
+            let holders: Vec<AgentId> = match &slot.c.state {
+                ContactState::Waiting => Vec::new(),
+                ContactState::Offered { expires_at, .. } => {
+                    e.timers.insert(*expires_at, Timer::OfferExpiry(cx));
+                    slot.c.offers().into_iter().map(|(a, _)| a).collect()
+                }
+                ContactState::Assigned { agent, .. } => vec![agent.clone()],
+            };
+            let holders: Vec<u32> = holders.iter().filter_map(|a| e.agent_ix.get(a).copied()).collect();
+            if holders.is_empty() {
+                e.enqueue(cx, now);
+            }
+            // Loads only: agents enter the free index once, below.
+            for ax in holders {
+                let a = &mut e.agents[ax as usize];
+                a.holding.push(cx);
+                a.a.load[channel.index()] += 1;
+            }
+            e.schedule_sla(cx);
+        }
+        for ax in 0..e.agents.len() as u32 {
+            e.reindex(ax);
+            e.pending_agents.push(ax);
+        }
+        e
+    }
+
+    /// Adds an agent record (not yet in the free index) and returns its slot.
+    pub(super) fn push_agent(&mut self, mut a: Agent) -> u32 {
+        self.offer_seq = self.offer_seq.max(a.last_offer);
+        a.weights = self.spec.units;
+        let skills = self.intern(&a.skills);
+        self.free.add_holder(&skills);
+        self.by_status[status_ix(a.status)] += 1;
+        let ax = self.agents.len() as u32;
+        self.agent_ix.insert(a.id.clone(), ax);
+        self.agents.push(AgentSlot {
+            tie: tie_hash(a.id.as_str()),
+            a,
+            skills,
+            entry: None,
+            reserved: BTreeSet::new(),
+            holding: Vec::new(),
+        });
+        ax
+    }
+
+    /// Adds an open contact (not yet filed or held) and returns its slot.
+    pub(super) fn push_contact(&mut self, c: Contact) -> u32 {
+        let need = self.intern(&c.required).into_boxed_slice();
+        let q = self.queue_slot(&c.queue);
+        let slot = ContactSlot {
+            q,
+            tie: tie_hash(&c.id),
+            need,
+            class: None,
+            sla_at: None,
+            at_risk: false,
+            eff: 0,
+            age_at: None,
+            step: 0,
+            held: false,
+            reserved: None,
+            relaxed: None,
+            route_q: q,
+            order_at: c.received_at,
+            c,
+        };
+        let cx = self.contacts.put(slot);
+        if let Some(s) = self.slot(cx) {
+            let (id, conv) = (s.c.id.clone(), s.c.conversation_id.clone());
+            self.contact_ix.insert(id, cx);
+            self.by_conversation.insert(conv, cx);
+        }
+        cx
+    }
+
+    /// The slot of a queue, added (with the defaults) if it is not configured.
+    pub(super) fn queue_slot(&mut self, name: &QueueName) -> u32 {
+        if let Some(q) = self.queue_ix.get(name) {
+            return *q;
+        }
+        let spec = self.spec.queues.get(name);
+        self.queues.push(QueueSlot {
+            name: name.clone(),
+            strategy: spec.map_or(Strategy::LongestIdle, |q| q.strategy),
+            ring_size: spec.map_or(1, |q| q.ring_size),
+            offer_timeout_secs: spec.and_then(|q| q.offer_timeout_secs),
+            ageing: spec.map_or_else(Ageing::default, |q| q.ageing),
+            relax_ms: spec.map_or_else(Default::default, |q| q.relax.iter().map(|r| r.after_ms).collect()),
+            admission: spec.map(|q| q.admission.clone()).unwrap_or_default(),
+            pace_ms: None,
+            last_offer_at: None,
+            backlog: false,
+            hours: spec.and_then(|q| q.hours.clone()),
+            open: true,
+            members: BTreeSet::new(),
+            closed_overflow: spec.and_then(|q| q.closed_overflow.clone()),
+            order_by_slack: spec.is_some_and(|q| q.order_by_slack),
+            relax_before_breach: spec.is_some_and(|q| q.relax_before_breach),
+            waiting: 0,
+            at_risk: 0,
+            changed: false,
+        });
+        let q = (self.queues.len() - 1) as u32;
+        self.queue_ix.insert(name.clone(), q);
+        q
+    }
+
+    pub(super) fn intern(&mut self, skills: &BTreeMap<SkillName, SkillLevel>) -> Skills {
+        let mut v: Skills = skills
+            .iter()
+            .map(|(name, l)| {
+                let next = self.skill_ix.len() as SkillIx;
+                (*self.skill_ix.entry(name.clone()).or_insert(next), *l)
+            })
+            .collect();
+        v.sort_unstable();
+        v
+    }
+}
