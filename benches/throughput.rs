@@ -4,6 +4,10 @@
 //!
 //! - raw: N contact-sized messages published to a stream (acks awaited in
 //!   windows) and consumed with a durable pull consumer and explicit acks;
+//! - pipe: the raw JetStream pipe the issue compares the router with: the
+//!   same N messages pull-consumed from one stream, each answered by one
+//!   message published to another, inputs acked after their answers'
+//!   acknowledgements, in rounds of what is ready (as the router batches);
 //! - router: N contacts published to `omni.inbound.chat` until the N-th
 //!   `contact.offered` event is seen (each contact: consume, decide, one
 //!   journal append per batch, publish offer and two events, ack);
@@ -22,8 +26,13 @@ use futures::StreamExt;
 use omniroute::domain::wire::decode_inbound;
 use omniroute::routing::Engine;
 use serde_json::json;
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+// The daemon's allocator (src/main.rs): the router runs in this process.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const AGENTS: usize = 500;
 
@@ -110,6 +119,80 @@ async fn raw(url: &str, n: usize) -> f64 {
     n as f64 / t.elapsed().as_secs_f64()
 }
 
+/// The raw JetStream pipe the router is held against (the issue's
+/// definition): N contact-sized messages pull-consumed from one stream,
+/// each answered by one message published to another stream, the inputs
+/// acked once their answers are acknowledged, in rounds of whatever is
+/// ready (at most 512), as the router commits a batch. Timed from the
+/// first publish to the last input acked.
+async fn pipe(url: &str, n: usize) -> f64 {
+    let nc = async_nats::connect(url).await.expect("connect");
+    let js = jetstream::new(nc);
+    for (name, subject) in [
+        ("BENCH_PIPE_IN", "bench.pipe.in.>"),
+        ("BENCH_PIPE_OUT", "bench.pipe.out.>"),
+    ] {
+        js.create_stream(stream::Config {
+            name: name.into(),
+            subjects: vec![subject.into()],
+            ..Default::default()
+        })
+        .await
+        .expect("stream");
+    }
+    let consumer = js
+        .get_stream("BENCH_PIPE_IN")
+        .await
+        .expect("stream")
+        .create_consumer(pull::Config {
+            durable_name: Some("pipe".into()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .expect("consumer");
+    let t = Instant::now();
+    let worker = tokio::spawn({
+        let js = js.clone();
+        async move {
+            let msgs = consumer
+                .stream()
+                .max_messages_per_batch(512)
+                .messages()
+                .await
+                .expect("messages");
+            let mut rounds = msgs.ready_chunks(512);
+            let mut got = 0;
+            while got < n {
+                let round = rounds.next().await.expect("open");
+                let mut acks = Vec::with_capacity(round.len());
+                let mut inputs = Vec::with_capacity(round.len());
+                for m in round {
+                    let m = m.expect("message");
+                    let out = jetstream::message::PublishMessage::build()
+                        .payload(m.payload.clone())
+                        .message_id(format!("out-{got}-{}", acks.len()));
+                    acks.push(
+                        js.send_publish("bench.pipe.out.chat", out)
+                            .await
+                            .expect("publish")
+                            .into_future(),
+                    );
+                    inputs.push(m);
+                }
+                futures::future::try_join_all(acks).await.expect("acks");
+                for m in &inputs {
+                    m.ack().await.expect("ack");
+                }
+                got += inputs.len();
+            }
+        }
+    });
+    publish_all(&js, "bench.pipe.in.chat", n, true).await;
+    worker.await.expect("pipe");
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
 async fn router(url: &str, n: usize) -> (f64, String) {
     let cfg = support::config(url, &config_toml());
     let d = support::Daemon::start(cfg).await;
@@ -138,7 +221,7 @@ async fn router(url: &str, n: usize) -> (f64, String) {
 
 /// Contacts per second through the whole lifecycle: inbound → offer →
 /// accept → complete, the desktops answering every offer at once.
-async fn lifecycle(url: &str, n: usize) -> f64 {
+async fn lifecycle(url: &str, n: usize) -> (f64, serde_json::Value) {
     let d = support::Daemon::start(support::config(url, &config_toml())).await;
     let nc = async_nats::connect(url).await.expect("connect");
     let mut offers = nc.subscribe("omni.offer.>").await.expect("sub");
@@ -194,11 +277,45 @@ async fn lifecycle(url: &str, n: usize) -> f64 {
     });
     publish_all(&js, "omni.inbound.chat", n, true).await;
     counter.await.expect("counter");
-    let rate = n as f64 / t.elapsed().as_secs_f64();
+    let wall = t.elapsed().as_secs_f64();
+    let rate = n as f64 / wall;
     desks.abort();
     acker.abort();
+    let (_, metrics) = support::http_get(d.http, "/metrics").await.expect("metrics");
     d.stop().await;
-    rate
+    (rate, where_time_goes(&metrics, wall, n))
+}
+
+/// A figure of the router's own metrics (the sum of every series of it).
+fn metric(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with(' ') || r.starts_with('{'))
+        })
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Where the router's time went in the lifecycle run, from its metrics:
+/// deciding (inputs and timers, on the routing task), journal appends
+/// (the routing task waits for each), publisher rounds (publish, wait for
+/// JetStream, ack the inputs: a task of its own, overlapping the next
+/// batches, so the sums may exceed the wall time).
+fn where_time_goes(metrics: &str, wall: f64, n: usize) -> serde_json::Value {
+    let m = |name: &str| metric(metrics, name);
+    let decide =
+        m("omniroute_routing_decision_duration_seconds_sum") + m("omniroute_routing_tick_duration_seconds_sum");
+    json!({
+        "wall_secs": (wall * 1000.0).round() / 1000.0,
+        "deciding_secs": (decide * 1000.0).round() / 1000.0,
+        "journal_append_secs": (m("omniroute_batch_commit_duration_seconds_sum") * 1000.0).round() / 1000.0,
+        "journal_appends": m("omniroute_batch_commit_duration_seconds_count"),
+        "publisher_round_secs": (m("omniroute_outbox_publish_duration_seconds_sum") * 1000.0).round() / 1000.0,
+        "publisher_rounds": m("omniroute_outbox_publish_duration_seconds_count"),
+        "journal_bytes_per_contact": (m("omniroute_journal_bytes_total") / n.max(1) as f64).round(),
+    })
 }
 
 fn decision(n: usize) -> serde_json::Value {
@@ -245,30 +362,37 @@ fn decision(n: usize) -> serde_json::Value {
 
 fn main() {
     let (_, n, rt) = support::bench_start(20_000, 500);
-    let (raw_rate, router_rate, metrics, lifecycle_rate) = rt.block_on(async {
+    let (raw_rate, pipe_rate, router_rate, metrics, lifecycle_rate, lifecycle_time) = rt.block_on(async {
         let nats = support::NatsServer::start();
         let raw_rate = raw(&nats.url, n).await;
+        let pipe_rate = pipe(&nats.url, n).await;
         let (router_rate, metrics) = router(&nats.url, n).await;
         drop(nats);
         let fresh = support::NatsServer::start();
-        let lifecycle_rate = lifecycle(&fresh.url, n).await;
-        (raw_rate, router_rate, metrics, lifecycle_rate)
+        let (lifecycle_rate, lifecycle_time) = lifecycle(&fresh.url, n).await;
+        (
+            raw_rate,
+            pipe_rate,
+            router_rate,
+            metrics,
+            lifecycle_rate,
+            lifecycle_time,
+        )
     });
-    let commit_count = metrics
-        .lines()
-        .find(|l| l.starts_with("omniroute_batch_commit_duration_seconds_count"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0);
+    let commit_count = metric(&metrics, "omniroute_batch_commit_duration_seconds_count");
     let mut out = json!({
         "bench": "throughput",
         "messages": n,
         "raw_jetstream_msgs_per_sec": raw_rate.round(),
+        "pipe_jetstream_msgs_per_sec": pipe_rate.round(),
         "router_contacts_per_sec": router_rate.round(),
         "router_vs_raw": (router_rate / raw_rate * 1000.0).round() / 1000.0,
         "router_batches": commit_count,
         "lifecycle_contacts_per_sec": lifecycle_rate.round(),
         "lifecycle_vs_raw": (lifecycle_rate / raw_rate * 1000.0).round() / 1000.0,
+        "router_vs_pipe": (router_rate / pipe_rate * 1000.0).round() / 1000.0,
+        "lifecycle_vs_pipe": (lifecycle_rate / pipe_rate * 1000.0).round() / 1000.0,
+        "lifecycle_time": lifecycle_time,
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
     });
     if let (Some(o), serde_json::Value::Object(d)) = (out.as_object_mut(), decision(n)) {

@@ -338,6 +338,21 @@ async fn nats_server_restarts_under_load_lose_nothing_and_double_nothing() {
     .await;
 }
 
+/// Two routers, one active, one standing by: the active one is killed
+/// (`kill -9`, then a new standby is started) or paused (`SIGSTOP` until
+/// the standby routes, then `SIGCONT`: it must step down and write
+/// nothing), alternately, at random moments under load. The line printed
+/// gives each takeover's time. `OMNIROUTE_CHAOS_FAILOVERS` sizes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_under_load_loses_nothing_and_doubles_nothing() {
+    let failovers = env_usize("OMNIROUTE_CHAOS_FAILOVERS", 6);
+    run(
+        "failover_kill_and_pause_misbehaving_agents_bad_input",
+        Disrupt::Failover(failovers),
+    )
+    .await;
+}
+
 /// What is done to the system while the load runs.
 #[derive(Clone, Copy)]
 enum Disrupt {
@@ -345,6 +360,8 @@ enum Disrupt {
     KillRouter(usize),
     /// nats-server killed and started again (same port and store).
     RestartNats(usize),
+    /// The active router of two killed or paused, alternately.
+    Failover(usize),
 }
 
 async fn run(scenario: &str, disrupt: Disrupt) {
@@ -356,6 +373,14 @@ async fn run(scenario: &str, disrupt: Disrupt) {
     // when it lapses (the production default is 6 s).
     let env = [("OMNIROUTE_RUNTIME__LEASE_TTL_SECS", "1".to_string())];
     let mut router = spawn(dir.path(), &cfg, &nats.url, "0", &env).await;
+    let mut standby = match disrupt {
+        Disrupt::Failover(_) => {
+            wait_role(&router, "active", Duration::from_secs(60)).await;
+            Some(spawn(dir.path(), &cfg, &nats.url, "standby-0", &env).await)
+        }
+        _ => None,
+    };
+    let mut takeovers_ms: Vec<u64> = Vec::new();
 
     let ledger = std::sync::Arc::new(tokio::sync::Mutex::new(Ledger::default()));
     let (done_tx, mut done_rx) = tokio::sync::watch::channel((0usize, 0u64));
@@ -404,25 +429,49 @@ async fn run(scenario: &str, disrupt: Disrupt) {
     });
 
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let (wanted, kill_router) = match disrupt {
-        Disrupt::KillRouter(n) => (n, true),
-        Disrupt::RestartNats(n) => (n, false),
+    let (wanted, pause_ms) = match disrupt {
+        Disrupt::KillRouter(n) => (n, 250),
+        Disrupt::RestartNats(n) => (n, 1000),
+        Disrupt::Failover(n) => (n, 1000),
     };
     let mut kills = 0;
     while kills < wanted {
         // A random moment once it routes: mid-batch most of the time.
         wait_role(&router, "active", Duration::from_secs(60)).await;
-        tokio::time::sleep(Duration::from_millis(
-            20 + rng.below(if kill_router { 250 } else { 1000 }),
-        ))
-        .await;
+        tokio::time::sleep(Duration::from_millis(20 + rng.below(pause_ms))).await;
         kills += 1;
-        if kill_router {
-            kill(Pid::from_raw(router.child.id() as i32), Signal::SIGKILL).expect("SIGKILL");
-            wait_exit(&mut router.child, Duration::from_secs(10));
-            router = spawn(dir.path(), &cfg, &nats.url, &kills.to_string(), &env).await;
-        } else {
-            nats.restart();
+        match disrupt {
+            Disrupt::KillRouter(_) => {
+                kill(Pid::from_raw(router.child.id() as i32), Signal::SIGKILL).expect("SIGKILL");
+                wait_exit(&mut router.child, Duration::from_secs(10));
+                router = spawn(dir.path(), &cfg, &nats.url, &kills.to_string(), &env).await;
+            }
+            Disrupt::RestartNats(_) => nats.restart(),
+            Disrupt::Failover(_) => {
+                let Some(mut next) = standby.take() else {
+                    panic!("a standby runs beside the active router")
+                };
+                let pid = Pid::from_raw(router.child.id() as i32);
+                if kills % 2 == 1 {
+                    kill(pid, Signal::SIGKILL).expect("SIGKILL");
+                    let took = wait_role(&next, "active", Duration::from_secs(30)).await;
+                    takeovers_ms.push(took.as_millis() as u64);
+                    wait_exit(&mut router.child, Duration::from_secs(10));
+                    let fresh = spawn(dir.path(), &cfg, &nats.url, &format!("standby-{kills}"), &env).await;
+                    router = next;
+                    standby = Some(fresh);
+                } else {
+                    kill(pid, Signal::SIGSTOP).expect("SIGSTOP");
+                    let took = wait_role(&next, "active", Duration::from_secs(30)).await;
+                    takeovers_ms.push(took.as_millis() as u64);
+                    kill(pid, Signal::SIGCONT).expect("SIGCONT");
+                    // Resumed, it finds the lease gone and its journal
+                    // position taken: it stands by, having written nothing.
+                    wait_role(&router, "standby", Duration::from_secs(30)).await;
+                    std::mem::swap(&mut router, &mut next);
+                    standby = Some(next);
+                }
+            }
         }
     }
     stop_load.cancel();
@@ -457,6 +506,7 @@ async fn run(scenario: &str, disrupt: Disrupt) {
         "bad_input_dead_lettered": l.dead_letters,
         "offers_answered_badly": l.offers / 7,
         "offers_never_answered": l.mute_offers,
+        "takeovers_ms": takeovers_ms,
     });
     println!("{report}");
     eprintln!("{report}");
@@ -512,6 +562,8 @@ async fn run(scenario: &str, disrupt: Disrupt) {
     );
     drop(l);
     fleet_task.abort();
-    kill(Pid::from_raw(router.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
-    assert!(wait_exit(&mut router.child, Duration::from_secs(30)).success());
+    for mut p in std::iter::once(router).chain(standby) {
+        kill(Pid::from_raw(p.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+        assert!(wait_exit(&mut p.child, Duration::from_secs(30)).success());
+    }
 }

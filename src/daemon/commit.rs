@@ -14,6 +14,11 @@
 //! 3. **Ack** the inputs. A crash before this redelivers them; their ids are
 //!    in the journal, so they are recognised and acked without effect.
 //!
+//! Steps 2 and 3 run in the publisher task (`publisher`), in commit order,
+//! while the routing loop decides and journals the next batches: the
+//! journal append is the only wait a batch imposes on the next one, and
+//! the batches waiting for the publisher are published together.
+//!
 //! A transient error retries its step (nothing is acked meanwhile). A
 //! fenced append means another router is active: this one stops writing.
 //! Permanent errors stop the router with the fix in the message.
@@ -22,8 +27,10 @@
 //! between two batches and written by a task while routing goes on; its
 //! marker is then appended (fenced) and older entries purged.
 
+use super::publisher::{Flight, Publisher};
 use super::{subject_of, Daemon, DaemonError, Pending};
 use crate::bus::{BusError, Publish};
+use crate::health::Readiness;
 use crate::routing::{OutSubject, Outbound};
 use crate::store::{self, Batch, Marker};
 use crate::telemetry as m;
@@ -45,43 +52,44 @@ pub(super) struct SnapshotJob {
     task: JoinHandle<Result<u64, BusError>>,
 }
 
-struct Backoff(Duration);
+pub(super) struct Backoff(Duration);
 
 impl Backoff {
-    fn new() -> Backoff {
+    pub(super) fn new() -> Backoff {
         Backoff(Duration::from_millis(50))
     }
 }
 
-impl Daemon {
-    /// Waits out a transient error (or returns the error to stop on).
-    async fn retry_after(
-        &self,
-        e: BusError,
-        step: &'static str,
-        b: &mut Backoff,
-        hard_stop: &CancellationToken,
-    ) -> Result<(), DaemonError> {
-        if !e.is_transient() {
-            return Err(e.into());
-        }
-        metrics::counter!(m::COMMIT_RETRIES).increment(1);
-        self.ready.beat();
-        tracing::warn!(error = %e, step, retry_in_ms = b.0.as_millis() as u64, "Commit step failed; retrying (inputs stay un-acked).");
-        tokio::select! {
-            _ = tokio::time::sleep(b.0) => {}
-            _ = hard_stop.cancelled() => return Err(e.into()),
-        }
-        b.0 = (b.0 * 2).min(Duration::from_secs(2));
-        Ok(())
+/// Waits out a transient error (or returns the error to stop on); feeds
+/// the watchdog meanwhile, since waiting for NATS is not being stuck.
+pub(super) async fn retry_after(
+    ready: &Readiness,
+    e: BusError,
+    step: &'static str,
+    b: &mut Backoff,
+    hard_stop: &CancellationToken,
+) -> Result<(), BusError> {
+    if !e.is_transient() {
+        return Err(e);
     }
+    metrics::counter!(m::COMMIT_RETRIES).increment(1);
+    ready.beat();
+    tracing::warn!(error = %e, step, retry_in_ms = b.0.as_millis() as u64, "Commit step failed; retrying (inputs stay un-acked).");
+    tokio::select! {
+        _ = tokio::time::sleep(b.0) => {}
+        _ = hard_stop.cancelled() => return Err(e),
+    }
+    b.0 = (b.0 * 2).min(Duration::from_secs(2));
+    Ok(())
+}
 
+impl Daemon {
     async fn append(&mut self, parts: &[Vec<u8>], hard_stop: &CancellationToken) -> Result<(), DaemonError> {
         let mut b = Backoff::new();
         loop {
             match self.journal.append(parts).await {
                 Ok(_) => break,
-                Err(e) => self.retry_after(e, "journal append", &mut b, hard_stop).await?,
+                Err(e) => retry_after(&self.ready, e, "journal append", &mut b, hard_stop).await?,
             }
         }
         let bytes: usize = parts.iter().map(Vec::len).sum();
@@ -91,7 +99,12 @@ impl Daemon {
     }
 
     /// Makes the batch durable, visible, then acked (see the module doc).
-    pub(super) async fn commit(&mut self, pending: Pending, hard_stop: &CancellationToken) -> Result<(), DaemonError> {
+    pub(super) async fn commit(
+        &mut self,
+        pending: Pending,
+        publisher: &mut Publisher,
+        hard_stop: &CancellationToken,
+    ) -> Result<(), DaemonError> {
         let started = Instant::now();
         let mut outputs = self.engine.take_outputs();
         let changes = self.engine.take_changes();
@@ -121,37 +134,34 @@ impl Daemon {
                 self.outbox.restore(o);
             }
         }
-        if !self.outbox.is_empty() {
-            let msgs: Vec<Publish> = self
-                .outbox
-                .pending()
-                .map(|o| Publish {
-                    subject: o.subject.clone(),
-                    msg_id: o.msg_id.clone(),
-                    payload: o.payload.clone(),
-                })
-                .collect();
-            let through = self.outbox.pending().last().map_or(0, |o| o.seq);
-            let mut b = Backoff::new();
-            loop {
-                match self.bus.publish_all(&msgs).await {
-                    Ok(()) => break,
-                    Err(e) => self.retry_after(e, "publish", &mut b, hard_stop).await?,
-                }
-            }
-            self.outbox.mark_published(through);
+        // Hand what is durable and not yet handed over to the publisher,
+        // which publishes it and then acks the inputs while the next batch
+        // is decided (see `publisher`).
+        let msgs: Vec<Publish> = self
+            .outbox
+            .pending()
+            .filter(|o| o.seq > self.handed_through)
+            .map(|o| Publish {
+                subject: o.subject.clone(),
+                msg_id: o.msg_id.clone(),
+                payload: o.payload.clone(),
+            })
+            .collect();
+        let through = self.outbox.pending().last().map_or(0, |o| o.seq);
+        let decided = !pending.deliveries.is_empty() || !outputs.is_empty();
+        if !msgs.is_empty() || !pending.deliveries.is_empty() {
+            self.handed_through = self.handed_through.max(through);
+            let flight = Flight {
+                msgs,
+                through,
+                deliveries: pending.deliveries,
+            };
+            // Never stuck here: the publisher gives up on `hard_stop` too.
+            publisher.send(flight).await?;
         }
-        let mut b = Backoff::new();
-        'ack: loop {
-            for d in &pending.deliveries {
-                if let Err(e) = d.ack().await {
-                    self.retry_after(e, "ack", &mut b, hard_stop).await?;
-                    continue 'ack;
-                }
-            }
-            break;
-        }
-        if !pending.deliveries.is_empty() || !outputs.is_empty() {
+        publisher.check().await?;
+        self.outbox.mark_published(publisher.published_through());
+        if decided {
             metrics::histogram!(m::BATCH_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
         }
         self.record_outputs(&outputs);

@@ -7,6 +7,7 @@
 
 mod catchup;
 mod commit;
+mod publisher;
 mod recover;
 
 use crate::bus::journal::Journal;
@@ -71,6 +72,8 @@ pub struct Daemon {
     outbox: Outbox,
     /// The `published_through` last written to the journal.
     journaled_published: u64,
+    /// The outbox number through which messages went to the publisher.
+    handed_through: u64,
     /// Largest journal entry or snapshot chunk (below the server's limit).
     part_limit: usize,
     /// Journal bytes appended since the last snapshot started.
@@ -164,6 +167,7 @@ impl Daemon {
             engine,
             ids,
             journaled_published: r.durable.outbox.published_through(),
+            handed_through: r.durable.outbox.published_through(),
             outbox: r.durable.outbox,
             part_limit,
             since_snapshot: 0,
@@ -201,9 +205,15 @@ impl Daemon {
                 None
             }
         };
+        let mut publisher = publisher::Publisher::start(
+            self.bus.clone(),
+            Arc::clone(&self.ready),
+            hard_stop.clone(),
+            self.outbox.published_through(),
+        );
         // The restore itself may have produced work (replayed offers, roster
         // changes, contacts dispatched to agents now free).
-        self.commit(Pending::default(), &hard_stop).await?;
+        self.commit(Pending::default(), &mut publisher, &hard_stop).await?;
         self.ready.set_state_loaded(true);
         let batch = self.cfg.nats.batch_size;
         let mut buf = Vec::with_capacity(batch);
@@ -236,12 +246,12 @@ impl Daemon {
                     // Inputs first, then due timers: an accept or respond that
                     // is already in hand wins over an expiry or alert due now.
                     self.tick(now);
-                    self.commit(pending, &hard_stop).await?;
+                    self.commit(pending, &mut publisher, &hard_stop).await?;
                 }
                 _ = tokio::time::sleep(sleep_for) => {
                     self.excuse_outage(&mut connection);
                     self.tick(self.clock.now());
-                    self.commit(Pending::default(), &hard_stop).await?;
+                    self.commit(Pending::default(), &mut publisher, &hard_stop).await?;
                 }
                 Some(q) = async {
                     match queries.as_mut() {
@@ -255,7 +265,11 @@ impl Daemon {
             }
         }
         self.tick(self.clock.now());
-        self.commit(Pending::default(), &hard_stop).await?;
+        self.commit(Pending::default(), &mut publisher, &hard_stop).await?;
+        // Everything handed over is published and its inputs acked before
+        // the process may stop.
+        let through = publisher.drain().await?;
+        self.outbox.mark_published(through);
         Ok(())
     }
 

@@ -18,6 +18,7 @@ pub const OFFERS: &str = "omniroute_offers_total";
 pub const CONTACT_EVENTS: &str = "omniroute_contact_events_total";
 pub const ROUTING_DECISION_SECONDS: &str = "omniroute_routing_decision_duration_seconds";
 pub const BATCH_COMMIT_SECONDS: &str = "omniroute_batch_commit_duration_seconds";
+pub const OUTBOX_PUBLISH_SECONDS: &str = "omniroute_outbox_publish_duration_seconds";
 pub const SLA_ALERTS: &str = "omniroute_sla_alerts_total";
 pub const SLA_BREACHES: &str = "omniroute_sla_breaches_total";
 pub const SLA_LATENESS: &str = "omniroute_sla_alert_lateness_seconds";
@@ -104,7 +105,12 @@ fn describe() {
     describe_histogram!(
         BATCH_COMMIT_SECONDS,
         Unit::Seconds,
-        "Time to make one batch durable and publish its outputs."
+        "Time to make one batch durable (its journal append) and hand its outputs to the publisher."
+    );
+    describe_histogram!(
+        OUTBOX_PUBLISH_SECONDS,
+        Unit::Seconds,
+        "Time of one publisher round: the outputs of the committed batches waiting, published and acknowledged, then their inputs acked."
     );
     describe_histogram!(
         ROUTING_TICK_SECONDS,
