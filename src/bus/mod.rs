@@ -123,8 +123,9 @@ pub struct Bus {
 }
 
 /// Publishes awaiting their JetStream ack at once. async-nats allows 5000
-/// per context and blocks the next publish until one is awaited; since acks
-/// are awaited only after a window is sent, a window must stay below that.
+/// per context and blocks the next publish until one is awaited; the
+/// oldest is awaited once a window is outstanding, so a window must stay
+/// below that (the journal's appends share the context).
 const PUBLISH_WINDOW: usize = 1000;
 
 /// Connects, reporting connection changes to the readiness latch. Retries
@@ -572,28 +573,34 @@ impl Bus {
     /// (The core bounds what it puts in messages, so this is a last guard.)
     pub async fn publish_all(&self, msgs: &[Publish]) -> Result<(), BusError> {
         let max = self.client.max_payload();
-        for window in msgs.chunks(PUBLISH_WINDOW) {
-            let mut acks = Vec::with_capacity(window.len());
-            for m in window {
-                if m.payload.len() + m.msg_id.len() + 64 > max {
-                    tracing::error!(subject = %m.subject, msg_id = %m.msg_id, bytes = m.payload.len(), max, "Outbound message over the server's max payload; dropped.");
-                    metrics::counter!(crate::telemetry::DROPPED_OVERSIZE, "what" => "publish").increment(1);
-                    continue;
-                }
-                let publish = jetstream::message::PublishMessage::build()
-                    .payload(m.payload.clone())
-                    .message_id(&m.msg_id);
-                let ack = self
-                    .js
-                    .send_publish(m.subject.clone(), publish)
-                    .await
-                    .map_err(transient("publish"))?;
-                acks.push(std::future::IntoFuture::into_future(ack));
+        // A sliding window: the oldest acknowledgement is awaited only once
+        // PUBLISH_WINDOW are outstanding, so the server never idles between
+        // windows waiting for the next one to arrive.
+        let mut acks = std::collections::VecDeque::with_capacity(PUBLISH_WINDOW.min(msgs.len()));
+        for m in msgs {
+            if m.payload.len() + m.msg_id.len() + 64 > max {
+                tracing::error!(subject = %m.subject, msg_id = %m.msg_id, bytes = m.payload.len(), max, "Outbound message over the server's max payload; dropped.");
+                metrics::counter!(crate::telemetry::DROPPED_OVERSIZE, "what" => "publish").increment(1);
+                continue;
             }
-            futures::future::try_join_all(acks)
+            let publish = jetstream::message::PublishMessage::build()
+                .payload(m.payload.clone())
+                .message_id(&m.msg_id);
+            let ack = self
+                .js
+                .send_publish(m.subject.clone(), publish)
                 .await
-                .map_err(transient("publish ack"))?;
+                .map_err(transient("publish"))?;
+            acks.push_back(std::future::IntoFuture::into_future(ack));
+            if acks.len() >= PUBLISH_WINDOW {
+                if let Some(oldest) = acks.pop_front() {
+                    oldest.await.map_err(transient("publish ack"))?;
+                }
+            }
         }
+        futures::future::try_join_all(acks)
+            .await
+            .map_err(transient("publish ack"))?;
         Ok(())
     }
 

@@ -84,7 +84,14 @@ pub(super) async fn retry_after(
 }
 
 impl Daemon {
-    async fn append(&mut self, parts: &[Vec<u8>], hard_stop: &CancellationToken) -> Result<(), DaemonError> {
+    /// Appends (fenced) and counts the bytes; `plain` is their size before
+    /// compression, which spaces the snapshots (a replay decodes that much).
+    async fn append(
+        &mut self,
+        parts: &[Vec<u8>],
+        plain: usize,
+        hard_stop: &CancellationToken,
+    ) -> Result<(), DaemonError> {
         let mut b = Backoff::new();
         loop {
             match self.journal.append(parts).await {
@@ -94,7 +101,7 @@ impl Daemon {
         }
         let bytes: usize = parts.iter().map(Vec::len).sum();
         metrics::counter!(m::JOURNAL_BYTES).increment(bytes as u64);
-        self.since_snapshot += bytes as u64;
+        self.since_snapshot += plain.max(bytes) as u64;
         Ok(())
     }
 
@@ -128,7 +135,7 @@ impl Daemon {
         }
         if !batch.is_empty() || batch.published_through > self.journaled_published {
             let parts = store::encode_batch(&batch, self.part_limit);
-            self.append(&parts, hard_stop).await?;
+            self.append(&parts, batch.plain_len(), hard_stop).await?;
             self.journaled_published = batch.published_through;
             for o in batch.outbox {
                 self.outbox.restore(o);
@@ -199,7 +206,7 @@ impl Daemon {
                     first_chunk,
                     chunks,
                 };
-                self.append(&[store::encode_marker(&marker)], hard_stop).await?;
+                self.append(&[store::encode_marker(&marker)], 0, hard_stop).await?;
                 metrics::counter!(m::SNAPSHOTS, "outcome" => "written").increment(1);
                 metrics::histogram!(m::SNAPSHOT_SECONDS).record(started.elapsed().as_secs_f64());
                 tracing::info!(

@@ -8,7 +8,10 @@
 //! published, and the digests of the input ids it processed. A batch larger
 //! than one NATS message is written as consecutive parts; a reader applies
 //! a batch only when its last part is there, so a crash between parts
-//! leaves nothing half-applied.
+//! leaves nothing half-applied. Parts are LZ4-compressed (kind 4) when
+//! that makes them smaller, and never exceed the limit: a batch is split
+//! on four times the limit in plain size when every compressed part still
+//! fits, else on the limit itself.
 //!
 //! A snapshot is a set of chunks holding the whole state as of journal
 //! sequence `covers`, announced by a marker entry in the journal itself (so
@@ -38,6 +41,15 @@ const VERSION: u8 = 1;
 const KIND_PART: u8 = 1;
 const KIND_MARKER: u8 = 2;
 const KIND_CHUNK: u8 = 3;
+/// A part whose body (everything after the header) is LZ4-compressed,
+/// preceded by its plain length. Written whenever compression makes the
+/// part smaller, which for JSON records and payloads is always (a third to
+/// a fifth of the size): the journal append is what a commit waits for, and
+/// its time goes with its bytes. Plain parts (kind 1) are still read.
+const KIND_PART_LZ4: u8 = 4;
+/// The largest plain body a compressed part may claim: a corrupt or
+/// foreign length is refused before anything is allocated for it.
+const MAX_PART_BODY: usize = 256 << 20;
 
 /// What one commit made durable.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -57,6 +69,14 @@ pub struct Batch {
 impl Batch {
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty() && self.outbox.is_empty() && self.ids.is_empty()
+    }
+
+    /// About how many bytes the batch takes uncompressed: what a replay
+    /// decodes, so what spaces the snapshots.
+    pub fn plain_len(&self) -> usize {
+        let changes: usize = self.changes.iter().map(|(k, v)| change_len(k, v)).sum();
+        let outbox: usize = self.outbox.iter().map(OutMsg::encoded_len).sum();
+        changes + outbox + 8 * self.ids.len()
     }
 }
 
@@ -123,6 +143,18 @@ fn read_change(r: &mut Reader) -> Result<(String, Option<Bytes>), DecodeError> {
 /// Encodes a batch as one or more parts of at most about `limit` bytes each
 /// (an item larger than `limit` travels alone in its part).
 pub fn encode_batch(b: &Batch, limit: usize) -> Vec<Vec<u8>> {
+    // Each part is a fenced append the commit waits for, and JSON
+    // compresses four to seven times: split on four times the limit first,
+    // and only when a compressed part would not fit, on the limit itself.
+    let wide = encode_parts(b, limit.saturating_mul(4));
+    if wide.iter().all(|p| p.len() <= limit) {
+        return wide;
+    }
+    encode_parts(b, limit)
+}
+
+/// [`encode_batch`] with the split on the plain size.
+fn encode_parts(b: &Batch, limit: usize) -> Vec<Vec<u8>> {
     enum Item<'a> {
         Change(&'a str, &'a Option<Bytes>),
         Out(&'a OutMsg),
@@ -178,9 +210,23 @@ pub fn encode_batch(b: &Batch, limit: usize) -> Vec<Vec<u8>> {
             for d in ni {
                 w.u64(d);
             }
-            w.buf
+            compressed(w.buf)
         })
         .collect()
+}
+
+/// The part compressed (kind 4), or as it is when that is not smaller.
+fn compressed(part: Vec<u8>) -> Vec<u8> {
+    let body = &part[3..];
+    let packed = lz4_flex::block::compress(body);
+    if packed.len() + 4 >= body.len() {
+        return part;
+    }
+    let mut w = Writer::with_capacity(packed.len() + 8);
+    header(&mut w, KIND_PART_LZ4);
+    w.u32(body.len() as u32);
+    w.buf.extend_from_slice(&packed);
+    w.buf
 }
 
 pub fn encode_marker(m: &Marker) -> Vec<u8> {
@@ -207,26 +253,28 @@ pub fn marker_of(b: &[u8]) -> Option<Marker> {
 pub fn decode_entry(b: &[u8]) -> Result<Entry, DecodeError> {
     let mut r = Reader::new(b);
     let entry = match check_header(&mut r, "journal entry")? {
-        KIND_PART => {
-            let part = r.u32("part")?;
-            let last = r.u8("last")? != 0;
-            let at_ms = r.i64("time")?;
-            let published_through = r.u64("published")?;
-            let mut batch = Batch {
-                at_ms,
-                published_through,
-                ..Batch::default()
-            };
-            for _ in 0..r.count("changes", 5)? {
-                batch.changes.push(read_change(&mut r)?);
+        KIND_PART => decode_part(&mut r)?,
+        KIND_PART_LZ4 => {
+            let plain = r.u32("plain length")? as usize;
+            let packed = r.rest();
+            // LZ4 inflates at most about 255 times.
+            if plain > MAX_PART_BODY || plain > packed.len().saturating_mul(255) + 16 {
+                return Err(DecodeError(format!(
+                    "compressed journal part of {} bytes cannot hold the {plain} it claims",
+                    packed.len()
+                )));
             }
-            for _ in 0..r.count("outbox", 20)? {
-                batch.outbox.push(OutMsg::read(&mut r)?);
+            let body = lz4_flex::block::decompress(packed, plain)
+                .map_err(|e| DecodeError(format!("compressed journal part: {e}")))?;
+            if body.len() != plain {
+                return Err(DecodeError("compressed journal part has the wrong length".into()));
             }
-            for _ in 0..r.count("ids", 8)? {
-                batch.ids.push(r.u64("id")?);
+            let mut inner = Reader::new(&body);
+            let entry = decode_part(&mut inner)?;
+            if !inner.is_empty() {
+                return Err(DecodeError("journal entry has trailing bytes".into()));
             }
-            Entry::Part { part, last, batch }
+            entry
         }
         KIND_MARKER => Entry::Marker(Marker {
             covers: r.u64("covers")?,
@@ -239,6 +287,29 @@ pub fn decode_entry(b: &[u8]) -> Result<Entry, DecodeError> {
         return Err(DecodeError("journal entry has trailing bytes".into()));
     }
     Ok(entry)
+}
+
+/// A part's body, after its header.
+fn decode_part(r: &mut Reader) -> Result<Entry, DecodeError> {
+    let part = r.u32("part")?;
+    let last = r.u8("last")? != 0;
+    let at_ms = r.i64("time")?;
+    let published_through = r.u64("published")?;
+    let mut batch = Batch {
+        at_ms,
+        published_through,
+        ..Batch::default()
+    };
+    for _ in 0..r.count("changes", 5)? {
+        batch.changes.push(read_change(r)?);
+    }
+    for _ in 0..r.count("outbox", 20)? {
+        batch.outbox.push(OutMsg::read(r)?);
+    }
+    for _ in 0..r.count("ids", 8)? {
+        batch.ids.push(r.u64("id")?);
+    }
+    Ok(Entry::Part { part, last, batch })
 }
 
 /// The state a journal rebuilds: on a standby, kept warm entry by entry; at

@@ -186,3 +186,30 @@ proptest! {
         let _ = decode_entry(&e[..c]);
     }
 }
+
+#[test]
+fn parts_are_compressed_and_read_back_and_plain_parts_are_still_read() {
+    let b = batch(200, "z");
+    let packed = encode_batch(&b, 1 << 20);
+    assert_eq!(packed.len(), 1);
+    assert_eq!(packed[0][2], KIND_PART_LZ4, "compressed");
+    assert_eq!(joined(&packed), b);
+    // The same part as an earlier release wrote it (plain, kind 1).
+    let plain_len = u32::from_le_bytes([packed[0][3], packed[0][4], packed[0][5], packed[0][6]]) as usize;
+    let body = lz4_flex::block::decompress(&packed[0][7..], plain_len).expect("inflates");
+    let mut plain = vec![MAGIC, VERSION, KIND_PART];
+    plain.extend_from_slice(&body);
+    assert!(
+        packed[0].len() * 2 < plain.len(),
+        "{} vs {}",
+        packed[0].len(),
+        plain.len()
+    );
+    assert_eq!(joined(&[plain]), b);
+    // A claimed length the packed bytes cannot hold is refused unallocated.
+    let mut bomb = vec![MAGIC, VERSION, KIND_PART_LZ4];
+    bomb.extend_from_slice(&(200u32 << 20).to_le_bytes());
+    bomb.extend_from_slice(&[0u8; 8]);
+    let err = decode_entry(&bomb).expect_err("refused");
+    assert!(err.0.contains("cannot hold"), "{err}");
+}
