@@ -18,6 +18,13 @@
 //! 300 KB field) is mixed with the good: every bad message must be
 //! dead-lettered once, and none may disturb the good ones.
 //!
+//! The disruptions, one test each: the router killed at random moments;
+//! nats-server restarted; two routers, the active one killed or paused; a
+//! three-node cluster losing each node in turn. The desktops act like
+//! people at their desks: an agent the router sets away for missed offers
+//! (its desktop cut off with its node) makes itself available again, and
+//! a withdrawn offer is no longer theirs.
+//!
 //! The last five must be 0. One machine-readable line is printed per run.
 //! `OMNIROUTE_CHAOS_RATE` (new contacts per second, for as long as the
 //! kills go on) and `OMNIROUTE_CHAOS_KILLS` size it: the defaults (40, 20)
@@ -35,6 +42,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use support::binary::{role, spawn, wait_exit, wait_role};
+use support::cluster::Cluster;
 use support::publish_until_stored as publish;
 use support::NatsServer;
 
@@ -191,6 +199,7 @@ async fn fleet(
         let contact = v["contact_id"].as_str().unwrap_or_default().to_string();
         let mut act: Vec<(String, &str, String)> = Vec::new();
         let mut follow_up = None;
+        let mut back = None;
         {
             let mut l = ledger.lock().await;
             if let Some(agent) = subject.strip_prefix("omni.offer.") {
@@ -222,6 +231,16 @@ async fn fleet(
                             act.push((agent.to_string(), "accept", contact.clone()));
                         }
                         act.push((agent.to_string(), "accept", contact.clone()));
+                    }
+                    // Set away for missed offers while its own connection
+                    // was cut off (its node died, the router's did not):
+                    // the person at the desk makes themselves available
+                    // again. The mute desk stays away.
+                    Some("set_away") if agent != "mute" => back = Some(agent.to_string()),
+                    // An offer withdrawn (expired, taken elsewhere, or its
+                    // agent set away) is this agent's no longer.
+                    Some("withdrawn") if l.offered.get(&contact).is_some_and(|a| a == agent) => {
+                        l.offered.remove(&contact);
                     }
                     Some("message") => {
                         if let Some(e) = v["event_id"].as_str() {
@@ -276,6 +295,10 @@ async fn fleet(
         }
         for (agent, ty, contact) in act {
             desk.agent(&agent, ty, &contact).await;
+        }
+        if let Some(agent) = back {
+            let v = json!({"type": "presence", "agent_id": agent, "status": "available"});
+            desk.send(format!("omni.agent.{agent}.presence"), v).await;
         }
     }
 }
@@ -338,6 +361,22 @@ async fn nats_server_restarts_under_load_lose_nothing_and_double_nothing() {
     .await;
 }
 
+/// On a three-node JetStream cluster (the router's streams and lease at
+/// three replicas, every node's URL configured): each node in turn is
+/// killed under load and started again with its store a moment later, so
+/// the node the router and the desktops are connected to, and every
+/// stream leader, go away at some point. `OMNIROUTE_CHAOS_NODE_KILLS`
+/// sizes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_node_kills_under_load_lose_nothing_and_double_nothing() {
+    let kills = env_usize("OMNIROUTE_CHAOS_NODE_KILLS", 3);
+    run(
+        "cluster_node_kill_misbehaving_agents_bad_input",
+        Disrupt::KillClusterNode(kills),
+    )
+    .await;
+}
+
 /// Two routers, one active, one standing by: the active one is killed
 /// (`kill -9`, then a new standby is started) or paused (`SIGSTOP` until
 /// the standby routes, then `SIGCONT`: it must step down and write
@@ -362,21 +401,56 @@ enum Disrupt {
     RestartNats(usize),
     /// The active router of two killed or paused, alternately.
     Failover(usize),
+    /// On a three-node cluster (R3 streams), a node killed and, a moment
+    /// later, started again with its store; each node in turn.
+    KillClusterNode(usize),
+}
+
+/// The NATS a run uses: one server, or a three-node JetStream cluster.
+enum Nats {
+    One(NatsServer),
+    Cluster(Cluster),
+}
+
+impl Nats {
+    /// Where the test's clients connect (on a cluster they learn the other
+    /// nodes from the one they reach, and move to them when it goes).
+    fn url(&self) -> String {
+        match self {
+            Nats::One(n) => n.url.clone(),
+            Nats::Cluster(c) => c.urls().swap_remove(0),
+        }
+    }
+
+    /// What the router is given: every node.
+    fn router_url(&self) -> String {
+        match self {
+            Nats::One(n) => n.url.clone(),
+            Nats::Cluster(c) => c.urls().join(","),
+        }
+    }
 }
 
 async fn run(scenario: &str, disrupt: Disrupt) {
     let rate = env_usize("OMNIROUTE_CHAOS_RATE", 40).max(1);
-    let mut nats = NatsServer::start();
+    let mut nats = match disrupt {
+        Disrupt::KillClusterNode(_) => Nats::Cluster(Cluster::start(3)),
+        _ => Nats::One(NatsServer::start()),
+    };
+    let (url, router_url) = (nats.url(), nats.router_url());
     let dir = tempfile::tempdir().expect("tmp");
     let cfg = config();
     // A killed router cannot release its lease; the next one takes over
     // when it lapses (the production default is 6 s).
-    let env = [("OMNIROUTE_RUNTIME__LEASE_TTL_SECS", "1".to_string())];
-    let mut router = spawn(dir.path(), &cfg, &nats.url, "0", &env).await;
+    let mut env = vec![("OMNIROUTE_RUNTIME__LEASE_TTL_SECS", "1".to_string())];
+    if let Nats::Cluster(_) = nats {
+        env.push(("OMNIROUTE_NATS__STREAM_REPLICAS", "3".to_string()));
+    }
+    let mut router = spawn(dir.path(), &cfg, &router_url, "0", &env).await;
     let mut standby = match disrupt {
         Disrupt::Failover(_) => {
             wait_role(&router, "active", Duration::from_secs(60)).await;
-            Some(spawn(dir.path(), &cfg, &nats.url, "standby-0", &env).await)
+            Some(spawn(dir.path(), &cfg, &router_url, "standby-0", &env).await)
         }
         _ => None,
     };
@@ -385,15 +459,15 @@ async fn run(scenario: &str, disrupt: Disrupt) {
     let ledger = std::sync::Arc::new(tokio::sync::Mutex::new(Ledger::default()));
     let (done_tx, mut done_rx) = tokio::sync::watch::channel((0usize, 0u64));
     let read = Arc::new(AtomicU64::new(0));
-    let mut fleet_task = tokio::spawn(fleet(nats.url.clone(), ledger.clone(), done_tx, read.clone()));
+    let mut fleet_task = tokio::spawn(fleet(url.clone(), ledger.clone(), done_tx, read.clone()));
 
     // Customers write in at a steady pace for as long as the kills go on.
-    let url = nats.url.clone();
+    let load_url = url.clone();
     let stop_load = tokio_util::sync::CancellationToken::new();
     let load = tokio::spawn({
         let stop = stop_load.clone();
         async move {
-            let nc = async_nats::connect(&url).await.expect("connect");
+            let nc = async_nats::connect(&load_url).await.expect("connect");
             let mut desk = Desk {
                 js: jetstream::new(nc),
                 n: 1_000_000,
@@ -410,11 +484,11 @@ async fn run(scenario: &str, disrupt: Disrupt) {
     });
 
     // Bad input, mixed with the good for the whole run.
-    let url = nats.url.clone();
+    let storm_url = url.clone();
     let storm = tokio::spawn({
         let stop = stop_load.clone();
         async move {
-            let js = jetstream::new(async_nats::connect(&url).await.expect("connect"));
+            let js = jetstream::new(async_nats::connect(&storm_url).await.expect("connect"));
             let mut rng = Rng(0x2545_f491_4f6c_dd1d);
             let mut tick = tokio::time::interval(Duration::from_millis(20));
             let mut n = 0u64;
@@ -433,6 +507,7 @@ async fn run(scenario: &str, disrupt: Disrupt) {
         Disrupt::KillRouter(n) => (n, 250),
         Disrupt::RestartNats(n) => (n, 1000),
         Disrupt::Failover(n) => (n, 1000),
+        Disrupt::KillClusterNode(n) => (n, 1000),
     };
     let mut kills = 0;
     while kills < wanted {
@@ -461,9 +536,21 @@ async fn run(scenario: &str, disrupt: Disrupt) {
             Disrupt::KillRouter(_) => {
                 kill(Pid::from_raw(router.child.id() as i32), Signal::SIGKILL).expect("SIGKILL");
                 wait_exit(&mut router.child, Duration::from_secs(10));
-                router = spawn(dir.path(), &cfg, &nats.url, &kills.to_string(), &env).await;
+                router = spawn(dir.path(), &cfg, &router_url, &kills.to_string(), &env).await;
             }
-            Disrupt::RestartNats(_) => nats.restart(),
+            Disrupt::RestartNats(_) => {
+                if let Nats::One(n) = &mut nats {
+                    n.restart();
+                }
+            }
+            Disrupt::KillClusterNode(_) => {
+                if let Nats::Cluster(c) = &mut nats {
+                    let node = kills % 3;
+                    c.kill(node);
+                    tokio::time::sleep(Duration::from_millis(500 + rng.below(1500))).await;
+                    c.spawn(node);
+                }
+            }
             Disrupt::Failover(_) => {
                 let Some(mut next) = standby.take() else {
                     panic!("a standby runs beside the active router")
@@ -474,7 +561,7 @@ async fn run(scenario: &str, disrupt: Disrupt) {
                     let took = wait_role(&next, "active", Duration::from_secs(30)).await;
                     takeovers_ms.push(took.as_millis() as u64);
                     wait_exit(&mut router.child, Duration::from_secs(10));
-                    let fresh = spawn(dir.path(), &cfg, &nats.url, &format!("standby-{kills}"), &env).await;
+                    let fresh = spawn(dir.path(), &cfg, &router_url, &format!("standby-{kills}"), &env).await;
                     router = next;
                     standby = Some(fresh);
                 } else {
@@ -545,7 +632,7 @@ async fn run(scenario: &str, disrupt: Disrupt) {
             l.follow_ups_sent.len(),
             l.follow_ups_seen.len()
         );
-        if let Ok(c) = async_nats::connect(&nats.url).await {
+        if let Ok(c) = async_nats::connect(&url).await {
             if let Ok(mut st) = jetstream::new(c).get_stream("OMNI_OUTBOUND").await {
                 if let Ok(info) = st.info().await {
                     eprintln!(
