@@ -7,6 +7,13 @@
 //! snapshots), stopped, and started again; the figure is the time from
 //! `omniroute::run` to `/ready` answering 200 as the active router with
 //! its state loaded. The state stream's size is reported alongside.
+//!
+//! Then a second router joins as a standby; once it has read the state
+//! (`omniroute_standby_journal_sequence` above 0), the active one stops,
+//! releasing the lease, and the figure is the time until the standby
+//! answers as the active router: its next look at the lease (a sixth of
+//! `runtime.lease_ttl_secs`, 1 s by default) plus bringing its warm state
+//! up to date and building the engine.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -84,14 +91,36 @@ fn main() {
         let restart = t.elapsed();
         let (_, m) = support::http_get(d.http, "/metrics").await.expect("metrics");
         let restored = metric(&m, "omniroute_contacts_open") as usize;
-        d.stop().await;
         assert_eq!(restored, n, "every open contact restored");
+
+        // Takeover: a standby beside the active router keeps the state read;
+        // the active one stops (releasing the lease) and the standby routes
+        // after its next look at the lease, reading only what is new.
+        let s = support::Daemon::spawn(cfg()).await;
+        support::eventually(Duration::from_secs(120), "the standby's state read", || async {
+            let (_, m) = support::http_get(s.http, "/metrics").await.ok()?;
+            (metric(&m, "omniroute_standby_journal_sequence") > 0.0).then_some(())
+        })
+        .await;
+        d.stop().await;
+        let t = Instant::now();
+        support::eventually(Duration::from_secs(120), "the standby routing", || async {
+            active(&s).await.then_some(())
+        })
+        .await;
+        let takeover = t.elapsed();
+        let (_, m) = support::http_get(s.http, "/metrics").await.expect("metrics");
+        let taken_over = metric(&m, "omniroute_contacts_open") as usize;
+        s.stop().await;
+        assert_eq!(taken_over, n, "every open contact taken over");
         json!({
             "bench": "restart",
             "open_contacts": n,
             "fill_secs": (fill.as_secs_f64() * 100.0).round() / 100.0,
             "restart_to_ready_ms": restart.as_millis() as u64,
             "restored_open_contacts": restored,
+            "takeover_after_release_ms": takeover.as_millis() as u64,
+            "takeover_lease_poll_ms": 1000,
             "state_stream_bytes": info.state.bytes,
             "state_stream_messages": info.state.messages,
             "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),

@@ -296,7 +296,30 @@ async fn run_routing(
     let result = loop {
         ready.set_active(false);
         let beat = || ready.beat();
-        let Some(revision) = lease.acquire(&shutdown, beat).await? else {
+        // While it waits for the lease, the instance keeps the journal's
+        // state read up to date, so a takeover reads only the latest entries.
+        // (At most once a second: each look is a short-lived consumer.)
+        let stop_warm = CancellationToken::new();
+        let every = (ttl / 6).clamp(Duration::from_secs(1), Duration::from_secs(2));
+        let mut warming = tokio::spawn(daemon::keep_warm(
+            bus.clone(),
+            Arc::clone(&cfg),
+            every,
+            stop_warm.clone(),
+        ));
+        let acquired = lease.acquire(&shutdown, beat).await;
+        stop_warm.cancel();
+        // A look under way is waited for, briefly: a slow one (a loaded
+        // server) must not hold up the takeover, which then reads afresh.
+        let warm = match tokio::time::timeout(WARM_WAIT, &mut warming).await {
+            Ok(w) => w.ok().flatten(),
+            Err(_) => {
+                warming.abort();
+                tracing::info!("The standby's look at the journal is slow; reading the state afresh.");
+                None
+            }
+        };
+        let Some(revision) = acquired? else {
             break Ok(());
         };
         tracing::info!(instance = %lease.instance, "This instance holds the routing lease: routing.");
@@ -314,7 +337,7 @@ async fn run_routing(
             queries: &queries,
             clock,
         };
-        let r = run_active(&session, &shutdown, &lost).await;
+        let r = run_active(&session, &shutdown, &lost, warm).await;
         keep_stop.cancel();
         let _ = keeper.await;
         ready.set_state_loaded(false);
@@ -412,10 +435,15 @@ struct Session<'a> {
     clock: clock::Clock,
 }
 
+/// How long a takeover waits for a standby's look at the journal under
+/// way before reading the state afresh instead.
+const WARM_WAIT: Duration = Duration::from_secs(2);
+
 async fn run_active(
     s: &Session<'_>,
     shutdown: &CancellationToken,
     lost: &CancellationToken,
+    warm: Option<daemon::Warm>,
 ) -> Result<SessionEnd, RunError> {
     let Session {
         cfg,
@@ -426,7 +454,7 @@ async fn run_active(
         clock,
     } = *s;
     let started = tokio::select! {
-        d = Daemon::start(Arc::clone(cfg), Arc::clone(spec), bus.clone(), Arc::clone(ready), clock) => d,
+        d = Daemon::start(Arc::clone(cfg), Arc::clone(spec), bus.clone(), Arc::clone(ready), clock, warm) => d,
         _ = lost.cancelled() => return Ok(SessionEnd::SteppedDown("lease lost during start-up".into())),
     };
     let daemon = match started {

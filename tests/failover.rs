@@ -60,6 +60,17 @@ async fn the_standby_takes_over_and_a_paused_leader_steps_down_without_writing()
         "{}",
         json!({"scenario": "kill_active", "takeover_ms": took.as_millis() as u64})
     );
+    // The standby had kept the journal's state read while it waited: the
+    // takeover only brought it up to date.
+    let log = std::fs::read_to_string(&b.log).unwrap_or_default();
+    let loaded = log
+        .lines()
+        .find(|l| l.contains("Routing state loaded"))
+        .unwrap_or_default();
+    assert!(
+        loaded.contains("\"warm\":true"),
+        "b took over from warm state: {loaded}"
+    );
     let mut offer_ids = std::collections::HashMap::new();
     offer_ids.insert("before".to_string(), o["offer_id"].clone());
     c.contact("chat", "after-kill", json!({})).await;

@@ -10,6 +10,8 @@ mod commit;
 mod publisher;
 mod recover;
 
+pub use recover::Warm;
+
 use crate::bus::journal::Journal;
 use crate::bus::{Bus, BusError, Delivery, Publish, Source};
 use crate::config::{Config, NatsConfig};
@@ -99,19 +101,21 @@ fn subject_of(prefix: &str, s: &OutSubject) -> String {
 
 impl Daemon {
     /// Rebuilds the state from the journal and builds the engine.
+    /// `warm`: the state a standby kept up to date, if it did.
     pub async fn start(
         cfg: Arc<Config>,
         spec: Arc<RouterSpec>,
         bus: Bus,
         ready: Arc<Readiness>,
         clock: crate::clock::Clock,
+        warm: Option<Warm>,
     ) -> Result<Daemon, DaemonError> {
         let queues: Vec<String> = spec.queue_order.iter().map(|q| q.to_string()).collect();
         m::register_series(&cfg.nats.subject_prefix, &queues);
         let t = Instant::now();
         let mut journal = bus.journal().await?;
         let retention_ms = (cfg.routing.dedupe_retention_secs * 1000.0) as i64;
-        let r = recover::recover(&bus, &journal, retention_ms, cfg.routing.dedupe_max_ids).await?;
+        let r = recover::recover(&bus, &journal, retention_ms, cfg.routing.dedupe_max_ids, warm).await?;
         journal.set_tip(r.durable.tip);
         let now = clock.now();
         let (nc, na) = (r.contacts.len(), r.agents.len());
@@ -134,6 +138,7 @@ impl Daemon {
             snapshot = r.snapshot.map_or(0, |m| m.covers),
             replayed_entries = r.replayed,
             imported_records = r.imported,
+            warm = r.warm,
             load_ms = t.elapsed().as_millis() as u64,
             "Routing state loaded."
         );
@@ -444,6 +449,42 @@ fn channel_label(subject: &str) -> &'static str {
         Some("social") => "social",
         Some("voice") => "voice",
         _ => "unknown",
+    }
+}
+
+/// A standby's reader: brings the durable state up to the journal's tip
+/// every `every` until `stop`, and returns it then, so a takeover reads
+/// only what was written since (none when the journal could not be read:
+/// the takeover then reads afresh). A read under way when `stop` comes is
+/// finished, not thrown away.
+pub async fn keep_warm(bus: Bus, cfg: Arc<Config>, every: Duration, stop: CancellationToken) -> Option<Warm> {
+    let journal = match bus.journal().await {
+        Ok(j) => j,
+        Err(e) => {
+            tracing::debug!(error = %e, "Standing by without warm state: the journal cannot be opened.");
+            return None;
+        }
+    };
+    let retention_ms = (cfg.routing.dedupe_retention_secs * 1000.0) as i64;
+    let mut warm = None;
+    loop {
+        if stop.is_cancelled() {
+            return warm;
+        }
+        match recover::catch_up(&journal, retention_ms, cfg.routing.dedupe_max_ids, warm.take()).await {
+            Ok((w, _)) => {
+                metrics::gauge!(m::STANDBY_JOURNAL_SEQUENCE).set(w.durable.tip as f64);
+                warm = Some(w);
+            }
+            Err(e) => {
+                metrics::gauge!(m::STANDBY_JOURNAL_SEQUENCE).set(0.0);
+                tracing::debug!(error = %e, "Standby could not read the journal; reading afresh next time.");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.cancelled() => return warm,
+        }
     }
 }
 

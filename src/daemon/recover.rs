@@ -2,6 +2,13 @@
 //! journal, then every journal entry after it. A journal with no snapshot
 //! is replayed from its first entry; an empty journal beside a key-value
 //! bucket from an earlier release takes that bucket's records.
+//!
+//! A standby keeps that state warm ([`catch_up`], every poll while it
+//! waits for the lease), so a takeover reads only the entries written
+//! since its last look. Invariant: warm state is only ever extended by the
+//! entries right after its `tip`; when a snapshot newer than that tip was
+//! announced (the entries it covers may be purged by now), it is dropped
+//! and read afresh from that snapshot.
 
 use super::DaemonError;
 use crate::bus::journal::Journal;
@@ -23,6 +30,9 @@ pub struct Recovered {
     pub replayed: usize,
     /// Records carried over from an earlier release's bucket.
     pub imported: usize,
+    /// Whether a standby's warm state was brought up to date (rather than
+    /// the state read afresh).
+    pub warm: bool,
 }
 
 /// A random key for id digests: a new deployment's, kept with its state.
@@ -39,12 +49,45 @@ fn corrupt(what: &'static str, key: String) -> impl FnOnce(String) -> DaemonErro
     move |message| DaemonError::CorruptState { what, key, message }
 }
 
-pub async fn recover(
-    bus: &Bus,
+/// The durable state as of the journal's tip, as a standby keeps it.
+pub struct Warm {
+    pub durable: Durable,
+    /// The snapshot the state was read from, when it was.
+    pub snapshot: Option<Marker>,
+    /// Journal entries applied beyond that snapshot.
+    pub replayed: usize,
+}
+
+/// Brings `prior` up to the journal's tip, reading only the entries after
+/// it; reads the latest snapshot and the entries after it when there is no
+/// prior state or a newer snapshot was announced. `true`: `prior` was used.
+pub async fn catch_up(
     journal: &Journal,
     retention_ms: i64,
     max_ids: usize,
-) -> Result<Recovered, DaemonError> {
+    prior: Option<Warm>,
+) -> Result<(Warm, bool), DaemonError> {
+    if let Some(mut w) = prior {
+        let entries = journal.stream().read_from(w.durable.tip + 1).await?;
+        let tip = w.durable.tip;
+        let newer_snapshot = entries
+            .iter()
+            .any(|(_, b)| store::marker_of(b).is_some_and(|m| m.covers > tip));
+        if !newer_snapshot {
+            for (seq, b) in &entries {
+                w.durable
+                    .apply_entry(*seq, b)
+                    .map_err(|e| corrupt("journal entry", format!("sequence {seq}"))(e.0))?;
+                w.replayed += 1;
+            }
+            return Ok((w, true));
+        }
+    }
+    Ok((cold(journal, retention_ms, max_ids).await?, false))
+}
+
+/// The latest snapshot and every entry after it.
+async fn cold(journal: &Journal, retention_ms: i64, max_ids: usize) -> Result<Warm, DaemonError> {
     let entries = journal.stream().read_from(1).await?;
     let latest = entries
         .iter()
@@ -66,8 +109,30 @@ pub async fn recover(
             .map_err(|e| corrupt("journal entry", format!("sequence {seq}"))(e.0))?;
         replayed += 1;
     }
+    Ok(Warm {
+        durable,
+        snapshot: latest.map(|(_, m)| m),
+        replayed,
+    })
+}
+
+/// The state to route from: `prior` (a standby's warm state) brought up to
+/// date, or read afresh; the records decoded.
+pub async fn recover(
+    bus: &Bus,
+    journal: &Journal,
+    retention_ms: i64,
+    max_ids: usize,
+    prior: Option<Warm>,
+) -> Result<Recovered, DaemonError> {
+    let (w, warm) = catch_up(journal, retention_ms, max_ids, prior).await?;
+    let Warm {
+        mut durable,
+        snapshot,
+        replayed,
+    } = w;
     let mut imported = 0;
-    if entries.is_empty() {
+    if durable.tip == 0 {
         for (k, v) in bus.load_legacy_state().await? {
             durable.records.insert(k, v);
             imported += 1;
@@ -94,8 +159,9 @@ pub async fn recover(
         contacts,
         agents,
         customers,
-        snapshot: latest.map(|(_, m)| m),
+        snapshot,
         replayed,
         imported,
+        warm,
     })
 }

@@ -19,6 +19,7 @@ pub const CONTACT_EVENTS: &str = "omniroute_contact_events_total";
 pub const ROUTING_DECISION_SECONDS: &str = "omniroute_routing_decision_duration_seconds";
 pub const BATCH_COMMIT_SECONDS: &str = "omniroute_batch_commit_duration_seconds";
 pub const OUTBOX_PUBLISH_SECONDS: &str = "omniroute_outbox_publish_duration_seconds";
+pub const STANDBY_JOURNAL_SEQUENCE: &str = "omniroute_standby_journal_sequence";
 pub const SLA_ALERTS: &str = "omniroute_sla_alerts_total";
 pub const SLA_BREACHES: &str = "omniroute_sla_breaches_total";
 pub const SLA_LATENESS: &str = "omniroute_sla_alert_lateness_seconds";
@@ -106,6 +107,10 @@ fn describe() {
         BATCH_COMMIT_SECONDS,
         Unit::Seconds,
         "Time to make one batch durable (its journal append) and hand its outputs to the publisher."
+    );
+    describe_gauge!(
+        STANDBY_JOURNAL_SEQUENCE,
+        "On a standby: the journal sequence its warm state is read to (0: none yet)."
     );
     describe_histogram!(
         OUTBOX_PUBLISH_SECONDS,
