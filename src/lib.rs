@@ -309,16 +309,6 @@ async fn run_routing(
         ));
         let acquired = lease.acquire(&shutdown, beat).await;
         stop_warm.cancel();
-        // A look under way is waited for, briefly: a slow one (a loaded
-        // server) must not hold up the takeover, which then reads afresh.
-        let warm = match tokio::time::timeout(WARM_WAIT, &mut warming).await {
-            Ok(w) => w.ok().flatten(),
-            Err(_) => {
-                warming.abort();
-                tracing::info!("The standby's look at the journal is slow; reading the state afresh.");
-                None
-            }
-        };
         let Some(revision) = acquired? else {
             break Ok(());
         };
@@ -329,6 +319,18 @@ async fn run_routing(
             let (lease, keep_stop, lost) = (lease.clone(), keep_stop.clone(), lost.clone());
             async move { lease.keep(revision, keep_stop, lost).await }
         });
+        // A look at the journal under way is waited for, briefly (a slow
+        // one, on a loaded server, must not hold up the takeover, which
+        // then reads afresh), and only once the lease is being renewed:
+        // waiting before would let a short lease lapse.
+        let warm = match tokio::time::timeout(WARM_WAIT, &mut warming).await {
+            Ok(w) => w.ok().flatten(),
+            Err(_) => {
+                warming.abort();
+                tracing::info!("The standby's look at the journal is slow; reading the state afresh.");
+                None
+            }
+        };
         let session = Session {
             cfg: &cfg,
             spec: &spec,

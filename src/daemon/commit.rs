@@ -146,15 +146,18 @@ impl Daemon {
         // is decided (see `publisher`).
         let msgs: Vec<Publish> = self
             .outbox
-            .pending()
-            .filter(|o| o.seq > self.handed_through)
+            .pending_after(self.handed_through)
             .map(|o| Publish {
                 subject: o.subject.clone(),
                 msg_id: o.msg_id.clone(),
                 payload: o.payload.clone(),
             })
             .collect();
-        let through = self.outbox.pending().last().map_or(0, |o| o.seq);
+        let through = self
+            .outbox
+            .pending_after(self.handed_through)
+            .next_back()
+            .map_or(0, |o| o.seq);
         let decided = !pending.deliveries.is_empty() || !outputs.is_empty();
         if !msgs.is_empty() || !pending.deliveries.is_empty() {
             self.handed_through = self.handed_through.max(through);

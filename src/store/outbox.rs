@@ -105,6 +105,13 @@ impl Outbox {
         self.pending.iter()
     }
 
+    /// The messages numbered after `seq`, in order: found by bisection,
+    /// not by walking the ones before (numbers rise along the queue).
+    pub fn pending_after(&self, seq: u64) -> impl DoubleEndedIterator<Item = &OutMsg> {
+        let from = self.pending.partition_point(|m| m.seq <= seq);
+        self.pending.range(from..)
+    }
+
     pub fn len(&self) -> usize {
         self.pending.len()
     }

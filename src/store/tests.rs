@@ -213,3 +213,18 @@ fn parts_are_compressed_and_read_back_and_plain_parts_are_still_read() {
     let err = decode_entry(&bomb).expect_err("refused");
     assert!(err.0.contains("cannot hold"), "{err}");
 }
+
+#[test]
+fn the_messages_after_a_number_are_found_in_order() {
+    let mut ob = Outbox::starting_at(1, 0);
+    for i in 0..10 {
+        let m = ob.number(format!("s{i}"), format!("id{i}"), Bytes::from_static(b"{}"));
+        ob.restore(m);
+    }
+    ob.mark_published(3);
+    let seqs = |after: u64| ob.pending_after(after).map(|m| m.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(0), (4..=10).collect::<Vec<_>>());
+    assert_eq!(seqs(7), vec![8, 9, 10]);
+    assert_eq!(seqs(10), Vec::<u64>::new());
+    assert_eq!(ob.pending_after(5).next_back().map(|m| m.seq), Some(10));
+}
