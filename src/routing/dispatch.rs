@@ -497,27 +497,25 @@ impl Engine {
                 (a, b) => a.or(b),
             };
             if at_step != s.step as usize {
-                let (queue, required) = (s.c.queue.clone(), s.c.required.clone());
-                let spec = Arc::clone(&self.spec);
-                let r = spec.relaxed(&queue, &required, waited);
                 changed = true;
-                let need = self.intern(&r.required).into_boxed_slice();
-                let route_q = self.queue_slot(r.route);
-                let from_q = self.slot(cx).map_or(route_q, |s| s.route_q);
+                let Some(r) = self.relaxation(cx, at_step, waited) else {
+                    return false;
+                };
+                let from_q = self.slot(cx).map_or(r.route_q, |s| s.route_q);
                 if let Some(reason) = &early_reason {
                     self.event_with("relaxed", cx, now, |m| m.reason = Some(reason));
                 }
-                if from_q != route_q {
-                    let (from, to) = (self.queues[from_q as usize].name.clone(), r.route.clone());
+                if from_q != r.route_q {
+                    let from = self.queues[from_q as usize].name.clone();
+                    let to = self.queues[r.route_q as usize].name.clone();
                     self.event_with("overflowed", cx, now, |m| {
                         (m.from_queue, m.to_queue) = (Some(&from), Some(&to));
                         m.reason = early_reason.as_deref();
                     });
                 }
-                let relaxed = (r.step > 0).then_some(r.required);
                 if let Some(s) = self.slot_mut(cx) {
-                    (s.need, s.route_q, s.relaxed) = (need, route_q, relaxed);
-                    s.step = u8::try_from(r.step).unwrap_or(u8::MAX);
+                    (s.need, s.route_q, s.relaxed) = (Arc::clone(&r.need), r.route_q, r.required.clone());
+                    s.step = r.step;
                 }
             }
         }
@@ -528,6 +526,37 @@ impl Engine {
             self.ages.insert(at, Timer::Age(cx));
         }
         changed
+    }
+
+    /// The relaxation of a waiting contact at `at_step` (having waited
+    /// `waited_ms`, at least that step's wait), from the cache when its
+    /// queue and requirement as placed were seen at that step before.
+    fn relaxation(&mut self, cx: u32, at_step: usize, waited_ms: i64) -> Option<Arc<super::Relaxation>> {
+        let s = self.slot(cx)?;
+        let key = (s.q, u8::try_from(at_step).unwrap_or(u8::MAX));
+        if let Some(hit) = self
+            .relax_cache
+            .get(&key)
+            .and_then(|v| v.iter().find(|(placed, _)| **placed == *s.placed))
+        {
+            return Some(Arc::clone(&hit.1));
+        }
+        let (queue, required, placed) = (s.c.queue.clone(), s.c.required.clone(), Arc::clone(&s.placed));
+        let spec = Arc::clone(&self.spec);
+        let r = spec.relaxed(&queue, &required, waited_ms);
+        let need = super::Need::from(self.intern(&r.required));
+        let route_q = self.queue_slot(r.route);
+        let relaxation = Arc::new(super::Relaxation {
+            step: u8::try_from(r.step).unwrap_or(u8::MAX),
+            need,
+            route_q,
+            required: (r.step > 0).then(|| Arc::new(r.required)),
+        });
+        let entries = self.relax_cache.entry(key).or_default();
+        if entries.len() < super::RELAX_CACHE_WIDTH {
+            entries.push((placed, Arc::clone(&relaxation)));
+        }
+        Some(relaxation)
     }
 
     /// For a waiting contact with an SLA clock running: its nearest breach,

@@ -225,14 +225,39 @@ struct QueueSlot {
     changed: bool,
 }
 
+/// A requirement, interned and sorted by skill.
+type Need = Arc<[(SkillIx, SkillLevel)]>;
+
+/// Where a relaxation step takes the contacts of one queue placed with one
+/// requirement: computed once per (queue, step, requirement as placed) and
+/// shared, so a step falling due costs a lookup, not a rebuild.
+#[derive(Debug)]
+struct Relaxation {
+    step: u8,
+    need: Need,
+    route_q: u32,
+    required: Option<Arc<BTreeMap<SkillName, SkillLevel>>>,
+}
+
+/// Distinct placed requirements remembered per (queue, step); beyond it a
+/// step is computed each time (correct, only slower), so the cache is
+/// bounded by the configured queues and steps whatever the inputs ask.
+const RELAX_CACHE_WIDTH: usize = 16;
+
+/// The relaxations cached for one (queue, step), by requirement as placed.
+type RelaxEntries = Vec<(Need, Arc<Relaxation>)>;
+
 /// An open contact and what the indexes need to find it again.
 #[derive(Debug)]
 struct ContactSlot {
     c: Contact,
     /// Slot of `c.queue`.
     q: u32,
-    /// `c.required`, interned and sorted.
-    need: Box<[(SkillIx, SkillLevel)]>,
+    /// `c.required` (or its relaxation), interned and sorted.
+    need: Need,
+    /// `c.required` interned: the relaxation cache's key (the same
+    /// allocation as `need` until a step relaxes it).
+    placed: Need,
     tie: u64,
     /// The requirement class it is filed under while waiting.
     class: Option<ClassIx>,
@@ -252,8 +277,9 @@ struct ContactSlot {
     /// Waiting but not filed: kept for its customer's last agent (this
     /// agent slot) until the affinity window ends then.
     reserved: Option<(u32, DateTime<Utc>)>,
-    /// The requirement at that step, when it differs from `c.required`.
-    relaxed: Option<BTreeMap<SkillName, SkillLevel>>,
+    /// The requirement at that step, when it differs from `c.required`
+    /// (shared with every contact at the same step: [`Relaxation`]).
+    relaxed: Option<Arc<BTreeMap<SkillName, SkillLevel>>>,
     /// Slot of the queue whose strategy and offer timeout apply: `q`, or
     /// the queue a relaxation step overflowed it to.
     route_q: u32,
@@ -266,7 +292,7 @@ struct ContactSlot {
 impl ContactSlot {
     /// What an agent needs to take the contact now.
     fn required(&self) -> &BTreeMap<SkillName, SkillLevel> {
-        self.relaxed.as_ref().unwrap_or(&self.c.required)
+        self.relaxed.as_deref().unwrap_or(&self.c.required)
     }
 
     fn wait_key(&self, ix: u32) -> WaitKey {
@@ -307,6 +333,8 @@ pub struct Engine {
     timers: Timers,
     /// Ageing timers of waiting contacts, fired before every input.
     ages: Timers,
+    /// Relaxation steps already worked out, by (queue slot, step).
+    relax_cache: FastMap<(u32, u8), RelaxEntries>,
     queues: Vec<QueueSlot>,
     queue_ix: FastMap<QueueName, u32>,
     changed_queues: Vec<u32>,

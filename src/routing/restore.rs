@@ -26,6 +26,7 @@ impl Engine {
             waiting: WaitIndex::default(),
             timers: Timers::default(),
             ages: Timers::default(),
+            relax_cache: map_with(0),
             queues: Vec::with_capacity(spec.queue_order.len()),
             queue_ix: map_with(spec.queue_order.len()),
             changed_queues: Vec::new(),
@@ -209,11 +210,12 @@ impl Engine {
 
     /// Adds an open contact (not yet filed or held) and returns its slot.
     pub(super) fn push_contact(&mut self, c: Contact) -> u32 {
-        let need = self.intern(&c.required).into_boxed_slice();
+        let need = Need::from(self.intern(&c.required));
         let q = self.queue_slot(&c.queue);
         let slot = ContactSlot {
             q,
             tie: tie_hash(&c.id),
+            placed: Arc::clone(&need),
             need,
             class: None,
             sla_at: None,

@@ -304,6 +304,46 @@ initial_status = "available"
 }
 
 #[test]
+fn contacts_of_one_queue_asking_for_different_skills_relax_each_to_their_own_requirement() {
+    // Relaxations are worked out once per queue, step and requirement as
+    // placed; a contact that asked for `es` must not share the relaxation
+    // of one that did not, whichever reaches the step first.
+    let toml = r#"
+[[queues]]
+name = "billing"
+channels = ["chat"]
+skills = { billing = 7 }
+[[queues.relax]]
+after_secs = 30
+skills = { billing = 4 }
+[[agents]]
+id = "mid"
+skills = { billing = 4 }
+capacity = { chat = 2 }
+initial_status = "available"
+"#;
+    for es_first in [true, false] {
+        let mut e = Engine::new(spec(toml), t(0.0));
+        let with_es = inbound("m1", "chat", "c-es", json!({"queue": "billing", "skills": ["es"]}));
+        let plain = inbound("m2", "chat", "c-plain", json!({"queue": "billing"}));
+        let (a, b) = if es_first {
+            (&with_es, &plain)
+        } else {
+            (&plain, &with_es)
+        };
+        e.on_inbound(a, t(0.0)).expect("ok");
+        e.on_inbound(b, t(1.0)).expect("ok");
+        e.take_outputs();
+        // Each relaxes at its own 30 s.
+        e.on_tick(t(30.0));
+        e.on_tick(t(31.0));
+        let out = offers(&e.take_outputs());
+        let conversations: Vec<&str> = out.iter().filter_map(|(_, o)| o["conversation_id"].as_str()).collect();
+        assert_eq!(conversations, ["c-plain"], "es first: {es_first}; {out:?}");
+    }
+}
+
+#[test]
 fn relaxation_steps_are_checked_with_every_problem_listed() {
     let toml = r#"
 [[queues]]
