@@ -215,6 +215,34 @@ impl Tier {
         self.load.remove(&e.load);
         self.rr.remove(&e.rr);
     }
+
+    /// Moves an agent from its old keys to its new ones, touching only the
+    /// sets whose key changed (a released slot changes the load key alone).
+    fn shift(&mut self, old: &Entry, new: &Entry, keep: Keep) {
+        if old.idle != new.idle {
+            self.idle.remove(&old.idle);
+            self.idle.insert(new.idle);
+        }
+        if keep.load && old.load != new.load {
+            self.load.remove(&old.load);
+            self.load.insert(new.load);
+        }
+        if keep.rr && old.rr != new.rr {
+            self.rr.remove(&old.rr);
+            self.rr.insert(new.rr);
+        }
+    }
+
+    /// An agent's entry changes from `old` to `new` (either absent) for
+    /// this tier's channel.
+    fn change(&mut self, old: Option<&Entry>, new: Option<&Entry>, keep: Keep) {
+        match (old, new) {
+            (Some(o), Some(n)) => self.shift(o, n, keep),
+            (Some(o), None) => self.take(o),
+            (None, Some(n)) => self.put(n, keep),
+            (None, None) => {}
+        }
+    }
 }
 
 /// What a walk callback tells the walk.
@@ -268,19 +296,9 @@ impl AgentIndex {
         }
     }
 
+    #[cfg(test)]
     pub fn insert(&mut self, e: &Entry, skills: &[(SkillIx, u8)]) {
-        for ch in Channel::ALL.into_iter().filter(|c| e.free[c.index()]) {
-            if self.keep_any {
-                self.any[ch.index()].put(e, self.keep);
-            }
-            for (s, l) in skills {
-                let at = slot(ch, *s);
-                if self.by_skill.len() <= at {
-                    self.by_skill.resize_with(at + 1, || None);
-                }
-                self.by_skill[at].get_or_insert_with(Default::default)[lvl(*l)].put(e, self.keep);
-            }
-        }
+        self.update(None, Some(e), skills);
     }
 
     pub fn remove(&mut self, e: &Entry, skills: &[(SkillIx, u8)]) {
@@ -292,6 +310,29 @@ impl AgentIndex {
                 if let Some(Some(levels)) = self.by_skill.get_mut(slot(ch, *s)) {
                     levels[lvl(*l)].take(e);
                 }
+            }
+        }
+    }
+
+    /// Replaces an agent's entry (`None`: not in the index) under the same
+    /// skills; equivalent to `remove(old)` then `insert(new)`, but a key
+    /// that did not change is left in place.
+    pub fn update(&mut self, old: Option<&Entry>, new: Option<&Entry>, skills: &[(SkillIx, u8)]) {
+        let keep = self.keep;
+        for ch in Channel::ALL {
+            let (o, n) = (old.filter(|e| e.free[ch.index()]), new.filter(|e| e.free[ch.index()]));
+            if o.is_none() && n.is_none() {
+                continue;
+            }
+            if self.keep_any {
+                self.any[ch.index()].change(o, n, keep);
+            }
+            for (s, l) in skills {
+                let at = slot(ch, *s);
+                if self.by_skill.len() <= at {
+                    self.by_skill.resize_with(at + 1, || None);
+                }
+                self.by_skill[at].get_or_insert_with(Default::default)[lvl(*l)].change(o, n, keep);
             }
         }
     }
@@ -513,6 +554,46 @@ mod tests {
         assert_eq!(order(&ix, &[(1, 1), (2, 4)], Strategy::MostSkilled), [2, 1]);
         // Least loaded is not kept: its queues fall back to the idle order.
         assert_eq!(order(&ix, &[(1, 1)], Strategy::LeastLoaded), [2, 0, 1, 3]);
+    }
+
+    #[test]
+    fn an_update_moves_only_the_changed_keys_and_channels_and_keeps_every_order() {
+        let strategies = [Strategy::LeastLoaded, Strategy::RoundRobin];
+        let mut ix = AgentIndex::new(strategies.into_iter(), true);
+        let skills = [(1, 3)];
+        ix.insert(&key(0, 10, 1, 2), &skills);
+        ix.insert(&key(1, 20, 0, 4), &skills);
+        // Agent 0 frees its slot (load only), then agent 1 takes an offer
+        // (idle, load and round robin at once) and stops being free on email.
+        let before = key(0, 10, 1, 2);
+        let freed = Entry {
+            load: LoadKey {
+                share: Share::new(0, 2),
+                ..before.load
+            },
+            ..before
+        };
+        ix.update(Some(&before), Some(&freed), &skills);
+        let mut busy = key(1, 30, 1, 4);
+        busy.free = [false, true, false, false];
+        ix.update(Some(&key(1, 20, 0, 4)), Some(&busy), &skills);
+        // The same as building it afresh from the new entries.
+        let mut fresh = AgentIndex::new(strategies.into_iter(), true);
+        fresh.insert(&freed, &skills);
+        fresh.insert(&busy, &skills);
+        for s in [Strategy::LongestIdle, Strategy::LeastLoaded, Strategy::RoundRobin] {
+            assert_eq!(order(&ix, &[(1, 1)], s), order(&fresh, &[(1, 1)], s), "{s:?}");
+        }
+        assert_eq!(order(&ix, &[(1, 1)], Strategy::LeastLoaded), [0, 1]);
+        let email = |ix: &AgentIndex| {
+            let t = &ix.any[Channel::Email.index()];
+            (t.idle.len(), t.load.len(), t.rr.len())
+        };
+        assert_eq!(email(&ix), (1, 1, 1), "agent 1 left the email tiers");
+        assert_eq!(email(&ix), email(&fresh));
+        ix.update(Some(&freed), None, &skills);
+        ix.update(Some(&busy), None, &skills);
+        assert!(order(&ix, &[], Strategy::LongestIdle).is_empty());
     }
 
     #[test]

@@ -754,13 +754,8 @@ impl Engine {
         if entry == slot.entry {
             return;
         }
-        if let Some(e) = slot.entry.take() {
-            self.free.remove(&e, &slot.skills);
-        }
-        if let Some(e) = entry {
-            self.free.insert(&e, &slot.skills);
-            slot.entry = Some(e);
-        }
+        self.free.update(slot.entry.as_ref(), entry.as_ref(), &slot.skills);
+        slot.entry = entry;
     }
 
     /// Contacts offered to (`offered`) or assigned to the agent.
