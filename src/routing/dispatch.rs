@@ -93,9 +93,12 @@ impl Engine {
         self.pending_contacts.clear();
     }
 
+    /// Whether `k` is a filed contact's effective key now (settle's marks
+    /// go stale when the contact is offered in the same input).
     fn is_filed(&self, k: WaitKey) -> bool {
         self.slot(k.ix)
-            .is_some_and(|s| s.class.is_some() && s.wait_key(k.ix) == k)
+            .and_then(|s| Some(self.waiting.effective(s.class?, s.stored_key(k.ix))))
+            .is_some_and(|e| e == k)
     }
 
     /// Channels the agent has a free slot on, if it is in the free index.
@@ -366,9 +369,11 @@ impl Engine {
                 s.order_at = at.or(unhurried).unwrap_or(s.c.received_at);
             }
         }
-        self.age(cx, now);
+        // Scheduled once it is known where it waits (filed: relaxation only).
+        self.age_fields(cx, now);
         self.count_waiting(q, true);
         let Some(slot) = self.queues.get_mut(q as usize) else {
+            self.schedule_age(cx);
             return;
         };
         if slot.hours.is_some() {
@@ -379,9 +384,11 @@ impl Engine {
             if let Some(s) = self.slot_mut(cx) {
                 s.held = true;
             }
+            self.schedule_age(cx);
             return;
         }
         if self.reserve(cx, now) {
+            self.schedule_age(cx);
             return;
         }
         let Some(key) = self.file(cx) else { return };
@@ -420,9 +427,11 @@ impl Engine {
                 }
             } else if !open {
                 if let Some(class) = s.class.take() {
-                    let key = s.wait_key(cx);
+                    let key = s.stored_key(cx);
                     s.held = true;
                     self.waiting.remove(class, key);
+                    // Out of the index, its place is its own again.
+                    self.age(cx, now);
                 } else if self.unreserve(cx) {
                     if let Some(s) = self.slot_mut(cx) {
                         s.held = true;
@@ -432,23 +441,72 @@ impl Engine {
         }
     }
 
-    /// Puts a contact in the wait index under its current key.
+    /// Puts a contact in the wait index under its stored key; returns its
+    /// effective key now.
     pub(super) fn file(&mut self, cx: u32) -> Option<WaitKey> {
         let s = self.contacts.get(cx)?;
-        let key = s.wait_key(cx);
+        let key = s.stored_key(cx);
+        let ageing = s
+            .ages_in_index
+            .then(|| self.queues.get(s.q as usize).map(|q| q.ageing))
+            .flatten();
         let free = &self.free;
-        let class = self.waiting.insert(s.c.channel, &s.need, key, |need| {
+        let (class, eff) = self.waiting.insert(s.c.channel, &s.need, ageing, key, |need| {
             // File under the skill fewest agents hold at the level.
             need.iter().copied().min_by_key(|(s, l)| free.holders_at_least(*s, *l))
         });
         self.slot_mut(cx)?.class = Some(class);
-        Some(key)
+        // The index ages it from now on: its timer keeps the relaxation only.
+        self.schedule_age(cx);
+        Some(eff)
+    }
+
+    /// A waiting contact's effective priority at `now` (the wait index ages
+    /// the contacts filed in it; the others are kept current by their timer).
+    pub(super) fn effective_priority(&self, cx: u32, now: DateTime<Utc>) -> u8 {
+        let Some(s) = self.slot(cx) else { return 0 };
+        match (s.ages_in_index && s.class.is_some(), self.queues.get(s.q as usize)) {
+            (true, Some(q)) => q.ageing.at(s.c.priority, s.c.received_at, now).0,
+            _ => s.eff,
+        }
+    }
+
+    /// (Re)schedules a waiting contact's timer in `ages` for its next
+    /// change: relaxation always, ageing unless the wait index ages it.
+    fn schedule_age(&mut self, cx: u32) {
+        let Some(s) = self.slot(cx) else { return };
+        let ageing = if s.ages_in_index && s.class.is_some() {
+            None
+        } else {
+            s.eff_at
+        };
+        let want = match (s.relax_at, ageing) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if want == s.age_at {
+            return;
+        }
+        self.cancel_age(cx);
+        if let Some(at) = want {
+            self.ages.insert(at, Timer::Age(cx));
+            if let Some(s) = self.slot_mut(cx) {
+                s.age_at = Some(at);
+            }
+        }
     }
 
     /// Sets a contact's effective priority and relaxation step for `now`
     /// and schedules its next change; `true` if its requirement changed.
     fn age(&mut self, cx: u32, now: DateTime<Utc>) -> bool {
-        self.cancel_age(cx);
+        let changed = self.age_fields(cx, now);
+        self.schedule_age(cx);
+        changed
+    }
+
+    /// [`Engine::age`] without scheduling the timer (the caller does, once
+    /// it knows whether the contact is filed).
+    fn age_fields(&mut self, cx: u32, now: DateTime<Utc>) -> bool {
         let Some(s) = self.slot(cx) else { return false };
         let (ageing, relax_ms, early) = self
             .queues
@@ -456,7 +514,8 @@ impl Engine {
             .map_or((Default::default(), &[][..], false), |q| {
                 (q.ageing, &q.relax_ms[..], q.relax_before_breach)
             });
-        let (eff, mut next) = ageing.at(s.c.priority, s.c.received_at, now);
+        let (eff, eff_at) = ageing.at(s.c.priority, s.c.received_at, now);
+        let mut next: Option<DateTime<Utc>> = None;
         let mut changed = false;
         if !relax_ms.is_empty() {
             let received = s.c.received_at;
@@ -520,10 +579,7 @@ impl Engine {
             }
         }
         if let Some(s) = self.slot_mut(cx) {
-            (s.eff, s.age_at) = (eff, next);
-        }
-        if let Some(at) = next {
-            self.ages.insert(at, Timer::Age(cx));
+            (s.eff, s.eff_at, s.relax_at) = (eff, eff_at, next);
         }
         changed
     }
@@ -583,6 +639,7 @@ impl Engine {
     /// relaxed may now fit a free agent, so it is marked for settling; one
     /// that only moved up in line cannot (the state was settled).
     pub(super) fn age_due(&mut self, now: DateTime<Utc>) {
+        self.waiting.advance(now);
         while let Some((at, timer)) = self.ages.pop_due(now) {
             let cx = match timer {
                 Timer::Age(cx) => cx,
@@ -597,11 +654,26 @@ impl Engine {
                 continue;
             }
             s.age_at = None;
-            let (old, class) = (s.wait_key(cx), s.class);
+            let (old, stored, class) = (s.wait_key(cx), s.stored_key(cx), s.class);
             match class {
+                // Aged by the index: only a new requirement moves it.
+                Some(class) if s.ages_in_index => {
+                    if self.age_fields(cx, now) {
+                        if let Some(s) = self.slot_mut(cx) {
+                            s.class = None;
+                        }
+                        self.waiting.remove(class, stored);
+                        if let Some(key) = self.file(cx) {
+                            self.pending_contacts.insert(key);
+                        }
+                    } else {
+                        self.schedule_age(cx);
+                    }
+                }
                 Some(class) => {
-                    self.waiting.remove(class, old);
-                    let relaxed = self.age(cx, now);
+                    s.class = None;
+                    self.waiting.remove(class, stored);
+                    let relaxed = self.age_fields(cx, now);
                     if let (Some(key), true) = (self.file(cx), relaxed) {
                         self.pending_contacts.insert(key);
                     }
@@ -658,7 +730,7 @@ impl Engine {
         let Some(s) = self.slot_mut(cx) else { return };
         let held = std::mem::take(&mut s.held);
         let class = s.class.take();
-        let (key, q) = (s.wait_key(cx), s.q);
+        let (key, q) = (s.stored_key(cx), s.q);
         let reserved = self.unreserve(cx);
         match class {
             Some(class) => self.waiting.remove(class, key),

@@ -80,7 +80,7 @@ impl Engine {
             "routed_as": route.map(|q| q.name.as_str()),
             "strategy": route.map(|q| q.strategy.as_str()),
             "priority": c.priority,
-            "effective_priority": s.eff,
+            "effective_priority": self.effective_priority(cx, now),
             "step": s.step,
             "required": s.required(),
             "state": state,

@@ -30,7 +30,8 @@
 //! contact goes at once to that agent and the next `ring_size - 1` who fit
 //! and have not declined it, in idle order. Ageing,
 //! relaxation and business hours change what waits and how only at
-//! deadlines, which are timers like any other.
+//! deadlines: timers like any other, and for ageing one deadline per
+//! requirement class in the wait index, not one per contact.
 //! The engine reaches them without scanning: between inputs nothing waiting
 //! fits anyone free (the state is *settled*), so an input can only create
 //! matches involving what it changed, the contacts that became waiting and
@@ -266,10 +267,21 @@ struct ContactSlot {
     /// Counted in its queue's `at_risk`.
     at_risk: bool,
     /// Effective priority while waiting: `c.priority` aged by the queue's
-    /// [`Ageing`] as of the last input (the wait index's key).
+    /// [`Ageing`] as of its last ageing timer. Kept current only while it
+    /// is not filed under its base priority (see `ages_in_index`).
     eff: u8,
-    /// When its ageing timer is scheduled, if it is.
+    /// When `eff` next changes (ageing, the starvation bound).
+    eff_at: Option<DateTime<Utc>>,
+    /// When its relaxation step next changes (or the SLA prediction that
+    /// may apply one early is due).
+    relax_at: Option<DateTime<Utc>>,
+    /// When its timer in `ages` is scheduled, if it is: the earlier of
+    /// `relax_at` and, unless the wait index ages it, `eff_at`.
     age_at: Option<DateTime<Utc>>,
+    /// Filed under its base priority in a class that ages it (its place is
+    /// its arrival: the queue is not ordered by slack), so ageing costs it
+    /// no timer while it is filed.
+    ages_in_index: bool,
     /// The relaxation step `need` reflects (0: as placed).
     step: u8,
     /// Waiting but not filed: its queue is closed (business hours).
@@ -295,12 +307,24 @@ impl ContactSlot {
         self.relaxed.as_deref().unwrap_or(&self.c.required)
     }
 
+    /// Its place in line as of its last ageing timer: the key of an
+    /// agent's reserved set.
     fn wait_key(&self, ix: u32) -> WaitKey {
         WaitKey {
             prio: Reverse(self.eff),
             since: self.order_at,
             tie: self.tie,
             ix,
+        }
+    }
+
+    /// The key it is filed under in the wait index (whose effective key
+    /// ages it, when `ages_in_index`).
+    fn stored_key(&self, ix: u32) -> WaitKey {
+        let prio = if self.ages_in_index { self.c.priority } else { self.eff };
+        WaitKey {
+            prio: Reverse(prio),
+            ..self.wait_key(ix)
         }
     }
 }

@@ -16,20 +16,38 @@
 //! bounded by the agent's skills × levels plus the heads it does not fit
 //! (classes that need another skill it lacks), never by the backlog.
 //!
-//! Invariants:
-//! - a contact is filed iff it is waiting; its key is (priority descending,
-//!   received_at, a hash of its id, slot), so ties order the same way after a
-//!   restart;
-//! - each non-empty class has exactly one entry in exactly one head set,
-//!   keyed by its current first contact; empty classes are dropped, so the
-//!   number of classes is bounded by the waiting contacts.
+//! Ageing without re-filing: a class may carry its queue's [`Ageing`]. Its
+//! contacts are then filed under their *base* priority, one ordered set per
+//! base priority, by (received_at, tie): contacts of one base priority age
+//! by the same function of the same clock, so their order never changes
+//! while they wait. The class's first contact at any instant is the best of
+//! those sets' first contacts under their effective priority at that
+//! instant (at most eleven to compare), and the class is re-keyed in its
+//! head set only when one of them changes step (`due`, per class). A step
+//! of ageing therefore costs one re-key per class, not one re-file per
+//! contact. Classes without ageing (and contacts whose place is not their
+//! arrival, under a queue ordered by slack) keep static keys, which the
+//! engine re-files itself when they change.
 //!
-//! How the next routing model plugs in: ageing and starvation bounds change
-//! the key on a timer (re-file the contact); relaxation re-files a contact
-//! under a new requirement class when its step is due; queue membership
-//! ("also offer to agents of queue general") adds the queue to the class.
+//! Invariants:
+//! - a contact is filed iff it is waiting; its stored key is (priority
+//!   descending, received_at or slack, a hash of its id, slot), so ties
+//!   order the same way after a restart; its effective key (what the head
+//!   sets and [`WaitIndex::first_for`] order by) is the stored key with the
+//!   priority aged to the index's `now`;
+//! - each non-empty class has exactly one entry in exactly one head set,
+//!   keyed by its first contact's effective key as of `now`, and a `due`
+//!   entry iff that can change; empty classes are dropped, so the number of
+//!   classes is bounded by the waiting contacts;
+//! - `now` only moves forward ([`WaitIndex::advance`], before every input),
+//!   and every class due by then is re-keyed before anything reads it.
+//!
+//! Relaxation re-files a contact under a new requirement class when its
+//! step is due (the engine's per-contact timer); queue membership ("also
+//! offer to agents of queue general") adds the queue to the class.
 
 use super::agents::{fits, SkillIx, LEVELS};
+use super::spec::Ageing;
 use super::FastMap as HashMap;
 use crate::domain::Channel;
 use chrono::{DateTime, Utc};
@@ -49,23 +67,80 @@ pub(crate) struct WaitKey {
 
 type Need = Arc<[(SkillIx, u8)]>;
 type Heads = BTreeSet<(WaitKey, ClassIx)>;
+/// The classes of one requirement, by ageing.
+type ClassesOf = Vec<(Option<Ageing>, ClassIx)>;
 
 #[derive(Debug)]
 struct Class {
     channel: Channel,
     need: Need,
+    /// How its contacts' priority rises with their wait; `None`: their
+    /// stored keys are their effective keys.
+    ageing: Option<Ageing>,
     /// The head set this class files under: (skill, level) or none.
     filed: Option<(SkillIx, u8)>,
-    waiting: BTreeSet<WaitKey>,
+    /// Waiting contacts by stored priority, each set in stored-key order;
+    /// no empty set is kept.
+    by_prio: Vec<Band>,
+    /// Its entry in its head set (the first contact's effective key).
+    head: Option<WaitKey>,
+    /// When `head` must be worked out again (a first contact's step).
+    due: Option<DateTime<Utc>>,
+}
+
+/// The contacts of one stored priority in a class, with the first one's
+/// key kept beside the set: working out the class's head reads the bands'
+/// first keys from one small vector, not from each tree.
+#[derive(Debug)]
+struct Band {
+    prio: u8,
+    first: WaitKey,
+    set: BTreeSet<WaitKey>,
+}
+
+impl Class {
+    fn effective(&self, k: WaitKey, now: DateTime<Utc>) -> (WaitKey, Option<DateTime<Utc>>) {
+        match self.ageing {
+            Some(a) => {
+                let (eff, next) = a.at(k.prio.0, k.since, now);
+                (
+                    WaitKey {
+                        prio: Reverse(eff),
+                        ..k
+                    },
+                    next,
+                )
+            }
+            None => (k, None),
+        }
+    }
+
+    /// The first contact's effective key at `now`, and when it can next
+    /// change.
+    fn head_at(&self, now: DateTime<Utc>) -> (Option<WaitKey>, Option<DateTime<Utc>>) {
+        let (mut head, mut due) = (None::<WaitKey>, None::<DateTime<Utc>>);
+        for band in &self.by_prio {
+            let (k, next) = self.effective(band.first, now);
+            head = Some(head.map_or(k, |h| h.min(k)));
+            if let Some(n) = next {
+                due = Some(due.map_or(n, |d| d.min(n)));
+            }
+        }
+        (head, due)
+    }
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct WaitIndex {
     classes: Vec<Option<Class>>,
     free: Vec<ClassIx>,
-    by_need: [HashMap<Need, ClassIx>; 4],
+    /// Per channel and requirement, its classes (one per distinct ageing).
+    by_need: [HashMap<Need, ClassesOf>; 4],
     /// Per (channel, filing skill), one head set per required level.
     heads: HashMap<(Channel, Option<SkillIx>), Box<[Heads; LEVELS]>>,
+    /// Classes whose first contact changes step, by when.
+    due: BTreeSet<(DateTime<Utc>, ClassIx)>,
+    now: Option<DateTime<Utc>>,
     len: usize,
 }
 
@@ -78,72 +153,177 @@ impl WaitIndex {
         self.len
     }
 
-    /// Files a waiting contact; `rarest` picks the filing skill of a class
-    /// seen for the first time. Returns the class to remove it from later.
+    /// Moves the index's clock to `now` (never back) and re-keys every
+    /// class whose first contact changed step by then; costs the classes
+    /// due.
+    pub fn advance(&mut self, now: DateTime<Utc>) {
+        if self.now.is_some_and(|n| n >= now) {
+            return;
+        }
+        self.now = Some(now);
+        while let Some((at, cix)) = self.due.first().copied() {
+            if at > now {
+                break;
+            }
+            self.due.pop_first();
+            if let Some(c) = self.classes.get_mut(cix as usize).and_then(Option::as_mut) {
+                c.due = None;
+            }
+            self.rehead(cix);
+        }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.now.unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+
+    /// A filed contact's effective key now, from its stored key.
+    pub fn effective(&self, cix: ClassIx, key: WaitKey) -> WaitKey {
+        match self.classes.get(cix as usize).and_then(Option::as_ref) {
+            Some(c) => c.effective(key, self.now()).0,
+            None => key,
+        }
+    }
+
+    /// Files a waiting contact under its stored `key`, in the class of its
+    /// channel, requirement and `ageing`; `rarest` picks the filing skill
+    /// of a class seen for the first time. Returns the class to remove it
+    /// from later and its effective key now.
     pub fn insert(
         &mut self,
         channel: Channel,
         need: &[(SkillIx, u8)],
+        ageing: Option<Ageing>,
         key: WaitKey,
         rarest: impl FnOnce(&[(SkillIx, u8)]) -> Option<(SkillIx, u8)>,
-    ) -> ClassIx {
-        let cix = match self.by_need[channel.index()].get(need) {
-            Some(c) => *c,
+    ) -> (ClassIx, WaitKey) {
+        let ageing = ageing.filter(|a| *a != Ageing::default());
+        let known = self.by_need[channel.index()]
+            .get(need)
+            .and_then(|v| v.iter().find(|(a, _)| *a == ageing));
+        let cix = match known {
+            Some((_, c)) => *c,
             None => {
                 let need: Need = Arc::from(need);
                 let class = Class {
                     channel,
                     filed: rarest(&need),
                     need: Arc::clone(&need),
-                    waiting: BTreeSet::new(),
+                    ageing,
+                    by_prio: Vec::new(),
+                    head: None,
+                    due: None,
                 };
                 let cix = super::put_in_slot(&mut self.classes, &mut self.free, class);
-                self.by_need[channel.index()].insert(need, cix);
+                self.by_need[channel.index()]
+                    .entry(need)
+                    .or_default()
+                    .push((ageing, cix));
                 cix
             }
         };
-        self.update(cix, |w| {
-            w.insert(key);
-        });
-        self.len += 1;
-        cix
+        let mut eff = key;
+        if let Some(c) = self.classes.get_mut(cix as usize).and_then(Option::as_mut) {
+            let p = key.prio.0;
+            let first = match c.by_prio.binary_search_by_key(&p, |b| b.prio) {
+                Ok(i) => {
+                    let band = &mut c.by_prio[i];
+                    let first = key < band.first;
+                    if band.set.insert(key) {
+                        self.len += 1;
+                    }
+                    if first {
+                        band.first = key;
+                    }
+                    first
+                }
+                Err(i) => {
+                    let band = Band {
+                        prio: p,
+                        first: key,
+                        set: BTreeSet::from([key]),
+                    };
+                    c.by_prio.insert(i, band);
+                    self.len += 1;
+                    true
+                }
+            };
+            eff = c.effective(key, self.now.unwrap_or(DateTime::<Utc>::MIN_UTC)).0;
+            if first {
+                self.rehead(cix);
+            }
+        }
+        (cix, eff)
     }
 
-    /// Unfiles a contact (it was offered, or closed).
+    /// Unfiles a contact (it was offered, or closed) by its stored key.
     pub fn remove(&mut self, cix: ClassIx, key: WaitKey) {
-        let mut removed = false;
-        self.update(cix, |w| removed = w.remove(&key));
-        if removed {
-            self.len -= 1;
+        let Some(c) = self.classes.get_mut(cix as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        let Ok(i) = c.by_prio.binary_search_by_key(&key.prio.0, |b| b.prio) else {
+            return;
+        };
+        let band = &mut c.by_prio[i];
+        if !band.set.remove(&key) {
+            return;
+        }
+        self.len -= 1;
+        let was_first = band.first == key;
+        match band.set.first() {
+            None => {
+                c.by_prio.remove(i);
+            }
+            Some(k) if was_first => band.first = *k,
+            Some(_) => {}
+        }
+        if was_first {
+            self.rehead(cix);
         }
         let empty = self.classes[cix as usize]
             .as_ref()
-            .is_some_and(|c| c.waiting.is_empty());
+            .is_some_and(|c| c.by_prio.is_empty());
         if empty {
             if let Some(c) = self.classes[cix as usize].take() {
-                self.by_need[c.channel.index()].remove(&c.need);
+                let by_need = &mut self.by_need[c.channel.index()];
+                if let Some(v) = by_need.get_mut(&c.need) {
+                    v.retain(|(_, x)| *x != cix);
+                    if v.is_empty() {
+                        by_need.remove(&c.need);
+                    }
+                }
                 self.free.push(cix);
             }
         }
     }
 
-    /// Applies a change to a class's waiting set and moves its head entry.
-    fn update(&mut self, cix: ClassIx, f: impl FnOnce(&mut BTreeSet<WaitKey>)) {
+    /// Works out a class's first contact at `now` again and moves its head
+    /// entry and its due time to match.
+    fn rehead(&mut self, cix: ClassIx) {
+        let now = self.now();
         let Some(class) = self.classes.get_mut(cix as usize).and_then(Option::as_mut) else {
             return;
         };
-        let before = class.waiting.first().copied();
-        f(&mut class.waiting);
-        let after = class.waiting.first().copied();
-        if before == after {
+        let (head, due) = class.head_at(now);
+        if due != class.due {
+            if let Some(d) = class.due {
+                self.due.remove(&(d, cix));
+            }
+            if let Some(d) = due {
+                self.due.insert((d, cix));
+            }
+            class.due = due;
+        }
+        if head == class.head {
             return;
         }
+        let before = std::mem::replace(&mut class.head, head);
         let (skill, level) = class.filed.map_or((None, 1), |(s, l)| (Some(s), l));
         let heads = &mut self.heads.entry((class.channel, skill)).or_default()[lvl(level)];
         if let Some(k) = before {
             heads.remove(&(k, cix));
         }
-        if let Some(k) = after {
+        if let Some(k) = head {
             heads.insert((k, cix));
         }
     }
@@ -213,11 +393,15 @@ mod tests {
     fn an_agent_sees_the_first_contact_it_can_take_and_nothing_else() {
         let mut w = WaitIndex::default();
         let chat = [false, true, false, false];
-        let c_a = w.insert(Channel::Chat, &[(1, 5)], key(0, 0, 10), |n| n.first().copied());
-        w.insert(Channel::Chat, &[(1, 5)], key(1, 0, 5), |_| unreachable!("class exists"));
-        w.insert(Channel::Chat, &[(1, 2), (2, 1)], key(2, 3, 50), |_| Some((2, 1)));
-        w.insert(Channel::Chat, &[], key(3, 0, 1), |_| None);
-        w.insert(Channel::Email, &[], key(4, 9, 0), |_| None);
+        let c_a = w
+            .insert(Channel::Chat, &[(1, 5)], None, key(0, 0, 10), |n| n.first().copied())
+            .0;
+        w.insert(Channel::Chat, &[(1, 5)], None, key(1, 0, 5), |_| {
+            unreachable!("class exists")
+        });
+        w.insert(Channel::Chat, &[(1, 2), (2, 1)], None, key(2, 3, 50), |_| Some((2, 1)));
+        w.insert(Channel::Chat, &[], None, key(3, 0, 1), |_| None);
+        w.insert(Channel::Email, &[], None, key(4, 9, 0), |_| None);
         assert_eq!(w.len(), 5);
         // Level 4 on skill 1 only: the skill-less contact.
         assert_eq!(first(&w, chat, &[(1, 4)]), Some(3));
@@ -236,5 +420,54 @@ mod tests {
         assert!(!w.by_need[Channel::Chat.index()].contains_key(&[(1 as SkillIx, 5u8)][..]));
         w.remove(c_a, key(0, 0, 10));
         assert_eq!(w.len(), 3, "removing twice changes nothing");
+    }
+
+    #[test]
+    fn ageing_reorders_a_class_at_each_step_without_refiling_its_contacts() {
+        // Priority +1 per 10 s up to 5; past 60 s ahead of everything.
+        let ageing = Ageing {
+            step_ms: Some(10_000),
+            cap: 5,
+            max_wait_ms: Some(60_000),
+        };
+        let at = |secs: i64| DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::seconds(secs);
+        let chat = [false, true, false, false];
+        let mut w = WaitIndex::default();
+        w.advance(at(0));
+        // Old and low (priority 1 at 0 s) against new and high (3 at 15 s).
+        let (c, _) = w.insert(Channel::Chat, &[(1, 1)], Some(ageing), key(0, 1, 0), |n| {
+            n.first().copied()
+        });
+        w.insert(Channel::Chat, &[(1, 1)], Some(ageing), key(1, 3, 15), |_| {
+            unreachable!("class exists")
+        });
+        // Another class, no ageing, priority 4.
+        w.insert(Channel::Chat, &[(2, 1)], None, key(2, 4, 1), |n| n.first().copied());
+        w.advance(at(15));
+        // At 15 s: 1+1 = 2 against 3: the new one first.
+        assert_eq!(first(&w, chat, &[(1, 1)]), Some(1));
+        assert_eq!(w.effective(c, key(0, 1, 0)).prio, Reverse(2));
+        // At 20 s: 1+2 = 3 against 3: the older one, without being re-filed.
+        w.advance(at(20));
+        assert_eq!(first(&w, chat, &[(1, 1)]), Some(0));
+        // At 30 s: 4 against the other class's 4: the older (1 s) first...
+        w.advance(at(30));
+        assert_eq!(first(&w, chat, &[(1, 1), (2, 1)]), Some(0));
+        // ...and capped at 5 from 40 s on; the bound at 60 s tops all.
+        w.advance(at(59));
+        assert_eq!(w.effective(c, key(0, 1, 0)).prio, Reverse(5));
+        assert_eq!(w.effective(c, key(1, 3, 15)).prio, Reverse(5));
+        w.advance(at(60));
+        assert_eq!(
+            w.effective(c, key(0, 1, 0)).prio,
+            Reverse(super::super::waiting::STARVED)
+        );
+        // One re-key per step of a class's first contacts, none per contact.
+        assert!(w.due.len() <= 1);
+        w.remove(c, key(0, 1, 0));
+        assert_eq!(first(&w, chat, &[(1, 1)]), Some(1));
+        // The clock never goes back.
+        w.advance(at(10));
+        assert_eq!(w.effective(c, key(1, 3, 15)).prio, Reverse(5));
     }
 }

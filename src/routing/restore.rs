@@ -45,6 +45,7 @@ impl Engine {
         for q in &spec.queue_order {
             e.queue_slot(q);
         }
+        e.waiting.advance(now);
         for q in 0..e.queues.len() as u32 {
             e.keep_hours(q, now);
         }
@@ -221,7 +222,10 @@ impl Engine {
             sla_at: None,
             at_risk: false,
             eff: 0,
+            eff_at: None,
+            relax_at: None,
             age_at: None,
+            ages_in_index: !self.queues.get(q as usize).is_some_and(|q| q.order_by_slack),
             step: 0,
             held: false,
             reserved: None,

@@ -6,9 +6,13 @@
 //! standby and the reference model derive the same state from the records,
 //! and a re-queued contact keeps its age.
 //!
-//! The engine applies them through one deadline per waiting contact (the
-//! earlier of the next ageing step and the next relaxation step), fired
-//! before every input; see `dispatch::age_due`.
+//! The engine applies relaxation through one deadline per waiting contact
+//! (its next step), fired before every input (`dispatch::age_due`). Ageing
+//! costs a filed contact nothing: the wait index files it under its base
+//! priority and ages its requirement classes, one re-key per class when
+//! its first contact changes step (`queues`). Contacts out of the index
+//! (kept for their last agent, held by closed hours) and those of a queue
+//! ordered by slack keep an ageing deadline of their own.
 
 use super::spec::{QueueSpec, RouterSpec};
 use crate::domain::{QueueName, SkillLevel, SkillName};
@@ -25,7 +29,7 @@ pub const STARVED: u8 = 10;
 /// served ahead of every contact not yet past its own bound
 /// ([`STARVED`]), oldest first. A pure function of the wait, so a restored
 /// engine, a standby and the reference model agree on it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Ageing {
     pub step_ms: Option<i64>,
     pub cap: u8,
