@@ -475,10 +475,11 @@ impl Engine {
     /// change: relaxation always, ageing unless the wait index ages it.
     fn schedule_age(&mut self, cx: u32) {
         let Some(s) = self.slot(cx) else { return };
-        let ageing = if s.ages_in_index && s.class.is_some() {
-            None
-        } else {
-            s.eff_at
+        let ageing = match self.queues.get(s.q as usize) {
+            Some(q) if !(s.ages_in_index && s.class.is_some()) => {
+                q.ageing.next_change(s.c.priority, s.c.received_at, s.eff)
+            }
+            _ => None,
         };
         let want = match (s.relax_at, ageing) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -514,7 +515,7 @@ impl Engine {
             .map_or((Default::default(), &[][..], false), |q| {
                 (q.ageing, &q.relax_ms[..], q.relax_before_breach)
             });
-        let (eff, eff_at) = ageing.at(s.c.priority, s.c.received_at, now);
+        let eff = ageing.at(s.c.priority, s.c.received_at, now).0;
         let mut next: Option<DateTime<Utc>> = None;
         let mut changed = false;
         if !relax_ms.is_empty() {
@@ -579,7 +580,7 @@ impl Engine {
             }
         }
         if let Some(s) = self.slot_mut(cx) {
-            (s.eff, s.eff_at, s.relax_at) = (eff, eff_at, next);
+            (s.eff, s.relax_at) = (eff, next);
         }
         changed
     }

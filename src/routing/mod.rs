@@ -270,13 +270,12 @@ struct ContactSlot {
     /// [`Ageing`] as of its last ageing timer. Kept current only while it
     /// is not filed under its base priority (see `ages_in_index`).
     eff: u8,
-    /// When `eff` next changes (ageing, the starvation bound).
-    eff_at: Option<DateTime<Utc>>,
     /// When its relaxation step next changes (or the SLA prediction that
     /// may apply one early is due).
     relax_at: Option<DateTime<Utc>>,
     /// When its timer in `ages` is scheduled, if it is: the earlier of
-    /// `relax_at` and, unless the wait index ages it, `eff_at`.
+    /// `relax_at` and, unless the wait index ages it, the next change of
+    /// `eff` ([`Ageing::next_change`]).
     age_at: Option<DateTime<Utc>>,
     /// Filed under its base priority in a class that ages it (its place is
     /// its arrival: the queue is not ordered by slack), so ageing costs it

@@ -79,8 +79,9 @@ struct Class {
     ageing: Option<Ageing>,
     /// The head set this class files under: (skill, level) or none.
     filed: Option<(SkillIx, u8)>,
-    /// Waiting contacts by stored priority, each set in stored-key order;
-    /// no empty set is kept.
+    /// Waiting contacts by stored priority (one band for all of them when
+    /// the class does not age: static keys keep their order), each set in
+    /// stored-key order; no empty band is kept.
     by_prio: Vec<Band>,
     /// Its entry in its head set (the first contact's effective key).
     head: Option<WaitKey>,
@@ -99,6 +100,15 @@ struct Band {
 }
 
 impl Class {
+    /// The band a stored key belongs to.
+    fn band_of(&self, k: WaitKey) -> u8 {
+        if self.ageing.is_some() {
+            k.prio.0
+        } else {
+            0
+        }
+    }
+
     fn effective(&self, k: WaitKey, now: DateTime<Utc>) -> (WaitKey, Option<DateTime<Utc>>) {
         match self.ageing {
             Some(a) => {
@@ -224,7 +234,7 @@ impl WaitIndex {
         };
         let mut eff = key;
         if let Some(c) = self.classes.get_mut(cix as usize).and_then(Option::as_mut) {
-            let p = key.prio.0;
+            let p = c.band_of(key);
             let first = match c.by_prio.binary_search_by_key(&p, |b| b.prio) {
                 Ok(i) => {
                     let band = &mut c.by_prio[i];
@@ -261,7 +271,7 @@ impl WaitIndex {
         let Some(c) = self.classes.get_mut(cix as usize).and_then(Option::as_mut) else {
             return;
         };
-        let Ok(i) = c.by_prio.binary_search_by_key(&key.prio.0, |b| b.prio) else {
+        let Ok(i) = c.by_prio.binary_search_by_key(&c.band_of(key), |b| b.prio) else {
             return;
         };
         let band = &mut c.by_prio[i];

@@ -222,7 +222,6 @@ impl Engine {
             sla_at: None,
             at_risk: false,
             eff: 0,
-            eff_at: None,
             relax_at: None,
             age_at: None,
             ages_in_index: !self.queues.get(q as usize).is_some_and(|q| q.order_by_slack),

@@ -57,6 +57,25 @@ impl Ageing {
         }
         (eff, next)
     }
+
+    /// When the effective priority `eff` that [`Ageing::at`] gave a contact
+    /// of priority `base` received at `received` next changes: the
+    /// deadline `at` returned with it, worked out again from `eff` alone
+    /// (so it need not be stored per contact).
+    pub fn next_change(&self, base: u8, received: DateTime<Utc>, eff: u8) -> Option<DateTime<Utc>> {
+        if eff >= STARVED {
+            return None;
+        }
+        let after = |ms: i64| received.checked_add_signed(Duration::milliseconds(ms));
+        let mut next = self.max_wait_ms.and_then(after);
+        if let Some(step) = self.step_ms.filter(|s| *s > 0 && base < self.cap && eff < self.cap) {
+            let steps = eff.saturating_sub(base) as i64;
+            if let Some(up) = after((steps + 1).saturating_mul(step)) {
+                next = Some(next.map_or(up, |n| n.min(up)));
+            }
+        }
+        next
+    }
 }
 
 /// One step of a queue's relaxation (bullseye), applied once a contact has
@@ -167,5 +186,42 @@ mod tests {
         assert_eq!(Ageing::default().at(3, t0, at(1_000_000)), (3, None));
         // Deadlines beyond the calendar are none, never a panic.
         assert_eq!(a.at(2, DateTime::<Utc>::MAX_UTC, DateTime::<Utc>::MAX_UTC).1, None);
+    }
+
+    #[test]
+    fn the_next_change_is_the_deadline_at_gave_with_the_priority() {
+        let t0 = DateTime::<Utc>::UNIX_EPOCH;
+        let configs = [
+            Ageing::default(),
+            Ageing {
+                step_ms: Some(7_000),
+                cap: 6,
+                max_wait_ms: None,
+            },
+            Ageing {
+                step_ms: None,
+                cap: 0,
+                max_wait_ms: Some(30_000),
+            },
+            Ageing {
+                step_ms: Some(10_000),
+                cap: 9,
+                max_wait_ms: Some(45_000),
+            },
+            Ageing {
+                step_ms: Some(0),
+                cap: 9,
+                max_wait_ms: Some(5_000),
+            },
+        ];
+        for a in configs {
+            for base in 0..=9u8 {
+                for ms in (-3_000..120_000).step_by(1_250) {
+                    let now = t0 + Duration::milliseconds(ms);
+                    let (eff, next) = a.at(base, t0, now);
+                    assert_eq!(a.next_change(base, t0, eff), next, "{a:?} base {base} at {ms} ms");
+                }
+            }
+        }
     }
 }
