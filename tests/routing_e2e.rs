@@ -1,7 +1,8 @@
 //! End to end on a real nats-server: contacts on every channel reach the
 //! agent whose skills and free capacity fit; priority and age order;
 //! completion pulls the next contact; decline and expiry re-route;
-//! follow-ups reach the holding agent; `end` abandons.
+//! follow-ups reach the holding agent; `end` abandons; a clean restart
+//! publishes nothing a second time.
 
 mod support;
 
@@ -363,5 +364,34 @@ async fn a_lost_consumer_is_re_created_from_the_dedupe_window_not_the_stream_sta
         "{:?}",
         info.config.deliver_policy
     );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_clean_restart_publishes_nothing_a_second_time() {
+    let nats = NatsServer::start();
+    let solo = agent_toml("solo", "billing = 9", "chat = 2", "available");
+    let d = Daemon::start(cfg(&nats.url, &solo)).await;
+    let mut c = Client::connect(&nats.url).await;
+    c.contact("chat", "before", json!({"queue": "billing"})).await;
+    c.offer("solo", "before").await;
+    c.expect("omni.event.contact.offered", WAIT, |v| v["conversation_id"] == "before")
+        .await;
+    // Stopped at once, before any heartbeat could journal how far the
+    // outbox is published: the stop itself must say so.
+    d.stop().await;
+    c.drain_received().await;
+    let d = Daemon::start(cfg(&nats.url, &solo)).await;
+    c.contact("chat", "after", json!({"queue": "billing"})).await;
+    c.offer("solo", "after").await;
+    // A re-publication at start-up would have come first, on the same
+    // connection as the offer just seen.
+    let again: Vec<(String, Value)> = c
+        .drain_received()
+        .await
+        .into_iter()
+        .filter(|(_, v)| v["conversation_id"] == "before")
+        .collect();
+    assert!(again.is_empty(), "published again after a clean restart: {again:?}");
     d.stop().await;
 }

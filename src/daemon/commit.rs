@@ -105,6 +105,31 @@ impl Daemon {
         Ok(())
     }
 
+    /// At a clean stop, once the publisher has drained: journals how far
+    /// the outbox is published (a crash skips this, and the start after it
+    /// publishes the tail again under the same ids). A failure here loses
+    /// nothing, so it is logged, not returned.
+    pub(super) async fn journal_published(&mut self, hard_stop: &CancellationToken) {
+        let through = self.outbox.published_through();
+        if through <= self.journaled_published {
+            return;
+        }
+        let batch = Batch {
+            at_ms: self.clock.now().timestamp_millis(),
+            changes: Vec::new(),
+            outbox: Vec::new(),
+            published_through: through,
+            ids: Default::default(),
+        };
+        let parts = store::encode_batch(&batch, self.part_limit);
+        match self.append(&parts, batch.plain_len(), hard_stop).await {
+            Ok(()) => self.journaled_published = through,
+            Err(e) => {
+                tracing::warn!(error = %e, "Could not journal the published mark at stop; the next start publishes the tail again.")
+            }
+        }
+    }
+
     /// Makes the batch durable, visible, then acked (see the module doc).
     pub(super) async fn commit(
         &mut self,

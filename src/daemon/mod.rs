@@ -275,6 +275,10 @@ impl Daemon {
         // the process may stop.
         let through = publisher.drain().await?;
         self.outbox.mark_published(through);
+        // Say so in the journal, or the next start publishes the tail
+        // again: JetStream drops the copies, but core subscribers (the
+        // desktops) would see them twice.
+        self.journal_published(&hard_stop).await;
         Ok(())
     }
 
