@@ -12,6 +12,8 @@
 //! - `clocks`: SLA clocks (start, stop, pause, alerts, contacts at risk);
 //! - `waiting`: how a waiting contact's place in line and requirement
 //!   change with its wait (ageing, starvation bound, relaxation);
+//! - `ageing`: applying that to waiting contacts (their timers, the
+//!   relaxation cache);
 //! - `inputs`: what each inbound event, agent event and tick does;
 //! - `dispatch`: matching waiting contacts and free agents, offers and releases;
 //! - `explain`: why a contact waits (the operator API);
@@ -66,6 +68,7 @@
 //! the decision rather than inside it (they must then capture what they
 //! describe, since later inputs of the batch change the contact).
 
+mod ageing;
 mod agents;
 mod clocks;
 pub mod customers;

@@ -232,7 +232,7 @@ impl WaitIndex {
                 cix
             }
         };
-        let mut eff = key;
+        let (mut eff, now) = (key, self.now());
         if let Some(c) = self.classes.get_mut(cix as usize).and_then(Option::as_mut) {
             let p = c.band_of(key);
             let first = match c.by_prio.binary_search_by_key(&p, |b| b.prio) {
@@ -258,7 +258,7 @@ impl WaitIndex {
                     true
                 }
             };
-            eff = c.effective(key, self.now.unwrap_or(DateTime::<Utc>::MIN_UTC)).0;
+            eff = c.effective(key, now).0;
             if first {
                 self.rehead(cix);
             }
