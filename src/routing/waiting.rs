@@ -7,7 +7,7 @@
 //! and a re-queued contact keeps its age.
 //!
 //! The engine applies relaxation through one deadline per waiting contact
-//! (its next step), fired before every input (`dispatch::age_due`). Ageing
+//! (its next step), fired before every input (`ageing::age_due`). Ageing
 //! costs a filed contact nothing: the wait index files it under its base
 //! priority and ages its requirement classes, one re-key per class when
 //! its first contact changes step (`queues`). Contacts out of the index
