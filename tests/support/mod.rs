@@ -112,6 +112,28 @@ impl NatsServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// The server's process id (benchmarks read its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// CPU seconds (user + system) a process has used so far, from
+/// `/proc/<pid>/stat` (`self` for this one); 0 where that cannot be read.
+/// Its unit is USER_HZ, which Linux fixes at 100 for this file.
+pub fn cpu_secs(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // The command name (field 2) may hold spaces: count from after it.
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the name.
+    (tick(11) + tick(12)) / 100.0
 }
 
 impl Drop for NatsServer {
