@@ -20,8 +20,8 @@
 //! - CPU: for the pipe and the lifecycle, the CPU time nats-server and this
 //!   process (router, desktops, publishers; the lifecycle's includes the
 //!   router's start) used per message or contact, and their ratio
-//!   (`lifecycle_vs_pipe_cpu`): what the rate ratio is on two cores that
-//!   both phases saturate and nobody else uses. On a shared machine the
+//!   (`lifecycle_vs_pipe_cpu`): what the rate ratio would be if both
+//!   phases were bound by the two cores alone. On a shared machine the
 //!   rates swing with the neighbours' load; CPU per unit much less.
 
 #[path = "../tests/support/mod.rs"]
@@ -391,28 +391,28 @@ impl Cpu {
 
 fn main() {
     let (_, n, rt) = support::bench_start(20_000, 500);
-    let (raw_rate, pipe_rate, router_rate, metrics, lifecycle_rate, lifecycle_time) = rt.block_on(async {
-        let nats = support::NatsServer::start();
-        let raw_rate = raw(&nats.url, n).await;
-        let cpu = Cpu::start(&nats);
-        let pipe_rate = pipe(&nats.url, n).await;
-        let pipe_cpu = cpu.per(n);
-        let (router_rate, metrics) = router(&nats.url, n).await;
-        drop(nats);
-        let fresh = support::NatsServer::start();
-        let cpu = Cpu::start(&fresh);
-        let (lifecycle_rate, lifecycle_time) = lifecycle(&fresh.url, n).await;
-        let lifecycle_cpu = cpu.per(n);
-        (
-            raw_rate,
-            (pipe_rate, pipe_cpu),
-            router_rate,
-            metrics,
-            (lifecycle_rate, lifecycle_cpu),
-            lifecycle_time,
-        )
-    });
-    let ((pipe_rate, pipe_cpu), (lifecycle_rate, lifecycle_cpu)) = (pipe_rate, lifecycle_rate);
+    let (raw_rate, (pipe_rate, pipe_cpu), router_rate, metrics, (lifecycle_rate, lifecycle_cpu), lifecycle_time) = rt
+        .block_on(async {
+            let nats = support::NatsServer::start();
+            let raw_rate = raw(&nats.url, n).await;
+            let cpu = Cpu::start(&nats);
+            let pipe_rate = pipe(&nats.url, n).await;
+            let pipe_cpu = cpu.per(n);
+            let (router_rate, metrics) = router(&nats.url, n).await;
+            drop(nats);
+            let fresh = support::NatsServer::start();
+            let cpu = Cpu::start(&fresh);
+            let (lifecycle_rate, lifecycle_time) = lifecycle(&fresh.url, n).await;
+            let lifecycle_cpu = cpu.per(n);
+            (
+                raw_rate,
+                (pipe_rate, pipe_cpu),
+                router_rate,
+                metrics,
+                (lifecycle_rate, lifecycle_cpu),
+                lifecycle_time,
+            )
+        });
     let us = |x: f64| (x * 1e7).round() / 10.0;
     let commit_count = metric(&metrics, "omniroute_batch_commit_duration_seconds_count");
     let mut out = json!({
@@ -428,9 +428,6 @@ fn main() {
         "router_vs_pipe": (router_rate / pipe_rate * 1000.0).round() / 1000.0,
         "lifecycle_vs_pipe": (lifecycle_rate / pipe_rate * 1000.0).round() / 1000.0,
         "lifecycle_time": lifecycle_time,
-        // CPU per unit of work, both processes (this one: the router, the
-        // desktops and the publishers; and nats-server): on a shared machine
-        // the rates above swing with the neighbours, these much less.
         "pipe_cpu_us_per_msg": {"server": us(pipe_cpu.0), "client": us(pipe_cpu.1), "total": us(pipe_cpu.0 + pipe_cpu.1)},
         "lifecycle_cpu_us_per_contact": {
             "server": us(lifecycle_cpu.0),
