@@ -51,7 +51,12 @@ async fn kill_9_and_restart_loses_nothing_and_never_offers_to_a_second_agent() {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().expect("tmp");
     let mut c = Client::connect(&nats.url).await;
-    let mut p = spawn(dir.path(), &nats.url, "1").await;
+    // "four" is published right after the kill; until nats-server has seen
+    // the dead router's connection close, its open pull request can still
+    // take it, and such an input comes back after the ack wait (README,
+    // "Durability and failover"). A short one keeps that within `WAIT`.
+    let env = [("OMNIROUTE_NATS__ACK_WAIT_SECS", "2".to_string())];
+    let mut p = spawn_with(dir.path(), &nats.url, "1", &env).await;
 
     c.contact("email", "one", json!({})).await;
     let o1 = c.any_offer("alpha").await;
@@ -73,7 +78,7 @@ async fn kill_9_and_restart_loses_nothing_and_never_offers_to_a_second_agent() {
     // While the router is down, a fourth customer writes in: JetStream keeps it.
     c.contact("email", "four", json!({})).await;
 
-    let mut p2 = spawn(dir.path(), &nats.url, "2").await;
+    let mut p2 = spawn_with(dir.path(), &nats.url, "2", &env).await;
     // The offer to beta went out before the crash (published, then recorded
     // as published in the journal): it still stands. beta accepts it; alpha
     // completes the pre-crash contact.
