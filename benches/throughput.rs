@@ -15,15 +15,22 @@
 //!   accepted and completed by simulated agent desktops (two agent events
 //!   through JetStream), until the N-th `contact.completed` is seen: three
 //!   inputs, one offer and four lifecycle events per contact;
+//! - lifecycle pipe (`ceiling.rs`): the same messages per contact on raw
+//!   JetStream with no router (no decision, state or journal), on a fresh
+//!   server: what JetStream alone costs for the lifecycle on this server
+//!   and these cores, and `lifecycle_vs_lifecycle_pipe`, how near the
+//!   router comes to it;
 //! - decision: the pure engine's `on_inbound` over N contacts and 500 agents,
 //!   with a backlog of waiting contacts, timed per call;
-//! - CPU: for the pipe and the lifecycle, the CPU time nats-server and this
+//! - CPU: for the pipe and both lifecycles, the CPU time nats-server and this
 //!   process (router, desktops, publishers; the lifecycle's includes the
 //!   router's start) used per message or contact, and their ratio
 //!   (`lifecycle_vs_pipe_cpu`): what the rate ratio would be if both
 //!   phases were bound by the two cores alone. On a shared machine the
 //!   rates swing with the neighbours' load; CPU per unit much less.
 
+#[path = "throughput/ceiling.rs"]
+mod ceiling;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -203,20 +210,11 @@ async fn router(url: &str, n: usize) -> (f64, String) {
     let cfg = support::config(url, &config_toml());
     let d = support::Daemon::start(cfg).await;
     let nc = async_nats::connect(url).await.expect("connect");
-    let mut offered = nc.subscribe("omni.event.contact.offered").await.expect("sub");
+    let offered = nc.subscribe("omni.event.contact.offered").await.expect("sub");
     nc.flush().await.expect("flush");
     let js = jetstream::new(nc.clone());
     let t = Instant::now();
-    let counter = tokio::spawn(async move {
-        let mut got = 0;
-        while got < n {
-            tokio::time::timeout(Duration::from_secs(60), offered.next())
-                .await
-                .expect("offers keep coming")
-                .expect("open");
-            got += 1;
-        }
-    });
+    let counter = count(offered, n);
     publish_all(&js, "omni.inbound.chat", n, true).await;
     counter.await.expect("counter");
     let rate = n as f64 / t.elapsed().as_secs_f64();
@@ -230,22 +228,53 @@ async fn router(url: &str, n: usize) -> (f64, String) {
 async fn lifecycle(url: &str, n: usize) -> (f64, serde_json::Value) {
     let d = support::Daemon::start(support::config(url, &config_toml())).await;
     let nc = async_nats::connect(url).await.expect("connect");
-    let mut offers = nc.subscribe("omni.offer.>").await.expect("sub");
-    let mut completed = nc.subscribe("omni.event.contact.completed").await.expect("sub");
+    let offers = nc.subscribe("omni.offer.>").await.expect("sub");
+    let completed = nc.subscribe("omni.event.contact.completed").await.expect("sub");
     nc.flush().await.expect("flush");
     let js = jetstream::new(nc.clone());
     let t = Instant::now();
-    // Acknowledgements are awaited by a task of their own, so the desks
-    // keep publishing while JetStream confirms.
-    let (ack_tx, mut ack_rx) = tokio::sync::mpsc::channel::<jetstream::context::PublishAckFuture>(4096);
-    let acker = tokio::spawn(async move {
-        while let Some(a) = ack_rx.recv().await {
-            a.await.expect("ack");
+    let desks = Desks::start(js.clone(), offers, "omni.agent");
+    let counter = count(completed, n);
+    publish_all(&js, "omni.inbound.chat", n, true).await;
+    counter.await.expect("counter");
+    let wall = t.elapsed().as_secs_f64();
+    let rate = n as f64 / wall;
+    desks.stop();
+    let (_, metrics) = support::http_get(d.http, "/metrics").await.expect("metrics");
+    d.stop().await;
+    (rate, where_time_goes(&metrics, wall, n))
+}
+
+/// Waits for `n` messages on `sub`, each within 60 s of the last.
+fn count(mut sub: async_nats::Subscriber, n: usize) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        for _ in 0..n {
+            tokio::time::timeout(Duration::from_secs(60), sub.next())
+                .await
+                .expect("messages keep coming")
+                .expect("open");
         }
-    });
-    let desks = tokio::spawn({
-        let js = js.clone();
-        async move {
+    })
+}
+
+/// Simulated agent desktops: every offer seen on `offers` is accepted and
+/// completed at once, two agent events published to
+/// `<prefix>.<agent>.accept|complete`; their acknowledgements are awaited
+/// by a task of its own, so the desks keep publishing while JetStream
+/// confirms.
+struct Desks {
+    tasks: [tokio::task::JoinHandle<()>; 2],
+}
+
+impl Desks {
+    fn start(js: jetstream::Context, mut offers: async_nats::Subscriber, prefix: &'static str) -> Desks {
+        let (ack_tx, mut ack_rx) = tokio::sync::mpsc::channel::<jetstream::context::PublishAckFuture>(4096);
+        let acker = tokio::spawn(async move {
+            while let Some(a) = ack_rx.recv().await {
+                a.await.expect("ack");
+            }
+        });
+        let desks = tokio::spawn(async move {
             let mut k = 0usize;
             while let Some(m) = offers.next().await {
                 let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap_or_default();
@@ -263,7 +292,7 @@ async fn lifecycle(url: &str, n: usize) -> (f64, serde_json::Value) {
                         .payload(serde_json::to_vec(&body).unwrap_or_default().into())
                         .message_id(format!("desk-{k}"));
                     let ack = js
-                        .send_publish(format!("omni.agent.{agent}.{ty}"), msg)
+                        .send_publish(format!("{prefix}.{agent}.{ty}"), msg)
                         .await
                         .expect("publish");
                     if ack_tx.send(ack).await.is_err() {
@@ -271,25 +300,15 @@ async fn lifecycle(url: &str, n: usize) -> (f64, serde_json::Value) {
                     }
                 }
             }
+        });
+        Desks { tasks: [desks, acker] }
+    }
+
+    fn stop(self) {
+        for t in self.tasks {
+            t.abort();
         }
-    });
-    let counter = tokio::spawn(async move {
-        for _ in 0..n {
-            tokio::time::timeout(Duration::from_secs(60), completed.next())
-                .await
-                .expect("completions keep coming")
-                .expect("open");
-        }
-    });
-    publish_all(&js, "omni.inbound.chat", n, true).await;
-    counter.await.expect("counter");
-    let wall = t.elapsed().as_secs_f64();
-    let rate = n as f64 / wall;
-    desks.abort();
-    acker.abort();
-    let (_, metrics) = support::http_get(d.http, "/metrics").await.expect("metrics");
-    d.stop().await;
-    (rate, where_time_goes(&metrics, wall, n))
+    }
 }
 
 /// A figure of the router's own metrics (the sum of every series of it).
@@ -391,8 +410,8 @@ impl Cpu {
 
 fn main() {
     let (_, n, rt) = support::bench_start(20_000, 500);
-    let (raw_rate, (pipe_rate, pipe_cpu), router_rate, metrics, (lifecycle_rate, lifecycle_cpu), lifecycle_time) = rt
-        .block_on(async {
+    let (raw_rate, (pipe_rate, pipe_cpu), router_rate, metrics, (ceiling_rate, ceiling_cpu), lifecycle) =
+        rt.block_on(async {
             let nats = support::NatsServer::start();
             let raw_rate = raw(&nats.url, n).await;
             let cpu = Cpu::start(&nats);
@@ -400,6 +419,13 @@ fn main() {
             let pipe_cpu = cpu.per(n);
             let (router_rate, metrics) = router(&nats.url, n).await;
             drop(nats);
+            // The lifecycles on fresh servers, so neither pays for the
+            // streams the others left behind.
+            let fresh = support::NatsServer::start();
+            let cpu = Cpu::start(&fresh);
+            let ceiling_rate = ceiling::lifecycle_pipe(&fresh.url, n).await;
+            let ceiling_cpu = cpu.per(n);
+            drop(fresh);
             let fresh = support::NatsServer::start();
             let cpu = Cpu::start(&fresh);
             let (lifecycle_rate, lifecycle_time) = lifecycle(&fresh.url, n).await;
@@ -409,11 +435,14 @@ fn main() {
                 (pipe_rate, pipe_cpu),
                 router_rate,
                 metrics,
-                (lifecycle_rate, lifecycle_cpu),
-                lifecycle_time,
+                (ceiling_rate, ceiling_cpu),
+                (lifecycle_rate, lifecycle_cpu, lifecycle_time),
             )
         });
+    let (lifecycle_rate, lifecycle_cpu, lifecycle_time) = lifecycle;
     let us = |x: f64| (x * 1e7).round() / 10.0;
+    let ratio = |a: f64, b: f64| (a / b.max(1e-9) * 1000.0).round() / 1000.0;
+    let cpu = |c: (f64, f64)| json!({"server": us(c.0), "client": us(c.1), "total": us(c.0 + c.1)});
     let commit_count = metric(&metrics, "omniroute_batch_commit_duration_seconds_count");
     let mut out = json!({
         "bench": "throughput",
@@ -421,20 +450,21 @@ fn main() {
         "raw_jetstream_msgs_per_sec": raw_rate.round(),
         "pipe_jetstream_msgs_per_sec": pipe_rate.round(),
         "router_contacts_per_sec": router_rate.round(),
-        "router_vs_raw": (router_rate / raw_rate * 1000.0).round() / 1000.0,
+        "router_vs_raw": ratio(router_rate, raw_rate),
         "router_batches": commit_count,
+        "lifecycle_pipe_contacts_per_sec": ceiling_rate.round(),
+        "lifecycle_pipe_vs_pipe": ratio(ceiling_rate, pipe_rate),
         "lifecycle_contacts_per_sec": lifecycle_rate.round(),
-        "lifecycle_vs_raw": (lifecycle_rate / raw_rate * 1000.0).round() / 1000.0,
-        "router_vs_pipe": (router_rate / pipe_rate * 1000.0).round() / 1000.0,
-        "lifecycle_vs_pipe": (lifecycle_rate / pipe_rate * 1000.0).round() / 1000.0,
+        "lifecycle_vs_raw": ratio(lifecycle_rate, raw_rate),
+        "router_vs_pipe": ratio(router_rate, pipe_rate),
+        "lifecycle_vs_pipe": ratio(lifecycle_rate, pipe_rate),
+        "lifecycle_vs_lifecycle_pipe": ratio(lifecycle_rate, ceiling_rate),
         "lifecycle_time": lifecycle_time,
-        "pipe_cpu_us_per_msg": {"server": us(pipe_cpu.0), "client": us(pipe_cpu.1), "total": us(pipe_cpu.0 + pipe_cpu.1)},
-        "lifecycle_cpu_us_per_contact": {
-            "server": us(lifecycle_cpu.0),
-            "client": us(lifecycle_cpu.1),
-            "total": us(lifecycle_cpu.0 + lifecycle_cpu.1)
-        },
-        "lifecycle_vs_pipe_cpu": ((pipe_cpu.0 + pipe_cpu.1) / (lifecycle_cpu.0 + lifecycle_cpu.1).max(1e-9) * 1000.0).round() / 1000.0,
+        "pipe_cpu_us_per_msg": cpu(pipe_cpu),
+        "lifecycle_pipe_cpu_us_per_contact": cpu(ceiling_cpu),
+        "lifecycle_cpu_us_per_contact": cpu(lifecycle_cpu),
+        "lifecycle_vs_pipe_cpu": ratio(pipe_cpu.0 + pipe_cpu.1, lifecycle_cpu.0 + lifecycle_cpu.1),
+        "lifecycle_pipe_vs_pipe_cpu": ratio(pipe_cpu.0 + pipe_cpu.1, ceiling_cpu.0 + ceiling_cpu.1),
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
     });
     if let (Some(o), serde_json::Value::Object(d)) = (out.as_object_mut(), decision(n)) {
