@@ -30,7 +30,7 @@
 //! kills go on) and `OMNIROUTE_CHAOS_KILLS` size it: the defaults (40, 20)
 //! are the CI size; a release check uses 200 and 100.
 
-mod support;
+use crate::support;
 
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;

@@ -2,7 +2,7 @@
 //! twice to a second agent; SIGTERM drains and exits 0; info logs carry no
 //! message text or customer address.
 
-mod support;
+use crate::support;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;

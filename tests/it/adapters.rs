@@ -3,7 +3,7 @@
 //! batches, oversized and malformed bodies; NATS down answers 503 and
 //! nothing is lost or doubled once it is back.
 
-mod support;
+use crate::support;
 
 use omniroute::adapters::sign;
 use serde_json::{json, Value};

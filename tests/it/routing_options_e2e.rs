@@ -5,7 +5,7 @@
 //! the daemon's real clock with short intervals; every wait is for an
 //! event, with a deadline.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use support::{Client, Daemon, NatsServer, WAIT};

@@ -6,7 +6,7 @@
 //! stream leader, go away at some point under load). Checked from outside
 //! on what JetStream holds: every contact is offered, exactly once.
 
-mod support;
+use crate::support;
 
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;

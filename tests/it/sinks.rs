@@ -4,7 +4,7 @@
 //! gets one delivery; a dead one produces the dead letter, a 4xx at once;
 //! a storm produces a digest.
 
-mod support;
+use crate::support;
 
 use axum::body::Bytes;
 use axum::extract::State;

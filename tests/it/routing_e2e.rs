@@ -4,7 +4,7 @@
 //! follow-ups reach the holding agent; `end` abandons; a clean restart
 //! publishes nothing a second time.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use support::{Client, Daemon, NatsServer, WAIT};

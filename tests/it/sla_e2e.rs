@@ -2,7 +2,7 @@
 //! breach at the target, once each, on `omni.alert.sla.<kind>`; a responded
 //! contact raises none.
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use std::time::{Duration, Instant};

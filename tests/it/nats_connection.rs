@@ -4,7 +4,7 @@
 //! `/ready`, and it still shuts down cleanly; a daemon started before NATS
 //! waits for it instead of exiting.
 
-mod support;
+use crate::support;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use serde_json::json;

@@ -2,7 +2,7 @@
 //! dead-lettered with its one-line error and original subject and payload,
 //! and the good messages around it are still routed.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use support::{Client, Daemon, NatsServer, WAIT};

@@ -5,7 +5,7 @@
 //! loses nothing; a restart after a crash between publish and mark
 //! publishes nothing twice.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! stands by; killing or pausing the active one hands routing to the
 //! standby, and a paused former leader, resumed, writes nothing.
 
-mod support;
+use crate::support;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;

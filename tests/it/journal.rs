@@ -2,7 +2,7 @@
 //! tip, a retried append is recognised as the same entry, and a snapshot
 //! round-trips through the state stream.
 
-mod support;
+use crate::support;
 
 use bytes::Bytes;
 use omniroute::bus::{Bus, BusError};
