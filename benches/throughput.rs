@@ -39,7 +39,6 @@ use futures::StreamExt;
 use omniroute::domain::wire::decode_inbound;
 use omniroute::routing::Engine;
 use serde_json::json;
-use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -153,54 +152,10 @@ async fn pipe(url: &str, n: usize) -> f64 {
         .await
         .expect("stream");
     }
-    let consumer = js
-        .get_stream("BENCH_PIPE_IN")
-        .await
-        .expect("stream")
-        .create_consumer(pull::Config {
-            durable_name: Some("pipe".into()),
-            ack_policy: jetstream::consumer::AckPolicy::Explicit,
-            ..Default::default()
-        })
-        .await
-        .expect("consumer");
+    let msgs = ceiling::consumer(&js, "BENCH_PIPE_IN", "pipe").await;
     let t = Instant::now();
-    let worker = tokio::spawn({
-        let js = js.clone();
-        async move {
-            let msgs = consumer
-                .stream()
-                .max_messages_per_batch(512)
-                .messages()
-                .await
-                .expect("messages");
-            let mut rounds = msgs.ready_chunks(512);
-            let mut got = 0;
-            while got < n {
-                let round = rounds.next().await.expect("open");
-                let mut acks = Vec::with_capacity(round.len());
-                let mut inputs = Vec::with_capacity(round.len());
-                for m in round {
-                    let m = m.expect("message");
-                    let out = jetstream::message::PublishMessage::build()
-                        .payload(m.payload.clone())
-                        .message_id(format!("out-{got}-{}", acks.len()));
-                    acks.push(
-                        js.send_publish("bench.pipe.out.chat", out)
-                            .await
-                            .expect("publish")
-                            .into_future(),
-                    );
-                    inputs.push(m);
-                }
-                futures::future::try_join_all(acks).await.expect("acks");
-                for m in &inputs {
-                    m.ack().await.expect("ack");
-                }
-                got += inputs.len();
-            }
-        }
-    });
+    let echo: ceiling::Answer = |_, payload| vec![("bench.pipe.out.chat".into(), payload.clone())];
+    let worker = tokio::spawn(ceiling::worker(js.clone(), msgs, n, echo));
     publish_all(&js, "bench.pipe.in.chat", n, true).await;
     worker.await.expect("pipe");
     n as f64 / t.elapsed().as_secs_f64()

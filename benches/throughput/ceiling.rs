@@ -12,13 +12,14 @@
 //! JetStream costs for the contract's eight stored messages per contact.
 
 use async_nats::jetstream::{self, consumer::pull, stream, Context};
+use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::json;
 use std::future::IntoFuture;
 use std::time::Instant;
 
 /// Outputs (subject, payload) for one input (subject, payload).
-type Answer = fn(&str, &[u8]) -> Vec<(String, Vec<u8>)>;
+pub type Answer = fn(&str, &Bytes) -> Vec<(String, Bytes)>;
 
 fn event(ty: &str, contact_id: &str, agent_id: Option<&str>) -> Vec<u8> {
     serde_json::to_vec(&json!({
@@ -31,7 +32,7 @@ fn event(ty: &str, contact_id: &str, agent_id: Option<&str>) -> Vec<u8> {
 
 /// An inbound contact: queued, offered to one of `agents` (by its number),
 /// offered event.
-fn on_inbound(subject: &str, payload: &[u8]) -> Vec<(String, Vec<u8>)> {
+fn on_inbound(subject: &str, payload: &Bytes) -> Vec<(String, Bytes)> {
     let v: serde_json::Value = serde_json::from_slice(payload).unwrap_or_default();
     let id = v["id"].as_str().unwrap_or_default();
     let n: usize = id.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap_or(0);
@@ -41,17 +42,17 @@ fn on_inbound(subject: &str, payload: &[u8]) -> Vec<(String, Vec<u8>)> {
         "channel": subject.rsplit('.').next(), "queue": "sales", "contact": v,
     });
     vec![
-        ("lp.event.queued".into(), event("queued", id, None)),
+        ("lp.event.queued".into(), event("queued", id, None).into()),
         (
             format!("lp.offer.{agent}"),
-            serde_json::to_vec(&offer).unwrap_or_default(),
+            serde_json::to_vec(&offer).unwrap_or_default().into(),
         ),
-        ("lp.event.offered".into(), event("offered", id, Some(&agent))),
+        ("lp.event.offered".into(), event("offered", id, Some(&agent)).into()),
     ]
 }
 
 /// An agent's accept or complete: one lifecycle event.
-fn on_agent(subject: &str, payload: &[u8]) -> Vec<(String, Vec<u8>)> {
+fn on_agent(subject: &str, payload: &Bytes) -> Vec<(String, Bytes)> {
     let v: serde_json::Value = serde_json::from_slice(payload).unwrap_or_default();
     let (cid, agent) = (v["contact_id"].as_str().unwrap_or_default(), v["agent_id"].as_str());
     let ty = if subject.ends_with(".accept") {
@@ -59,10 +60,10 @@ fn on_agent(subject: &str, payload: &[u8]) -> Vec<(String, Vec<u8>)> {
     } else {
         "completed"
     };
-    vec![(format!("lp.event.{ty}"), event(ty, cid, agent))]
+    vec![(format!("lp.event.{ty}"), event(ty, cid, agent).into())]
 }
 
-async fn consumer(js: &Context, stream_name: &str, durable: &str) -> pull::Stream {
+pub async fn consumer(js: &Context, stream_name: &str, durable: &str) -> pull::Stream {
     js.get_stream(stream_name)
         .await
         .expect("stream")
@@ -81,8 +82,9 @@ async fn consumer(js: &Context, stream_name: &str, durable: &str) -> pull::Strea
 }
 
 /// Consumes `n` inputs in rounds of what is ready, publishing each one's
-/// answer and acking the round once every answer is acknowledged.
-async fn worker(js: Context, msgs: pull::Stream, n: usize, answer: Answer) {
+/// answer and acking the round once every answer is acknowledged (the
+/// pipe's loop too).
+pub async fn worker(js: Context, msgs: pull::Stream, n: usize, answer: Answer) {
     let mut rounds = msgs.ready_chunks(512);
     let (mut got, mut k) = (0, 0usize);
     while got < n {
@@ -94,7 +96,7 @@ async fn worker(js: Context, msgs: pull::Stream, n: usize, answer: Answer) {
             for (subject, payload) in answer(&m.subject, &m.payload) {
                 k += 1;
                 let out = jetstream::message::PublishMessage::build()
-                    .payload(payload.into())
+                    .payload(payload)
                     .message_id(format!("{subject}-{k}"));
                 acks.push(js.send_publish(subject, out).await.expect("publish").into_future());
             }
