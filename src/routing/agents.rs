@@ -3,10 +3,13 @@
 //!
 //! Layout: for every channel, one tier holding every such agent, and for
 //! every (channel, skill, level) one tier holding the agents with exactly
-//! that level. A tier keeps one ordered set per strategy in use (longest
-//! idle: `idle_since`; least loaded: share of capacity in use, then
-//! `idle_since`); ties break on a hash of the agent id, so the order is a
-//! function of the persisted records alone.
+//! that level. A tier keeps one order per strategy in use (longest idle:
+//! `idle_since`; least loaded: share of capacity in use, then `idle_since`;
+//! round robin: the number of the agent's last offer); ties break on a hash
+//! of the agent id, so the order is a function of the persisted records
+//! alone. The idle and round-robin orders are linked lists (their keys only
+//! grow: an agent moves to the tail, a few nodes touched), the least-loaded
+//! order a B-tree (a released slot moves an agent back among the others).
 //!
 //! Invariants:
 //! - an agent is in a channel's tiers iff it is `available` and
@@ -180,67 +183,264 @@ pub(crate) struct Entry {
     pub rr: RrKey,
 }
 
-/// The sets kept per tier, besides the idle set every tier has.
+/// The sets kept per tier, besides the idle order every tier has.
 #[derive(Debug, Clone, Copy, Default)]
 struct Keep {
     load: bool,
     rr: bool,
 }
 
+/// No node: the end of a list.
+const NIL: u32 = u32::MAX;
+
+/// One agent's place in one ordered list. Nodes live in an arena (one
+/// block per agent, [`Arena`]); `key` is the agent's key, copied so that a
+/// walk reads one node per step.
+#[derive(Debug, Clone, Copy)]
+struct Node<K> {
+    prev: u32,
+    next: u32,
+    key: K,
+}
+
+/// An ordered doubly linked list over arena nodes, for the keys that only
+/// grow in normal operation: `idle_since` is set to the current time (an
+/// offer, a presence change, the last slot freed) and the round-robin key
+/// to the next offer number. Inserting walks back from the tail past the
+/// entries with a larger key, which is none unless the clock stepped back
+/// or several agents changed at the same instant (then the ones changed
+/// together), so an insert or a removal touches a handful of nodes where a
+/// tree would search through its levels.
+#[derive(Debug)]
+struct List {
+    head: u32,
+    tail: u32,
+    len: usize,
+}
+
+impl Default for List {
+    fn default() -> List {
+        List {
+            head: NIL,
+            tail: NIL,
+            len: 0,
+        }
+    }
+}
+
+impl List {
+    /// Links node `at` in key order (after the entries with an equal or
+    /// smaller key), or at the tail when `sorted` is off (a bulk load,
+    /// sorted by [`List::sort`] afterwards).
+    fn link<K: Ord + Copy>(&mut self, nodes: &mut [Node<K>], at: u32, key: K, sorted: bool) {
+        let mut after = self.tail;
+        while sorted && after != NIL && nodes[after as usize].key > key {
+            after = nodes[after as usize].prev;
+        }
+        let next = match after {
+            NIL => self.head,
+            a => nodes[a as usize].next,
+        };
+        nodes[at as usize] = Node { prev: after, next, key };
+        match after {
+            NIL => self.head = at,
+            a => nodes[a as usize].next = at,
+        }
+        match next {
+            NIL => self.tail = at,
+            n => nodes[n as usize].prev = at,
+        }
+        self.len += 1;
+    }
+
+    fn unlink<K: Copy>(&mut self, nodes: &mut [Node<K>], at: u32) {
+        let Node { prev, next, .. } = nodes[at as usize];
+        match prev {
+            NIL => self.head = next,
+            p => nodes[p as usize].next = next,
+        }
+        match next {
+            NIL => self.tail = prev,
+            n => nodes[n as usize].prev = prev,
+        }
+        self.len -= 1;
+    }
+
+    /// Puts the list in key order again after a bulk load.
+    fn sort<K: Ord + Copy>(&mut self, nodes: &mut [Node<K>]) {
+        let mut all: Vec<(K, u32)> = self.iter(nodes).collect();
+        all.sort_unstable();
+        *self = List::default();
+        for (k, at) in all {
+            self.link(nodes, at, k, false);
+        }
+    }
+
+    fn iter<'a, K: Copy>(&self, nodes: &'a [Node<K>]) -> ListIter<'a, K> {
+        ListIter { nodes, at: self.head }
+    }
+}
+
+struct ListIter<'a, K> {
+    nodes: &'a [Node<K>],
+    at: u32,
+}
+
+impl<K: Copy> Iterator for ListIter<'_, K> {
+    type Item = (K, u32);
+    fn next(&mut self) -> Option<(K, u32)> {
+        let n = self.nodes.get(self.at as usize)?;
+        let at = self.at;
+        self.at = n.next;
+        Some((n.key, at))
+    }
+}
+
+/// The nodes of every list, one block per agent: `4 * (1 + skills)` nodes,
+/// node `ch` for the channel's tier of every free agent and `4 + 4 * i + ch`
+/// for the tier of the agent's `i`-th skill. A block moves only while none
+/// of its nodes is linked (the agent is out of the index).
+#[derive(Debug, Default)]
+struct Arena {
+    idle: Vec<Node<IdleKey>>,
+    /// Kept in step with `idle` when round robin is.
+    rr: Vec<Node<RrKey>>,
+    /// Per agent slot: (first node, nodes).
+    blocks: Vec<(u32, u32)>,
+    /// Blocks given up by agents whose skills grew, by size / 4.
+    spare: Vec<Vec<u32>>,
+}
+
+/// A node not in any list (its links are written when it is linked).
+fn unlinked<K>(key: K) -> Node<K> {
+    Node {
+        prev: NIL,
+        next: NIL,
+        key,
+    }
+}
+
+impl Arena {
+    /// The first node of an agent's block, sized for `skills` skills.
+    fn block(&mut self, ax: u32, skills: usize, rr: bool) -> u32 {
+        let want = 4 * (1 + skills as u32);
+        let ax = ax as usize;
+        if self.blocks.len() <= ax {
+            self.blocks.resize(ax + 1, (NIL, 0));
+        }
+        let (base, size) = self.blocks[ax];
+        if base != NIL && size >= want {
+            return base;
+        }
+        if base != NIL {
+            let class = (size / 4) as usize;
+            if self.spare.len() <= class {
+                self.spare.resize_with(class + 1, Vec::new);
+            }
+            self.spare[class].push(base);
+        }
+        let class = (want / 4) as usize;
+        let base = match self.spare.get_mut(class).and_then(Vec::pop) {
+            Some(b) => b,
+            None => {
+                let b = self.idle.len() as u32;
+                self.idle
+                    .resize(self.idle.len() + want as usize, unlinked(IdleKey { since: 0, tie: 0 }));
+                if rr {
+                    self.rr.resize(self.idle.len(), unlinked(RrKey { seq: 0, tie: 0 }));
+                }
+                b
+            }
+        };
+        self.blocks[ax] = (base, want);
+        base
+    }
+
+    fn base(&self, ax: u32) -> u32 {
+        self.blocks.get(ax as usize).map_or(NIL, |b| b.0)
+    }
+}
+
 #[derive(Debug, Default)]
 struct Tier {
-    idle: BTreeSet<IdleKey>,
+    idle: List,
     load: BTreeSet<LoadKey>,
-    rr: BTreeSet<RrKey>,
+    rr: List,
+    /// Filled by a bulk load, not yet in order.
+    unsorted: bool,
+}
+
+/// What a tier change needs besides the tier: the arena, the agent's node
+/// in it, and how the index is being filled.
+struct At<'a> {
+    arena: &'a mut Arena,
+    node: u32,
+    keep: Keep,
+    bulk: bool,
 }
 
 impl Tier {
-    /// Every set of a tier holds the same agents; the idle set is always kept.
+    /// Every list and set of a tier holds the same agents; the idle order is
+    /// always kept.
     fn len(&self) -> usize {
-        self.idle.len()
+        self.idle.len
     }
 
-    fn put(&mut self, e: &Entry, keep: Keep) {
-        self.idle.insert(e.idle);
-        if keep.load {
+    fn put(&mut self, e: &Entry, at: &mut At) {
+        self.idle.link(&mut at.arena.idle, at.node, e.idle, !at.bulk);
+        if at.keep.load {
             self.load.insert(e.load);
         }
-        if keep.rr {
-            self.rr.insert(e.rr);
+        if at.keep.rr {
+            self.rr.link(&mut at.arena.rr, at.node, e.rr, !at.bulk);
         }
+        self.unsorted |= at.bulk;
     }
 
-    fn take(&mut self, e: &Entry) {
-        self.idle.remove(&e.idle);
+    fn take(&mut self, e: &Entry, at: &mut At) {
+        self.idle.unlink(&mut at.arena.idle, at.node);
         self.load.remove(&e.load);
-        self.rr.remove(&e.rr);
+        if at.keep.rr {
+            self.rr.unlink(&mut at.arena.rr, at.node);
+        }
     }
 
     /// Moves an agent from its old keys to its new ones, touching only the
-    /// sets whose key changed (a released slot changes the load key alone).
-    fn shift(&mut self, old: &Entry, new: &Entry, keep: Keep) {
+    /// orders whose key changed (a released slot changes the load key alone).
+    fn shift(&mut self, old: &Entry, new: &Entry, at: &mut At) {
         if old.idle != new.idle {
-            self.idle.remove(&old.idle);
-            self.idle.insert(new.idle);
+            self.idle.unlink(&mut at.arena.idle, at.node);
+            self.idle.link(&mut at.arena.idle, at.node, new.idle, !at.bulk);
         }
-        if keep.load && old.load != new.load {
+        if at.keep.load && old.load != new.load {
             self.load.remove(&old.load);
             self.load.insert(new.load);
         }
-        if keep.rr && old.rr != new.rr {
-            self.rr.remove(&old.rr);
-            self.rr.insert(new.rr);
+        if at.keep.rr && old.rr != new.rr {
+            self.rr.unlink(&mut at.arena.rr, at.node);
+            self.rr.link(&mut at.arena.rr, at.node, new.rr, !at.bulk);
         }
+        self.unsorted |= at.bulk;
     }
 
     /// An agent's entry changes from `old` to `new` (either absent) for
     /// this tier's channel.
-    fn change(&mut self, old: Option<&Entry>, new: Option<&Entry>, keep: Keep) {
+    fn change(&mut self, old: Option<&Entry>, new: Option<&Entry>, at: &mut At) {
         match (old, new) {
-            (Some(o), Some(n)) => self.shift(o, n, keep),
-            (Some(o), None) => self.take(o),
-            (None, Some(n)) => self.put(n, keep),
+            (Some(o), Some(n)) => self.shift(o, n, at),
+            (Some(o), None) => self.take(o, at),
+            (None, Some(n)) => self.put(n, at),
             (None, None) => {}
+        }
+    }
+
+    /// Puts the lists in key order after a bulk load.
+    fn sort(&mut self, arena: &mut Arena, keep: Keep) {
+        if std::mem::take(&mut self.unsorted) {
+            self.idle.sort(&mut arena.idle);
+            if keep.rr {
+                self.rr.sort(&mut arena.rr);
+            }
         }
     }
 }
@@ -269,6 +469,10 @@ pub(crate) struct AgentIndex {
     /// Agents (any presence) holding a skill, per exact level: how rare a
     /// requirement is, for choosing the wait index's filing skill.
     holders: Vec<[u32; LEVELS]>,
+    /// The nodes of the idle and round-robin lists.
+    arena: Arena,
+    /// Inserts go to the tails, unsorted, until [`AgentIndex::end_bulk`].
+    bulk: bool,
 }
 
 fn slot(ch: Channel, s: SkillIx) -> usize {
@@ -293,6 +497,8 @@ impl AgentIndex {
             any: Default::default(),
             by_skill: Vec::new(),
             holders: Vec::new(),
+            arena: Arena::default(),
+            bulk: false,
         }
     }
 
@@ -302,37 +508,64 @@ impl AgentIndex {
     }
 
     pub fn remove(&mut self, e: &Entry, skills: &[(SkillIx, u8)]) {
-        for ch in Channel::ALL.into_iter().filter(|c| e.free[c.index()]) {
-            if self.keep_any {
-                self.any[ch.index()].take(e);
-            }
-            for (s, l) in skills {
-                if let Some(Some(levels)) = self.by_skill.get_mut(slot(ch, *s)) {
-                    levels[lvl(*l)].take(e);
-                }
-            }
-        }
+        self.update(Some(e), None, skills);
     }
 
     /// Replaces an agent's entry (`None`: not in the index) under the same
     /// skills; equivalent to `remove(old)` then `insert(new)`, but a key
     /// that did not change is left in place.
     pub fn update(&mut self, old: Option<&Entry>, new: Option<&Entry>, skills: &[(SkillIx, u8)]) {
-        let keep = self.keep;
+        let Some(ax) = old.or(new).map(|e| e.idle.ix()) else {
+            return;
+        };
+        let base = if old.is_none() {
+            self.arena.block(ax, skills.len(), self.keep.rr)
+        } else {
+            self.arena.base(ax)
+        };
+        let mut at = At {
+            arena: &mut self.arena,
+            node: base,
+            keep: self.keep,
+            bulk: self.bulk,
+        };
         for ch in Channel::ALL {
             let (o, n) = (old.filter(|e| e.free[ch.index()]), new.filter(|e| e.free[ch.index()]));
             if o.is_none() && n.is_none() {
                 continue;
             }
             if self.keep_any {
-                self.any[ch.index()].change(o, n, keep);
+                at.node = base + ch.index() as u32;
+                self.any[ch.index()].change(o, n, &mut at);
             }
-            for (s, l) in skills {
-                let at = slot(ch, *s);
-                if self.by_skill.len() <= at {
-                    self.by_skill.resize_with(at + 1, || None);
+            for (i, (s, l)) in skills.iter().enumerate() {
+                let k = slot(ch, *s);
+                if self.by_skill.len() <= k {
+                    self.by_skill.resize_with(k + 1, || None);
                 }
-                self.by_skill[at].get_or_insert_with(Default::default)[lvl(*l)].change(o, n, keep);
+                at.node = base + 4 + 4 * i as u32 + ch.index() as u32;
+                self.by_skill[k].get_or_insert_with(Default::default)[lvl(*l)].change(o, n, &mut at);
+            }
+        }
+    }
+
+    /// From now until [`AgentIndex::end_bulk`], inserts go to the lists'
+    /// tails unsorted: a restore inserts every agent in slot order, which a
+    /// sorted insert would pay for with a walk through each list.
+    pub fn begin_bulk(&mut self) {
+        self.bulk = true;
+    }
+
+    /// Sorts what was inserted since [`AgentIndex::begin_bulk`].
+    pub fn end_bulk(&mut self) {
+        self.bulk = false;
+        let (arena, keep) = (&mut self.arena, self.keep);
+        for t in self.any.iter_mut() {
+            t.sort(arena, keep);
+        }
+        for levels in self.by_skill.iter_mut().flatten() {
+            for t in levels.iter_mut() {
+                t.sort(arena, keep);
             }
         }
     }
@@ -348,10 +581,21 @@ impl AgentIndex {
             return;
         }
         self.keep_any = true;
+        let mut at = At {
+            arena: &mut self.arena,
+            node: NIL,
+            keep: self.keep,
+            bulk: true,
+        };
         for e in entries {
+            let base = at.arena.base(e.idle.ix());
             for ch in Channel::ALL.into_iter().filter(|c| e.free[c.index()]) {
-                self.any[ch.index()].put(&e, self.keep);
+                at.node = base + ch.index() as u32;
+                self.any[ch.index()].put(&e, &mut at);
             }
+        }
+        for t in self.any.iter_mut() {
+            t.sort(&mut self.arena, self.keep);
         }
     }
 
@@ -422,7 +666,8 @@ impl AgentIndex {
         }
         let (pool, tiers): (usize, &[Tier]) = match (strategy, ranked, drive) {
             (Strategy::MostSkilled, Some(r), _) => {
-                let walked = walk_each(r.1.iter().rev().map(|t| &t.idle), f);
+                let idle = &self.arena.idle;
+                let walked = walk_each(r.1.iter().rev().flat_map(|t| t.idle.iter(idle).map(|(k, _)| k)), f);
                 return (r.0, walked);
             }
             (_, _, Some(d)) => d,
@@ -431,21 +676,22 @@ impl AgentIndex {
                 (any.len(), std::slice::from_ref(any))
             }
         };
+        let (idle, rr) = (&self.arena.idle, &self.arena.rr);
         let walked = match strategy {
             Strategy::LongestIdle | Strategy::MostSkilled | Strategy::RingGroup => {
-                merge(tiers.iter().map(|t| &t.idle), f)
+                merge(tiers.iter().map(|t| t.idle.iter(idle).map(|(k, _)| k)), f)
             }
-            Strategy::LeastLoaded => merge(tiers.iter().map(|t| &t.load), f),
-            Strategy::RoundRobin => merge(tiers.iter().map(|t| &t.rr), f),
+            Strategy::LeastLoaded => merge(tiers.iter().map(|t| t.load.iter().copied()), f),
+            Strategy::RoundRobin => merge(tiers.iter().map(|t| t.rr.iter(rr).map(|(k, _)| k)), f),
         };
         (pool, walked)
     }
 }
 
-/// Visits ordered sets one after the other, each in key order.
-fn walk_each<'a, K: Keyed + 'a>(sets: impl Iterator<Item = &'a BTreeSet<K>>, mut f: impl FnMut(u32) -> Step) -> usize {
+/// Visits keys in the order given.
+fn walk_each<K: Keyed>(keys: impl Iterator<Item = K>, mut f: impl FnMut(u32) -> Step) -> usize {
     let mut walked = 0;
-    for k in sets.flatten() {
+    for k in keys {
         walked += 1;
         if let Step::Stop = f(k.ix()) {
             break;
@@ -454,21 +700,27 @@ fn walk_each<'a, K: Keyed + 'a>(sets: impl Iterator<Item = &'a BTreeSet<K>>, mut
     walked
 }
 
-/// Visits the union of ordered sets in key order (a k-way merge over at
-/// most [`LEVELS`] sets).
-fn merge<'a, K: Keyed + 'a>(sets: impl Iterator<Item = &'a BTreeSet<K>>, mut f: impl FnMut(u32) -> Step) -> usize {
+/// Visits the union of ordered sequences in key order (a k-way merge over
+/// at most [`LEVELS`] of them).
+fn merge<K: Keyed, I: Iterator<Item = K>>(seqs: impl Iterator<Item = I>, mut f: impl FnMut(u32) -> Step) -> usize {
     // On the stack: this runs for every pick.
-    let mut iters: [Option<std::collections::btree_set::Iter<'a, K>>; LEVELS] = Default::default();
+    let mut iters: [Option<I>; LEVELS] = Default::default();
     let mut heads: [Option<K>; LEVELS] = [None; LEVELS];
-    for (i, set) in sets.filter(|s| !s.is_empty()).take(LEVELS).enumerate() {
-        let mut it = set.iter();
-        heads[i] = it.next().copied();
-        iters[i] = Some(it);
+    let mut n = 0;
+    for mut it in seqs {
+        if let Some(h) = it.next() {
+            if n == LEVELS {
+                break;
+            }
+            heads[n] = Some(h);
+            iters[n] = Some(it);
+            n += 1;
+        }
     }
     let mut walked = 0;
     loop {
         let mut best: Option<(usize, K)> = None;
-        for (i, h) in heads.iter().enumerate() {
+        for (i, h) in heads[..n].iter().enumerate() {
             if let Some(k) = h {
                 if best.is_none_or(|(_, b)| *k < b) {
                     best = Some((i, *k));
@@ -476,7 +728,7 @@ fn merge<'a, K: Keyed + 'a>(sets: impl Iterator<Item = &'a BTreeSet<K>>, mut f: 
             }
         }
         let Some((i, k)) = best else { return walked };
-        heads[i] = iters[i].as_mut().and_then(|it| it.next().copied());
+        heads[i] = iters[i].as_mut().and_then(Iterator::next);
         walked += 1;
         if let Step::Stop = f(k.ix()) {
             return walked;
@@ -535,7 +787,7 @@ mod tests {
         assert!(order(&ix, &[(3, 1)], Strategy::LongestIdle).is_empty());
         ix.remove(&key(1, 20, 0, 4), &[(1, 7), (2, 5)]);
         assert_eq!(order(&ix, &[(1, 3)], Strategy::LeastLoaded), [0]);
-        assert_eq!(ix.any[Channel::Voice.index()].idle.len(), 0);
+        assert_eq!(ix.any[Channel::Voice.index()].idle.len, 0);
     }
 
     #[test]
@@ -587,13 +839,76 @@ mod tests {
         assert_eq!(order(&ix, &[(1, 1)], Strategy::LeastLoaded), [0, 1]);
         let email = |ix: &AgentIndex| {
             let t = &ix.any[Channel::Email.index()];
-            (t.idle.len(), t.load.len(), t.rr.len())
+            (t.idle.len, t.load.len(), t.rr.len)
         };
         assert_eq!(email(&ix), (1, 1, 1), "agent 1 left the email tiers");
         assert_eq!(email(&ix), email(&fresh));
         ix.update(Some(&freed), None, &skills);
         ix.update(Some(&busy), None, &skills);
         assert!(order(&ix, &[], Strategy::LongestIdle).is_empty());
+    }
+
+    /// The lists keep key order whatever the order of inserts: keys that
+    /// go back in time (a clock stepped back), ties, a bulk load sorted at
+    /// its end, agents leaving and coming back with more skills (a block
+    /// moved).
+    #[test]
+    fn lists_keep_key_order_under_any_insert_order() {
+        let strategies = [Strategy::LongestIdle, Strategy::RoundRobin];
+        let mut seed = 7u64;
+        let mut rnd = |n: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        for bulk in [false, true] {
+            let mut ix = AgentIndex::new(strategies.into_iter(), true);
+            let mut have: Vec<Option<(Entry, Skills)>> = vec![None; 40];
+            if bulk {
+                ix.begin_bulk();
+            }
+            for step in 0..2_000 {
+                let ax = rnd(40) as u32;
+                let skills: Skills = (0..1 + rnd(4)).map(|s| (s as u32, 1 + rnd(3) as u8)).collect();
+                let mut e = key(ax, rnd(50) as i64, 0, 1);
+                e.rr.seq = rnd(30);
+                e.free = [rnd(2) == 0, true, false, false];
+                match have[ax as usize].take() {
+                    // Leave, or move under new keys with the same skills.
+                    Some((old, sk)) if rnd(3) == 0 => ix.remove(&old, &sk),
+                    Some((old, sk)) => {
+                        ix.update(Some(&old), Some(&e), &sk);
+                        have[ax as usize] = Some((e, sk));
+                    }
+                    None => {
+                        ix.insert(&e, &skills);
+                        have[ax as usize] = Some((e, skills));
+                    }
+                }
+                if bulk && step == 1_000 {
+                    ix.end_bulk();
+                }
+            }
+            for need in [vec![], vec![(0, 1)], vec![(1, 2)], vec![(2, 3), (0, 1)]] {
+                for s in [Strategy::LongestIdle, Strategy::RoundRobin] {
+                    let mut want: Vec<(u64, i64, u64, u32)> = have
+                        .iter()
+                        .flatten()
+                        .filter(|(e, sk)| e.free[Channel::Chat.index()] && fits(sk, &need))
+                        .map(|(e, _)| match s {
+                            Strategy::RoundRobin => (e.rr.seq, 0, e.rr.tie, e.rr.ix()),
+                            _ => (0, e.idle.since, e.idle.tie, e.idle.ix()),
+                        })
+                        .collect();
+                    want.sort_unstable();
+                    let want: Vec<u32> = want.into_iter().map(|w| w.3).collect();
+                    let got: Vec<u32> = order(&ix, &need, s)
+                        .into_iter()
+                        .filter(|ax| have[*ax as usize].as_ref().is_some_and(|(_, sk)| fits(sk, &need)))
+                        .collect();
+                    assert_eq!(got, want, "bulk {bulk}, need {need:?}, {s:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -182,10 +182,13 @@ impl Engine {
             }
             e.schedule_sla(cx);
         }
+        // In slot order, not key order: the lists are sorted once at the end.
+        e.free.begin_bulk();
         for ax in 0..e.agents.len() as u32 {
             e.reindex(ax);
             e.pending_agents.push(ax);
         }
+        e.free.end_bulk();
         e
     }
 
