@@ -78,43 +78,21 @@ pub(crate) fn fits(have: &[(SkillIx, u8)], need: &[(SkillIx, u8)]) -> bool {
     true
 }
 
-/// Share of capacity in use, compared exactly (cross-multiplied).
-/// Capacities are at most 1 000 per channel and unit budgets 1 000 000 with
-/// weights up to 100 000, so both sides fit in 32 bits.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Share {
-    pub load: u32,
-    pub cap: u32,
-}
+/// Share of capacity in use as a fixed-point number that orders exactly:
+/// capacities are at most 4 000 per agent and unit budgets 1 000 000, so two
+/// different shares differ by at least 1 / 10^12, more than the 2^-42 step,
+/// and equal shares (1/2, 2/4) get the same value. One integer comparison,
+/// where cross-multiplying cost two multiplications on every step of a
+/// tree search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Share(u64);
 
 impl Share {
     pub fn new(load: u64, cap: u64) -> Share {
-        let c = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
-        Share {
-            load: c(load),
-            cap: c(cap),
-        }
+        let q = ((load as u128) << 42) / cap.max(1) as u128;
+        Share(u64::try_from(q).unwrap_or(u64::MAX))
     }
 }
-
-impl Ord for Share {
-    fn cmp(&self, o: &Self) -> Ordering {
-        let lhs = self.load as u64 * o.cap.max(1) as u64;
-        let rhs = o.load as u64 * self.cap.max(1) as u64;
-        lhs.cmp(&rhs)
-    }
-}
-impl PartialOrd for Share {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl PartialEq for Share {
-    fn eq(&self, o: &Self) -> bool {
-        self.cmp(o) == Ordering::Equal
-    }
-}
-impl Eq for Share {}
 
 /// Keys are small on purpose (16 and 24 bytes): the trees they live in are
 /// walked and updated on every offer, and at 100 000 agents a node that
@@ -928,5 +906,10 @@ mod tests {
         assert_eq!(s(1, 2), s(2, 4));
         assert!(s(1, 4) < s(1, 2));
         assert!(s(0, 3) < s(1, 1000));
+        // The closest distinct shares within the bounds stay apart.
+        assert!(s(999_998, 999_999) < s(999_999, 1_000_000));
+        assert!(s(1, 1_000_000) < s(1, 999_999));
+        assert_eq!(s(3_000, 4_000), s(750_000, 1_000_000));
+        assert!(s(4_000, 1) < s(4_001, 1));
     }
 }

@@ -220,7 +220,7 @@ impl Engine {
                 a.last_offer = seq;
             });
         }
-        self.dirty_contacts.insert(self.contacts_id(cx));
+        self.dirty_contacts.push(self.contacts_id(cx));
         self.timers.insert(expires_at, Timer::OfferExpiry(cx));
         self.emit_offer(cx);
         for (_, agent, offer_id) in &members {
@@ -293,7 +293,7 @@ impl Engine {
         let Some(s) = self.slot_mut(cx) else { return false };
         s.c.add_decliner(agent);
         self.unhold(cx, agent);
-        self.dirty_contacts.insert(self.contacts_id(cx));
+        self.dirty_contacts.push(self.contacts_id(cx));
         if last {
             self.enqueue(cx, now);
         }
@@ -342,7 +342,7 @@ impl Engine {
         if self.by_conversation.get(&s.c.conversation_id) == Some(&cx) {
             self.by_conversation.remove(&s.c.conversation_id);
         }
-        self.dirty_contacts.insert(s.c.id);
+        self.dirty_contacts.push(s.c.id);
     }
 
     pub(super) fn contacts_id(&self, cx: u32) -> String {
@@ -568,7 +568,7 @@ impl Engine {
             self.pending_agents.push(ax);
         }
         let id = self.agents[ax as usize].a.id.clone();
-        self.dirty_agents.insert(id);
+        self.dirty_agents.push(id);
     }
 
     /// Puts the agent in the free index under its current key, if it is

@@ -112,7 +112,7 @@ impl Engine {
         // Clocks first: a queue ordered by slack files it by its breach.
         self.start_clocks(cx);
         self.enqueue(cx, now);
-        self.dirty_contacts.insert(id.clone());
+        self.dirty_contacts.push(id.clone());
         self.queued_event(cx, now, from_queue.as_ref());
         // The SLA may already be overdue (an adapter that was down).
         if self.slot(cx).and_then(|s| s.sla_at).is_some_and(|at| at <= now) {
@@ -160,7 +160,7 @@ impl Engine {
                 }
             }
         }
-        self.dirty_contacts.insert(self.contacts_id(cx));
+        self.dirty_contacts.push(self.contacts_id(cx));
         self.customer_wrote(cx, now);
         Outcome::Attached
     }
@@ -195,7 +195,7 @@ impl Engine {
                 // Nothing is owed to a customer who left; the agent still
                 // has to resolve the contact.
                 self.stop_clocks(cx, &[ClockKind::FirstResponse, ClockKind::NextResponse]);
-                self.dirty_contacts.insert(self.contacts_id(cx));
+                self.dirty_contacts.push(self.contacts_id(cx));
                 self.notice(cx, &agent, "ended", None, Some("customer left"), now);
             }
         }
@@ -231,7 +231,7 @@ impl Engine {
                     weights: Default::default(),
                     load: [0; 4],
                 });
-                self.dirty_agents.insert(aid.clone());
+                self.dirty_agents.push(aid.clone());
                 ax
             }
             None => {
@@ -287,7 +287,7 @@ impl Engine {
                     let first = s.c.responded_at.is_none();
                     if first {
                         s.c.responded_at = Some(now);
-                        self.dirty_contacts.insert(self.contacts_id(cx));
+                        self.dirty_contacts.push(self.contacts_id(cx));
                         self.event("responded", cx, now, None, None);
                     }
                     let answered = self.stop_clocks(cx, &[ClockKind::FirstResponse, ClockKind::NextResponse]);
@@ -403,7 +403,7 @@ impl Engine {
                     &[ClockKind::QueueWait]
                 };
                 self.stop_clocks(cx, stopped);
-                self.dirty_contacts.insert(self.contacts_id(cx));
+                self.dirty_contacts.push(self.contacts_id(cx));
                 self.change_agent(ax, |a| a.missed_offers = 0);
                 self.event("accepted", cx, now, None, None);
                 if responded {

@@ -379,8 +379,11 @@ pub struct Engine {
     /// Sequence number of the last offer made (the `round_robin` key), the
     /// highest `last_offer` of any agent at restore.
     offer_seq: u64,
-    dirty_contacts: BTreeSet<String>,
-    dirty_agents: BTreeSet<AgentId>,
+    /// Records changed by the current input, with repeats: sorted and
+    /// deduplicated when taken (a vector keeps its allocation between
+    /// inputs, where a set would allocate a node for each).
+    dirty_contacts: Vec<String>,
+    dirty_agents: Vec<AgentId>,
     customers: customers::Customers,
     out: Vec<Outbound>,
 }
@@ -440,21 +443,29 @@ impl Engine {
 
     /// Records to persist since the last call.
     pub fn take_changes(&mut self) -> Vec<Change> {
-        let mut v = Vec::with_capacity(self.dirty_contacts.len() + self.dirty_agents.len());
-        for id in std::mem::take(&mut self.dirty_contacts) {
+        // Drained, not replaced: the vectors keep their room for the next input.
+        let mut contacts = std::mem::take(&mut self.dirty_contacts);
+        let mut agents = std::mem::take(&mut self.dirty_agents);
+        contacts.sort_unstable();
+        contacts.dedup();
+        agents.sort_unstable();
+        agents.dedup();
+        let mut v = Vec::with_capacity(contacts.len() + agents.len());
+        for id in contacts.drain(..) {
             let value = self.contact(&id).map(crate::domain::wire::to_json);
             v.push(Change {
                 key: format!("{CONTACT_KEY}{id}"),
                 value,
             });
         }
-        for id in std::mem::take(&mut self.dirty_agents) {
+        for id in agents.drain(..) {
             let value = self.agent(id.as_str()).map(crate::domain::wire::to_json);
             v.push(Change {
                 key: format!("{AGENT_KEY}{id}"),
                 value,
             });
         }
+        (self.dirty_contacts, self.dirty_agents) = (contacts, agents);
         for k in std::mem::take(&mut self.customers.dirty) {
             let value = self.customers.get(k).map(crate::domain::wire::to_json);
             v.push(Change {

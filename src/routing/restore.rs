@@ -37,8 +37,8 @@ impl Engine {
             pending_contacts: BTreeSet::new(),
             work: Work::default(),
             offer_seq: 0,
-            dirty_contacts: BTreeSet::new(),
-            dirty_agents: BTreeSet::new(),
+            dirty_contacts: Vec::new(),
+            dirty_agents: Vec::new(),
             customers: Default::default(),
             out: Vec::new(),
         };
@@ -64,11 +64,11 @@ impl Engine {
                         have.skills = a.skills.clone();
                         have.capacity = a.capacity;
                         have.units = a.units;
-                        e.dirty_agents.insert(a.id.clone());
+                        e.dirty_agents.push(a.id.clone());
                     }
                 }
                 None => {
-                    e.dirty_agents.insert(a.id.clone());
+                    e.dirty_agents.push(a.id.clone());
                     by_id.insert(
                         a.id.clone(),
                         Agent {
@@ -129,11 +129,11 @@ impl Engine {
                 } else {
                     c.state = ContactState::Waiting;
                 }
-                e.dirty_contacts.insert(c.id.clone());
+                e.dirty_contacts.push(c.id.clone());
             }
             if c.agent().is_some_and(|a| !e.agent_ix.contains_key(a)) {
                 c.state = ContactState::Waiting;
-                e.dirty_contacts.insert(c.id.clone());
+                e.dirty_contacts.push(c.id.clone());
             }
             if !e.spec.queues.contains_key(&c.queue) {
                 tracing::warn!(contact_id = %c.id, queue = %c.queue, "Contact's queue is no longer configured; it stays in it until routed.");
