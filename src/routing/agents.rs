@@ -8,8 +8,10 @@
 //! round robin: the number of the agent's last offer); ties break on a hash
 //! of the agent id, so the order is a function of the persisted records
 //! alone. The idle and round-robin orders are linked lists (their keys only
-//! grow: an agent moves to the tail, a few nodes touched), the least-loaded
-//! order a B-tree (a released slot moves an agent back among the others).
+//! grow: an agent moves to the tail, a few nodes touched); the least-loaded
+//! order is a list per share bucket plus a small tree for the agents whose
+//! idle time went back in that order (a slot freed with others still busy),
+//! see [`Bucket`].
 //!
 //! Invariants:
 //! - an agent is in a channel's tiers iff it is `available` and
@@ -51,7 +53,7 @@ use super::spec::Strategy;
 use crate::domain::Channel;
 use chrono::{DateTime, Utc};
 use std::cmp::Ordering;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 /// An interned skill name.
 pub(crate) type SkillIx = u32;
@@ -283,6 +285,9 @@ struct Arena {
     idle: Vec<Node<IdleKey>>,
     /// Kept in step with `idle` when round robin is.
     rr: Vec<Node<RrKey>>,
+    /// Kept in step with `idle` when least loaded is: the list part of a
+    /// share bucket ([`Bucket`]), keyed by `idle_since` and tie.
+    load: Vec<Node<IdleKey>>,
     /// Per agent slot: (first node, nodes).
     blocks: Vec<(u32, u32)>,
     /// Blocks given up by agents whose skills grew, by size / 4.
@@ -300,7 +305,7 @@ fn unlinked<K>(key: K) -> Node<K> {
 
 impl Arena {
     /// The first node of an agent's block, sized for `skills` skills.
-    fn block(&mut self, ax: u32, skills: usize, rr: bool) -> u32 {
+    fn block(&mut self, ax: u32, skills: usize, keep: Keep) -> u32 {
         let want = 4 * (1 + skills as u32);
         let ax = ax as usize;
         if self.blocks.len() <= ax {
@@ -324,8 +329,12 @@ impl Arena {
                 let b = self.idle.len() as u32;
                 self.idle
                     .resize(self.idle.len() + want as usize, unlinked(IdleKey { since: 0, tie: 0 }));
-                if rr {
+                if keep.rr {
                     self.rr.resize(self.idle.len(), unlinked(RrKey { seq: 0, tie: 0 }));
+                }
+                if keep.load {
+                    self.load
+                        .resize(self.idle.len(), unlinked(IdleKey { since: 0, tie: 0 }));
                 }
                 b
             }
@@ -339,10 +348,134 @@ impl Arena {
     }
 }
 
+/// The agents of a tier at one share of capacity in use, in `idle_since`
+/// order: a list for the keys that arrive in order (an offer: idle from now;
+/// the last slot freed: idle from now), and a small tree beside it for the
+/// ones that do not (a slot freed with others still busy keeps the idle
+/// time of the last offer). A walk merges the two. An offer moves an agent
+/// to the tail of the next share's list; only a partial release pays for a
+/// tree insert, and the tree holds only such agents.
+#[derive(Debug, Default)]
+struct Bucket {
+    list: List,
+    /// Key to the agent's node, so [`Bucket::sort`] can link it.
+    side: BTreeMap<IdleKey, u32>,
+}
+
+impl Bucket {
+    fn put(&mut self, nodes: &mut [Node<IdleKey>], at: u32, k: IdleKey) {
+        let in_order = match self.list.tail {
+            NIL => true,
+            t => nodes[t as usize].key <= k,
+        };
+        if in_order {
+            self.list.link(nodes, at, k, false);
+        } else {
+            self.side.insert(k, at);
+        }
+    }
+
+    fn take(&mut self, nodes: &mut [Node<IdleKey>], at: u32, k: IdleKey) {
+        if self.side.remove(&k).is_none() {
+            self.list.unlink(nodes, at);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.list.len == 0 && self.side.is_empty()
+    }
+
+    /// Moves the tree's agents into the list, after a bulk load (which
+    /// arrives in slot order, so about half went to the tree).
+    fn sort(&mut self, nodes: &mut [Node<IdleKey>]) {
+        if self.side.is_empty() {
+            return;
+        }
+        let mut all: Vec<(IdleKey, u32)> = self.list.iter(nodes).collect();
+        all.extend(std::mem::take(&mut self.side));
+        all.sort_unstable();
+        self.list = List::default();
+        for (k, at) in all {
+            self.list.link(nodes, at, k, false);
+        }
+    }
+}
+
+/// A bucket's agents in key order.
+struct BucketIter<'a> {
+    share: Share,
+    list: std::iter::Peekable<ListIter<'a, IdleKey>>,
+    side: std::iter::Peekable<std::collections::btree_map::Keys<'a, IdleKey, u32>>,
+}
+
+impl Iterator for BucketIter<'_> {
+    type Item = LoadKey;
+    fn next(&mut self) -> Option<LoadKey> {
+        let k = match (self.list.peek(), self.side.peek()) {
+            (Some((l, _)), Some(s)) if *s < l => self.side.next().copied(),
+            (Some(_), _) => self.list.next().map(|(k, _)| k),
+            (None, _) => self.side.next().copied(),
+        }?;
+        Some(LoadKey {
+            share: self.share,
+            since: k.since,
+            tie: k.tie,
+        })
+    }
+}
+
+/// The least-loaded order of a tier: share buckets, lowest first.
+#[derive(Debug, Default)]
+struct LoadOrder {
+    buckets: BTreeMap<Share, Bucket>,
+}
+
+impl LoadOrder {
+    fn put(&mut self, nodes: &mut [Node<IdleKey>], at: u32, k: &LoadKey) {
+        let idle = IdleKey {
+            since: k.since,
+            tie: k.tie,
+        };
+        self.buckets.entry(k.share).or_default().put(nodes, at, idle);
+    }
+
+    fn take(&mut self, nodes: &mut [Node<IdleKey>], at: u32, k: &LoadKey) {
+        let idle = IdleKey {
+            since: k.since,
+            tie: k.tie,
+        };
+        if let Some(b) = self.buckets.get_mut(&k.share) {
+            b.take(nodes, at, idle);
+            if b.is_empty() {
+                self.buckets.remove(&k.share);
+            }
+        }
+    }
+
+    fn sort(&mut self, nodes: &mut [Node<IdleKey>]) {
+        for b in self.buckets.values_mut() {
+            b.sort(nodes);
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.buckets.values().map(|b| b.list.len + b.side.len()).sum()
+    }
+
+    fn iter<'a>(&'a self, nodes: &'a [Node<IdleKey>]) -> impl Iterator<Item = LoadKey> + 'a {
+        self.buckets.iter().flat_map(move |(share, b)| BucketIter {
+            share: *share,
+            list: b.list.iter(nodes).peekable(),
+            side: b.side.keys().peekable(),
+        })
+    }
+}
+
 #[derive(Debug, Default)]
 struct Tier {
     idle: List,
-    load: BTreeSet<LoadKey>,
+    load: LoadOrder,
     rr: List,
     /// Filled by a bulk load, not yet in order.
     unsorted: bool,
@@ -367,7 +500,7 @@ impl Tier {
     fn put(&mut self, e: &Entry, at: &mut At) {
         self.idle.link(&mut at.arena.idle, at.node, e.idle, !at.bulk);
         if at.keep.load {
-            self.load.insert(e.load);
+            self.load.put(&mut at.arena.load, at.node, &e.load);
         }
         if at.keep.rr {
             self.rr.link(&mut at.arena.rr, at.node, e.rr, !at.bulk);
@@ -377,7 +510,9 @@ impl Tier {
 
     fn take(&mut self, e: &Entry, at: &mut At) {
         self.idle.unlink(&mut at.arena.idle, at.node);
-        self.load.remove(&e.load);
+        if at.keep.load {
+            self.load.take(&mut at.arena.load, at.node, &e.load);
+        }
         if at.keep.rr {
             self.rr.unlink(&mut at.arena.rr, at.node);
         }
@@ -391,8 +526,8 @@ impl Tier {
             self.idle.link(&mut at.arena.idle, at.node, new.idle, !at.bulk);
         }
         if at.keep.load && old.load != new.load {
-            self.load.remove(&old.load);
-            self.load.insert(new.load);
+            self.load.take(&mut at.arena.load, at.node, &old.load);
+            self.load.put(&mut at.arena.load, at.node, &new.load);
         }
         if at.keep.rr && old.rr != new.rr {
             self.rr.unlink(&mut at.arena.rr, at.node);
@@ -418,6 +553,9 @@ impl Tier {
             self.idle.sort(&mut arena.idle);
             if keep.rr {
                 self.rr.sort(&mut arena.rr);
+            }
+            if keep.load {
+                self.load.sort(&mut arena.load);
             }
         }
     }
@@ -497,7 +635,7 @@ impl AgentIndex {
             return;
         };
         let base = if old.is_none() {
-            self.arena.block(ax, skills.len(), self.keep.rr)
+            self.arena.block(ax, skills.len(), self.keep)
         } else {
             self.arena.base(ax)
         };
@@ -654,12 +792,12 @@ impl AgentIndex {
                 (any.len(), std::slice::from_ref(any))
             }
         };
-        let (idle, rr) = (&self.arena.idle, &self.arena.rr);
+        let (idle, rr, load) = (&self.arena.idle, &self.arena.rr, &self.arena.load);
         let walked = match strategy {
             Strategy::LongestIdle | Strategy::MostSkilled | Strategy::RingGroup => {
                 merge(tiers.iter().map(|t| t.idle.iter(idle).map(|(k, _)| k)), f)
             }
-            Strategy::LeastLoaded => merge(tiers.iter().map(|t| t.load.iter().copied()), f),
+            Strategy::LeastLoaded => merge(tiers.iter().map(|t| t.load.iter(load)), f),
             Strategy::RoundRobin => merge(tiers.iter().map(|t| t.rr.iter(rr).map(|(k, _)| k)), f),
         };
         (pool, walked)
@@ -826,13 +964,14 @@ mod tests {
         assert!(order(&ix, &[], Strategy::LongestIdle).is_empty());
     }
 
-    /// The lists keep key order whatever the order of inserts: keys that
+    /// The lists (and the least-loaded buckets) keep key order whatever the
+    /// order of inserts: keys that
     /// go back in time (a clock stepped back), ties, a bulk load sorted at
     /// its end, agents leaving and coming back with more skills (a block
     /// moved).
     #[test]
     fn lists_keep_key_order_under_any_insert_order() {
-        let strategies = [Strategy::LongestIdle, Strategy::RoundRobin];
+        let strategies = [Strategy::LongestIdle, Strategy::RoundRobin, Strategy::LeastLoaded];
         let mut seed = 7u64;
         let mut rnd = |n: u64| {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -847,7 +986,7 @@ mod tests {
             for step in 0..2_000 {
                 let ax = rnd(40) as u32;
                 let skills: Skills = (0..1 + rnd(4)).map(|s| (s as u32, 1 + rnd(3) as u8)).collect();
-                let mut e = key(ax, rnd(50) as i64, 0, 1);
+                let mut e = key(ax, rnd(50) as i64, rnd(4), 1 + rnd(3));
                 e.rr.seq = rnd(30);
                 e.free = [rnd(2) == 0, true, false, false];
                 match have[ax as usize].take() {
@@ -867,18 +1006,19 @@ mod tests {
                 }
             }
             for need in [vec![], vec![(0, 1)], vec![(1, 2)], vec![(2, 3), (0, 1)]] {
-                for s in [Strategy::LongestIdle, Strategy::RoundRobin] {
-                    let mut want: Vec<(u64, i64, u64, u32)> = have
+                for s in strategies {
+                    let mut want: Vec<(Share, u64, i64, u64, u32)> = have
                         .iter()
                         .flatten()
                         .filter(|(e, sk)| e.free[Channel::Chat.index()] && fits(sk, &need))
                         .map(|(e, _)| match s {
-                            Strategy::RoundRobin => (e.rr.seq, 0, e.rr.tie, e.rr.ix()),
-                            _ => (0, e.idle.since, e.idle.tie, e.idle.ix()),
+                            Strategy::RoundRobin => (Share::new(0, 1), e.rr.seq, 0, e.rr.tie, e.rr.ix()),
+                            Strategy::LeastLoaded => (e.load.share, 0, e.load.since, e.load.tie, e.load.ix()),
+                            _ => (Share::new(0, 1), 0, e.idle.since, e.idle.tie, e.idle.ix()),
                         })
                         .collect();
                     want.sort_unstable();
-                    let want: Vec<u32> = want.into_iter().map(|w| w.3).collect();
+                    let want: Vec<u32> = want.into_iter().map(|w| w.4).collect();
                     let got: Vec<u32> = order(&ix, &need, s)
                         .into_iter()
                         .filter(|ax| have[*ax as usize].as_ref().is_some_and(|(_, sk)| fits(sk, &need)))
