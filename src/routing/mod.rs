@@ -59,19 +59,13 @@
 //!   `queues` for the exact bounds), never by the roster or the backlog.
 //!
 //! Where an offer's time goes (profile of `benches/routing_scale.rs` at
-//! 20 000 agents, default mix, since the idle and round-robin orders became
-//! lists): about a third updating the free-agent index, nearly all of it the
-//! least-loaded B-trees (the agent's key leaves and re-enters one tree per
-//! channel and skill tier, because its load changed; at 100 000 agents
-//! these are cold-cache searches), a sixth building the offer and its
-//! lifecycle events, the rest creating and filing the contact. The binary
-//! uses mimalloc, whose cheaper small frees took a third off the p99. Next
-//! steps, if needed: a least-loaded order that also only grows (ties broken
-//! by the time the agent's load last changed, which would make it a list
-//! per share; a change of documented semantics and of the agent record), or
-//! rendering outputs after the decision rather than inside it (they must
-//! then capture what they describe, since later inputs of the batch change
-//! the contact).
+//! 20 000 agents, default mix, with every free-agent order a list): about a
+//! third creating and filing the contact, a fifth building the offer and its
+//! lifecycle events (JSON), a seventh updating the free-agent index, the
+//! rest picking and settling. The binary uses mimalloc, whose cheaper small
+//! frees took a third off the p99. A next step, if needed: render outputs
+//! after the decision rather than inside it (they must then capture what
+//! they describe, since later inputs of the batch change the contact).
 
 mod ageing;
 mod agents;
