@@ -75,6 +75,7 @@ mod dispatch;
 mod explain;
 mod inputs;
 pub mod model;
+mod orders;
 mod outputs;
 mod queues;
 mod reserve;
