@@ -283,7 +283,7 @@ pub(crate) struct AgentIndex {
     /// Agents (any presence) holding a skill, per exact level: how rare a
     /// requirement is, for choosing the wait index's filing skill.
     holders: Vec<[u32; LEVELS]>,
-    /// The nodes of the idle and round-robin lists.
+    /// The nodes of the idle, round-robin and least-loaded lists.
     arena: Arena,
     /// Inserts go to the tails, unsorted, until [`AgentIndex::end_bulk`].
     bulk: bool,
@@ -349,7 +349,7 @@ impl AgentIndex {
                 continue;
             }
             if self.keep_any {
-                at.node = base + ch.index() as u32;
+                at.node = Arena::node(base, ch.index(), None);
                 self.any[ch.index()].change(o, n, &mut at);
             }
             for (i, (s, l)) in skills.iter().enumerate() {
@@ -357,7 +357,7 @@ impl AgentIndex {
                 if self.by_skill.len() <= k {
                     self.by_skill.resize_with(k + 1, || None);
                 }
-                at.node = base + 4 + 4 * i as u32 + ch.index() as u32;
+                at.node = Arena::node(base, ch.index(), Some(i));
                 self.by_skill[k].get_or_insert_with(Default::default)[lvl(*l)].change(o, n, &mut at);
             }
         }
@@ -404,7 +404,7 @@ impl AgentIndex {
         for e in entries {
             let base = at.arena.base(e.idle.ix());
             for ch in Channel::ALL.into_iter().filter(|c| e.free[c.index()]) {
-                at.node = base + ch.index() as u32;
+                at.node = Arena::node(base, ch.index(), None);
                 self.any[ch.index()].put(&e, &mut at);
             }
         }

@@ -187,6 +187,12 @@ impl Arena {
         base
     }
 
+    /// An agent's node for one tier: its channel's tier of every free agent
+    /// (`skill` none) or the tier of its `skill`-th skill on that channel.
+    pub(super) fn node(base: u32, channel: usize, skill: Option<usize>) -> u32 {
+        base + channel as u32 + skill.map_or(0, |i| 4 + 4 * i as u32)
+    }
+
     pub(super) fn base(&self, ax: u32) -> u32 {
         self.blocks.get(ax as usize).map_or(NIL, |b| b.0)
     }
