@@ -36,6 +36,7 @@ pub mod telemetry;
 
 use config::{Config, Problem};
 use daemon::{Daemon, DaemonError};
+use futures::future::BoxFuture;
 use health::Readiness;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,12 +71,30 @@ pub struct Listeners {
 /// router, on their own NATS connection, whether or not this instance holds
 /// the routing lease (so every instance behind a load balancer takes
 /// webhooks).
-pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> Result<(), RunError> {
-    run_with_clock(config, listeners, shutdown, clock::Clock::system()).await
+///
+/// The daemon's futures are boxed here (as are [`run_with_clock`]'s and
+/// [`run_adapter`]'s): the state machine is then compiled once, in this
+/// crate, instead of again in every binary that awaits it (the daemon,
+/// the integration tests and each benchmark took minutes of CI each).
+pub fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> BoxFuture<'static, Result<(), RunError>> {
+    run_with_clock(config, listeners, shutdown, clock::Clock::system())
 }
 
 /// [`run`] on a given wall clock (tests start it at a chosen instant).
-pub async fn run_with_clock(
+pub fn run_with_clock(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+    clock: clock::Clock,
+) -> BoxFuture<'static, Result<(), RunError>> {
+    Box::pin(run_daemon(config, listeners, shutdown, clock))
+}
+
+async fn run_daemon(
     config: Config,
     listeners: Listeners,
     shutdown: CancellationToken,
@@ -162,9 +181,18 @@ async fn serve_sinks(cfg: Arc<Config>, sinks: Vec<sinks::SinkSpec>, stop: Cancel
 
 /// `omniroute adapter NAME`: one adapter alone, with the operator
 /// endpoints (`/ready` is 200 while its NATS connection is up).
-pub async fn run_adapter(
+pub fn run_adapter(
     config: Config,
     name: &str,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> BoxFuture<'static, Result<(), RunError>> {
+    Box::pin(run_one_adapter(config, name.to_string(), listeners, shutdown))
+}
+
+async fn run_one_adapter(
+    config: Config,
+    name: String,
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
