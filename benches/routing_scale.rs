@@ -286,7 +286,7 @@ fn build_world(p: &Params, rng: &mut Rng) -> World {
         });
     }
     let spec = RouterSpec {
-        queues,
+        queues: queues.into_iter().collect(),
         queue_order,
         rules: Vec::new(),
         policies,

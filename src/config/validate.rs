@@ -487,7 +487,7 @@ impl Config {
 
         if p.0.is_empty() {
             Ok(Spec {
-                queues,
+                queues: queues.into_iter().collect(),
                 queue_order,
                 rules,
                 policies,

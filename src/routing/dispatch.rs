@@ -222,7 +222,9 @@ impl Engine {
         }
         self.dirty_contacts.push(self.contacts_id(cx));
         self.timers.insert(expires_at, Timer::OfferExpiry(cx));
-        self.emit_offer(cx);
+        for (ax, agent, offer_id) in &members {
+            self.emit_offer_to(cx, *ax, agent, offer_id);
+        }
         for (_, agent, offer_id) in &members {
             self.event_with("offered", cx, now, |m| {
                 (m.agent_id, m.offer_id) = (Some(agent), Some(offer_id.as_str()));

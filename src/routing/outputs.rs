@@ -29,11 +29,14 @@ impl Engine {
     pub(super) fn emit_offer(&mut self, cx: u32) {
         let Some(s) = self.slot(cx) else { return };
         for (agent, offer_id) in s.c.offers() {
-            self.emit_offer_to(cx, &agent, &offer_id);
+            if let Some(ax) = self.agent_ix.get(&agent).copied() {
+                self.emit_offer_to(cx, ax, &agent, &offer_id);
+            }
         }
     }
 
-    fn emit_offer_to(&mut self, cx: u32, agent: &AgentId, offer_id: &str) {
+    /// The offer to the agent in slot `ax` (whose id is `agent`).
+    pub(super) fn emit_offer_to(&mut self, cx: u32, ax: u32, agent: &AgentId, offer_id: &str) {
         let Some(s) = self.slot(cx) else { return };
         let c = &s.c;
         let super::ContactState::Offered {
@@ -45,7 +48,9 @@ impl Engine {
         else {
             return;
         };
-        let Some(a) = self.agent(agent.as_str()) else { return };
+        let Some(a) = self.agents.get(ax as usize).map(|slot| &slot.a) else {
+            return;
+        };
         let strategy = self
             .queues
             .get(s.route_q as usize)

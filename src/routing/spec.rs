@@ -242,7 +242,9 @@ impl Default for Units {
 
 #[derive(Debug, Clone)]
 pub struct RouterSpec {
-    pub queues: BTreeMap<QueueName, QueueSpec>,
+    /// By name, hashed: a new contact looks its queue up here (thousands of
+    /// queues; a B-tree of names cost a dozen string comparisons).
+    pub queues: super::FastMap<QueueName, QueueSpec>,
     /// Configuration order: the fallback is the first queue taking the channel.
     pub queue_order: Vec<QueueName>,
     pub rules: Vec<RuleSpec>,
