@@ -59,10 +59,12 @@
 //!   `queues` for the exact bounds), never by the roster or the backlog.
 //!
 //! Where an offer's time goes (profile of `benches/routing_scale.rs` at
-//! 20 000 agents, default mix, with every free-agent order a list): about a
-//! third creating and filing the contact, a fifth building the offer and its
-//! lifecycle events (JSON), a seventh updating the free-agent index, the
-//! rest picking and settling. The binary uses mimalloc, whose cheaper small
+//! 20 000 agents, default mix, with every free-agent order a list and the
+//! queues hashed by name): a quarter building the offer and its lifecycle
+//! events (JSON), an eighth updating the free-agent index, a ninth filing
+//! the contact in the wait index (and out again at the offer), a twelfth
+//! placing it (queue, requirement, policy), the rest creating the record,
+//! picking and settling. For an agent freeing a slot, the JSON is a third. The binary uses mimalloc, whose cheaper small
 //! frees took a third off the p99. A next step, if needed: render outputs
 //! after the decision rather than inside it (they must then capture what
 //! they describe, since later inputs of the batch change the contact).

@@ -678,6 +678,15 @@ async fn run(scenario: &str, disrupt: Disrupt) {
     fleet_task.abort();
     for mut p in std::iter::once(router).chain(standby) {
         kill(Pid::from_raw(p.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
-        assert!(wait_exit(&mut p.child, Duration::from_secs(30)).success());
+        let status = wait_exit(&mut p.child, Duration::from_secs(30));
+        if !status.success() {
+            // Seen once on a starved machine: say how it ended and why.
+            let log = std::fs::read_to_string(&p.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            panic!(
+                "SIGTERM: the daemon exited with {status}; its log (newest first):\n{}",
+                tail.join("\n")
+            );
+        }
     }
 }
