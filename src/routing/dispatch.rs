@@ -341,8 +341,12 @@ impl Engine {
             return;
         };
         self.contact_ix.remove(&s.c.id);
-        if self.by_conversation.get(&s.c.conversation_id) == Some(&cx) {
-            self.by_conversation.remove(&s.c.conversation_id);
+        // One lookup: put back the rare mapping that belongs to another
+        // contact (a conversation reopened after a restore's duplicate).
+        if let Some(other) = self.by_conversation.remove(&s.c.conversation_id) {
+            if other != cx {
+                self.by_conversation.insert(s.c.conversation_id.clone(), other);
+            }
         }
         self.dirty_contacts.push(s.c.id);
     }

@@ -37,11 +37,8 @@ impl Engine {
         let mut from_queue = None;
         let q = self.queue_slot(&placement.queue);
         // A closed queue with a closed_overflow sends new contacts there.
-        if let Some(target) = self.queues[q as usize]
-            .closed_overflow
-            .clone()
-            .filter(|_| !self.queues[q as usize].open)
-        {
+        let slot = &self.queues[q as usize];
+        if let Some(target) = slot.closed_overflow.as_ref().filter(|_| !slot.open).cloned() {
             if let Some(t) = self.spec.queues.get(&target) {
                 let mut required = t.skills.clone();
                 for s in &ev.skills {
@@ -51,7 +48,11 @@ impl Engine {
                 placement.required = required;
             }
         }
-        let q = self.queue_slot(&placement.queue);
+        let mut q = if from_queue.is_some() {
+            self.queue_slot(&placement.queue)
+        } else {
+            q
+        };
         if let Some(why) = self.full(q) {
             let over = self.queues[q as usize].admission.overflow.clone();
             let over = over.filter(|o| {
@@ -70,6 +71,7 @@ impl Engine {
             let from = std::mem::replace(&mut placement.queue, target.name.clone());
             from_queue = from_queue.or(Some(from));
             placement.required = required;
+            q = self.queue_slot(&placement.queue);
         }
         let id = contact_id_for(&ev.conversation_id, &ev.id);
         if self.contact_ix.contains_key(&id) {
@@ -108,7 +110,7 @@ impl Engine {
             pending: Vec::new(),
             preferred_agent: self.returning_to(&ev.customer.id, now),
         };
-        let cx = self.push_contact(c);
+        let cx = self.push_contact_to(c, q);
         // Clocks first: a queue ordered by slack files it by its breach.
         self.start_clocks(cx);
         self.enqueue(cx, now);

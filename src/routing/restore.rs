@@ -214,8 +214,14 @@ impl Engine {
 
     /// Adds an open contact (not yet filed or held) and returns its slot.
     pub(super) fn push_contact(&mut self, c: Contact) -> u32 {
-        let need = Need::from(self.intern(&c.required));
         let q = self.queue_slot(&c.queue);
+        self.push_contact_to(c, q)
+    }
+
+    /// [`Self::push_contact`] when the caller holds the slot of `c.queue`.
+    pub(super) fn push_contact_to(&mut self, c: Contact, q: u32) -> u32 {
+        debug_assert_eq!(self.queues.get(q as usize).map(|s| &s.name), Some(&c.queue));
+        let need = Need::from(self.intern(&c.required));
         let slot = ContactSlot {
             q,
             tie: tie_hash(&c.id),
