@@ -6,6 +6,7 @@
 //! string. Decoding errors are one-line, content-free messages suitable for a
 //! dead-letter `error` field and an info-level log line.
 
+mod jsonw;
 pub mod outbound;
 pub mod timefmt;
 pub mod wire;

@@ -1,6 +1,11 @@
 //! Encoding of the router's outbound payloads: offers and desktop notices
 //! (`omni.offer.<agent>`), lifecycle events, SLA alerts and dead letters.
 //! Re-exported by `wire`, which callers use.
+//!
+//! Offers, desktop notices and lifecycle events, written several times per
+//! routing event, are encoded by `to_json` methods in `jsonw` (same bytes,
+//! a fraction of the instructions); the derived `Serialize` impls here are
+//! the reference those are tested against, and encode everything else.
 
 use super::wire::Customer;
 use super::{AgentId, Channel, QueueName, SkillLevel, SkillName};

@@ -18,7 +18,9 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
 /// years or on a leap second, where chrono's own form is used.
 pub(crate) fn rfc3339_bytes(t: DateTime<Utc>) -> Option<[u8; 24]> {
     use chrono::{Datelike, Timelike};
-    let ms = t.timestamp_subsec_millis();
+    // The naive form: `DateTime`'s accessors each add the (zero) offset again.
+    let t = t.naive_utc();
+    let ms = t.nanosecond() / 1_000_000;
     if !(0..=9999).contains(&t.year()) || ms >= 1000 {
         return None;
     }

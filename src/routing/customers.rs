@@ -55,7 +55,7 @@ pub fn customer_key(customer_id: &str) -> u128 {
 }
 
 pub fn record_key(k: u128) -> String {
-    format!("{CUSTOMER_KEY}{k:032x}")
+    super::model::hex_id(CUSTOMER_KEY, k)
 }
 
 /// The key of a `customer.<hash>` record.

@@ -147,7 +147,22 @@ pub fn contact_id_for(conversation_id: &str, event_id: &str) -> String {
         h ^= *b as u128;
         h = h.wrapping_mul(0x0000000001000000000000000000013b);
     }
-    format!("c-{h:032x}")
+    hex_id("c-", h)
+}
+
+/// `prefix` and `h` as 32 lowercase hex digits (`format!("{prefix}{h:032x}")`)
+/// without the formatting machinery: one per new contact.
+pub fn hex_id(prefix: &str, h: u128) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(prefix.len() + 32);
+    s.push_str(prefix);
+    let mut digits = [0u8; 32];
+    for (i, d) in digits.iter_mut().enumerate() {
+        *d = HEX[((h >> ((31 - i) * 4)) & 0xf) as usize];
+    }
+    // Hex digits are ASCII, so this always succeeds.
+    s.push_str(std::str::from_utf8(&digits).unwrap_or_default());
+    s
 }
 
 /// A stable 64-bit hash (FNV-1a) used to break ties between equal keys in
@@ -340,6 +355,18 @@ impl Agent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_ids_are_what_format_writes() {
+        let mut h: u128 = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834;
+        for _ in 0..1_000 {
+            assert_eq!(hex_id("c-", h), format!("c-{h:032x}"));
+            assert_eq!(hex_id("", h >> 77), format!("{:032x}", h >> 77));
+            h = h.wrapping_mul(0x0000000001000000000000000000013b) ^ (h >> 61);
+        }
+        assert_eq!(hex_id("x", 0), format!("x{:032x}", 0));
+        assert_eq!(hex_id("x", u128::MAX), format!("x{:032x}", u128::MAX));
+    }
 
     #[test]
     fn contact_ids_depend_on_conversation_and_event() {

@@ -92,7 +92,7 @@ impl Engine {
         let out = Outbound {
             subject: OutSubject::Desktop(agent.clone()),
             msg_id: offer_id.to_string(),
-            payload: wire::to_json(&msg),
+            payload: msg.to_json(),
             queue: Some(c.queue.clone()),
         };
         self.out.push(out);
@@ -119,7 +119,7 @@ impl Engine {
         let out = Outbound {
             subject: OutSubject::Desktop(agent.clone()),
             msg_id: format!("msg-{}", f.event_id),
-            payload: wire::to_json(&n),
+            payload: n.to_json(),
             queue: Some(c.queue.clone()),
         };
         self.out.push(out);
@@ -153,7 +153,7 @@ impl Engine {
         let out = Outbound {
             subject: OutSubject::Desktop(agent.clone()),
             msg_id: new_id(kind),
-            payload: wire::to_json(&n),
+            payload: n.to_json(),
             queue: Some(c.queue.clone()),
         };
         self.out.push(out);
@@ -227,7 +227,7 @@ impl Engine {
         let out = Outbound {
             subject: OutSubject::ContactEvent(what),
             msg_id: msg.event_id.clone(),
-            payload: wire::to_json(&msg),
+            payload: msg.to_json(),
             queue: Some(c.queue.clone()),
         };
         self.out.push(out);
@@ -257,7 +257,7 @@ impl Engine {
         let out = Outbound {
             subject: OutSubject::ContactEvent("refused"),
             msg_id: format!("refused-{}", ev.id),
-            payload: wire::to_json(&msg),
+            payload: msg.to_json(),
             queue: Some(queue.clone()),
         };
         self.out.push(out);
@@ -287,7 +287,7 @@ impl Engine {
         let out = Outbound {
             subject: OutSubject::ContactEvent("rejected"),
             msg_id: msg.event_id.clone(),
-            payload: wire::to_json(&msg),
+            payload: msg.to_json(),
             queue: c.map(|c| c.queue.clone()),
         };
         self.out.push(out);

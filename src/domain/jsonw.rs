@@ -1,0 +1,303 @@
+//! JSON for the payloads the routing core emits on every event: offers,
+//! desktop notices, lifecycle events.
+//!
+//! Why not serde_json's derived encoding: it escapes a string one byte at a
+//! time through a table and writes every field name through that same loop,
+//! which made these payloads two fifths of the instructions of a new contact.
+//! Here a string is checked for characters to escape in one pass the
+//! compiler vectorises and copied at once, and field names (constants) are
+//! copied as they are.
+//!
+//! Invariant: the bytes written are exactly serde_json's for the same value
+//! (same fields, order, omissions, escapes and number forms); the derived
+//! `Serialize` impls stay as the reference, and a differential property test
+//! compares the two on random values, including strings that need escaping.
+//! That test names every field of each message, so a new field does not
+//! compile there until it is written here too.
+
+use super::outbound::{ContactEventMsg, DesktopNotice, OfferMsg};
+use super::timefmt::{rfc3339, rfc3339_bytes};
+use chrono::{DateTime, Utc};
+use serde_json::ser::{CompactFormatter, Formatter};
+
+/// `,"name":`, as [`Json::key`] takes it: a member's separator, name and
+/// colon, written with one copy.
+macro_rules! key {
+    ($name:literal) => {
+        concat!(",\"", $name, "\":")
+    };
+}
+
+/// An object being written: `first` says no member has been written at the
+/// current nesting level yet (so no comma goes before the next).
+struct Json {
+    b: Vec<u8>,
+    first: bool,
+}
+
+impl Json {
+    fn new() -> Self {
+        // Most payloads fit: one allocation instead of a series of regrowths.
+        let mut b = Vec::with_capacity(1024);
+        b.push(b'{');
+        Json { b, first: true }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.b.push(b'}');
+        self.b
+    }
+
+    /// `,"key":` from [`key!`]'s constant (no comma before a first member).
+    fn key(&mut self, k: &'static str) {
+        debug_assert!(k.starts_with(",\"") && k.ends_with("\":") && !needs_escape(&k.as_bytes()[2..k.len() - 2]));
+        self.b.extend_from_slice(&k.as_bytes()[usize::from(self.first)..]);
+        self.first = false;
+    }
+
+    fn str(&mut self, k: &'static str, v: &str) {
+        self.key(k);
+        escaped(&mut self.b, v);
+    }
+
+    /// A field written as `null` when absent.
+    fn str_or_null(&mut self, k: &'static str, v: Option<&str>) {
+        self.key(k);
+        match v {
+            Some(v) => escaped(&mut self.b, v),
+            None => self.b.extend_from_slice(b"null"),
+        }
+    }
+
+    /// A field left out when absent.
+    fn str_if(&mut self, k: &'static str, v: Option<&str>) {
+        if let Some(v) = v {
+            self.str(k, v);
+        }
+    }
+
+    fn uint(&mut self, k: &'static str, v: u64) {
+        self.key(k);
+        // Writing into a Vec cannot fail.
+        let _ = CompactFormatter.write_u64(&mut self.b, v);
+    }
+
+    fn float(&mut self, k: &'static str, v: f64) {
+        self.key(k);
+        if v.is_finite() {
+            let _ = CompactFormatter.write_f64(&mut self.b, v);
+        } else {
+            // As serde_json writes a NaN or an infinity.
+            self.b.extend_from_slice(b"null");
+        }
+    }
+
+    fn time(&mut self, k: &'static str, t: DateTime<Utc>) {
+        self.key(k);
+        match rfc3339_bytes(t) {
+            Some(text) => {
+                self.b.push(b'"');
+                self.b.extend_from_slice(&text);
+                self.b.push(b'"');
+            }
+            None => escaped(&mut self.b, &rfc3339(t)),
+        }
+    }
+
+    /// `"skill":level`, a member of the object being written.
+    fn level(&mut self, skill: &str, level: u8) {
+        if !self.first {
+            self.b.push(b',');
+        }
+        self.first = false;
+        escaped(&mut self.b, skill);
+        self.b.push(b':');
+        let _ = CompactFormatter.write_u8(&mut self.b, level);
+    }
+
+    fn open(&mut self, k: &'static str, bracket: u8) {
+        self.key(k);
+        self.b.push(bracket);
+        self.first = true;
+    }
+
+    /// The next object of an array.
+    fn element(&mut self) {
+        if !self.first {
+            self.b.push(b',');
+        }
+        self.b.push(b'{');
+        self.first = true;
+    }
+
+    fn close(&mut self, bracket: u8) {
+        self.b.push(bracket);
+        self.first = false;
+    }
+}
+
+/// Whether serde_json would escape any byte of `s`: a control character, a
+/// quote or a backslash. Eight bytes at a time, without branching per byte.
+fn needs_escape(s: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Some byte of `x` is below `n` (n <= 0x80): exact for "any", as the
+    // borrow only runs from a byte that is below `n` itself.
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH;
+    let mut chunks = s.chunks_exact(8);
+    let mut hit = 0;
+    for c in &mut chunks {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(c);
+        let x = u64::from_ne_bytes(a);
+        hit |= below(x, 0x20) | below(x ^ (ONES * u64::from(b'"')), 1) | below(x ^ (ONES * u64::from(b'\\')), 1);
+    }
+    hit != 0 || chunks.remainder().iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\')
+}
+
+/// `s` as a JSON string, escaped exactly as serde_json escapes it.
+fn escaped(b: &mut Vec<u8>, s: &str) {
+    b.push(b'"');
+    if !needs_escape(s.as_bytes()) {
+        b.extend_from_slice(s.as_bytes());
+    } else {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut run = 0;
+        for (i, &c) in s.as_bytes().iter().enumerate() {
+            let short = match c {
+                b'"' => b'"',
+                b'\\' => b'\\',
+                0x08 => b'b',
+                0x0c => b'f',
+                b'\n' => b'n',
+                b'\r' => b'r',
+                b'\t' => b't',
+                0..=0x1f => b'u',
+                _ => continue,
+            };
+            b.extend_from_slice(&s.as_bytes()[run..i]);
+            run = i + 1;
+            if short == b'u' {
+                b.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(c >> 4) as usize], HEX[(c & 0xf) as usize]]);
+            } else {
+                b.extend_from_slice(&[b'\\', short]);
+            }
+        }
+        b.extend_from_slice(&s.as_bytes()[run..]);
+    }
+    b.push(b'"');
+}
+
+impl OfferMsg<'_> {
+    /// This offer as serde_json would write it, faster.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut j = Json::new();
+        j.uint(key!("v"), self.v.into());
+        j.str(key!("kind"), self.kind);
+        j.str(key!("offer_id"), self.offer_id);
+        j.str(key!("contact_id"), self.contact_id);
+        j.str(key!("conversation_id"), self.conversation_id);
+        j.str(key!("agent_id"), self.agent_id.as_str());
+        j.str(key!("queue"), self.queue.as_str());
+        j.str(key!("channel"), self.channel.as_str());
+        j.uint(key!("priority"), self.priority.into());
+        j.time(key!("offered_at"), self.offered_at);
+        j.time(key!("expires_at"), self.expires_at);
+        j.float(key!("waited_secs"), self.waited_secs);
+        let c = self.customer;
+        j.open(key!("customer"), b'{');
+        j.str(key!("id"), &c.id);
+        j.str_if(key!("name"), c.name.as_deref());
+        j.str_if(key!("tier"), c.tier.as_deref());
+        j.str_if(key!("language"), c.language.as_deref());
+        j.close(b'}');
+        j.str_if(key!("subject"), self.subject);
+        j.str_if(key!("text"), self.text);
+        if !self.history.is_empty() {
+            j.open(key!("history"), b'[');
+            for h in self.history {
+                j.element();
+                j.str(key!("contact_id"), &h.contact_id);
+                j.str(key!("channel"), h.channel.as_str());
+                j.str(key!("queue"), h.queue.as_str());
+                j.str_if(key!("agent"), h.agent.as_ref().map(|a| a.as_str()));
+                j.time(key!("at"), h.at);
+                j.str(key!("outcome"), &h.outcome);
+                j.close(b'}');
+            }
+            j.close(b']');
+        }
+        let w = &self.why;
+        j.open(key!("why"), b'{');
+        j.str(key!("strategy"), w.strategy);
+        if w.returning_customer {
+            j.key(key!("returning_customer"));
+            j.b.extend_from_slice(b"true");
+        }
+        j.uint(key!("step"), w.step.into());
+        j.open(key!("required"), b'{');
+        for (skill, level) in w.required {
+            j.level(skill.as_str(), *level);
+        }
+        j.close(b'}');
+        j.open(key!("agent_levels"), b'{');
+        for (skill, level) in &w.agent_levels {
+            j.level(skill.as_str(), *level);
+        }
+        j.close(b'}');
+        j.uint(key!("candidates"), w.candidates as u64);
+        j.close(b'}');
+        j.finish()
+    }
+}
+
+impl DesktopNotice<'_> {
+    /// This notice as serde_json would write it, faster.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut j = Json::new();
+        j.uint(key!("v"), self.v.into());
+        j.str(key!("kind"), self.kind);
+        j.str(key!("contact_id"), self.contact_id);
+        j.str(key!("conversation_id"), self.conversation_id);
+        j.str(key!("agent_id"), self.agent_id.as_str());
+        j.str(key!("channel"), self.channel.as_str());
+        j.str_if(key!("offer_id"), self.offer_id);
+        j.str_if(key!("reason"), self.reason);
+        j.str_if(key!("event_id"), self.event_id);
+        j.str_if(key!("subject"), self.subject);
+        j.str_if(key!("text"), self.text);
+        j.time(key!("at"), self.at);
+        j.finish()
+    }
+}
+
+impl ContactEventMsg<'_> {
+    /// This event as serde_json would write it, faster.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut j = Json::new();
+        j.uint(key!("v"), self.v.into());
+        j.str(key!("event_id"), &self.event_id);
+        j.str_or_null(key!("contact_id"), self.contact_id);
+        j.str_or_null(key!("conversation_id"), self.conversation_id);
+        j.str_or_null(key!("channel"), self.channel.map(|c| c.as_str()));
+        j.str_or_null(key!("queue"), self.queue.map(|q| q.as_str()));
+        j.str_or_null(key!("agent_id"), self.agent_id.map(|a| a.as_str()));
+        j.time(key!("at"), self.at);
+        j.float(key!("waited_secs"), self.waited_secs);
+        j.str_if(key!("offer_id"), self.offer_id);
+        j.str_if(key!("reason"), self.reason);
+        j.str_if(key!("from_queue"), self.from_queue.map(|q| q.as_str()));
+        j.str_if(key!("to_queue"), self.to_queue.map(|q| q.as_str()));
+        j.str_if(key!("error"), self.error);
+        if let Some(p) = self.position {
+            j.uint(key!("position"), p as u64);
+        }
+        if let Some(s) = self.estimated_wait_secs {
+            j.float(key!("estimated_wait_secs"), s);
+        }
+        j.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;
