@@ -90,9 +90,12 @@ pub fn check_token(s: &str) -> Result<(), String> {
 macro_rules! token_newtype {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*
+        ///
+        /// Shared, not copied, when cloned: every contact, offer and output
+        /// names its queue and agent, and a clone is a reference count.
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
         #[serde(try_from = "String")]
-        pub struct $name(String);
+        pub struct $name(std::sync::Arc<str>);
 
         // Written as the plain string it holds, borrowed: these appear in
         // every payload and record, and `into = "String"` would clone each.
@@ -112,20 +115,21 @@ macro_rules! token_newtype {
             type Error = String;
             fn try_from(s: String) -> Result<Self, String> {
                 check_token(&s).map_err(|e| format!("{} {:?} {}", $what, truncate(&s, 64), e))?;
-                Ok($name(s))
+                Ok($name(s.into()))
             }
         }
 
         impl TryFrom<&str> for $name {
             type Error = String;
             fn try_from(s: &str) -> Result<Self, String> {
-                $name::try_from(s.to_string())
+                check_token(s).map_err(|e| format!("{} {:?} {}", $what, truncate(s, 64), e))?;
+                Ok($name(s.into()))
             }
         }
 
         impl From<$name> for String {
             fn from(v: $name) -> String {
-                v.0
+                v.0.to_string()
             }
         }
 
