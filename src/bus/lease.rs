@@ -20,6 +20,25 @@ use tokio_util::sync::CancellationToken;
 
 const KEY: &str = "active";
 
+/// How long a request under way when shutdown begins may still take.
+const GRACE: Duration = Duration::from_secs(1);
+
+/// `request`, unless `stop` fires first; then at most [`GRACE`] more, so a
+/// request already sent can still land and its outcome be known (a renewal
+/// whose revision the release then needs), while a server that is gone
+/// cannot hold shutdown up for the client's whole request timeout. `None`:
+/// stopped, outcome unknown (for the lease, as if the process had died: the
+/// entry lapses after the TTL).
+async fn or_stop<T>(request: impl std::future::Future<Output = T>, stop: &CancellationToken) -> Option<T> {
+    tokio::pin!(request);
+    tokio::select! {
+        biased;
+        r = &mut request => return Some(r),
+        _ = stop.cancelled() => {}
+    }
+    tokio::time::timeout(GRACE, request).await.ok()
+}
+
 #[derive(Clone)]
 pub struct Lease {
     store: kv::Store,
@@ -74,14 +93,18 @@ impl Lease {
         let mut told = false;
         loop {
             beat();
-            match self.store.create(KEY, self.holder.clone()).await {
+            let Some(created) = or_stop(self.store.create(KEY, self.holder.clone()), stop).await else {
+                return Ok(None);
+            };
+            match created {
                 Ok(rev) => {
                     self.revision.store(rev, Ordering::Relaxed);
                     return Ok(Some(rev));
                 }
                 Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
                     if !told {
-                        let by = self.holder().await.unwrap_or_else(|| "another instance".into());
+                        let by = or_stop(self.holder(), stop).await.flatten();
+                        let by = by.unwrap_or_else(|| "another instance".into());
                         tracing::info!(active = %by, "Standing by: another instance is routing.");
                         told = true;
                     }
@@ -106,7 +129,12 @@ impl Lease {
                 _ = tokio::time::sleep(every) => {}
                 _ = stop.cancelled() => return,
             }
-            match self.store.update(KEY, self.holder.clone(), revision).await {
+            let Some(updated) = or_stop(self.store.update(KEY, self.holder.clone(), revision), &stop).await else {
+                // Unknown whether it landed: the release that follows may
+                // find another revision and leave the entry to lapse.
+                return;
+            };
+            match updated {
                 Ok(r) => {
                     revision = r;
                     self.revision.store(r, Ordering::Relaxed);
@@ -138,9 +166,12 @@ impl Lease {
         if rev == 0 {
             return Ok(());
         }
-        self.store
-            .purge_expect_revision(KEY, Some(rev))
-            .await
-            .map_err(transient("releasing the lease"))
+        // Bounded like the requests above: a server that is gone must not
+        // hold the exit up (the entry then lapses after the TTL).
+        let purge = self.store.purge_expect_revision(KEY, Some(rev));
+        match tokio::time::timeout(GRACE, purge).await {
+            Ok(r) => r.map_err(transient("releasing the lease")),
+            Err(_) => Err(transient("releasing the lease")(format!("no answer within {GRACE:?}"))),
+        }
     }
 }

@@ -120,3 +120,45 @@ async fn the_standby_takes_over_and_a_paused_leader_steps_down_without_writing()
         assert!(wait_exit(&mut p.child, Duration::from_secs(30)).success());
     }
 }
+
+/// A router waiting for the lease, or giving it up, when NATS stops
+/// answering (here: the server paused, so each request waits its whole
+/// timeout, made 60 s) still stops when told: the request under way gets a
+/// short grace, not the client's whole timeout. Without that, a standby
+/// SIGTERMed with its server gone exited only when the request timed out.
+#[tokio::test]
+async fn lease_requests_under_way_do_not_hold_up_shutdown_when_nats_stops_answering() {
+    use omniroute::bus::lease;
+    use tokio_util::sync::CancellationToken;
+    let nats = NatsServer::start();
+    let client = async_nats::connect(&nats.url).await.expect("connect");
+    let mut js = async_nats::jetstream::new(client);
+    js.set_timeout(Duration::from_secs(60));
+    let (held, waiting) = (
+        lease::open(&js, "lease-stop", Duration::from_secs(30), 1)
+            .await
+            .expect("open"),
+        lease::open(&js, "lease-stop", Duration::from_secs(30), 1)
+            .await
+            .expect("open"),
+    );
+    let never = CancellationToken::new();
+    assert!(held.acquire(&never, || {}).await.expect("acquire").is_some());
+
+    let server = Pid::from_raw(nats.pid() as i32);
+    kill(server, Signal::SIGSTOP).expect("SIGSTOP");
+    let stop = CancellationToken::new();
+    stop.cancel();
+    let bound = Duration::from_secs(10);
+    let acquired = tokio::time::timeout(bound, waiting.acquire(&stop, || {})).await;
+    let released = tokio::time::timeout(bound, held.release()).await;
+    kill(server, Signal::SIGCONT).expect("SIGCONT");
+    assert!(
+        matches!(acquired, Ok(Ok(None))),
+        "a stopped acquire returns nothing, within {bound:?}: {acquired:?}"
+    );
+    assert!(
+        matches!(released, Ok(Err(_))),
+        "a release the server does not answer fails, within {bound:?}: {released:?}"
+    );
+}

@@ -11,6 +11,18 @@ pub struct Proc {
     pub log: std::path::PathBuf,
 }
 
+/// A router still running when its test ends (the test failed before
+/// stopping it) is killed, so it cannot outlive the test and hold its
+/// output pipe or its server.
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
@@ -66,6 +78,7 @@ pub async fn spawn_with(
     }
 }
 
+#[track_caller]
 pub fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + within;
     loop {
@@ -89,11 +102,28 @@ pub async fn role(p: &Proc) -> String {
 }
 
 /// Waits until the process reports `want`; returns how long that took.
-pub async fn wait_role(p: &Proc, want: &str, within: Duration) -> Duration {
-    let t = Instant::now();
-    super::eventually(within, &format!("role {want}"), || async {
-        (role(p).await == want).then_some(())
-    })
-    .await;
-    t.elapsed()
+/// On failure the panic shows the end of the process's log.
+#[track_caller]
+pub fn wait_role<'a>(p: &'a Proc, want: &'a str, within: Duration) -> impl std::future::Future<Output = Duration> + 'a {
+    let caller = std::panic::Location::caller();
+    async move {
+        let t = Instant::now();
+        loop {
+            let now = role(p).await;
+            if now == want {
+                return t.elapsed();
+            }
+            if t.elapsed() >= within {
+                let log = std::fs::read_to_string(&p.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!(
+                    "{caller}: role {want:?} not within {within:?} (now {now:?}); end of {}:\n{}",
+                    p.log.display(),
+                    tail.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
