@@ -41,7 +41,10 @@
 //! 5. `tick_idle_100k_open`: `on_tick` with no timer due;
 //! 6. memory: RSS before any contact and at the full backlog;
 //! 7. restore: JSON decode of every contact and agent record, then
-//!    `Engine::restore`.
+//!    `Engine::restore`;
+//! 8. `fixed_work_10us`: no engine, a computation of fixed length (about
+//!    10 µs) timed the same way: on a shared machine its p99 is well above
+//!    its p50 too, which is how much of the events' tails the machine adds.
 //!
 //! `--budget-secs` caps the wall time of each fill/measure loop; a loop cut
 //! short reports `"truncated": true` and how far it got. Several sizes run
@@ -504,6 +507,40 @@ fn stats(h: &Histogram<u64>, truncated: bool) -> Map<String, Value> {
     m
 }
 
+/// A computation of fixed length (no memory traffic, the same steps every
+/// time) of about 10 µs, timed `samples` times as the events are: its p99
+/// over its p50 is what this machine's scheduling and neighbours add to the
+/// tail of any event of that length, whatever the code does.
+fn fixed_work_spread(samples: usize) -> Map<String, Value> {
+    fn work(n: u64) -> u64 {
+        let mut x = std::hint::black_box(0x9e37_79b9_7f4a_7c15u64);
+        for i in 0..n {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(i ^ (x >> 29));
+        }
+        x
+    }
+    // Steps per 10 µs, from the fastest of a few long runs.
+    let probe = 200_000u64;
+    let fastest = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(work(probe));
+            t.elapsed().as_nanos().max(1) as u64
+        })
+        .min()
+        .unwrap_or(1);
+    let steps = (probe * 10_000 / fastest).max(1);
+    let mut h = histogram();
+    for _ in 0..samples {
+        let t = Instant::now();
+        std::hint::black_box(work(steps));
+        h.saturating_record(t.elapsed().as_nanos() as u64);
+    }
+    let mut s = stats(&h, false);
+    s.insert("steps".into(), json!(steps));
+    s
+}
+
 /// Wall-time budget of one loop, with progress lines every few seconds.
 struct Budget {
     label: String,
@@ -920,6 +957,12 @@ fn run_size(p: &Params) -> Value {
     if cut {
         truncated.push("tick_idle_100k_open");
     }
+
+    // 8. The machine's own spread, for reading the tails above.
+    scenarios.insert(
+        "fixed_work_10us".into(),
+        Value::Object(fixed_work_spread(p.idle_ticks * 20)),
+    );
 
     // 7. Restore from the records the key-value bucket would hold.
     let contact_records: Vec<Vec<u8>> = sim
