@@ -189,7 +189,7 @@ impl Engine {
         self.pace(q, now);
         let members: Vec<(u32, AgentId, String)> = std::iter::once(ax)
             .chain(ring)
-            .map(|ax| (ax, self.agents[ax as usize].a.id.clone(), super::outputs::new_id("off")))
+            .map(|ax| (ax, self.agents[ax as usize].a.id.clone(), self.ids.next("off", now)))
             .collect();
         let ring = members[1..]
             .iter()

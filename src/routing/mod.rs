@@ -59,15 +59,17 @@
 //!   `queues` for the exact bounds), never by the roster or the backlog.
 //!
 //! Where an offer's time goes (profile of `benches/routing_scale.rs` at
-//! 20 000 agents, default mix, with every free-agent order a list and the
-//! queues hashed by name): a quarter building the offer and its lifecycle
-//! events (JSON), an eighth updating the free-agent index, a ninth filing
-//! the contact in the wait index (and out again at the offer), a twelfth
-//! placing it (queue, requirement, policy), the rest creating the record,
-//! picking and settling. For an agent freeing a slot, the JSON is a third. The binary uses mimalloc, whose cheaper small
-//! frees took a third off the p99. A next step, if needed: render outputs
-//! after the decision rather than inside it (they must then capture what
-//! they describe, since later inputs of the batch change the contact).
+//! 20 000 agents, default mix): an eighth building the offer and its
+//! lifecycle events (JSON written by `domain::jsonw`, a quarter with serde's
+//! derived encoding), an eighth updating the free-agent index, a ninth
+//! filing the contact in the wait index (and out again at the offer), a
+//! twelfth placing it (queue, requirement, policy), the rest creating the
+//! record, picking and settling. Ids come from a counter (`outputs::Ids`),
+//! names are shared (`Arc<str>`), so neither reads a clock nor copies. The
+//! binary uses mimalloc, whose cheaper small frees took a third off the
+//! p99. A next step, if needed: render outputs after the decision rather
+//! than inside it (they must then capture what they describe, since later
+//! inputs of the batch change the contact).
 
 mod ageing;
 mod agents;
@@ -388,6 +390,7 @@ pub struct Engine {
     dirty_agents: Vec<AgentId>,
     customers: customers::Customers,
     out: Vec<Outbound>,
+    ids: outputs::Ids,
 }
 
 /// Stores an item in a freed slot if there is one, else in a new one, and

@@ -41,6 +41,7 @@ impl Engine {
             dirty_agents: Vec::new(),
             customers: Default::default(),
             out: Vec::new(),
+            ids: super::outputs::Ids::seeded(),
         };
         for q in &spec.queue_order {
             e.queue_slot(q);
