@@ -38,7 +38,7 @@
 //! fits anyone free (the state is *settled*), so an input can only create
 //! matches involving what it changed, the contacts that became waiting and
 //! the agents that gained a free slot, and only those are examined. The
-//! differential tests (`tests/it/routing_model.rs`) check every decision
+//! differential tests (`tests/it/routing_model/`) check every decision
 //! against a plain scanning model of the same rule.
 //!
 //! Invariants (checked by the property tests):

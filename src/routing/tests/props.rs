@@ -1,5 +1,5 @@
 //! Property tests of the core's invariants on random event sequences (the
-//! scanning reference model in `tests/it/routing_model.rs` checks each decision
+//! scanning reference model in `tests/it/routing_model/` checks each decision
 //! itself): no offer beyond skill, capacity or presence, loads that match
 //! what agents hold, nothing waiting while a free agent could take it, and a
 //! restore that changes nothing; in a ring group, one contact offered to
