@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Instructions the routing core executes for a fixed workload, per engine
-# entry point: the quick run of benches/routing_scale.rs (1 000 agents,
+# entry point: the quick run of benches/routing_scale/ (1 000 agents,
 # 200 queues, 2 000 waiting) under valgrind's callgrind, collecting only
 # inside Engine::on_inbound, on_agent and on_tick in turn.
 #

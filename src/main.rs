@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 /// small, short-lived buffers per event (outbound payloads, ids), and glibc's
 /// consolidation of freed chunks showed in its tail latency (p99 of a new
 /// contact at 20 000 agents 30 µs with glibc, 20-24 µs with mimalloc;
-/// `benches/routing_scale.rs`). Safe to declare; no unsafe code here.
+/// `benches/routing_scale/`). Safe to declare; no unsafe code here.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -58,7 +58,7 @@
 //! - work per input is bounded by what it changes (see `agents` and
 //!   `queues` for the exact bounds), never by the roster or the backlog.
 //!
-//! Where an offer's time goes (profile of `benches/routing_scale.rs` at
+//! Where an offer's time goes (profile of `benches/routing_scale/` at
 //! 20 000 agents, default mix): an eighth building the offer and its
 //! lifecycle events (JSON written by `domain::jsonw`, a quarter with serde's
 //! derived encoding), an eighth updating the free-agent index, a ninth

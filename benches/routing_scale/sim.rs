@@ -1,0 +1,311 @@
+//! Driving the engine: feeding inputs, answering offers, timing, and the
+//! figures of a report (percentiles, budgets, memory).
+
+use super::*;
+
+// ----- driving the engine -----
+
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum OnOffer {
+    /// Accept at once (untimed): the slot becomes assigned.
+    Accept,
+    /// Leave the offer outstanding, remembering when it expires.
+    Hold,
+}
+
+pub(crate) struct HeldOffer {
+    pub(crate) expires_at: DateTime<Utc>,
+}
+
+#[derive(Default)]
+pub(crate) struct Drained {
+    pub(crate) offers: usize,
+    pub(crate) expired: usize,
+    pub(crate) outputs: usize,
+    pub(crate) rejected: usize,
+}
+
+pub(crate) struct Sim {
+    pub(crate) e: Engine,
+    pub(crate) now: DateTime<Utc>,
+    pub(crate) source: ContactSource,
+    pub(crate) rng: Rng,
+    pub(crate) offer_timeout: chrono::Duration,
+    /// Accepted contacts: (agent, contact id).
+    pub(crate) assigned: Vec<(AgentId, String)>,
+    pub(crate) held: Vec<HeldOffer>,
+    pub(crate) seq: u64,
+}
+
+/// The (contact id, agent) of an offer on an agent's desktop subject.
+pub(crate) fn offer_of(payload: &[u8]) -> Option<(String, AgentId)> {
+    let v: Value = serde_json::from_slice(payload).ok()?;
+    if v.get("kind")?.as_str()? != "offer" {
+        return None;
+    }
+    let contact = v.get("contact_id")?.as_str()?.to_string();
+    let agent = AgentId::try_from(v.get("agent_id")?.as_str()?).ok()?;
+    Some((contact, agent))
+}
+
+impl Sim {
+    pub(crate) fn advance(&mut self) -> DateTime<Utc> {
+        self.now += chrono::Duration::milliseconds(1);
+        self.now
+    }
+
+    pub(crate) fn agent_event(&mut self, agent: &AgentId, ty: &str, contact_id: &str) -> AgentEvent {
+        self.seq += 1;
+        let payload = json!({"v": 1, "id": format!("{ty}-{}", self.seq), "type": ty, "agent_id": agent, "contact_id": contact_id});
+        decode_agent(agent.as_str(), ty, payload.to_string().as_bytes()).expect("generated agent event decodes")
+    }
+
+    /// Takes outputs and changes, as the daemon does after every input, and
+    /// answers the offers among them (accepts are applied at `at`).
+    pub(crate) fn settle(&mut self, at: DateTime<Utc>, on_offer: OnOffer) -> Drained {
+        let mut d = Drained::default();
+        loop {
+            let outputs = self.e.take_outputs();
+            let _changes = self.e.take_changes();
+            d.outputs += outputs.len();
+            let mut accept = Vec::new();
+            for o in &outputs {
+                match &o.subject {
+                    OutSubject::Desktop(_) => {
+                        if let Some((contact, agent)) = offer_of(&o.payload) {
+                            d.offers += 1;
+                            match on_offer {
+                                OnOffer::Accept => accept.push((agent, contact)),
+                                OnOffer::Hold => self.held.push(HeldOffer {
+                                    expires_at: at + self.offer_timeout,
+                                }),
+                            }
+                        }
+                    }
+                    OutSubject::ContactEvent(what) if *what == "offer_expired" => d.expired += 1,
+                    _ => {}
+                }
+            }
+            if accept.is_empty() {
+                return d;
+            }
+            for (agent, contact) in accept {
+                let ev = self.agent_event(&agent, "accept", &contact);
+                match self.e.on_agent(&ev, at) {
+                    Ok(Outcome::Applied) => self.assigned.push((agent, contact)),
+                    _ => d.rejected += 1,
+                }
+            }
+        }
+    }
+
+    /// One new contact; `on_inbound` timed into `h` when given.
+    pub(crate) fn inbound(&mut self, h: Option<&mut Histogram<u64>>, on_offer: OnOffer) -> Drained {
+        let ev = self.source.next_event();
+        let now = self.advance();
+        let t = Instant::now();
+        let r = self.e.on_inbound(&ev, now);
+        let took = t.elapsed();
+        if let Some(h) = h {
+            h.saturating_record(took.as_nanos() as u64);
+        }
+        assert!(
+            matches!(r, Ok(Outcome::Opened { .. })),
+            "a new conversation opens a contact: {r:?}"
+        );
+        self.settle(now, on_offer)
+    }
+}
+
+/// Nanoseconds, 1 ns to 1 hour at 3 significant digits (longer is clamped).
+pub(crate) fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("histogram")
+}
+
+pub(crate) fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+pub(crate) fn ms(d: Duration) -> f64 {
+    round3(d.as_secs_f64() * 1000.0)
+}
+
+/// count, mean, p50, p99, p99.9 and max in microseconds.
+pub(crate) fn stats(h: &Histogram<u64>, truncated: bool) -> Map<String, Value> {
+    let us = |ns: f64| round3(ns / 1000.0);
+    let mut m = Map::new();
+    let n = h.len();
+    m.insert("count".into(), json!(n));
+    let q = |p: f64| if n == 0 { 0.0 } else { us(h.value_at_quantile(p) as f64) };
+    m.insert("mean_us".into(), json!(if n == 0 { 0.0 } else { us(h.mean()) }));
+    m.insert("p50_us".into(), json!(q(0.50)));
+    m.insert("p99_us".into(), json!(q(0.99)));
+    m.insert("p999_us".into(), json!(q(0.999)));
+    m.insert("max_us".into(), json!(if n == 0 { 0.0 } else { us(h.max() as f64) }));
+    m.insert("truncated".into(), json!(truncated));
+    m
+}
+
+/// A computation of fixed length (no memory traffic, the same steps every
+/// time) of about 10 µs, timed `samples` times as the events are: its p99
+/// over its p50 is what this machine's scheduling and neighbours add to the
+/// tail of any event of that length, whatever the code does.
+pub(crate) fn fixed_work_spread(samples: usize) -> Map<String, Value> {
+    fn work(n: u64) -> u64 {
+        let mut x = std::hint::black_box(0x9e37_79b9_7f4a_7c15u64);
+        for i in 0..n {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(i ^ (x >> 29));
+        }
+        x
+    }
+    // Steps per 10 µs, from the fastest of a few long runs.
+    let probe = 200_000u64;
+    let fastest = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(work(probe));
+            t.elapsed().as_nanos().max(1) as u64
+        })
+        .min()
+        .unwrap_or(1);
+    let steps = (probe * 10_000 / fastest).max(1);
+    let mut h = histogram();
+    for _ in 0..samples {
+        let t = Instant::now();
+        std::hint::black_box(work(steps));
+        h.saturating_record(t.elapsed().as_nanos() as u64);
+    }
+    let mut s = stats(&h, false);
+    s.insert("steps".into(), json!(steps));
+    s
+}
+
+/// Wall-time budget of one loop, with progress lines every few seconds.
+pub(crate) struct Budget {
+    pub(crate) label: String,
+    pub(crate) start: Instant,
+    pub(crate) limit: Duration,
+    pub(crate) last_report: Instant,
+    pub(crate) sched_start: (u64, u64),
+}
+
+/// This thread's time on a CPU and waiting for one, in ns
+/// (`/proc/thread-self/schedstat`); zeros where unavailable.
+pub(crate) fn sched_ns() -> (u64, u64) {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| {
+            let mut f = s.split_whitespace().map(|x| x.parse::<u64>().ok());
+            Some((f.next()??, f.next()??))
+        })
+        .unwrap_or((0, 0))
+}
+
+impl Budget {
+    pub(crate) fn new(agents: usize, name: &str, limit: Duration) -> Budget {
+        let label = format!("[routing_scale agents={agents}] {name}");
+        eprintln!("{label}: start");
+        let now = Instant::now();
+        Budget {
+            label,
+            start: now,
+            limit,
+            last_report: now,
+            sched_start: sched_ns(),
+        }
+    }
+
+    pub(crate) fn over(&self) -> bool {
+        self.start.elapsed() >= self.limit
+    }
+
+    pub(crate) fn progress(&mut self, what: impl FnOnce() -> String) {
+        if self.last_report.elapsed() >= Duration::from_secs(5) {
+            self.last_report = Instant::now();
+            eprintln!(
+                "{}: {} ({:.0} s)",
+                self.label,
+                what(),
+                self.start.elapsed().as_secs_f64()
+            );
+        }
+    }
+
+    /// Logs the outcome; returns the loop's wall time and how much of it
+    /// this thread spent on a CPU and waiting for one (a high wait share
+    /// means other work on the machine inflated the timings).
+    pub(crate) fn done(&self, what: String) -> Map<String, Value> {
+        let wall = self.start.elapsed().as_secs_f64();
+        let (run, wait) = sched_ns();
+        let share = |ns: u64| {
+            if wall > 0.0 {
+                round3(ns as f64 / 1e9 / wall)
+            } else {
+                0.0
+            }
+        };
+        let cpu_share = share(run.saturating_sub(self.sched_start.0));
+        let wait_share = share(wait.saturating_sub(self.sched_start.1));
+        eprintln!(
+            "{}: {} in {:.1} s (on cpu {:.0}%, waiting for cpu {:.0}%)",
+            self.label,
+            what,
+            wall,
+            cpu_share * 100.0,
+            wait_share * 100.0
+        );
+        let mut m = Map::new();
+        m.insert("loop_secs".into(), json!(round3(wall)));
+        m.insert("cpu_share".into(), json!(cpu_share));
+        m.insert("cpu_wait_share".into(), json!(wait_share));
+        m
+    }
+}
+
+// ----- memory -----
+
+pub(crate) fn page_size() -> u64 {
+    let kernel_page = || -> Option<u64> {
+        let f = std::fs::File::open("/proc/self/smaps").ok()?;
+        for line in std::io::BufReader::new(f).lines() {
+            let line = line.ok()?;
+            if let Some(rest) = line.strip_prefix("KernelPageSize:") {
+                let kb: u64 = rest.split_whitespace().next()?.parse().ok()?;
+                return Some(kb * 1024);
+            }
+        }
+        None
+    };
+    kernel_page().unwrap_or(4096)
+}
+
+/// Resident set size (`/proc/self/statm` × page size), 0 where unavailable.
+pub(crate) fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .map_or(0, |pages| pages * page_size())
+}
+
+/// The 1-minute load average (other work on the machine skews timings).
+pub(crate) fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|l| l.parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// Subject, text and customer strings held by open contacts.
+pub(crate) fn content_bytes(e: &Engine) -> u64 {
+    e.contacts()
+        .map(|c| {
+            let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+            (opt(&c.subject)
+                + opt(&c.text)
+                + c.customer.id.len()
+                + opt(&c.customer.name)
+                + opt(&c.customer.tier)
+                + opt(&c.customer.language)) as u64
+        })
+        .sum()
+}
