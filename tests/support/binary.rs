@@ -108,22 +108,17 @@ pub fn wait_role<'a>(p: &'a Proc, want: &'a str, within: Duration) -> impl std::
     let caller = std::panic::Location::caller();
     async move {
         let t = Instant::now();
-        loop {
-            let now = role(p).await;
-            if now == want {
-                return t.elapsed();
-            }
-            if t.elapsed() >= within {
-                let log = std::fs::read_to_string(&p.log).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(40).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                panic!(
-                    "{caller}: role {want:?} not within {within:?} (now {now:?}); end of {}:\n{}",
-                    p.log.display(),
-                    tail.join("\n")
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let failure = || {
+            let log = std::fs::read_to_string(&p.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            format!(
+                "{caller}: role {want:?} not within {within:?}; end of {}:\n{}",
+                p.log.display(),
+                tail.join("\n")
+            )
+        };
+        super::eventually_or(within, || async { (role(p).await == want).then_some(()) }, failure).await;
+        t.elapsed()
     }
 }

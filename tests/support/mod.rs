@@ -233,7 +233,17 @@ impl Daemon {
 /// Polls `probe` until it yields a value; fails naming `what` after `within`.
 /// For state only visible by asking (an HTTP endpoint), not for messages,
 /// which `Client::expect` waits on directly.
-pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut probe: F) -> T
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    eventually_or(within, probe, || format!("not within {within:?}: {what}")).await
+}
+
+/// [`eventually`], failing with the message `failure` writes then (for
+/// example with the end of a process's log).
+pub async fn eventually_or<T, F, Fut>(within: Duration, mut probe: F, failure: impl FnOnce() -> String) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -243,7 +253,9 @@ where
         if let Some(v) = probe().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "not within {within:?}: {what}");
+        if tokio::time::Instant::now() >= deadline {
+            panic!("{}", failure());
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
