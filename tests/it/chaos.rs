@@ -511,26 +511,36 @@ async fn run(scenario: &str, disrupt: Disrupt) {
     };
     let mut kills = 0;
     while kills < wanted {
-        // With two routers either may route by now (a new leader whose
-        // first append finds the journal moved by the paused one's last
-        // write steps down, and the lease goes to whoever asks first):
-        // `router` is made the active one.
-        if let Some(other) = standby.as_mut() {
-            let swap = support::eventually(Duration::from_secs(60), "one router active", || async {
-                match (role(&router).await.as_str(), role(other).await.as_str()) {
-                    ("active", _) => Some(false),
-                    (_, "active") => Some(true),
-                    _ => None,
+        // A random moment while `router` routes: mid-batch most of the
+        // time. With two routers either may route, and which one can
+        // change at any time (a new leader whose first append finds the
+        // journal moved by the paused one's last write steps down, and the
+        // lease goes to whoever asks first once it lapses): `router` is
+        // made the active one, and checked to still be after the pause.
+        loop {
+            match standby.as_mut() {
+                Some(other) => {
+                    let swap = support::eventually(Duration::from_secs(60), "one router active", || async {
+                        match (role(&router).await.as_str(), role(other).await.as_str()) {
+                            ("active", _) => Some(false),
+                            (_, "active") => Some(true),
+                            _ => None,
+                        }
+                    })
+                    .await;
+                    if swap {
+                        std::mem::swap(&mut router, other);
+                    }
                 }
-            })
-            .await;
-            if swap {
-                std::mem::swap(&mut router, other);
+                None => {
+                    wait_role(&router, "active", Duration::from_secs(60)).await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20 + rng.below(pause_ms))).await;
+            if role(&router).await == "active" {
+                break;
             }
         }
-        // A random moment once it routes: mid-batch most of the time.
-        wait_role(&router, "active", Duration::from_secs(60)).await;
-        tokio::time::sleep(Duration::from_millis(20 + rng.below(pause_ms))).await;
         kills += 1;
         match disrupt {
             Disrupt::KillRouter(_) => {
