@@ -147,6 +147,15 @@ async fn lease_requests_under_way_do_not_hold_up_shutdown_when_nats_stops_answer
 
     let server = Pid::from_raw(nats.pid() as i32);
     kill(server, Signal::SIGSTOP).expect("SIGSTOP");
+    // The signal is queued at once, the stop comes when the kernel gets to
+    // it: wait until /proc says the server is stopped (state `T`).
+    let stat = format!("/proc/{}/stat", nats.pid());
+    support::eventually(Duration::from_secs(10), "nats-server stopped", || async {
+        let text = std::fs::read_to_string(&stat).unwrap_or_default();
+        let state = text.rsplit(')').next().and_then(|rest| rest.split_whitespace().next());
+        (state == Some("T")).then_some(())
+    })
+    .await;
     let stop = CancellationToken::new();
     stop.cancel();
     let bound = Duration::from_secs(10);
