@@ -35,24 +35,16 @@ impl Engine {
         // Admission control: a full queue sends the contact on to its
         // overflow queue (keeping priority and SLA policy), or refuses it.
         let mut from_queue = None;
-        let q = self.queue_slot(&placement.queue);
+        let mut q = self.queue_slot(&placement.queue);
         // A closed queue with a closed_overflow sends new contacts there.
         let slot = &self.queues[q as usize];
         if let Some(target) = slot.closed_overflow.as_ref().filter(|_| !slot.open).cloned() {
             if let Some(t) = self.spec.queues.get(&target) {
-                let mut required = t.skills.clone();
-                for s in &ev.skills {
-                    required.entry(s.clone()).or_insert(1);
-                }
+                placement.required = t.requirement(&ev.skills);
                 from_queue = Some(std::mem::replace(&mut placement.queue, t.name.clone()));
-                placement.required = required;
+                q = self.queue_slot(&placement.queue);
             }
         }
-        let mut q = if from_queue.is_some() {
-            self.queue_slot(&placement.queue)
-        } else {
-            q
-        };
         if let Some(why) = self.full(q) {
             let over = self.queues[q as usize].admission.overflow.clone();
             let over = over.filter(|o| {
@@ -64,13 +56,9 @@ impl Engine {
                 self.refused(ev, &placement.queue, &why, now);
                 return Ok(Outcome::Ignored("queue full"));
             };
-            let mut required = target.skills.clone();
-            for s in &ev.skills {
-                required.entry(s.clone()).or_insert(1);
-            }
+            placement.required = target.requirement(&ev.skills);
             let from = std::mem::replace(&mut placement.queue, target.name.clone());
             from_queue = from_queue.or(Some(from));
-            placement.required = required;
             q = self.queue_slot(&placement.queue);
         }
         let id = contact_id_for(&ev.conversation_id, &ev.id);

@@ -81,6 +81,16 @@ pub struct Admission {
 }
 
 impl QueueSpec {
+    /// What a contact routed here requires: the queue's skills, plus those
+    /// the event asked for (at level 1) that the queue does not set.
+    pub fn requirement(&self, asked: &[SkillName]) -> BTreeMap<SkillName, SkillLevel> {
+        let mut required = self.skills.clone();
+        for s in asked {
+            required.entry(s.clone()).or_insert(1);
+        }
+        required
+    }
+
     pub fn takes(&self, c: Channel) -> bool {
         self.channels[c.index()]
     }
@@ -323,10 +333,7 @@ impl RouterSpec {
                 .ok_or_else(|| BadMessage(format!("no queue takes {} contacts", ev.channel)))?;
             (spec, None)
         };
-        let mut required = queue.skills.clone();
-        for s in &ev.skills {
-            required.entry(s.clone()).or_insert(1);
-        }
+        let required = queue.requirement(&ev.skills);
         Ok(Placement {
             queue: queue.name.clone(),
             priority: ev.priority.or(rule.and_then(|r| r.priority)).unwrap_or(queue.priority),
