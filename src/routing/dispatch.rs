@@ -370,7 +370,7 @@ impl Engine {
             let at = self.breach_at(cx);
             if let Some(s) = self.slot_mut(cx) {
                 let unhurried = s.c.received_at.checked_add_signed(Duration::days(36_500));
-                s.order_at = at.or(unhurried).unwrap_or(s.c.received_at);
+                s.order_at = super::agents::nanos(at.or(unhurried).unwrap_or(s.c.received_at));
             }
         }
         // Scheduled once it is known where it waits (filed: relaxation only).

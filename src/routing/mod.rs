@@ -303,8 +303,8 @@ struct ContactSlot {
     route_q: u32,
     /// Its place among equal priorities: `received_at`, or under a queue
     /// ordered by slack its nearest SLA breach (set when it is filed, never
-    /// while filed).
-    order_at: DateTime<Utc>,
+    /// while filed); nanoseconds since the epoch, as [`WaitKey`] has it.
+    order_at: i64,
 }
 
 impl ContactSlot {

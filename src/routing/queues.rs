@@ -46,7 +46,7 @@
 //! step is due (the engine's per-contact timer); queue membership ("also
 //! offer to agents of queue general") adds the queue to the class.
 
-use super::agents::{fits, SkillIx, LEVELS};
+use super::agents::{fits, nanos, SkillIx, LEVELS};
 use super::spec::Ageing;
 use super::FastMap as HashMap;
 use crate::domain::Channel;
@@ -60,7 +60,10 @@ pub(crate) type ClassIx = u32;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct WaitKey {
     pub prio: Reverse<u8>,
-    pub since: DateTime<Utc>,
+    /// Nanoseconds since the epoch (as the agent index keeps idle times):
+    /// integer keys compare in one step, and a band's ageing is worked out
+    /// without calendar arithmetic.
+    pub since: i64,
     pub tie: u64,
     pub ix: u32,
 }
@@ -85,8 +88,9 @@ struct Class {
     by_prio: Vec<Band>,
     /// Its entry in its head set (the first contact's effective key).
     head: Option<WaitKey>,
-    /// When `head` must be worked out again (a first contact's step).
-    due: Option<DateTime<Utc>>,
+    /// When `head` must be worked out again (a first contact's step), in
+    /// nanoseconds since the epoch.
+    due: Option<i64>,
 }
 
 /// The contacts of one stored priority in a class, with the first one's
@@ -109,10 +113,10 @@ impl Class {
         }
     }
 
-    fn effective(&self, k: WaitKey, now: DateTime<Utc>) -> (WaitKey, Option<DateTime<Utc>>) {
+    fn effective(&self, k: WaitKey, now: i64) -> (WaitKey, Option<i64>) {
         match self.ageing {
             Some(a) => {
-                let (eff, next) = a.at(k.prio.0, k.since, now);
+                let (eff, next) = a.at_ns(k.prio.0, k.since, now);
                 (
                     WaitKey {
                         prio: Reverse(eff),
@@ -127,8 +131,8 @@ impl Class {
 
     /// The first contact's effective key at `now`, and when it can next
     /// change.
-    fn head_at(&self, now: DateTime<Utc>) -> (Option<WaitKey>, Option<DateTime<Utc>>) {
-        let (mut head, mut due) = (None::<WaitKey>, None::<DateTime<Utc>>);
+    fn head_at(&self, now: i64) -> (Option<WaitKey>, Option<i64>) {
+        let (mut head, mut due) = (None::<WaitKey>, None::<i64>);
         for band in &self.by_prio {
             let (k, next) = self.effective(band.first, now);
             head = Some(head.map_or(k, |h| h.min(k)));
@@ -148,9 +152,10 @@ pub(crate) struct WaitIndex {
     by_need: [HashMap<Need, ClassesOf>; 4],
     /// Per (channel, filing skill), one head set per required level.
     heads: HashMap<(Channel, Option<SkillIx>), Box<[Heads; LEVELS]>>,
-    /// Classes whose first contact changes step, by when.
-    due: BTreeSet<(DateTime<Utc>, ClassIx)>,
-    now: Option<DateTime<Utc>>,
+    /// Classes whose first contact changes step, by when (nanoseconds).
+    due: BTreeSet<(i64, ClassIx)>,
+    /// Nanoseconds since the epoch.
+    now: Option<i64>,
     len: usize,
 }
 
@@ -167,6 +172,7 @@ impl WaitIndex {
     /// class whose first contact changed step by then; costs the classes
     /// due.
     pub fn advance(&mut self, now: DateTime<Utc>) {
+        let now = nanos(now);
         if self.now.is_some_and(|n| n >= now) {
             return;
         }
@@ -183,8 +189,8 @@ impl WaitIndex {
         }
     }
 
-    fn now(&self) -> DateTime<Utc> {
-        self.now.unwrap_or(DateTime::<Utc>::MIN_UTC)
+    fn now(&self) -> i64 {
+        self.now.unwrap_or(i64::MIN)
     }
 
     /// A filed contact's effective key now, from its stored key.
@@ -389,7 +395,7 @@ mod tests {
     fn key(ix: u32, prio: u8, secs: i64) -> WaitKey {
         WaitKey {
             prio: Reverse(prio),
-            since: DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::seconds(secs),
+            since: secs * 1_000_000_000,
             tie: 0,
             ix,
         }

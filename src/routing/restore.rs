@@ -240,7 +240,7 @@ impl Engine {
             reserved: None,
             relaxed: None,
             route_q: q,
-            order_at: c.received_at,
+            order_at: super::agents::nanos(c.received_at),
             c,
         };
         let cx = self.contacts.put(slot);

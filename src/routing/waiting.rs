@@ -23,6 +23,8 @@ use std::collections::BTreeMap;
 /// what a contact waiting longer than its queue's `max_wait_secs` gets.
 pub const STARVED: u8 = 10;
 
+const NS_PER_MS: i64 = 1_000_000;
+
 /// How a waiting contact's place in line changes with its wait (measured
 /// from `received_at`, so a re-queued contact keeps its age): its priority
 /// rises one step per `step_ms` up to `cap`, and past `max_wait_ms` it is
@@ -42,14 +44,32 @@ impl Ageing {
     pub fn at(&self, base: u8, received: DateTime<Utc>, now: DateTime<Utc>) -> (u8, Option<DateTime<Utc>>) {
         let waited = (now - received).num_milliseconds().max(0);
         // Never panics: a deadline beyond chrono's range is no deadline.
-        let after = |ms: i64| received.checked_add_signed(Duration::milliseconds(ms));
-        if self.max_wait_ms.is_some_and(|m| waited >= m) {
+        self.steps(base, waited, |ms| {
+            received.checked_add_signed(Duration::milliseconds(ms))
+        })
+    }
+
+    /// [`Ageing::at`] on nanoseconds since the epoch, the wait index's
+    /// clock: the same steps in integer arithmetic (the index works it out
+    /// for every band of a class it re-keys). A deadline past that clock's
+    /// range (the year 2262) is none.
+    pub fn at_ns(&self, base: u8, received: i64, now: i64) -> (u8, Option<i64>) {
+        let waited = (now.saturating_sub(received) / NS_PER_MS).max(0);
+        self.steps(base, waited, |ms| {
+            ms.checked_mul(NS_PER_MS).and_then(|d| received.checked_add(d))
+        })
+    }
+
+    /// The effective priority after waiting `waited_ms`, and when it next
+    /// changes (`after`: the instant a wait of so many ms ends, if any).
+    fn steps<T: Ord + Copy>(&self, base: u8, waited_ms: i64, after: impl Fn(i64) -> Option<T>) -> (u8, Option<T>) {
+        if self.max_wait_ms.is_some_and(|m| waited_ms >= m) {
             return (STARVED, None);
         }
-        let mut next = self.max_wait_ms.and_then(after);
+        let mut next = self.max_wait_ms.and_then(&after);
         let mut eff = base;
         if let Some(step) = self.step_ms.filter(|s| *s > 0 && base < self.cap) {
-            let steps = waited / step;
+            let steps = waited_ms / step;
             eff = (base as i64 + steps).min(self.cap as i64) as u8;
             if let Some(up) = after((steps + 1).saturating_mul(step)).filter(|_| eff < self.cap) {
                 next = Some(next.map_or(up, |n| n.min(up)));
@@ -166,6 +186,36 @@ fn overflowed(
 mod tests {
     use super::*;
 
+    /// Ageing configurations the tests run through: none, steps without a
+    /// bound, a bound without steps, both, and a zero step.
+    const CONFIGS: [Ageing; 5] = [
+        Ageing {
+            step_ms: None,
+            cap: 0,
+            max_wait_ms: None,
+        },
+        Ageing {
+            step_ms: Some(7_000),
+            cap: 6,
+            max_wait_ms: None,
+        },
+        Ageing {
+            step_ms: None,
+            cap: 0,
+            max_wait_ms: Some(30_000),
+        },
+        Ageing {
+            step_ms: Some(10_000),
+            cap: 9,
+            max_wait_ms: Some(45_000),
+        },
+        Ageing {
+            step_ms: Some(0),
+            cap: 9,
+            max_wait_ms: Some(5_000),
+        },
+    ];
+
     #[test]
     fn ageing_steps_up_to_the_cap_and_the_bound_tops_everything() {
         let t0 = DateTime::<Utc>::UNIX_EPOCH;
@@ -189,31 +239,31 @@ mod tests {
     }
 
     #[test]
+    fn ageing_on_nanoseconds_agrees_with_ageing_on_datetimes() {
+        let t0 = DateTime::<Utc>::UNIX_EPOCH + Duration::days(20_000) + Duration::nanoseconds(123_456_789);
+        let ns = |t: DateTime<Utc>| t.timestamp_nanos_opt().expect("in range");
+        let configs = CONFIGS;
+        for a in configs {
+            for base in 0..=9u8 {
+                // Sub-millisecond offsets on both sides of each step.
+                for us in (-3_000_000i64..120_000_000).step_by(999_983) {
+                    let now = t0 + Duration::microseconds(us);
+                    let (eff, next) = a.at(base, t0, now);
+                    let want = (eff, next.map(ns));
+                    assert_eq!(a.at_ns(base, ns(t0), ns(now)), want, "{a:?} base {base} at {us} µs");
+                }
+            }
+        }
+        // Past the nanosecond clock's range: no deadline, never a panic.
+        let a = CONFIGS[3];
+        assert_eq!(a.at_ns(2, i64::MAX, i64::MAX).1, None);
+        assert_eq!(a.at_ns(2, i64::MIN, i64::MAX).0, STARVED);
+    }
+
+    #[test]
     fn the_next_change_is_the_deadline_at_gave_with_the_priority() {
         let t0 = DateTime::<Utc>::UNIX_EPOCH;
-        let configs = [
-            Ageing::default(),
-            Ageing {
-                step_ms: Some(7_000),
-                cap: 6,
-                max_wait_ms: None,
-            },
-            Ageing {
-                step_ms: None,
-                cap: 0,
-                max_wait_ms: Some(30_000),
-            },
-            Ageing {
-                step_ms: Some(10_000),
-                cap: 9,
-                max_wait_ms: Some(45_000),
-            },
-            Ageing {
-                step_ms: Some(0),
-                cap: 9,
-                max_wait_ms: Some(5_000),
-            },
-        ];
+        let configs = CONFIGS;
         for a in configs {
             for base in 0..=9u8 {
                 for ms in (-3_000..120_000).step_by(1_250) {
