@@ -116,11 +116,11 @@ impl Engine {
     /// Schedules the contact's timer at the earliest next threshold of its
     /// clocks, and keeps its at-risk mark and its queue's count in step.
     pub(super) fn schedule_sla(&mut self, cx: u32) {
-        self.cancel_sla(cx);
         let spec = Arc::clone(&self.spec);
         let Some(s) = self.slot(cx) else { return };
         let at_risk = s.c.clocks.iter().any(SlaClock::at_risk);
         let Some((p, fallback)) = spec.policy(s.c.sla_policy.as_deref()) else {
+            self.cancel_sla(cx);
             self.set_at_risk(cx, at_risk);
             return;
         };
@@ -136,7 +136,16 @@ impl Engine {
                 .iter()
                 .filter_map(|k| k.next(cal, p.target(k.clock, ch)?, &p.warnings))
                 .min();
+        let unchanged = s.sla_at == next;
         self.set_at_risk(cx, at_risk);
+        // `sla_at` is set exactly while its timer is scheduled (a fired
+        // timer clears it), so an unchanged deadline keeps its entry: most
+        // stops (the queue-wait clock at an accept) leave the nearest
+        // threshold where it was.
+        if unchanged {
+            return;
+        }
+        self.cancel_sla(cx);
         if let Some(at) = next {
             self.timers.insert(at, Timer::Sla(cx));
             if let Some(s) = self.slot_mut(cx) {

@@ -260,7 +260,7 @@ impl Engine {
             AgentEventBody::Presence(status) => self.set_presence(ax, *status, now),
             AgentEventBody::Accept { contact_id } => self.accept(ax, contact_id, now),
             AgentEventBody::Decline { contact_id, reason } => match self.held(contact_id, aid) {
-                Some((cx, ContactState::Offered { .. })) => {
+                Some((cx, Held::Offered { .. })) => {
                     self.event_by("declined", cx, aid, now, reason.as_deref());
                     // A decline is an answer: it ends a run of missed offers.
                     self.change_agent(ax, |a| a.missed_offers = 0);
@@ -270,7 +270,7 @@ impl Engine {
                 _ => self.reject(contact_id, aid, "contact is not offered to this agent", now),
             },
             AgentEventBody::Respond { contact_id } => match self.held(contact_id, aid) {
-                Some((cx, ContactState::Assigned { .. })) => {
+                Some((cx, Held::Assigned)) => {
                     let Some(s) = self.slot_mut(cx) else {
                         return Ok(Outcome::Ignored("gone"));
                     };
@@ -293,7 +293,7 @@ impl Engine {
                 contact_id,
                 wrap_up_secs,
             } => match self.held(contact_id, aid) {
-                Some((cx, ContactState::Assigned { .. })) => {
+                Some((cx, Held::Assigned)) => {
                     self.complete(ax, cx, *wrap_up_secs, now);
                     Outcome::Applied
                 }
@@ -304,7 +304,7 @@ impl Engine {
                 wrap_up_secs,
             } => self.set_wrap_up(ax, contact_id, *wrap_up_secs, now),
             AgentEventBody::AwaitCustomer { contact_id } => match self.held(contact_id, aid) {
-                Some((cx, ContactState::Assigned { .. })) => {
+                Some((cx, Held::Assigned)) => {
                     if self.pause_clocks(cx, now) {
                         Outcome::Applied
                     } else {
@@ -346,7 +346,7 @@ impl Engine {
     fn accept(&mut self, ax: u32, contact_id: &str, now: DateTime<Utc>) -> Outcome {
         let aid = self.agents[ax as usize].a.id.clone();
         match self.held(contact_id, &aid) {
-            Some((cx, ContactState::Offered { expires_at, .. })) => {
+            Some((cx, Held::Offered { expires_at })) => {
                 self.timers.cancel(expires_at, Timer::OfferExpiry(cx));
                 let Some(s) = self.slot_mut(cx) else {
                     return Outcome::Ignored("gone");
@@ -404,7 +404,7 @@ impl Engine {
                 }
                 Outcome::Applied
             }
-            Some((_, ContactState::Assigned { .. })) => Outcome::Ignored("already accepted"),
+            Some((_, Held::Assigned)) => Outcome::Ignored("already accepted"),
             _ => self.reject(
                 contact_id,
                 &aid,
@@ -521,11 +521,18 @@ impl Engine {
 
     // ----- transitions -----
 
-    /// The contact's slot and state, if the agent holds it.
-    fn held(&self, contact_id: &str, agent: &AgentId) -> Option<(u32, ContactState)> {
+    /// The contact's slot and how the agent holds it, if they do.
+    fn held(&self, contact_id: &str, agent: &AgentId) -> Option<(u32, Held)> {
         let cx = self.contact_slot_of(contact_id)?;
         let c = &self.slot(cx)?.c;
-        c.held_by(agent).then(|| (cx, c.state.clone()))
+        let held = match &c.state {
+            ContactState::Offered { expires_at, .. } => Held::Offered {
+                expires_at: *expires_at,
+            },
+            ContactState::Assigned { .. } => Held::Assigned,
+            ContactState::Waiting => return None,
+        };
+        c.held_by(agent).then_some((cx, held))
     }
 
     fn set_presence(&mut self, ax: u32, status: Presence, now: DateTime<Utc>) -> Outcome {
@@ -597,4 +604,11 @@ impl Engine {
             }
         }
     }
+}
+
+/// How an agent holds a contact: what its agent events branch on (without
+/// copying the contact's state).
+enum Held {
+    Offered { expires_at: DateTime<Utc> },
+    Assigned,
 }
