@@ -32,6 +32,7 @@ pub mod routing;
 pub mod sinks;
 pub mod sla;
 pub mod store;
+mod supervise;
 pub mod telemetry;
 
 use config::{Config, Problem};
@@ -502,17 +503,13 @@ async fn run_active(
     tracing::info!(streams = %bus::stream_name(&cfg.nats.subject_prefix, "{INBOUND,AGENT,OUTBOUND}"), "Routing.");
 
     // Supervise: a task that ends before shutdown is a failure.
+    let first = supervise::first_end(&mut consumers, &mut core, shutdown, lost).await;
     let mut core_done = None;
-    let failure = tokio::select! {
-        biased;
-        _ = shutdown.cancelled() => None,
-        _ = lost.cancelled() => Some("the routing lease was lost".to_string()),
-        Some(r) = consumers.join_next() => (!shutdown.is_cancelled()).then(|| match r {
-            Ok((name, Err(e))) => format!("{name}: {e}"),
-            Ok((name, Ok(()))) => format!("{name} ended"),
-            Err(e) => format!("consumer task: {e}"),
-        }),
-        r = &mut core => {
+    let failure = match first {
+        supervise::Ended::Shutdown => None,
+        supervise::Ended::LeaseLost => Some("the routing lease was lost".to_string()),
+        supervise::Ended::Consumer(why) => (!shutdown.is_cancelled()).then_some(why),
+        supervise::Ended::Core(r) => {
             let why = match &r {
                 Ok(Err(DaemonError::Bus(e))) if e.is_fenced() => {
                     intake.cancel();
