@@ -381,6 +381,12 @@ async fn run_routing(
             }
             Ok(SessionEnd::SteppedDown(why)) => {
                 tracing::warn!(reason = %why, "Stepped down: another instance routes now. Standing by.");
+                // Refused by the journal while still holding the lease: give
+                // it up, so the next to take it (perhaps this instance, after
+                // reading the journal afresh) need not wait out the TTL. A
+                // lease already lost is not ours to purge (the revision no
+                // longer matches: nothing happens).
+                let _ = lease.release().await;
             }
             Err(RunError::Daemon(DaemonError::Bus(e @ bus::BusError::Permanent { .. }))) => {
                 let _ = lease.release().await;

@@ -174,9 +174,10 @@ async fn lease_requests_under_way_do_not_hold_up_shutdown_when_nats_stops_answer
 
 /// A router whose journal append is refused because another writer moved
 /// the tip (here the test appends, as a former leader's last write would)
-/// while input waits for it steps down and stands by, never exits; once
-/// its own lease entry lapses it takes the lease again, reads the journal
-/// afresh (the foreign entry included) and routes what came meanwhile.
+/// while input waits for it steps down and stands by, never exits; it gives
+/// its lease up as it steps down, takes it again at once (nobody else
+/// wants it), reads the journal afresh (the foreign entry included) and
+/// routes what came meanwhile.
 /// (The supervisor's race behind one chaos failure, a consumer ending
 /// before the fenced loop's result is seen, is pinned by the unit tests in
 /// `src/supervise.rs`; here it shows only now and then.)
@@ -229,6 +230,13 @@ async fn a_router_fenced_under_load_steps_down_and_stands_by_instead_of_exiting(
         std::fs::read_to_string(&a.log).unwrap_or_default()
     );
     wait_role(&a, "active", Duration::from_secs(30)).await;
+    // It gave the lease up as it stepped down, so it did not stand by
+    // behind its own entry until the TTL ran out.
+    let log = std::fs::read_to_string(&a.log).unwrap_or_default();
+    assert!(
+        !log.contains("Standing by: another instance is routing"),
+        "the fenced router waited for its own lease entry to lapse:\n{log}"
+    );
     c.expect("omni.event.contact.queued", Duration::from_secs(30), |v| {
         v["conversation_id"] == "burst-399"
     })
