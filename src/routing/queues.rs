@@ -62,7 +62,9 @@ pub(crate) struct WaitKey {
     pub prio: Reverse<u8>,
     /// Nanoseconds since the epoch (as the agent index keeps idle times):
     /// integer keys compare in one step, and a band's ageing is worked out
-    /// without calendar arithmetic.
+    /// without calendar arithmetic. Times outside 1677–2262 clamp to the
+    /// ends of that range (such contacts then order among themselves by
+    /// `tie`).
     pub since: i64,
     pub tie: u64,
     pub ix: u32,
