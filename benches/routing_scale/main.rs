@@ -24,6 +24,12 @@
 //! drawn from a fixed-seed splitmix64, and the simulated clock advances 1 ms
 //! per input, so two runs (and two engines) see the same inputs.
 //!
+//! Each timed scenario also reports what its calls did besides their own
+//! event (`Engine::last_work`): `relaxed_per_event` and `relaxed_max`
+//! (waiting contacts a relaxation step re-filed at the start of the call:
+//! the work relaxation adds to whichever input comes first after its time)
+//! and `examined_per_event` (agents and queue heads looked at).
+//!
 //! Only the engine call is timed: events are built and decoded before it,
 //! outputs and changes are taken (as the daemon does after every input) and
 //! offers answered after it.

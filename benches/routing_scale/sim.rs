@@ -35,6 +35,19 @@ pub(crate) struct Sim {
     pub(crate) assigned: Vec<(AgentId, String)>,
     pub(crate) held: Vec<HeldOffer>,
     pub(crate) seq: u64,
+    /// Work of the timed calls since the last [`Sim::work_report`].
+    pub(crate) tally: Tally,
+}
+
+/// What the timed engine calls of a scenario did besides their own event
+/// (from [`Engine::last_work`]): how the routing model's per-event cost
+/// is made up can be read next to the timings.
+#[derive(Default)]
+pub(crate) struct Tally {
+    calls: usize,
+    relaxed: usize,
+    relaxed_max: usize,
+    examined: usize,
 }
 
 /// The (contact id, agent) of an offer on an agent's desktop subject.
@@ -99,6 +112,27 @@ impl Sim {
         }
     }
 
+    /// Adds the last (timed) engine call's work to the tally.
+    pub(crate) fn note_work(&mut self) {
+        let w = self.e.last_work();
+        let t = &mut self.tally;
+        t.calls += 1;
+        t.relaxed += w.relaxed;
+        t.relaxed_max = t.relaxed_max.max(w.relaxed);
+        t.examined += w.examined;
+    }
+
+    /// The tally as report fields (means per timed call), and a fresh one.
+    pub(crate) fn work_report(&mut self) -> Map<String, Value> {
+        let t = std::mem::take(&mut self.tally);
+        let mean = |n: usize| round3(n as f64 / t.calls.max(1) as f64);
+        let mut m = Map::new();
+        m.insert("relaxed_per_event".into(), json!(mean(t.relaxed)));
+        m.insert("relaxed_max".into(), json!(t.relaxed_max));
+        m.insert("examined_per_event".into(), json!(mean(t.examined)));
+        m
+    }
+
     /// One new contact; `on_inbound` timed into `h` when given.
     pub(crate) fn inbound(&mut self, h: Option<&mut Histogram<u64>>, on_offer: OnOffer) -> Drained {
         let ev = self.source.next_event();
@@ -108,6 +142,7 @@ impl Sim {
         let took = t.elapsed();
         if let Some(h) = h {
             h.saturating_record(took.as_nanos() as u64);
+            self.note_work();
         }
         assert!(
             matches!(r, Ok(Outcome::Opened { .. })),

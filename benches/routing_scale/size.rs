@@ -43,6 +43,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
         assigned: Vec::new(),
         held: Vec::new(),
         seq: 0,
+        tally: Default::default(),
     };
     let mut scenarios = Map::new();
     let mut truncated: Vec<&str> = Vec::new();
@@ -66,6 +67,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
     let timing = b.done(format!("{} contacts, {offered_at_once} offered at once", h.len()));
     let mut s = stats(&h, cut);
     s.extend(timing);
+    s.extend(sim.work_report());
     s.insert("contacts".into(), json!(n_free));
     s.insert("offered_at_once".into(), json!(offered_at_once));
     scenarios.insert("new_contact_free_agents".into(), Value::Object(s));
@@ -115,6 +117,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
     ));
     let mut s = stats(&h, cut);
     s.extend(timing);
+    s.extend(sim.work_report());
     s.insert("assigned".into(), json!(sim.assigned.len()));
     s.insert("reachable_capacity".into(), json!(world.reachable_capacity));
     s.insert("total_capacity".into(), json!(world.total_capacity));
@@ -145,6 +148,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
     let timing = b.done(format!("{} contacts, waiting {}", h.len(), sim.e.waiting_len()));
     let mut s = stats(&h, cut);
     s.extend(timing);
+    s.extend(sim.work_report());
     s.insert("waiting_reached".into(), json!(sim.e.waiting_len()));
     s.insert("waiting_target".into(), json!(p.waiting));
     s.insert("open_contacts".into(), json!(sim.e.contacts_len()));
@@ -194,6 +198,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
         let t = Instant::now();
         let r = sim.e.on_agent(&ev, now);
         h.saturating_record(t.elapsed().as_nanos() as u64);
+        sim.note_work();
         if !matches!(r, Ok(Outcome::Applied)) {
             not_applied += 1;
         }
@@ -208,6 +213,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
     let timing = b.done(format!("{} completes, {refilled} slots re-offered", h.len()));
     let mut s = stats(&h, cut);
     s.extend(timing);
+    s.extend(sim.work_report());
     s.insert("completes_requested".into(), json!(p.completes));
     s.insert("slots_reoffered".into(), json!(refilled));
     s.insert("offers_outstanding".into(), json!(offers_made));
@@ -237,6 +243,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
         let t = Instant::now();
         sim.e.on_tick(now);
         h.saturating_record(t.elapsed().as_nanos() as u64);
+        sim.note_work();
         let d = sim.settle(now, OnOffer::Hold);
         expired += d.expired;
         reoffered += d.offers;
@@ -246,6 +253,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
     let not_available = sim.e.agents().filter(|a| a.status != Presence::Available).count();
     let mut s = stats(&h, cut);
     s.extend(timing);
+    s.extend(sim.work_report());
     s.insert("offers_targeted".into(), json!(targeted));
     s.insert("offers_expired".into(), json!(expired));
     s.insert("reoffered".into(), json!(reoffered));
@@ -273,6 +281,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
         let t = Instant::now();
         sim.e.on_tick(now);
         h.saturating_record(t.elapsed().as_nanos() as u64);
+        sim.note_work();
         if sim.settle(now, OnOffer::Hold).outputs > 0 {
             busy += 1;
         }
@@ -281,6 +290,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
     let timing = b.done(format!("{} ticks", h.len()));
     let mut s = stats(&h, cut);
     s.extend(timing);
+    s.extend(sim.work_report());
     s.insert("open_contacts".into(), json!(sim.e.contacts_len()));
     s.insert("waiting".into(), json!(sim.e.waiting_len()));
     s.insert("ticks_with_output".into(), json!(busy));

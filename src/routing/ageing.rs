@@ -217,6 +217,7 @@ impl Engine {
                 // Aged by the index: only a new requirement moves it.
                 Some(class) if s.ages_in_index => {
                     if self.age_fields(cx, now) {
+                        self.work.relaxed += 1;
                         if let Some(s) = self.slot_mut(cx) {
                             s.class = None;
                         }
@@ -232,6 +233,7 @@ impl Engine {
                     s.class = None;
                     self.waiting.remove(class, stored);
                     let relaxed = self.age_fields(cx, now);
+                    self.work.relaxed += usize::from(relaxed);
                     if let (Some(key), true) = (self.file(cx), relaxed) {
                         self.pending_contacts.insert(key);
                     }
@@ -239,7 +241,7 @@ impl Engine {
                 // Held by closed hours or kept for its last agent: its place
                 // and requirement move on all the same.
                 None => {
-                    self.age(cx, now);
+                    self.work.relaxed += usize::from(self.age(cx, now));
                     self.rekey_reserved(cx, old);
                 }
             }

@@ -169,6 +169,10 @@ pub struct Work {
     pub examined: usize,
     /// Timers fired (ticks only).
     pub timers_fired: usize,
+    /// Waiting contacts whose requirement a relaxation step changed at the
+    /// start of the input (each re-filed: the work relaxation adds to
+    /// whichever input comes first after its time).
+    pub relaxed: usize,
 }
 
 /// A queue's gauges, as of the last input.
