@@ -170,7 +170,8 @@ pub struct Work {
     /// Timers fired (ticks only).
     pub timers_fired: usize,
     /// Waiting contacts whose requirement a relaxation step changed at the
-    /// start of the input (each re-filed: the work relaxation adds to
+    /// start of the input (each re-filed in the wait index, or re-keyed
+    /// where it is kept for its last agent: the work relaxation adds to
     /// whichever input comes first after its time).
     pub relaxed: usize,
 }

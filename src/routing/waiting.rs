@@ -242,8 +242,7 @@ mod tests {
     fn ageing_on_nanoseconds_agrees_with_ageing_on_datetimes() {
         let t0 = DateTime::<Utc>::UNIX_EPOCH + Duration::days(20_000) + Duration::nanoseconds(123_456_789);
         let ns = |t: DateTime<Utc>| t.timestamp_nanos_opt().expect("in range");
-        let configs = CONFIGS;
-        for a in configs {
+        for a in CONFIGS {
             for base in 0..=9u8 {
                 // Sub-millisecond offsets on both sides of each step.
                 for us in (-3_000_000i64..120_000_000).step_by(999_983) {
@@ -263,8 +262,7 @@ mod tests {
     #[test]
     fn the_next_change_is_the_deadline_at_gave_with_the_priority() {
         let t0 = DateTime::<Utc>::UNIX_EPOCH;
-        let configs = CONFIGS;
-        for a in configs {
+        for a in CONFIGS {
             for base in 0..=9u8 {
                 for ms in (-3_000..120_000).step_by(1_250) {
                     let now = t0 + Duration::milliseconds(ms);
