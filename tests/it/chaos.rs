@@ -443,7 +443,11 @@ async fn run(scenario: &str, disrupt: Disrupt) {
     // A killed router cannot release its lease; the next one takes over
     // when it lapses (the production default is 6 s).
     let mut env = vec![("OMNIROUTE_RUNTIME__LEASE_TTL_SECS", "1".to_string())];
-    if let Nats::Cluster(_) = nats {
+    if let Nats::Cluster(c) = &mut nats {
+        // The router would wait for the cluster too (it retries its
+        // set-up), but on its start-up deadline: stop 24's CI spent it
+        // all on a cluster still electing its leader.
+        c.wait_jetstream(Duration::from_secs(90)).await;
         env.push(("OMNIROUTE_NATS__STREAM_REPLICAS", "3".to_string()));
     }
     let mut router = spawn(dir.path(), &cfg, &router_url, "0", &env).await;

@@ -64,7 +64,10 @@ pub async fn spawn_with(
         .spawn()
         .expect("spawn omniroute");
     let p = Proc { child, http, log };
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // Generous: a deadline, not a timing claim. With the whole suite
+    // running on two cores, set-up on a three-replica cluster (its
+    // retries back off up to seconds apart) can take well over 20 s.
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok((200, _)) = super::http_get(p.http, "/ready").await {
             return p;

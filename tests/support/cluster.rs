@@ -5,6 +5,7 @@
 use super::binary::free_port;
 use super::nats_server_bin;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 struct Node {
     child: Option<Child>,
@@ -57,6 +58,45 @@ impl Cluster {
             .spawn()
             .expect("start nats-server");
         n.child = Some(child);
+    }
+
+    /// Waits until every node answers a JetStream request (the cluster has
+    /// formed and elected its meta leader). A fresh cluster on a loaded
+    /// machine can take many seconds; a test that is about disruptions,
+    /// not start-up, waits here rather than spend its router's start-up
+    /// deadline on it. Fails with each node's state and the end of its log.
+    pub async fn wait_jetstream(&mut self, within: Duration) {
+        for url in self.urls() {
+            super::eventually_or(
+                within,
+                || async {
+                    let nc = async_nats::connect(&url).await.ok()?;
+                    async_nats::jetstream::new(nc).query_account().await.ok().map(|_| ())
+                },
+                || self.report(),
+            )
+            .await;
+        }
+    }
+
+    /// Each node's process state and the end of its log.
+    fn report(&mut self) -> String {
+        let mut out = String::from("the cluster did not answer JetStream requests\n");
+        for (i, n) in self.nodes.iter_mut().enumerate() {
+            let state = match n.child.as_mut().map(|c| c.try_wait()) {
+                Some(Ok(None)) => "running".to_string(),
+                Some(Ok(Some(status))) => format!("exited: {status}"),
+                Some(Err(e)) => format!("unknown: {e}"),
+                None => "killed by the test".to_string(),
+            };
+            let log = std::fs::read_to_string(n.dir.path().join("nats.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            out.push_str(&format!("node{i} (port {}): {state}\n", n.port));
+            for line in tail.into_iter().rev() {
+                out.push_str(&format!("  {line}\n"));
+            }
+        }
+        out
     }
 
     pub fn kill(&mut self, i: usize) {
