@@ -60,6 +60,32 @@ impl Json {
         escaped(&mut self.b, v);
     }
 
+    /// A string that needs no escaping by its type: a name of the contract's
+    /// token grammar (agent id, queue, skill: `A-Z a-z 0-9 _ -`, checked
+    /// when they are made) or a constant of this program (kind, channel,
+    /// strategy). Copied without the scan: these are most of a payload's
+    /// strings.
+    fn token(&mut self, k: &'static str, v: &str) {
+        self.key(k);
+        plain(&mut self.b, v);
+    }
+
+    /// [`Json::token`], `null` when absent.
+    fn token_or_null(&mut self, k: &'static str, v: Option<&str>) {
+        self.key(k);
+        match v {
+            Some(v) => plain(&mut self.b, v),
+            None => self.b.extend_from_slice(b"null"),
+        }
+    }
+
+    /// [`Json::token`], left out when absent.
+    fn token_if(&mut self, k: &'static str, v: Option<&str>) {
+        if let Some(v) = v {
+            self.token(k, v);
+        }
+    }
+
     /// A field written as `null` when absent.
     fn str_or_null(&mut self, k: &'static str, v: Option<&str>) {
         self.key(k);
@@ -104,13 +130,14 @@ impl Json {
         }
     }
 
-    /// `"skill":level`, a member of the object being written.
+    /// `"skill":level`, a member of the object being written (a skill name
+    /// is a token: see [`Json::token`]).
     fn level(&mut self, skill: &str, level: u8) {
         if !self.first {
             self.b.push(b',');
         }
         self.first = false;
-        escaped(&mut self.b, skill);
+        plain(&mut self.b, skill);
         self.b.push(b':');
         let _ = CompactFormatter.write_u8(&mut self.b, level);
     }
@@ -137,22 +164,51 @@ impl Json {
 }
 
 /// Whether serde_json would escape any byte of `s`: a control character, a
-/// quote or a backslash. Eight bytes at a time, without branching per byte.
+/// quote or a backslash. Eight bytes at a time, without branching per byte,
+/// the tail included: most strings written (ids, names, queue names) are
+/// short, and a byte-by-byte tail was most of this function's time. Which
+/// byte of a word is which does not matter (the test is "any"), so words
+/// are read in native order.
 fn needs_escape(s: &[u8]) -> bool {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
     // Some byte of `x` is below `n` (n <= 0x80): exact for "any", as the
     // borrow only runs from a byte that is below `n` itself.
     let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH;
+    let any =
+        |x: u64| below(x, 0x20) | below(x ^ (ONES * u64::from(b'"')), 1) | below(x ^ (ONES * u64::from(b'\\')), 1);
+    let word = |c: &[u8]| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(c);
+        u64::from_ne_bytes(a)
+    };
+    if s.len() < 8 {
+        // Padded to a word with spaces, which are never escaped.
+        let mut x = u64::from_ne_bytes([b' '; 8]);
+        for (i, &c) in s.iter().enumerate() {
+            x = (x & !(0xff << (8 * i))) | (u64::from(c) << (8 * i));
+        }
+        return any(x) != 0;
+    }
     let mut chunks = s.chunks_exact(8);
     let mut hit = 0;
     for c in &mut chunks {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(c);
-        let x = u64::from_ne_bytes(a);
-        hit |= below(x, 0x20) | below(x ^ (ONES * u64::from(b'"')), 1) | below(x ^ (ONES * u64::from(b'\\')), 1);
+        hit |= any(word(c));
     }
-    hit != 0 || chunks.remainder().iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\')
+    // The last eight bytes (overlapping the last whole word) cover the tail.
+    if !chunks.remainder().is_empty() {
+        hit |= any(word(&s[s.len() - 8..]));
+    }
+    hit != 0
+}
+
+/// `s`, which needs no escaping ([`Json::token`]), as a JSON string.
+fn plain(b: &mut Vec<u8>, s: &str) {
+    debug_assert!(!needs_escape(s.as_bytes()), "{s:?} needs escaping");
+    b.reserve(s.len() + 2);
+    b.push(b'"');
+    b.extend_from_slice(s.as_bytes());
+    b.push(b'"');
 }
 
 /// `s` as a JSON string, escaped exactly as serde_json escapes it.
@@ -193,13 +249,13 @@ impl OfferMsg<'_> {
     pub fn to_json(&self) -> Vec<u8> {
         let mut j = Json::new();
         j.uint(key!("v"), self.v.into());
-        j.str(key!("kind"), self.kind);
+        j.token(key!("kind"), self.kind);
         j.str(key!("offer_id"), self.offer_id);
         j.str(key!("contact_id"), self.contact_id);
         j.str(key!("conversation_id"), self.conversation_id);
-        j.str(key!("agent_id"), self.agent_id.as_str());
-        j.str(key!("queue"), self.queue.as_str());
-        j.str(key!("channel"), self.channel.as_str());
+        j.token(key!("agent_id"), self.agent_id.as_str());
+        j.token(key!("queue"), self.queue.as_str());
+        j.token(key!("channel"), self.channel.as_str());
         j.uint(key!("priority"), self.priority.into());
         j.time(key!("offered_at"), self.offered_at);
         j.time(key!("expires_at"), self.expires_at);
@@ -218,9 +274,9 @@ impl OfferMsg<'_> {
             for h in self.history {
                 j.element();
                 j.str(key!("contact_id"), &h.contact_id);
-                j.str(key!("channel"), h.channel.as_str());
-                j.str(key!("queue"), h.queue.as_str());
-                j.str_if(key!("agent"), h.agent.as_ref().map(|a| a.as_str()));
+                j.token(key!("channel"), h.channel.as_str());
+                j.token(key!("queue"), h.queue.as_str());
+                j.token_if(key!("agent"), h.agent.as_ref().map(|a| a.as_str()));
                 j.time(key!("at"), h.at);
                 j.str(key!("outcome"), &h.outcome);
                 j.close(b'}');
@@ -229,7 +285,7 @@ impl OfferMsg<'_> {
         }
         let w = &self.why;
         j.open(key!("why"), b'{');
-        j.str(key!("strategy"), w.strategy);
+        j.token(key!("strategy"), w.strategy);
         if w.returning_customer {
             j.key(key!("returning_customer"));
             j.b.extend_from_slice(b"true");
@@ -256,11 +312,11 @@ impl DesktopNotice<'_> {
     pub fn to_json(&self) -> Vec<u8> {
         let mut j = Json::new();
         j.uint(key!("v"), self.v.into());
-        j.str(key!("kind"), self.kind);
+        j.token(key!("kind"), self.kind);
         j.str(key!("contact_id"), self.contact_id);
         j.str(key!("conversation_id"), self.conversation_id);
-        j.str(key!("agent_id"), self.agent_id.as_str());
-        j.str(key!("channel"), self.channel.as_str());
+        j.token(key!("agent_id"), self.agent_id.as_str());
+        j.token(key!("channel"), self.channel.as_str());
         j.str_if(key!("offer_id"), self.offer_id);
         j.str_if(key!("reason"), self.reason);
         j.str_if(key!("event_id"), self.event_id);
@@ -279,15 +335,15 @@ impl ContactEventMsg<'_> {
         j.str(key!("event_id"), &self.event_id);
         j.str_or_null(key!("contact_id"), self.contact_id);
         j.str_or_null(key!("conversation_id"), self.conversation_id);
-        j.str_or_null(key!("channel"), self.channel.map(|c| c.as_str()));
-        j.str_or_null(key!("queue"), self.queue.map(|q| q.as_str()));
-        j.str_or_null(key!("agent_id"), self.agent_id.map(|a| a.as_str()));
+        j.token_or_null(key!("channel"), self.channel.map(|c| c.as_str()));
+        j.token_or_null(key!("queue"), self.queue.map(|q| q.as_str()));
+        j.token_or_null(key!("agent_id"), self.agent_id.map(|a| a.as_str()));
         j.time(key!("at"), self.at);
         j.float(key!("waited_secs"), self.waited_secs);
         j.str_if(key!("offer_id"), self.offer_id);
         j.str_if(key!("reason"), self.reason);
-        j.str_if(key!("from_queue"), self.from_queue.map(|q| q.as_str()));
-        j.str_if(key!("to_queue"), self.to_queue.map(|q| q.as_str()));
+        j.token_if(key!("from_queue"), self.from_queue.map(|q| q.as_str()));
+        j.token_if(key!("to_queue"), self.to_queue.map(|q| q.as_str()));
         j.str_if(key!("error"), self.error);
         if let Some(p) = self.position {
             j.uint(key!("position"), p as u64);

@@ -210,3 +210,30 @@ fn every_character_serde_json_escapes_is_escaped_the_same_way() {
         assert_eq!(ours, serde_json::to_vec(&s).expect("serialises"), "{c:?}");
     }
 }
+
+/// The word-at-a-time scan against the byte rule, exhaustively: every
+/// length up to three words (so every tail length, and the short strings
+/// read as one padded word), every position, every byte value, in text that
+/// needs no escape otherwise. Each (length, position) is also checked with
+/// a second byte, so a hit in one word cannot hide a miss in another.
+#[test]
+fn the_escape_scan_finds_every_escaped_byte_at_every_position() {
+    let rule = |s: &[u8]| s.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\');
+    for len in 0..=24usize {
+        let plain = vec![b'a'; len];
+        assert!(!needs_escape(&plain), "plain text of {len} bytes");
+        for at in 0..len {
+            for c in 0..=255u8 {
+                let mut s = plain.clone();
+                s[at] = c;
+                assert_eq!(needs_escape(&s), rule(&s), "byte {c:#04x} at {at} of {len}");
+                s[len - 1 - at] = b'~';
+                assert_eq!(
+                    needs_escape(&s),
+                    rule(&s),
+                    "byte {c:#04x} at {at} of {len}, '~' mirrored"
+                );
+            }
+        }
+    }
+}
