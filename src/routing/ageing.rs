@@ -151,7 +151,10 @@ impl Engine {
         if let Some(hit) = self
             .relax_cache
             .get(&key)
-            .and_then(|v| v.iter().find(|(placed, _)| **placed == *s.placed))
+            // By pointer: requirements as placed are shared (`placed_need`),
+            // so this reads no contact's requirement. A miss only costs
+            // working the step out again.
+            .and_then(|v| v.iter().find(|(placed, _)| Arc::ptr_eq(placed, &s.placed)))
         {
             return Some(Arc::clone(&hit.1));
         }

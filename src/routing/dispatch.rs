@@ -349,6 +349,9 @@ impl Engine {
             }
         }
         self.dirty_contacts.push(s.c.id);
+        // `need` first: until a step relaxes it, it is `placed` itself.
+        drop(s.need);
+        self.release_placed_need(s.placed);
     }
 
     pub(super) fn contacts_id(&self, cx: u32) -> String {

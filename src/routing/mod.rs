@@ -257,7 +257,8 @@ struct Relaxation {
 /// bounded by the configured queues and steps whatever the inputs ask.
 const RELAX_CACHE_WIDTH: usize = 16;
 
-/// The relaxations cached for one (queue, step), by requirement as placed.
+/// The relaxations cached for one (queue, step), by requirement as placed
+/// (the shared allocation of [`Engine::placed_need`], compared by pointer).
 type RelaxEntries = Vec<(Need, Arc<Relaxation>)>;
 
 /// An open contact and what the indexes need to find it again.
@@ -268,7 +269,8 @@ struct ContactSlot {
     q: u32,
     /// `c.required` (or its relaxation), interned and sorted.
     need: Need,
-    /// `c.required` interned: the relaxation cache's key (the same
+    /// `c.required` interned, shared by every open contact placed alike
+    /// ([`Engine::placed_need`]): the relaxation cache's key (the same
     /// allocation as `need` until a step relaxes it).
     placed: Need,
     tie: u64,
@@ -370,6 +372,14 @@ pub struct Engine {
     ages: Timers,
     /// Relaxation steps already worked out, by (queue slot, step).
     relax_cache: FastMap<(u32, u8), RelaxEntries>,
+    /// Requirements as placed, one allocation per distinct requirement of
+    /// the open contacts: contacts placed alike share it, so their slots
+    /// point at one warm allocation rather than each at its own cold one,
+    /// and the relaxation cache matches them by pointer. An entry leaves
+    /// when the last contact placed with it closes, unless the relaxation
+    /// cache still holds it (bounded by that cache), so its size is bounded
+    /// by the open contacts ([`Engine::placed_need`]).
+    placed_needs: std::collections::HashSet<Need, foldhash::fast::RandomState>,
     queues: Vec<QueueSlot>,
     queue_ix: FastMap<QueueName, u32>,
     changed_queues: Vec<u32>,

@@ -27,6 +27,7 @@ impl Engine {
             timers: Timers::default(),
             ages: Timers::default(),
             relax_cache: map_with(0),
+            placed_needs: Default::default(),
             queues: Vec::with_capacity(spec.queue_order.len()),
             queue_ix: map_with(spec.queue_order.len()),
             changed_queues: Vec::new(),
@@ -222,7 +223,8 @@ impl Engine {
     /// [`Self::push_contact`] when the caller holds the slot of `c.queue`.
     pub(super) fn push_contact_to(&mut self, c: Contact, q: u32) -> u32 {
         debug_assert_eq!(self.queues.get(q as usize).map(|s| &s.name), Some(&c.queue));
-        let need = Need::from(self.intern(&c.required));
+        let skills = self.intern(&c.required);
+        let need = self.placed_need(skills);
         let slot = ContactSlot {
             q,
             tie: tie_hash(&c.id),
@@ -282,6 +284,27 @@ impl Engine {
         let q = (self.queues.len() - 1) as u32;
         self.queue_ix.insert(name.clone(), q);
         q
+    }
+
+    /// The shared allocation of a requirement as placed (see
+    /// `Engine::placed_needs`), made on first use.
+    pub(super) fn placed_need(&mut self, skills: Skills) -> Need {
+        if let Some(need) = self.placed_needs.get(&skills[..]) {
+            return Arc::clone(need);
+        }
+        let need = Need::from(skills);
+        self.placed_needs.insert(Arc::clone(&need));
+        need
+    }
+
+    /// Lets a closed contact's requirement as placed go: dropped from
+    /// `placed_needs` when nothing but that set holds it any more (no other
+    /// open contact, no relaxation cached for it).
+    pub(super) fn release_placed_need(&mut self, placed: Need) {
+        // Two holders: `placed` itself and the set.
+        if Arc::strong_count(&placed) == 2 {
+            self.placed_needs.remove(&placed[..]);
+        }
     }
 
     pub(super) fn intern(&mut self, skills: &BTreeMap<SkillName, SkillLevel>) -> Skills {

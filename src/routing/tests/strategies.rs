@@ -303,6 +303,62 @@ initial_status = "available"
     );
 }
 
+/// Contacts placed with the same requirement share one allocation of it
+/// (what the relaxation cache matches by pointer); it is let go with the
+/// last of them, unless a relaxation cached for it still holds it, and a
+/// contact placed alike later gets that same allocation back.
+#[test]
+fn contacts_placed_alike_share_their_requirement_until_the_last_closes() {
+    let toml = r#"
+[[queues]]
+name = "billing"
+channels = ["chat"]
+skills = { billing = 7 }
+[[queues.relax]]
+after_secs = 30
+skills = { billing = 4 }
+"#;
+    let mut e = Engine::new(spec(toml), t(0.0));
+    let open = |e: &mut Engine, conv: &str, extra: serde_json::Value, at: f64| {
+        let mut fields = extra;
+        fields["queue"] = json!("billing");
+        e.on_inbound(&inbound(&format!("m-{conv}"), "chat", conv, fields), t(at))
+            .expect("opens");
+    };
+    let end = |e: &mut Engine, conv: &str, at: f64| {
+        let ev = json!({"v": 1, "id": format!("end-{conv}"), "type": "end", "channel": "chat", "conversation_id": conv, "customer": {"id": "c"}});
+        let ev = decode_inbound("chat", ev.to_string().as_bytes()).expect("end");
+        e.on_inbound(&ev, t(at)).expect("ends");
+    };
+    let placed = |e: &Engine, conv: &str| {
+        e.contacts
+            .iter()
+            .find(|s| s.c.conversation_id == conv)
+            .map(|s| Arc::clone(&s.placed))
+            .expect("open")
+    };
+    open(&mut e, "a", json!({}), 1.0);
+    open(&mut e, "b", json!({}), 2.0);
+    open(&mut e, "es", json!({"skills": ["es"]}), 3.0);
+    assert_eq!(e.placed_needs.len(), 2, "two distinct requirements");
+    assert!(Arc::ptr_eq(&placed(&e, "a"), &placed(&e, "b")), "placed alike, shared");
+    assert!(!Arc::ptr_eq(&placed(&e, "a"), &placed(&e, "es")));
+    end(&mut e, "a", 4.0);
+    end(&mut e, "es", 5.0);
+    assert_eq!(e.placed_needs.len(), 1, "b still holds the plain requirement");
+    end(&mut e, "b", 6.0);
+    assert!(e.placed_needs.is_empty(), "nothing open: nothing kept");
+
+    // A relaxation worked out for a requirement keeps it past its contacts.
+    open(&mut e, "c", json!({}), 10.0);
+    e.on_tick(t(41.0));
+    let cached = placed(&e, "c");
+    end(&mut e, "c", 42.0);
+    assert_eq!(e.placed_needs.len(), 1, "held by the relaxation cache");
+    open(&mut e, "d", json!({}), 43.0);
+    assert!(Arc::ptr_eq(&placed(&e, "d"), &cached), "the cached allocation again");
+}
+
 #[test]
 fn contacts_of_one_queue_asking_for_different_skills_relax_each_to_their_own_requirement() {
     // Relaxations are worked out once per queue, step and requirement as
