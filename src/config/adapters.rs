@@ -204,14 +204,21 @@ impl Config {
             } else if a.enabled && kind != Some(AdapterKind::Imap) && !paths.insert(path.clone()) {
                 bad(".path", format!("{path:?}"), "another enabled adapter serves this path");
             }
-            let secret = resolve(&mut bad, env, "secret", &a.secret, &a.secret_env, &a.secret_file);
+            let secret_given = given((&a.secret, &a.secret_env, &a.secret_file));
+            let secret = resolve(
+                &mut bad,
+                env,
+                "secret",
+                (&a.secret, &a.secret_env, &a.secret_file),
+                a.enabled,
+            );
+            let verify_given = given((&a.verify_token, &a.verify_token_env, &a.verify_token_file));
             let verify = resolve(
                 &mut bad,
                 env,
                 "verify_token",
-                &a.verify_token,
-                &a.verify_token_env,
-                &a.verify_token_file,
+                (&a.verify_token, &a.verify_token_env, &a.verify_token_file),
+                a.enabled,
             );
             let format = match (kind, a.format.as_deref()) {
                 (Some(AdapterKind::Social), None | Some("meta")) => SocialFormat::Meta,
@@ -227,14 +234,16 @@ impl Config {
                 (_, None) => SocialFormat::Meta,
             };
             let imap = (kind == Some(AdapterKind::Imap)).then(|| imap_spec(&mut bad, env, a));
-            if a.enabled && secret.is_none() && kind.is_some() && kind != Some(AdapterKind::Imap) {
+            // Required when enabled; a secret given but not found was
+            // reported by `resolve` already.
+            if a.enabled && !secret_given && kind.is_some() && kind != Some(AdapterKind::Imap) {
                 bad(
                     ".secret",
                     "none".into(),
                     "a signing secret is required (secret, secret_env or secret_file)",
                 );
             }
-            if a.enabled && kind == Some(AdapterKind::Social) && format == SocialFormat::Meta && verify.is_none() {
+            if a.enabled && kind == Some(AdapterKind::Social) && format == SocialFormat::Meta && !verify_given {
                 bad(
                     ".verify_token",
                     "none".into(),
@@ -339,8 +348,10 @@ fn imap_spec(
         before.set(before.get() + 1);
         bad(k, v, m)
     };
+    // What a disabled adapter lacks is not a problem yet; what it gives
+    // must still be right.
     let host = a.host.clone().unwrap_or_default();
-    if host.is_empty() {
+    if host.is_empty() && a.enabled {
         n(".host", "none".into(), "the IMAP server's host name is required");
     }
     let tls = match a.tls.as_deref().unwrap_or("tls") {
@@ -364,11 +375,12 @@ fn imap_spec(
     };
     let port = a.port.unwrap_or(if tls == ImapTls::Tls { 993 } else { 143 });
     let username = a.username.clone().unwrap_or_default();
-    if username.is_empty() {
+    if username.is_empty() && a.enabled {
         n(".username", "none".into(), "the IMAP user name is required");
     }
-    let password = resolve(&mut n, env, "password", &a.password, &a.password_env, &a.password_file);
-    if password.is_none() {
+    let password_given = (&a.password, &a.password_env, &a.password_file);
+    let password = resolve(&mut n, env, "password", password_given, a.enabled);
+    if !given(password_given) && a.enabled {
         n(
             ".password",
             "none".into(),
@@ -424,14 +436,22 @@ fn imap_spec(
     })
 }
 
-/// One of `<key>`, `<key>_env`, `<key>_file`, resolved.
+/// Whether any of `<key>`, `<key>_env`, `<key>_file` is given.
+pub(super) fn given((inline, var, file): (&Option<Secret>, &Option<String>, &Option<PathBuf>)) -> bool {
+    inline.is_some() || var.is_some() || file.is_some()
+}
+
+/// One of `<key>`, `<key>_env`, `<key>_file`, resolved. Only when
+/// `look_up` (the adapter or sink is enabled): a disabled one may name a
+/// variable or a file that is not provisioned yet; that more than one is
+/// given is reported either way. `None` when nothing is given, when it is
+/// not looked up, or after a problem was reported.
 pub(super) fn resolve(
     bad: &mut dyn FnMut(&str, String, &str),
     env: &dyn Fn(&str) -> Option<String>,
     key: &str,
-    inline: &Option<Secret>,
-    var: &Option<String>,
-    file: &Option<PathBuf>,
+    (inline, var, file): (&Option<Secret>, &Option<String>, &Option<PathBuf>),
+    look_up: bool,
 ) -> Option<String> {
     let given = [inline.is_some(), var.is_some(), file.is_some()];
     if given.iter().filter(|g| **g).count() > 1 {
@@ -440,6 +460,9 @@ pub(super) fn resolve(
             "***".into(),
             &format!("give one of {key}, {key}_env, {key}_file"),
         );
+        return None;
+    }
+    if !look_up {
         return None;
     }
     let value = if let Some(s) = inline {
@@ -562,6 +585,40 @@ queue = "bad queue"
             );
         }
         assert!(!text.join("\n").contains("s1"), "a secret was printed");
+    }
+
+    /// A disabled adapter may name a secret that is not provisioned yet and
+    /// leave out what only running needs; giving two forms of one secret is
+    /// still wrong. An enabled adapter's missing variable is one problem,
+    /// not two.
+    #[test]
+    fn a_disabled_adapter_needs_no_provisioned_secret_and_a_missing_one_is_reported_once() {
+        let cfg = load(
+            r#"
+[adapters.both]
+type = "chat-webhook"
+enabled = false
+secret = "s1"
+secret_file = "/nonexistent/secret"
+[adapters.chat]
+type = "chat-webhook"
+secret_env = "MISSING_VAR"
+[adapters.later]
+type = "email-imap"
+enabled = false
+password_env = "NOT_YET"
+"#,
+        );
+        let problems = cfg.adapter_specs_with(&|_| None).expect_err("invalid");
+        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        let want = [
+            "adapters.both.secret = ***: give one of secret, secret_env, secret_file",
+            "adapters.chat.secret_env = \"MISSING_VAR\"",
+        ];
+        assert_eq!(text.len(), want.len(), "{}", text.join("\n"));
+        for (got, want) in text.iter().zip(want) {
+            assert!(got.starts_with(want), "{got:?} is not {want:?}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! [`Config::sink_specs`] with every problem listed (secrets resolved as
 //! for adapters: inline, `_env` or `_file`, never printed).
 
-use super::adapters::resolve;
+use super::adapters::{given, resolve};
 use super::{Config, Problem, Secret};
 use crate::domain::{Channel, QueueName};
 use crate::sinks::{EmailSink, Filters, SinkKind, SinkSpec, SmtpTls, WebhookFormat};
@@ -157,12 +157,18 @@ impl Config {
             }
             let kind = match c.kind.as_str() {
                 "webhook" => {
+                    // What a disabled sink lacks is not a problem yet;
+                    // what it gives must still be right.
                     let url = c.url.clone().unwrap_or_default();
-                    if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains(' ') {
+                    if (c.enabled || c.url.is_some())
+                        && (!(url.starts_with("https://") || url.starts_with("http://")) || url.contains(' '))
+                    {
                         bad(".url", format!("{url:?}"), "must be an http(s) URL");
                     }
-                    let secret = resolve(&mut bad, env, "secret", &c.secret, &c.secret_env, &c.secret_file);
-                    if secret.is_none() {
+                    let secret_given = (&c.secret, &c.secret_env, &c.secret_file);
+                    let secret = resolve(&mut bad, env, "secret", secret_given, c.enabled);
+                    // A secret given but not found was reported by `resolve`.
+                    if !given(secret_given) && c.enabled {
                         bad(
                             ".secret",
                             "none".into(),
@@ -185,7 +191,7 @@ impl Config {
                 }
                 "email" => {
                     let host = c.host.clone().unwrap_or_default();
-                    if host.is_empty() {
+                    if host.is_empty() && c.enabled {
                         bad(".host", "none".into(), "the SMTP server's host name is required");
                     }
                     let tls = match c.tls.as_deref().unwrap_or("starttls") {
@@ -208,15 +214,9 @@ impl Config {
                             SmtpTls::StartTls
                         }
                     };
-                    let password = resolve(
-                        &mut bad,
-                        env,
-                        "password",
-                        &c.password,
-                        &c.password_env,
-                        &c.password_file,
-                    );
-                    if password.is_some() != c.username.is_some() {
+                    let password_given = (&c.password, &c.password_env, &c.password_file);
+                    let password = resolve(&mut bad, env, "password", password_given, c.enabled);
+                    if given(password_given) != c.username.is_some() {
                         bad(
                             ".username",
                             format!("{:?}", c.username),
@@ -224,10 +224,10 @@ impl Config {
                         );
                     }
                     let from = c.from.clone().unwrap_or_default();
-                    if let Err(e) = crate::sinks::email::mailbox(&from) {
+                    if let (Err(e), true) = (crate::sinks::email::mailbox(&from), c.enabled || c.from.is_some()) {
                         bad(".from", format!("{from:?}"), &format!("not a mailbox: {e}"));
                     }
-                    if c.to.is_empty() {
+                    if c.to.is_empty() && c.enabled {
                         bad(".to", "[]".into(), "at least one recipient is needed");
                     }
                     for (i, t) in c.to.iter().enumerate() {
@@ -339,5 +339,38 @@ type = "pager"
             );
         }
         assert!(cfg.validate().is_err(), "validate lists sink problems too");
+    }
+
+    /// A disabled sink may name a secret that is not provisioned yet and
+    /// leave out what only sending needs; what it gives is still checked.
+    /// An enabled sink's missing variable is one problem, not two.
+    #[test]
+    fn a_disabled_sink_needs_no_provisioned_secret_and_a_missing_one_is_reported_once() {
+        let toml = r#"
+[alerts.sinks.later]
+type = "email"
+enabled = false
+password_env = "NOT_YET"
+username = "u"
+[alerts.sinks.off]
+type = "webhook"
+enabled = false
+url = "ftp://x"
+[alerts.sinks.hook]
+type = "webhook"
+url = "https://hooks.example.com/a"
+secret_env = "MISSING_VAR"
+"#;
+        let cfg = Config::from_toml_with_env(toml, "t", Vec::new()).expect("well-typed");
+        let problems = cfg.sink_specs_with(&|_| None).expect_err("invalid");
+        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        let want = [
+            "alerts.sinks.hook.secret_env = \"MISSING_VAR\"",
+            "alerts.sinks.off.url = \"ftp://x\"",
+        ];
+        assert_eq!(text.len(), want.len(), "{}", text.join("\n"));
+        for (got, want) in text.iter().zip(want) {
+            assert!(got.starts_with(want), "{got:?} is not {want:?}");
+        }
     }
 }
