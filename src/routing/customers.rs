@@ -88,13 +88,21 @@ impl Customers {
     /// Adds a closed contact to its customer's history, keeping `keep`
     /// entries, then forgets customers beyond `max`.
     pub fn remember(&mut self, k: u128, s: Served, keep: usize, max: usize) {
+        let keep = keep.max(1);
         let h = self.map.entry(k).or_default();
         if let Some(at) = h.last_at() {
             self.by_last.remove(&(at, k));
         }
+        // Room first, then the new entry: a history is allocated once, at
+        // its full size (growing by doubling would allocate twice and keep
+        // up to three spare entries per customer, and the allocations of a
+        // growing customer table were a visible share of an agent event).
+        let extra = (h.contacts.len() + 1).saturating_sub(keep);
+        h.contacts.drain(..extra.min(h.contacts.len()));
+        if h.contacts.capacity() == 0 {
+            h.contacts.reserve_exact(keep);
+        }
         h.contacts.push(s);
-        let extra = h.contacts.len().saturating_sub(keep.max(1));
-        h.contacts.drain(..extra);
         if let Some(at) = h.last_at() {
             self.by_last.insert((at, k));
         }
@@ -158,6 +166,7 @@ mod tests {
             h.contacts.iter().map(|s| s.contact_id.as_str()).collect::<Vec<_>>(),
             ["c2", "c3", "c4"]
         );
+        assert_eq!(h.contacts.capacity(), 3, "a history is allocated once, at its size");
         c.remember(customer_key("bo"), served(10, None), 3, 2);
         c.remember(customer_key("cy"), served(11, Some("a2")), 3, 2);
         // Ana's last contact is the oldest: she is forgotten first.
