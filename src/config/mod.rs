@@ -453,6 +453,17 @@ fn locate(root: &serde_json::Value, path: &str) -> (String, String) {
     (if key.is_empty() { "(root)".into() } else { key }, value)
 }
 
+/// Asserts that `problems` are exactly `want`, in order, each line starting
+/// with its `key = value` (the message after it may say more).
+#[cfg(test)]
+pub(crate) fn assert_problems_are(problems: &[Problem], want: &[&str]) {
+    let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    assert_eq!(text.len(), want.len(), "{}", text.join("\n"));
+    for (got, want) in text.iter().zip(want) {
+        assert!(got.starts_with(want), "{got:?} is not {want:?}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -303,13 +303,8 @@ initial_status = "available"
     );
 }
 
-/// Contacts placed with the same requirement share one allocation of it
-/// (what the relaxation cache matches by pointer); it is let go with the
-/// last of them, unless a relaxation cached for it still holds it, and a
-/// contact placed alike later gets that same allocation back.
-#[test]
-fn contacts_placed_alike_share_their_requirement_until_the_last_closes() {
-    let toml = r#"
+/// A billing queue whose contacts need level 7, relaxed to 4 after 30 s.
+const BILLING_RELAXING: &str = r#"
 [[queues]]
 name = "billing"
 channels = ["chat"]
@@ -318,7 +313,14 @@ skills = { billing = 7 }
 after_secs = 30
 skills = { billing = 4 }
 "#;
-    let mut e = Engine::new(spec(toml), t(0.0));
+
+/// Contacts placed with the same requirement share one allocation of it
+/// (what the relaxation cache matches by pointer); it is let go with the
+/// last of them, unless a relaxation cached for it still holds it, and a
+/// contact placed alike later gets that same allocation back.
+#[test]
+fn contacts_placed_alike_share_their_requirement_until_the_last_closes() {
+    let mut e = Engine::new(spec(BILLING_RELAXING), t(0.0));
     let open = |e: &mut Engine, conv: &str, extra: serde_json::Value, at: f64| {
         let mut fields = extra;
         fields["queue"] = json!("billing");
@@ -364,22 +366,11 @@ fn contacts_of_one_queue_asking_for_different_skills_relax_each_to_their_own_req
     // Relaxations are worked out once per queue, step and requirement as
     // placed; a contact that asked for `es` must not share the relaxation
     // of one that did not, whichever reaches the step first.
-    let toml = r#"
-[[queues]]
-name = "billing"
-channels = ["chat"]
-skills = { billing = 7 }
-[[queues.relax]]
-after_secs = 30
-skills = { billing = 4 }
-[[agents]]
-id = "mid"
-skills = { billing = 4 }
-capacity = { chat = 2 }
-initial_status = "available"
-"#;
+    let toml = format!(
+        "{BILLING_RELAXING}[[agents]]\nid = \"mid\"\nskills = {{ billing = 4 }}\ncapacity = {{ chat = 2 }}\ninitial_status = \"available\"\n"
+    );
     for es_first in [true, false] {
-        let mut e = Engine::new(spec(toml), t(0.0));
+        let mut e = Engine::new(spec(&toml), t(0.0));
         let with_es = inbound("m1", "chat", "c-es", json!({"queue": "billing", "skills": ["es"]}));
         let plain = inbound("m2", "chat", "c-plain", json!({"queue": "billing"}));
         let (a, b) = if es_first {
