@@ -71,6 +71,18 @@ impl FromStr for Channel {
     }
 }
 
+/// Whether a customer's tier is one a rule or filter names: case does not
+/// matter (`Gold` is `gold`), wherever tiers are matched (routing rules,
+/// SLA rules, alert sinks), since adapters and CRMs spell them as they
+/// please.
+pub fn same_tier(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a.to_lowercase() == b.to_lowercase()
+    }
+}
+
 /// Checks the contract's identifier grammar: 1 to 64 of `A-Z a-z 0-9 _ -`.
 /// These names become subject tokens, key-value keys and metric labels.
 pub fn check_token(s: &str) -> Result<(), String> {

@@ -215,7 +215,8 @@ impl SlaRule {
     fn matches(&self, queue: &QueueName, channel: Channel, tier: Option<&str>, priority: u8) -> bool {
         (self.queues.is_empty() || self.queues.contains(queue))
             && (self.channels.is_empty() || self.channels.contains(&channel))
-            && (self.tiers.is_empty() || tier.is_some_and(|t| self.tiers.iter().any(|x| x == t)))
+            && (self.tiers.is_empty()
+                || tier.is_some_and(|t| self.tiers.iter().any(|x| crate::domain::same_tier(x, t))))
             && self.min_priority.is_none_or(|m| priority >= m)
     }
 }

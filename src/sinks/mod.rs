@@ -90,7 +90,10 @@ impl Filters {
             && ok(&self.clocks, alert["clock"].as_str())
             && ok(&self.queues, alert["queue"].as_str())
             && ok(&self.channels, alert["channel"].as_str())
-            && ok(&self.tiers, alert["customer"]["tier"].as_str())
+            && (self.tiers.is_empty()
+                || alert["customer"]["tier"]
+                    .as_str()
+                    .is_some_and(|t| self.tiers.iter().any(|x| crate::domain::same_tier(x, t))))
     }
 }
 
@@ -286,6 +289,11 @@ mod tests {
             ..Filters::default()
         };
         assert!(f.pass(&alert("breach", "billing", Some("vip"))));
+        assert!(
+            f.pass(&alert("breach", "billing", Some("VIP"))),
+            "tiers match in any case"
+        );
+        assert!(!f.pass(&alert("breach", "billing", Some("gold"))));
         assert!(!f.pass(&alert("warning", "billing", Some("vip"))));
         assert!(!f.pass(&alert("breach", "billing", None)));
         assert!(Filters::default().pass(&alert("warning", "x", None)));

@@ -244,6 +244,9 @@ sla_policy = "urgent"
     };
     let gold = json!({"queue": "q", "customer": {"id": "g", "tier": "gold"}});
     assert_eq!(open(&mut e, "1", "email", gold).as_deref(), Some("gold"));
+    // Tiers match in any case, as routing rules match them.
+    let gold = json!({"queue": "q", "customer": {"id": "g2", "tier": "Gold"}});
+    assert_eq!(open(&mut e, "1b", "email", gold).as_deref(), Some("gold"));
     assert_eq!(
         open(&mut e, "2", "chat", json!({"queue": "q", "priority": 8})).as_deref(),
         Some("urgent")
