@@ -123,7 +123,7 @@ impl Sim {
     }
 
     /// The tally as report fields (means per timed call), and a fresh one.
-    pub(crate) fn work_report(&mut self) -> Map<String, Value> {
+    fn work_report(&mut self) -> Map<String, Value> {
         let t = std::mem::take(&mut self.tally);
         let mean = |n: usize| round3(n as f64 / t.calls.max(1) as f64);
         let mut m = Map::new();
@@ -131,6 +131,20 @@ impl Sim {
         m.insert("relaxed_max".into(), json!(t.relaxed_max));
         m.insert("examined_per_event".into(), json!(mean(t.examined)));
         m
+    }
+
+    /// A timed scenario's report: its latency figures, its `timing` (from
+    /// the budget's `done`) and its work tally (which starts afresh).
+    pub(crate) fn scenario_report(
+        &mut self,
+        h: &Histogram<u64>,
+        truncated: bool,
+        timing: Map<String, Value>,
+    ) -> Map<String, Value> {
+        let mut s = stats(h, truncated);
+        s.extend(timing);
+        s.extend(self.work_report());
+        s
     }
 
     /// One new contact; `on_inbound` timed into `h` when given.

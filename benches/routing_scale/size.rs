@@ -65,9 +65,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
         b.progress(|| format!("{i}/{n_free} contacts"));
     }
     let timing = b.done(format!("{} contacts, {offered_at_once} offered at once", h.len()));
-    let mut s = stats(&h, cut);
-    s.extend(timing);
-    s.extend(sim.work_report());
+    let mut s = sim.scenario_report(&h, cut, timing);
     s.insert("contacts".into(), json!(n_free));
     s.insert("offered_at_once".into(), json!(offered_at_once));
     scenarios.insert("new_contact_free_agents".into(), Value::Object(s));
@@ -115,9 +113,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
         world.reachable_capacity,
         sim.e.waiting_len()
     ));
-    let mut s = stats(&h, cut);
-    s.extend(timing);
-    s.extend(sim.work_report());
+    let mut s = sim.scenario_report(&h, cut, timing);
     s.insert("assigned".into(), json!(sim.assigned.len()));
     s.insert("reachable_capacity".into(), json!(world.reachable_capacity));
     s.insert("total_capacity".into(), json!(world.total_capacity));
@@ -146,9 +142,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
         b.progress(|| format!("waiting {}/{}", sim.e.waiting_len(), p.waiting));
     }
     let timing = b.done(format!("{} contacts, waiting {}", h.len(), sim.e.waiting_len()));
-    let mut s = stats(&h, cut);
-    s.extend(timing);
-    s.extend(sim.work_report());
+    let mut s = sim.scenario_report(&h, cut, timing);
     s.insert("waiting_reached".into(), json!(sim.e.waiting_len()));
     s.insert("waiting_target".into(), json!(p.waiting));
     s.insert("open_contacts".into(), json!(sim.e.contacts_len()));
@@ -211,9 +205,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
         b.progress(|| format!("{i}/{k} completes, {refilled} slots re-offered"));
     }
     let timing = b.done(format!("{} completes, {refilled} slots re-offered", h.len()));
-    let mut s = stats(&h, cut);
-    s.extend(timing);
-    s.extend(sim.work_report());
+    let mut s = sim.scenario_report(&h, cut, timing);
     s.insert("completes_requested".into(), json!(p.completes));
     s.insert("slots_reoffered".into(), json!(refilled));
     s.insert("offers_outstanding".into(), json!(offers_made));
@@ -251,9 +243,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
     }
     let timing = b.done(format!("{} ticks, {expired}/{targeted} offers expired", h.len()));
     let not_available = sim.e.agents().filter(|a| a.status != Presence::Available).count();
-    let mut s = stats(&h, cut);
-    s.extend(timing);
-    s.extend(sim.work_report());
+    let mut s = sim.scenario_report(&h, cut, timing);
     s.insert("offers_targeted".into(), json!(targeted));
     s.insert("offers_expired".into(), json!(expired));
     s.insert("reoffered".into(), json!(reoffered));
@@ -288,9 +278,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
         b.progress(|| format!("{i}/{} ticks", p.idle_ticks));
     }
     let timing = b.done(format!("{} ticks", h.len()));
-    let mut s = stats(&h, cut);
-    s.extend(timing);
-    s.extend(sim.work_report());
+    let mut s = sim.scenario_report(&h, cut, timing);
     s.insert("open_contacts".into(), json!(sim.e.contacts_len()));
     s.insert("waiting".into(), json!(sim.e.waiting_len()));
     s.insert("ticks_with_output".into(), json!(busy));

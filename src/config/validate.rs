@@ -345,7 +345,7 @@ impl Config {
                     priority: prio,
                     sla_policy: r.sla_policy.clone(),
                     channels,
-                    tiers: r.tiers.iter().map(|t| t.to_lowercase()).collect(),
+                    tiers: r.tiers.clone(),
                     languages: r.languages.iter().map(|t| t.to_lowercase()).collect(),
                     skills: rule_skills,
                     attributes: r.attributes.clone(),

@@ -83,6 +83,11 @@ pub fn same_tier(a: &str, b: &str) -> bool {
     }
 }
 
+/// Whether `tier` is one of `tiers` ([`same_tier`]); no tier is none of them.
+pub fn same_tier_in(tiers: &[String], tier: Option<&str>) -> bool {
+    tier.is_some_and(|t| tiers.iter().any(|x| same_tier(x, t)))
+}
+
 /// Checks the contract's identifier grammar: 1 to 64 of `A-Z a-z 0-9 _ -`.
 /// These names become subject tokens, key-value keys and metric labels.
 pub fn check_token(s: &str) -> Result<(), String> {

@@ -4,7 +4,7 @@
 
 pub use super::waiting::{Ageing, RelaxStep, Relaxed, STARVED};
 use crate::domain::wire::{BadMessage, InboundEvent};
-use crate::domain::{AgentId, Channel, Presence, QueueName, SkillLevel, SkillName};
+use crate::domain::{same_tier_in, AgentId, Channel, Presence, QueueName, SkillLevel, SkillName};
 use crate::sla::ClockKind;
 use std::collections::BTreeMap;
 
@@ -103,7 +103,7 @@ pub struct RuleSpec {
     pub priority: Option<u8>,
     pub sla_policy: Option<String>,
     pub channels: Vec<Channel>,
-    /// Lower-cased.
+    /// Matched in any case ([`crate::domain::same_tier`]).
     pub tiers: Vec<String>,
     /// Lower-cased.
     pub languages: Vec<String>,
@@ -119,11 +119,8 @@ impl RuleSpec {
         if !self.channels.is_empty() && !self.channels.contains(&ev.channel) {
             return false;
         }
-        if !self.tiers.is_empty() {
-            let tier = ev.customer.tier.as_deref().map(str::to_lowercase);
-            if !tier.is_some_and(|t| self.tiers.contains(&t)) {
-                return false;
-            }
+        if !self.tiers.is_empty() && !same_tier_in(&self.tiers, ev.customer.tier.as_deref()) {
+            return false;
         }
         if !self.languages.is_empty() {
             let Some(lang) = ev.customer.language.as_deref().map(str::to_lowercase) else {
@@ -215,8 +212,7 @@ impl SlaRule {
     fn matches(&self, queue: &QueueName, channel: Channel, tier: Option<&str>, priority: u8) -> bool {
         (self.queues.is_empty() || self.queues.contains(queue))
             && (self.channels.is_empty() || self.channels.contains(&channel))
-            && (self.tiers.is_empty()
-                || tier.is_some_and(|t| self.tiers.iter().any(|x| crate::domain::same_tier(x, t))))
+            && (self.tiers.is_empty() || same_tier_in(&self.tiers, tier))
             && self.min_priority.is_none_or(|m| priority >= m)
     }
 }

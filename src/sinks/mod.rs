@@ -90,10 +90,7 @@ impl Filters {
             && ok(&self.clocks, alert["clock"].as_str())
             && ok(&self.queues, alert["queue"].as_str())
             && ok(&self.channels, alert["channel"].as_str())
-            && (self.tiers.is_empty()
-                || alert["customer"]["tier"]
-                    .as_str()
-                    .is_some_and(|t| self.tiers.iter().any(|x| crate::domain::same_tier(x, t))))
+            && (self.tiers.is_empty() || crate::domain::same_tier_in(&self.tiers, alert["customer"]["tier"].as_str()))
     }
 }
 
