@@ -52,7 +52,7 @@ impl Engine {
         s.c.clocks.retain(|k| !kinds.contains(&k.clock));
         let stopped = s.c.clocks.len() != before;
         if stopped {
-            self.dirty_contacts.push(self.contacts_id(cx));
+            self.dirty_contacts.push(cx);
             self.schedule_sla(cx);
         }
         stopped
@@ -84,7 +84,7 @@ impl Engine {
             changed = true;
         }
         if changed {
-            self.dirty_contacts.push(self.contacts_id(cx));
+            self.dirty_contacts.push(cx);
             self.schedule_sla(cx);
         }
     }
@@ -107,7 +107,7 @@ impl Engine {
             paused = true;
         }
         if paused {
-            self.dirty_contacts.push(self.contacts_id(cx));
+            self.dirty_contacts.push(cx);
             self.schedule_sla(cx);
         }
         paused
@@ -255,9 +255,8 @@ impl Engine {
         }
         // In the order they came due, across the contact's clocks.
         alerts.sort_by_key(|(due, _)| *due);
-        let id = c.id.clone();
         self.out.extend(alerts.into_iter().map(|(_, o)| o));
-        self.dirty_contacts.push(id);
+        self.dirty_contacts.push(cx);
         self.schedule_sla(cx);
     }
 }

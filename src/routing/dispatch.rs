@@ -220,7 +220,7 @@ impl Engine {
                 a.last_offer = seq;
             });
         }
-        self.dirty_contacts.push(self.contacts_id(cx));
+        self.dirty_contacts.push(cx);
         self.timers.insert(expires_at, Timer::OfferExpiry(cx));
         for (ax, agent, offer_id) in &members {
             self.emit_offer_to(cx, *ax, agent, offer_id);
@@ -295,7 +295,7 @@ impl Engine {
         let Some(s) = self.slot_mut(cx) else { return false };
         s.c.add_decliner(agent);
         self.unhold(cx, agent);
-        self.dirty_contacts.push(self.contacts_id(cx));
+        self.dirty_contacts.push(cx);
         if last {
             self.enqueue(cx, now);
         }
@@ -348,14 +348,14 @@ impl Engine {
                 self.by_conversation.insert(s.c.conversation_id.clone(), other);
             }
         }
-        self.dirty_contacts.push(s.c.id);
+        self.closed_contacts.push(s.c.id);
         // `need` first: until a step relaxes it, it is `placed` itself.
         drop(s.need);
         self.release_placed_need(s.placed);
     }
 
-    pub(super) fn contacts_id(&self, cx: u32) -> String {
-        self.slot(cx).map(|s| s.c.id.clone()).unwrap_or_default()
+    pub(super) fn contacts_id(&self, cx: u32) -> &str {
+        self.slot(cx).map_or("", |s| &s.c.id)
     }
 
     // ----- the wait index -----

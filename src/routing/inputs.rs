@@ -102,7 +102,7 @@ impl Engine {
         // Clocks first: a queue ordered by slack files it by its breach.
         self.start_clocks(cx);
         self.enqueue(cx, now);
-        self.dirty_contacts.push(id.clone());
+        self.dirty_contacts.push(cx);
         self.queued_event(cx, now, from_queue.as_ref());
         // The SLA may already be overdue (an adapter that was down).
         if self.slot(cx).and_then(|s| s.sla_at).is_some_and(|at| at <= now) {
@@ -150,7 +150,7 @@ impl Engine {
                 }
             }
         }
-        self.dirty_contacts.push(self.contacts_id(cx));
+        self.dirty_contacts.push(cx);
         self.customer_wrote(cx, now);
         Outcome::Attached
     }
@@ -185,7 +185,7 @@ impl Engine {
                 // Nothing is owed to a customer who left; the agent still
                 // has to resolve the contact.
                 self.stop_clocks(cx, &[ClockKind::FirstResponse, ClockKind::NextResponse]);
-                self.dirty_contacts.push(self.contacts_id(cx));
+                self.dirty_contacts.push(cx);
                 self.notice(cx, &agent, "ended", None, Some("customer left"), now);
             }
         }
@@ -277,7 +277,7 @@ impl Engine {
                     let first = s.c.responded_at.is_none();
                     if first {
                         s.c.responded_at = Some(now);
-                        self.dirty_contacts.push(self.contacts_id(cx));
+                        self.dirty_contacts.push(cx);
                         self.event("responded", cx, now, None, None);
                     }
                     let answered = self.stop_clocks(cx, &[ClockKind::FirstResponse, ClockKind::NextResponse]);
@@ -393,7 +393,7 @@ impl Engine {
                     &[ClockKind::QueueWait]
                 };
                 self.stop_clocks(cx, stopped);
-                self.dirty_contacts.push(self.contacts_id(cx));
+                self.dirty_contacts.push(cx);
                 self.change_agent(ax, |a| a.missed_offers = 0);
                 self.event("accepted", cx, now, None, None);
                 if responded {

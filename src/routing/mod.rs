@@ -365,6 +365,8 @@ pub struct Engine {
     agents: Vec<AgentSlot>,
     agent_ix: FastMap<AgentId, u32>,
     skill_ix: FastMap<SkillName, SkillIx>,
+    /// The names of `skill_ix`, by index.
+    skill_names: Vec<SkillName>,
     free: AgentIndex,
     waiting: WaitIndex,
     timers: Timers,
@@ -400,8 +402,11 @@ pub struct Engine {
     offer_seq: u64,
     /// Records changed by the current input, with repeats: sorted and
     /// deduplicated when taken (a vector keeps its allocation between
-    /// inputs, where a set would allocate a node for each).
-    dirty_contacts: Vec<String>,
+    /// inputs, where a set would allocate a node for each). Open contacts
+    /// by slot (marking one copies no id); closed ones by id, their slot
+    /// being free (or another contact's) by the time changes are taken.
+    dirty_contacts: Vec<u32>,
+    closed_contacts: Vec<String>,
     dirty_agents: Vec<AgentId>,
     customers: customers::Customers,
     out: Vec<Outbound>,
@@ -465,17 +470,32 @@ impl Engine {
     pub fn take_changes(&mut self) -> Vec<Change> {
         // Drained, not replaced: the vectors keep their room for the next input.
         let mut contacts = std::mem::take(&mut self.dirty_contacts);
+        let mut closed = std::mem::take(&mut self.closed_contacts);
         let mut agents = std::mem::take(&mut self.dirty_agents);
         contacts.sort_unstable();
         contacts.dedup();
+        closed.sort_unstable();
+        closed.dedup();
         agents.sort_unstable();
         agents.dedup();
-        let mut v = Vec::with_capacity(contacts.len() + agents.len());
-        for id in contacts.drain(..) {
-            let value = self.contact(&id).map(crate::domain::wire::to_json);
+        let mut v = Vec::with_capacity(contacts.len() + closed.len() + agents.len());
+        for id in closed.drain(..) {
+            // An id closed and opened again by the same input is written
+            // below, from its new slot.
+            if !self.contact_ix.contains_key(&id) {
+                v.push(Change {
+                    key: format!("{CONTACT_KEY}{id}"),
+                    value: None,
+                });
+            }
+        }
+        for cx in contacts.drain(..) {
+            // A slot closed by this input (and not reused) is free: its
+            // contact is among the deletions above.
+            let Some(s) = self.slot(cx) else { continue };
             v.push(Change {
-                key: format!("{CONTACT_KEY}{id}"),
-                value,
+                key: format!("{CONTACT_KEY}{}", s.c.id),
+                value: Some(crate::domain::wire::to_json(&s.c)),
             });
         }
         for id in agents.drain(..) {
@@ -485,7 +505,7 @@ impl Engine {
                 value,
             });
         }
-        (self.dirty_contacts, self.dirty_agents) = (contacts, agents);
+        (self.dirty_contacts, self.closed_contacts, self.dirty_agents) = (contacts, closed, agents);
         for k in std::mem::take(&mut self.customers.dirty) {
             let value = self.customers.get(k).map(crate::domain::wire::to_json);
             v.push(Change {

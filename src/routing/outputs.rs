@@ -75,9 +75,20 @@ impl Engine {
         else {
             return;
         };
-        let Some(a) = self.agents.get(ax as usize).map(|slot| &slot.a) else {
+        let Some(have) = self.agents.get(ax as usize).map(|slot| &slot.skills) else {
             return;
         };
+        // From the interned forms (the requirement as filed, the agent's
+        // sorted levels), not by name: the names' own allocations are cold.
+        let mut agent_levels: Vec<_> = s
+            .need
+            .iter()
+            .filter_map(|(ix, _)| {
+                let at = have.binary_search_by_key(ix, |(i, _)| *i).ok()?;
+                Some((self.skill_names.get(*ix as usize)?, have[at].1))
+            })
+            .collect();
+        agent_levels.sort_unstable_by(|x, y| x.0.cmp(y.0));
         let strategy = self
             .queues
             .get(s.route_q as usize)
@@ -109,10 +120,7 @@ impl Engine {
                 returning_customer: c.preferred_agent.as_ref() == Some(agent),
                 step: s.step,
                 required,
-                agent_levels: required
-                    .keys()
-                    .filter_map(|s| a.skills.get(s).map(|l| (s, *l)))
-                    .collect(),
+                agent_levels,
                 candidates: *candidates,
             },
         };

@@ -19,6 +19,7 @@ impl Engine {
             agents: Vec::new(),
             agent_ix: map_with(spec.agents.len()),
             skill_ix: map_with(0),
+            skill_names: Vec::new(),
             free: AgentIndex::new(
                 spec.queues.values().map(|q| q.strategy),
                 spec.queues.values().any(|q| q.skills.is_empty()),
@@ -39,6 +40,7 @@ impl Engine {
             work: Work::default(),
             offer_seq: 0,
             dirty_contacts: Vec::new(),
+            closed_contacts: Vec::new(),
             dirty_agents: Vec::new(),
             customers: Default::default(),
             out: Vec::new(),
@@ -104,6 +106,7 @@ impl Engine {
             }
         }
         for mut c in contacts {
+            let mut repaired = false;
             // A contact held by an agent that no longer exists goes back to
             // the queue rather than being lost (a ring group's offer stays
             // with the members that still exist).
@@ -131,11 +134,11 @@ impl Engine {
                 } else {
                     c.state = ContactState::Waiting;
                 }
-                e.dirty_contacts.push(c.id.clone());
+                repaired = true;
             }
             if c.agent().is_some_and(|a| !e.agent_ix.contains_key(a)) {
                 c.state = ContactState::Waiting;
-                e.dirty_contacts.push(c.id.clone());
+                repaired = true;
             }
             if !e.spec.queues.contains_key(&c.queue) {
                 tracing::warn!(contact_id = %c.id, queue = %c.queue, "Contact's queue is no longer configured; it stays in it until routed.");
@@ -160,6 +163,9 @@ impl Engine {
                 }
             }
             let cx = e.push_contact(c);
+            if repaired {
+                e.dirty_contacts.push(cx);
+            }
             let Some(slot) = e.contacts.get(cx) else {
                 continue;
             };
@@ -311,8 +317,16 @@ impl Engine {
         let mut v: Skills = skills
             .iter()
             .map(|(name, l)| {
-                let next = self.skill_ix.len() as SkillIx;
-                (*self.skill_ix.entry(name.clone()).or_insert(next), *l)
+                let ix = match self.skill_ix.get(name) {
+                    Some(ix) => *ix,
+                    None => {
+                        let ix = self.skill_names.len() as SkillIx;
+                        self.skill_ix.insert(name.clone(), ix);
+                        self.skill_names.push(name.clone());
+                        ix
+                    }
+                };
+                (ix, *l)
             })
             .collect();
         v.sort_unstable();

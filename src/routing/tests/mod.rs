@@ -591,6 +591,30 @@ fn candidates_is_the_pool_of_free_agents_holding_the_rarest_skill_at_the_level()
 }
 
 #[test]
+fn why_gives_the_agents_level_on_each_required_skill_in_name_order() {
+    // `u` is interned before `t` (agents are added in id order, and agent 0 holds it), so the order
+    // of interned skills is not the order of their names.
+    let agents = "[[agents]]\nid = \"0\"\nskills = { u = 1 }\ncapacity = { chat = 1 }\ninitial_status = \"offline\"\n\
+[[agents]]\nid = \"a\"\nskills = { s = 5, t = 2, u = 4, v = 9 }\ncapacity = { chat = 1 }\ninitial_status = \"available\"\n";
+    let mut e = engine(agents);
+    e.on_inbound(
+        &inbound("1", "chat", "c1", json!({"queue": "q", "skills": ["u", "t"]})),
+        t(0.0),
+    )
+    .expect("ok");
+    let out = e.take_outputs();
+    let offer = out
+        .iter()
+        .find(|o| matches!(&o.subject, OutSubject::Desktop(a) if a.as_str() == "a"))
+        .expect("offered to a");
+    let text = String::from_utf8_lossy(&offer.payload);
+    assert!(
+        text.contains(r#""required":{"s":3,"t":1,"u":1},"agent_levels":{"s":5,"t":2,"u":4}"#),
+        "{text}"
+    );
+}
+
+#[test]
 fn a_skill_less_contact_restored_from_a_removed_queue_is_still_routed() {
     let agent = "[[agents]]\nid = \"a\"\nskills = { s = 5 }\ncapacity = { chat = 2 }\ninitial_status = \"offline\"\n";
     let with_general = format!("{BASE}[[queues]]\nname = \"general\"\nchannels = [\"chat\"]\n{agent}");
