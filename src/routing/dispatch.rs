@@ -340,14 +340,9 @@ impl Engine {
         let Some(s) = self.contacts.take(cx) else {
             return;
         };
-        self.contact_ix.remove(&s.c.id);
-        // One lookup: put back the rare mapping that belongs to another
-        // contact (a conversation reopened after a restore's duplicate).
-        if let Some(other) = self.by_conversation.remove(&s.c.conversation_id) {
-            if other != cx {
-                self.by_conversation.insert(s.c.conversation_id.clone(), other);
-            }
-        }
+        // A conversation mapped to another contact (reopened after a
+        // restore's duplicate) keeps that mapping.
+        self.lookup.remove(cx, &s.c.id, &s.c.conversation_id);
         self.closed_contacts.push(s.c.id);
         // `need` first: until a step relaxes it, it is `placed` itself.
         drop(s.need);

@@ -18,7 +18,7 @@ impl Engine {
     pub fn on_inbound(&mut self, ev: &InboundEvent, now: DateTime<Utc>) -> Result<Outcome, BadMessage> {
         self.work = Work::default();
         self.age_due(now);
-        let existing = self.by_conversation.get(&ev.conversation_id).copied();
+        let existing = self.lookup.by_conversation(&self.contacts, &ev.conversation_id);
         let outcome = match (ev.kind, existing) {
             (InboundType::Message, Some(cx)) => Ok(self.follow_up(cx, ev, now)),
             (InboundType::Message, None) => self.open(ev, now),
@@ -62,7 +62,7 @@ impl Engine {
             q = self.queue_slot(&placement.queue);
         }
         let id = contact_id_for(&ev.conversation_id, &ev.id);
-        if self.contact_ix.contains_key(&id) {
+        if self.contact_slot_of(&id).is_some() {
             // Unreachable unless two open contacts share a conversation (a
             // duplicate record at restore): never overwrite an open contact.
             return Ok(Outcome::Ignored("contact already open"));

@@ -78,6 +78,7 @@ pub mod customers;
 mod dispatch;
 mod explain;
 mod inputs;
+mod lookup;
 pub mod model;
 mod orders;
 mod outputs;
@@ -360,8 +361,8 @@ struct AgentSlot {
 pub struct Engine {
     spec: Arc<RouterSpec>,
     contacts: slab::Slab<ContactSlot>,
-    contact_ix: FastMap<String, u32>,
-    by_conversation: FastMap<String, u32>,
+    /// Open contacts by id and by conversation.
+    lookup: lookup::ContactLookup,
     agents: Vec<AgentSlot>,
     agent_ix: FastMap<AgentId, u32>,
     skill_ix: FastMap<SkillName, SkillIx>,
@@ -451,7 +452,7 @@ impl Engine {
     }
 
     fn contact_slot_of(&self, id: &str) -> Option<u32> {
-        self.contact_ix.get(id).copied()
+        self.lookup.by_id(&self.contacts, id)
     }
 
     /// Offers waiting contacts to whoever is free now. The daemon calls it
@@ -482,7 +483,7 @@ impl Engine {
         for id in closed.drain(..) {
             // An id closed and opened again by the same input is written
             // below, from its new slot.
-            if !self.contact_ix.contains_key(&id) {
+            if self.contact_slot_of(&id).is_none() {
                 v.push(Change {
                     key: format!("{CONTACT_KEY}{id}"),
                     value: None,
@@ -590,9 +591,9 @@ impl Engine {
     }
 
     pub fn contact_for_conversation(&self, conversation_id: &str) -> Option<&Contact> {
-        self.by_conversation
-            .get(conversation_id)
-            .and_then(|cx| self.slot(*cx))
+        self.lookup
+            .by_conversation(&self.contacts, conversation_id)
+            .and_then(|cx| self.slot(cx))
             .map(|s| &s.c)
     }
 
@@ -647,7 +648,7 @@ impl Engine {
     }
 
     pub fn contacts_len(&self) -> usize {
-        self.contact_ix.len()
+        self.lookup.len()
     }
 
     pub fn waiting_len(&self) -> usize {

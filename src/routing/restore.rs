@@ -14,8 +14,7 @@ impl Engine {
         let mut e = Engine {
             spec: Arc::clone(&spec),
             contacts: slab::Slab::default(),
-            contact_ix: map_with(contacts.len()),
-            by_conversation: map_with(contacts.len()),
+            lookup: super::lookup::ContactLookup::with_capacity(contacts.len()),
             agents: Vec::new(),
             agent_ix: map_with(spec.agents.len()),
             skill_ix: map_with(0),
@@ -143,7 +142,7 @@ impl Engine {
             if !e.spec.queues.contains_key(&c.queue) {
                 tracing::warn!(contact_id = %c.id, queue = %c.queue, "Contact's queue is no longer configured; it stays in it until routed.");
             }
-            if e.contact_ix.contains_key(&c.id) {
+            if e.contact_slot_of(&c.id).is_some() {
                 tracing::warn!(contact_id = %c.id, "Duplicate contact record ignored.");
                 continue;
             }
@@ -252,11 +251,7 @@ impl Engine {
             c,
         };
         let cx = self.contacts.put(slot);
-        if let Some(s) = self.slot(cx) {
-            let (id, conv) = (s.c.id.clone(), s.c.conversation_id.clone());
-            self.contact_ix.insert(id, cx);
-            self.by_conversation.insert(conv, cx);
-        }
+        self.lookup.insert(&self.contacts, cx);
         cx
     }
 

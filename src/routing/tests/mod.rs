@@ -528,6 +528,59 @@ fn an_event_id_reused_by_another_conversation_opens_a_new_contact() {
 }
 
 #[test]
+fn a_conversation_shared_by_two_restored_contacts_stays_with_the_last_until_it_closes() {
+    let agents =
+        "[[agents]]\nid = \"a\"\nskills = { s = 5 }\ncapacity = { email = 2 }\ninitial_status = \"available\"\n";
+    let mut e = engine(agents);
+    let mut ids = Vec::new();
+    for (i, conv) in [(1, "k"), (2, "other")] {
+        e.on_inbound(
+            &inbound(&format!("m{i}"), "email", conv, json!({"queue": "q"})),
+            t(i as f64),
+        )
+        .expect("ok");
+        let o = offers(&e.take_outputs());
+        let id = o[0].1["contact_id"].as_str().expect("cid").to_string();
+        e.on_agent(&agent_ev("a", "accept", json!({"contact_id": id})), t(i as f64))
+            .expect("ok");
+        ids.push(id);
+    }
+    e.take_outputs();
+    // Records as a store could hold them after a duplicate: both open
+    // contacts name conversation `k`; the second was put last.
+    let (mut contacts, agents_v) = snapshot(&mut e);
+    for c in contacts.iter_mut() {
+        c.conversation_id = "k".into();
+    }
+    let mut r = Engine::restore(spec(&format!("{BASE}{agents}")), contacts, agents_v, t(5.0));
+    assert_eq!(
+        r.contact_for_conversation("k").map(|c| c.id.clone()),
+        Some(ids[1].clone())
+    );
+    // Closing the other one leaves the mapping to the second alone.
+    r.on_agent(&agent_ev("a", "complete", json!({"contact_id": ids[0]})), t(6.0))
+        .expect("ok");
+    assert!(r.contact(&ids[0]).is_none());
+    assert_eq!(
+        r.contact_for_conversation("k").map(|c| c.id.clone()),
+        Some(ids[1].clone())
+    );
+    let follow_up = r
+        .on_inbound(&inbound("m3", "email", "k", json!({"queue": "q"})), t(7.0))
+        .expect("ok");
+    assert_eq!(follow_up, Outcome::Attached);
+    assert_eq!(r.contacts_len(), 1);
+    // Closing the second frees the conversation: its next message opens anew.
+    r.on_agent(&agent_ev("a", "complete", json!({"contact_id": ids[1]})), t(8.0))
+        .expect("ok");
+    assert!(r.contact_for_conversation("k").is_none());
+    let again = r
+        .on_inbound(&inbound("m4", "email", "k", json!({"queue": "q"})), t(9.0))
+        .expect("ok");
+    assert!(matches!(again, Outcome::Opened { .. }), "{again:?}");
+}
+
+#[test]
 fn a_restart_restores_100_000_contacts_and_their_order() {
     let agents = "[[agents]]\nid = \"a\"\nskills = { s = 5 }\ncapacity = { chat = 1 }\ninitial_status = \"offline\"\n";
     let spec = spec(&format!("{BASE}{agents}"));
