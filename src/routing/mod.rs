@@ -9,6 +9,7 @@
 //! - `agents`: free agents indexed by channel, skill and level, in strategy order;
 //! - `queues`: waiting contacts indexed by requirement class, priority then age;
 //! - `timers`: offer expiries, wrap-up ends, SLA thresholds by deadline;
+//! - `lookup`: open contacts by id and by conversation (tables of slots);
 //! - `clocks`: SLA clocks (start, stop, pause, alerts, contacts at risk);
 //! - `waiting`: how a waiting contact's place in line and requirement
 //!   change with its wait (ageing, starvation bound, relaxation);
