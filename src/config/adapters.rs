@@ -205,9 +205,16 @@ impl Config {
                 bad(".path", format!("{path:?}"), "another enabled adapter serves this path");
             }
             let secret_forms = (&a.secret, &a.secret_env, &a.secret_file);
-            let secret = resolve(&mut bad, env, "secret", secret_forms, a.enabled);
+            // Looked up only where the type reads them (elsewhere they are
+            // reported as not applying, below).
+            let reads = |kinds: &[AdapterKind]| kind.is_none_or(|k| kinds.contains(&k));
+            let secret = reads(WEBHOOKS)
+                .then(|| resolve(&mut bad, env, "secret", secret_forms, a.enabled))
+                .flatten();
             let verify_forms = (&a.verify_token, &a.verify_token_env, &a.verify_token_file);
-            let verify = resolve(&mut bad, env, "verify_token", verify_forms, a.enabled);
+            let verify = reads(&[AdapterKind::Social])
+                .then(|| resolve(&mut bad, env, "verify_token", verify_forms, a.enabled))
+                .flatten();
             let format = match (kind, a.format.as_deref()) {
                 (Some(AdapterKind::Social), None | Some("meta")) => SocialFormat::Meta,
                 (Some(AdapterKind::Social), Some("generic")) => SocialFormat::Generic,
@@ -221,6 +228,13 @@ impl Config {
                 }
                 (_, None) => SocialFormat::Meta,
             };
+            if let Some(kind) = kind {
+                for (k, value, applies) in keys_of_one_type(a) {
+                    if let Some(v) = value.filter(|_| !applies.contains(&kind)) {
+                        bad(&format!(".{k}"), v, &format!("does not apply to {}", kind.as_str()));
+                    }
+                }
+            }
             let imap = (kind == Some(AdapterKind::Imap)).then(|| imap_spec(&mut bad, env, a));
             // Required when enabled; a secret given but not found was
             // reported by `resolve` already.
@@ -325,6 +339,53 @@ impl Config {
     }
 }
 
+const WEBHOOKS: &[AdapterKind] = &[
+    AdapterKind::Chat,
+    AdapterKind::Social,
+    AdapterKind::Ivr,
+    AdapterKind::Email,
+];
+
+/// The keys only some adapter types read: each with its value as a problem
+/// shows it (`None`: not set; secrets are never shown) and the types it
+/// applies to. Set on another type it would be ignored, so `validate`
+/// reports it. (`format` and `menu` have their own checks.)
+fn keys_of_one_type(a: &AdapterConfig) -> Vec<(&'static str, Option<String>, &'static [AdapterKind])> {
+    fn shown<T: std::fmt::Debug>(v: &Option<T>) -> Option<String> {
+        v.as_ref().map(|v| format!("{v:?}"))
+    }
+    fn hidden<T>(v: &Option<T>) -> Option<String> {
+        v.as_ref().map(|_| "…".to_string())
+    }
+    let social = &[AdapterKind::Social][..];
+    let ivr = &[AdapterKind::Ivr][..];
+    let imap = &[AdapterKind::Imap][..];
+    let mailboxes = (!a.mailboxes.is_empty()).then(|| format!("{:?}", a.mailboxes));
+    vec![
+        ("path", shown(&a.path), WEBHOOKS),
+        ("secret", hidden(&a.secret), WEBHOOKS),
+        ("secret_env", shown(&a.secret_env), WEBHOOKS),
+        ("secret_file", shown(&a.secret_file), WEBHOOKS),
+        ("verify_token", hidden(&a.verify_token), social),
+        ("verify_token_env", shown(&a.verify_token_env), social),
+        ("verify_token_file", shown(&a.verify_token_file), social),
+        ("public_url", shown(&a.public_url), ivr),
+        ("reply", hidden(&a.reply), ivr),
+        ("host", shown(&a.host), imap),
+        ("port", shown(&a.port), imap),
+        ("tls", shown(&a.tls), imap),
+        ("ca_file", shown(&a.ca_file), imap),
+        ("username", hidden(&a.username), imap),
+        ("password", hidden(&a.password), imap),
+        ("password_env", shown(&a.password_env), imap),
+        ("password_file", shown(&a.password_file), imap),
+        ("mailboxes", mailboxes, imap),
+        ("processed_folder", shown(&a.processed_folder), imap),
+        ("poll_secs", shown(&a.poll_secs), imap),
+        ("idle", shown(&a.idle), imap),
+    ]
+}
+
 /// The `email-imap` keys, checked; `None` after a problem was reported.
 fn imap_spec(
     bad: &mut dyn FnMut(&str, String, &str),
@@ -406,9 +467,6 @@ fn imap_spec(
         if !f.exists() {
             n(".ca_file", format!("{:?}", f.display().to_string()), "no such file");
         }
-    }
-    if a.path.is_some() {
-        n(".path", "…".into(), "email-imap has no webhook path");
     }
     (before.get() == 0).then(|| ImapSpec {
         host,
@@ -626,6 +684,43 @@ password_env = "NOT_YET"
         assert_eq!(
             got,
             [("a", "from-env", "/webhooks/a"), ("b", "from-file", "/webhooks/b")]
+        );
+    }
+
+    /// A key another type reads would be ignored: each is reported with
+    /// the type it was given to (secrets and addresses not shown), and a
+    /// secret the type does not read is not looked up.
+    #[test]
+    fn a_key_of_another_adapter_type_is_reported() {
+        let cfg = load(
+            r#"
+[adapters.chat]
+type = "chat-webhook"
+secret = "s1"
+host = "imap.example.com"
+username = "ops@example.com"
+public_url = "https://example.com/voice"
+verify_token_env = "UNSET_TOKEN"
+[adapters.mail]
+type = "email-imap"
+host = "imap.example.com"
+username = "ops@example.com"
+password = "p1"
+secret_env = "UNSET_SECRET"
+path = "/webhooks/mail"
+"#,
+        );
+        let problems = cfg.adapter_specs_with(&|_| None).expect_err("invalid");
+        super::super::assert_problems_are(
+            &problems,
+            &[
+                "adapters.chat.verify_token_env = \"UNSET_TOKEN\": does not apply to chat-webhook",
+                "adapters.chat.public_url = \"https://example.com/voice\": does not apply to chat-webhook",
+                "adapters.chat.host = \"imap.example.com\": does not apply to chat-webhook",
+                "adapters.chat.username = …: does not apply to chat-webhook",
+                "adapters.mail.path = \"/webhooks/mail\": does not apply to email-imap",
+                "adapters.mail.secret_env = \"UNSET_SECRET\": does not apply to email-imap",
+            ],
         );
     }
 
