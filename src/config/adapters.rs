@@ -157,7 +157,10 @@ impl Config {
         let mut specs = Vec::new();
         let mut paths = BTreeSet::new();
         if self.adapters.values().any(|a| a.enabled) {
-            if self.webhooks.listen.parse::<std::net::SocketAddr>().is_err() {
+            // The listener is bound only for webhook adapters (an IMAP
+            // adapter publishes, with the same timeout, but serves nothing).
+            let serves = self.adapters.values().any(|a| a.enabled && a.kind != "email-imap");
+            if serves && self.webhooks.listen.parse::<std::net::SocketAddr>().is_err() {
                 p.push(Problem::new(
                     "webhooks.listen",
                     format!("{:?}", self.webhooks.listen),
@@ -721,6 +724,21 @@ path = "/webhooks/mail"
                 "adapters.mail.path = \"/webhooks/mail\": does not apply to email-imap",
                 "adapters.mail.secret_env = \"UNSET_SECRET\": does not apply to email-imap",
             ],
+        );
+    }
+
+    #[test]
+    fn the_webhook_listener_is_checked_only_when_a_webhook_adapter_runs() {
+        let imap = "[adapters.mail]\ntype = \"email-imap\"\nhost = \"127.0.0.1\"\ntls = \"none\"\nusername = \"u\"\npassword = \"p\"\n";
+        let listen = "[webhooks]\nlisten = \"nowhere\"\n";
+        let alone = load(&format!("{listen}{imap}"));
+        assert_eq!(alone.adapter_specs_with(&|_| None).map(|s| s.len()), Ok(1));
+        let chat = "[adapters.chat]\ntype = \"chat-webhook\"\nsecret = \"s\"\n";
+        let both = load(&format!("{listen}{imap}{chat}"));
+        let problems = both.adapter_specs_with(&|_| None).expect_err("invalid");
+        super::super::assert_problems_are(
+            &problems,
+            &["webhooks.listen = \"nowhere\": must be an address such as 0.0.0.0:8081"],
         );
     }
 
