@@ -17,10 +17,12 @@
 //! - retries (5xx, timeouts, network errors) back off exponentially with
 //!   full jitter; a 4xx is not retried; a delivery that still fails after
 //!   `max_attempts` goes to the dead-letter subject with its error;
-//! - storms: at most `max_per_minute` alerts are sent one by one per window
-//!   (`digest_window_secs`, 60 s); the rest are held (unacknowledged, at
-//!   most [`MAX_HELD`]; the consumer stops delivering beyond) and sent as
-//!   one digest when the window ends.
+//! - storms: alerts are sent one by one at most `max_per_minute` a minute,
+//!   counted per window (`digest_window_secs`, 60 s: a window of 300 s
+//!   sends up to five times `max_per_minute`, one of 10 s a sixth of it,
+//!   never less than one); the rest are held (unacknowledged, at most
+//!   [`MAX_HELD`]; the consumer stops delivering beyond) and sent as one
+//!   digest when the window ends.
 //!
 //! This file is pure: the checked sink settings, filters, message
 //! formatting and the retry schedule.
@@ -118,7 +120,21 @@ impl std::fmt::Debug for SinkSpec {
     }
 }
 
+/// How many alerts a window of `window` sends one by one under a limit
+/// of `max_per_minute` a minute: the limit over the window's length,
+/// rounded up, at least one.
+pub fn singles_per_window(max_per_minute: u32, window: Duration) -> u32 {
+    let ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+    let n = u64::from(max_per_minute).saturating_mul(ms).div_ceil(60_000);
+    u32::try_from(n).unwrap_or(u32::MAX).max(1)
+}
+
 impl SinkSpec {
+    /// Alerts this sink sends one by one per digest window.
+    pub fn singles_per_window(&self) -> u32 {
+        singles_per_window(self.max_per_minute, self.digest_window)
+    }
+
     pub fn type_name(&self) -> &'static str {
         match self.kind {
             SinkKind::Webhook { .. } => "webhook",
@@ -276,6 +292,16 @@ mod tests {
                "conversation_id": "chat-1", "queue": queue, "channel": "chat", "policy": "std",
                "clock": "first_response", "threshold": 0.75, "target_secs": 60.0, "elapsed_secs": 45.2,
                "agent_id": null, "customer": {"id": "x", "tier": tier}, "at": "2026-11-23T10:00:00.000Z"})
+    }
+
+    #[test]
+    fn the_per_minute_limit_is_spread_over_the_digest_window() {
+        let s = |per_minute, secs| singles_per_window(per_minute, Duration::from_secs(secs));
+        assert_eq!(s(30, 60), 30);
+        assert_eq!(s(30, 300), 150, "five minutes send five minutes' worth");
+        assert_eq!(s(30, 10), 5, "ten seconds send a sixth");
+        assert_eq!(s(1, 1), 1, "rounded up, never zero");
+        assert_eq!(s(10_000, 3600), 600_000);
     }
 
     #[test]

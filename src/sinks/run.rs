@@ -103,6 +103,7 @@ impl Loop {
 
     async fn consume(&self, mut feed: AlertFeed) {
         let mut window_end = Instant::now() + self.spec.digest_window;
+        let singles = self.spec.singles_per_window();
         let mut sent = 0u32;
         let mut held: Vec<(AlertMsg, Value)> = Vec::new();
         let mut progress = tokio::time::interval(PROGRESS_EVERY);
@@ -132,7 +133,7 @@ impl Loop {
                         window_end = Instant::now() + self.spec.digest_window;
                         sent = 0;
                     }
-                    if sent < self.spec.max_per_minute {
+                    if sent < singles {
                         sent += 1;
                         self.deliver(&msg, &alert).await;
                     } else {

@@ -224,7 +224,7 @@ async fn a_storm_is_sent_as_a_few_alerts_and_one_digest() {
     let sink = hook_sink(
         "storm",
         &url,
-        "max_per_minute = 2\ndigest_window_secs = 2\nkinds = [\"breach\"]",
+        "max_per_minute = 60\ndigest_window_secs = 2\nkinds = [\"breach\"]", // two singles per window
     );
     let d = Daemon::start(support::config(&nats.url, &format!("{ROUTING}\n{sink}"))).await;
     let c = Client::connect(&nats.url).await;
