@@ -592,9 +592,14 @@ mod tests {
         Config::from_toml_with_env(toml, "t", Vec::new()).expect("well-typed")
     }
 
+    /// The adapter problems of a well-typed file, no variable set.
+    fn problems(toml: &str) -> Vec<super::super::Problem> {
+        load(toml).adapter_specs_with(&|_| None).expect_err("invalid")
+    }
+
     #[test]
     fn every_adapter_problem_is_listed_and_secrets_never_print() {
-        let cfg = load(
+        let problems = problems(
             r#"
 [adapters.chat]
 type = "chat-webhook"
@@ -615,7 +620,6 @@ digits = "1x"
 queue = "bad queue"
 "#,
         );
-        let problems = cfg.adapter_specs_with(&|_| None).expect_err("invalid");
         let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         for want in [
             "adapters.chat.secret = ***: give one of secret, secret_env, secret_file",
@@ -642,7 +646,7 @@ queue = "bad queue"
     /// not two.
     #[test]
     fn a_disabled_adapter_needs_no_provisioned_secret_and_a_missing_one_is_reported_once() {
-        let cfg = load(
+        let problems = problems(
             r#"
 [adapters.both]
 type = "chat-webhook"
@@ -658,7 +662,6 @@ enabled = false
 password_env = "NOT_YET"
 "#,
         );
-        let problems = cfg.adapter_specs_with(&|_| None).expect_err("invalid");
         super::super::assert_problems_are(
             &problems,
             &[
@@ -695,7 +698,7 @@ password_env = "NOT_YET"
     /// secret the type does not read is not looked up.
     #[test]
     fn a_key_of_another_adapter_type_is_reported() {
-        let cfg = load(
+        let problems = problems(
             r#"
 [adapters.chat]
 type = "chat-webhook"
@@ -713,7 +716,6 @@ secret_env = "UNSET_SECRET"
 path = "/webhooks/mail"
 "#,
         );
-        let problems = cfg.adapter_specs_with(&|_| None).expect_err("invalid");
         super::super::assert_problems_are(
             &problems,
             &[
@@ -734,8 +736,7 @@ path = "/webhooks/mail"
         let alone = load(&format!("{listen}{imap}"));
         assert_eq!(alone.adapter_specs_with(&|_| None).map(|s| s.len()), Ok(1));
         let chat = "[adapters.chat]\ntype = \"chat-webhook\"\nsecret = \"s\"\n";
-        let both = load(&format!("{listen}{imap}{chat}"));
-        let problems = both.adapter_specs_with(&|_| None).expect_err("invalid");
+        let problems = problems(&format!("{listen}{imap}{chat}"));
         super::super::assert_problems_are(
             &problems,
             &["webhooks.listen = \"nowhere\": must be an address such as 0.0.0.0:8081"],

@@ -72,11 +72,7 @@ impl Json {
 
     /// [`Json::token`], `null` when absent.
     fn token_or_null(&mut self, k: &'static str, v: Option<&str>) {
-        self.key(k);
-        match v {
-            Some(v) => plain(&mut self.b, v),
-            None => self.b.extend_from_slice(b"null"),
-        }
+        self.or_null(k, v, plain);
     }
 
     /// [`Json::token`], left out when absent.
@@ -88,9 +84,14 @@ impl Json {
 
     /// A field written as `null` when absent.
     fn str_or_null(&mut self, k: &'static str, v: Option<&str>) {
+        self.or_null(k, v, escaped);
+    }
+
+    /// `v` written by `write` (escaping or not), `null` when absent.
+    fn or_null(&mut self, k: &'static str, v: Option<&str>, write: impl Fn(&mut Vec<u8>, &str)) {
         self.key(k);
         match v {
-            Some(v) => escaped(&mut self.b, v),
+            Some(v) => write(&mut self.b, v),
             None => self.b.extend_from_slice(b"null"),
         }
     }
