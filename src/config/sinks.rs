@@ -155,6 +155,12 @@ impl Config {
                     "must be 1 to 3600",
                 );
             }
+            for (k, value, applies) in keys_of_one_type(c) {
+                if let Some(v) = value.filter(|_| ["webhook", "email"].contains(&c.kind.as_str()) && applies != c.kind)
+                {
+                    bad(&format!(".{k}"), v, &format!("does not apply to {}", c.kind));
+                }
+            }
             let kind = match c.kind.as_str() {
                 "webhook" => {
                     // What a disabled sink lacks is not a problem yet;
@@ -292,6 +298,36 @@ impl Config {
     }
 }
 
+/// The keys only one sink type reads, with the value a problem shows
+/// (`None`: not set; secrets and addresses are never shown) and that type.
+/// Set on the other type it would be ignored, so `validate` reports it.
+fn keys_of_one_type(c: &SinkConfig) -> Vec<(&'static str, Option<String>, &'static str)> {
+    fn shown<T: std::fmt::Debug>(v: &Option<T>) -> Option<String> {
+        v.as_ref().map(|v| format!("{v:?}"))
+    }
+    fn hidden<T>(v: &Option<T>) -> Option<String> {
+        v.as_ref().map(|_| "…".to_string())
+    }
+    let to = (!c.to.is_empty()).then(|| "…".to_string());
+    vec![
+        ("url", hidden(&c.url), "webhook"),
+        ("secret", hidden(&c.secret), "webhook"),
+        ("secret_env", shown(&c.secret_env), "webhook"),
+        ("secret_file", shown(&c.secret_file), "webhook"),
+        ("format", shown(&c.format), "webhook"),
+        ("host", shown(&c.host), "email"),
+        ("port", shown(&c.port), "email"),
+        ("tls", shown(&c.tls), "email"),
+        ("ca_file", shown(&c.ca_file), "email"),
+        ("username", hidden(&c.username), "email"),
+        ("password", hidden(&c.password), "email"),
+        ("password_env", shown(&c.password_env), "email"),
+        ("password_file", shown(&c.password_file), "email"),
+        ("from", hidden(&c.from), "email"),
+        ("to", to, "email"),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::Config;
@@ -368,6 +404,38 @@ secret_env = "MISSING_VAR"
             &[
                 "alerts.sinks.hook.secret_env = \"MISSING_VAR\"",
                 "alerts.sinks.off.url = \"ftp://x\"",
+            ],
+        );
+    }
+
+    /// A key only the other sink type reads is reported, not ignored;
+    /// credentials and addresses are never shown.
+    #[test]
+    fn a_key_of_the_other_sink_type_is_reported() {
+        let toml = r#"
+[alerts.sinks.hook]
+type = "webhook"
+url = "https://hooks.example.com/T0/secret"
+secret = "s"
+tls = "tls"
+to = ["ops@example.com"]
+[alerts.sinks.mail]
+type = "email"
+host = "smtp.example.com"
+from = "omniroute@example.com"
+to = ["ops@example.com"]
+format = "slack"
+secret_env = "HOOK_SECRET"
+"#;
+        let cfg = Config::from_toml_with_env(toml, "t", Vec::new()).expect("well-typed");
+        let problems = cfg.sink_specs_with(&|_| None).expect_err("invalid");
+        super::super::assert_problems_are(
+            &problems,
+            &[
+                "alerts.sinks.hook.tls = \"tls\": does not apply to webhook",
+                "alerts.sinks.hook.to = …: does not apply to webhook",
+                "alerts.sinks.mail.secret_env = \"HOOK_SECRET\": does not apply to email",
+                "alerts.sinks.mail.format = \"slack\": does not apply to email",
             ],
         );
     }

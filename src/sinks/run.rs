@@ -118,10 +118,18 @@ impl Loop {
                         }
                         None => return,
                     };
-                    let Ok(alert) = serde_json::from_slice::<Value>(&msg.payload) else {
-                        count(&self.spec.name, "invalid", 1);
-                        let _ = msg.ack().await;
-                        continue;
+                    let alert = match serde_json::from_slice::<Value>(&msg.payload) {
+                        Ok(a) if a.is_object() => a,
+                        // Not an alert this sink can read: kept on the
+                        // dead-letter stream (a copy, bounded) with why.
+                        other => {
+                            let why = other.err().map_or("not a JSON object".to_string(), |e| e.to_string());
+                            let copy = &msg.payload[..msg.payload.len().min(crate::domain::outbound::DEAD_LETTER_MAX_COPY)];
+                            let copy = Value::String(String::from_utf8_lossy(copy).into_owned());
+                            let e = DeliveryError::Permanent(format!("not an alert: {why}"));
+                            self.dead_letter(&msg, &copy, &e, 0).await;
+                            continue;
+                        }
                     };
                     if !self.spec.filters.pass(&alert) {
                         count(&self.spec.name, "filtered", 1);
@@ -228,11 +236,17 @@ impl Loop {
     }
 
     async fn dead_letter(&self, msg: &AlertMsg, alert: &Value, e: &DeliveryError, attempts: u32) {
-        let id = format!(
-            "dlq-{}-{}",
-            self.spec.name,
-            alert["alert_id"].as_str().unwrap_or_default()
-        );
+        // Keyed by the alert's id, or by the bytes of what was not one: a
+        // redelivery is the same dead letter.
+        let key = match alert["alert_id"].as_str() {
+            Some(id) => id.to_string(),
+            None => {
+                use sha2::Digest;
+                let digest = sha2::Sha256::digest(crate::domain::wire::to_json(alert));
+                format!("unreadable-{}", crate::adapters::hex(&digest[..16]))
+            }
+        };
+        let id = format!("dlq-{}-{key}", self.spec.name);
         let payload = crate::domain::wire::to_json(&json!({
             "v": 1, "sink": self.spec.name, "type": self.spec.type_name(), "error": e.to_string(),
             "attempts": attempts, "alert": alert, "at": crate::domain::timefmt::rfc3339(chrono::Utc::now()),
@@ -255,7 +269,7 @@ impl Loop {
             }
         }
         count(&self.spec.name, "dead_lettered", 1);
-        metrics::counter!(telemetry::DEAD_LETTERS, "subject" => "dlq.alerts").increment(1);
+        metrics::counter!(telemetry::DEAD_LETTERS, "subject" => format!("{}.dlq.alerts", self.prefix)).increment(1);
         let _ = msg.ack().await;
     }
 }

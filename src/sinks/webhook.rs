@@ -100,15 +100,22 @@ impl WebhookSender {
             .await;
         match r {
             Ok(resp) if resp.status().is_success() => Ok(()),
+            // "Too many requests" (a chat service's rate limit) and "request
+            // timeout" are the receiver asking for later, not refusing.
+            Ok(resp) if matches!(resp.status().as_u16(), 408 | 429) => {
+                Err(DeliveryError::Retry(format!("the receiver answered {}", resp.status())))
+            }
             Ok(resp) if resp.status().is_client_error() => Err(DeliveryError::Permanent(format!(
                 "the receiver answered {}",
                 resp.status()
             ))),
             Ok(resp) => Err(DeliveryError::Retry(format!("the receiver answered {}", resp.status()))),
             Err(e) if e.is_timeout() => Err(DeliveryError::Retry("timed out".into())),
-            Err(e) if e.is_builder() => Err(DeliveryError::Permanent(format!("bad request: {e}"))),
-            // The URL is the operator's; the error text may hold it, never alert content.
-            Err(e) => Err(DeliveryError::Retry(e.to_string())),
+            // Without the URL: it is often the credential itself (a chat
+            // service's incoming-webhook URL), and these texts reach the
+            // logs and the dead-letter stream.
+            Err(e) if e.is_builder() => Err(DeliveryError::Permanent(format!("bad request: {}", e.without_url()))),
+            Err(e) => Err(DeliveryError::Retry(e.without_url().to_string())),
         }
     }
 }
@@ -116,6 +123,62 @@ impl WebhookSender {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn sender(url: &str) -> WebhookSender {
+        WebhookSender::new(url, "k", WebhookFormat::Json, Duration::from_secs(5)).expect("client")
+    }
+
+    fn alert() -> Value {
+        serde_json::json!({"alert_id": "a-1", "kind": "warning"})
+    }
+
+    #[tokio::test]
+    async fn a_delivery_error_never_carries_the_url() {
+        // A port nothing listens on: the connection is refused.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr").port()
+        };
+        let url = format!("http://127.0.0.1:{port}/services/T0/B0/secret-token-xyz");
+        match sender(&url).send(&alert(), None).await {
+            Err(DeliveryError::Retry(m)) => {
+                assert!(!m.contains("secret-token-xyz") && !m.contains("/services/"), "{m}");
+            }
+            other => panic!("expected a retry, got {other:?}"),
+        }
+    }
+
+    /// A receiver answering every request with `status`.
+    async fn answering(status: &'static str) -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/hook", l.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = s.read(&mut buf).await;
+                let r = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let _ = s.write_all(r.as_bytes()).await;
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn rate_limits_are_retried_and_other_client_errors_are_not() {
+        for (status, retried) in [
+            ("429 Too Many Requests", true),
+            ("408 Request Timeout", true),
+            ("404 Not Found", false),
+        ] {
+            let r = sender(&answering(status).await).send(&alert(), None).await;
+            match r {
+                Err(DeliveryError::Retry(_)) if retried => {}
+                Err(DeliveryError::Permanent(_)) if !retried => {}
+                other => panic!("{status}: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn the_signature_covers_timestamp_and_body() {

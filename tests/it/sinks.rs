@@ -214,6 +214,19 @@ async fn a_dead_receiver_dead_letters_after_its_attempts_and_a_4xx_at_once() {
     let dl = c.expect("omni.dlq.alerts", WAIT, |v| v["sink"] == "refusing").await;
     assert_eq!(dl["attempts"].as_u64(), Some(1), "a 4xx is not retried");
     assert_eq!(seen(&refusing_seen).len(), 1);
+    // What is not an alert is dead-lettered too (by every sink), not sent.
+    c.publish_raw("omni.alert.sla.breach", b"{not json".to_vec()).await;
+    let dl = c
+        .expect("omni.dlq.alerts", WAIT, |v| {
+            v["sink"] == "refusing" && v["attempts"] == 0
+        })
+        .await;
+    assert!(
+        dl["error"].as_str().is_some_and(|e| e.starts_with("not an alert: ")),
+        "{dl}"
+    );
+    assert_eq!(dl["alert"], "{not json");
+    assert_eq!(seen(&refusing_seen).len(), 1, "nothing was sent");
     d.stop().await;
 }
 
