@@ -5,10 +5,11 @@
 //! A round, per mailbox: `SELECT`; `UID SEARCH UNSEEN` (or `ALL` when a
 //! `processed_folder` is set: everything left in the mailbox is new);
 //! in chunks of [`CHUNK`] messages, oldest first: sizes, then the bodies
-//! (`BODY.PEEK[]`, which does not set `\Seen`; only the header of a message
-//! over `max_body_bytes`, routed with `attributes.truncated`), decode,
-//! publish the chunk and wait for JetStream's acks, and only then mark the
-//! chunk processed (`+FLAGS.SILENT (\Seen)`, or `MOVE` to the processed
+//! in groups of at most [`FETCH_BYTES`] (`BODY.PEEK[]`, which does not set
+//! `\Seen`; only the header of a message over `max_body_bytes`, routed
+//! with `attributes.truncated`), so memory stays bounded whatever arrives;
+//! decode, publish the group and wait for JetStream's acks, and only then
+//! mark the group processed (`+FLAGS.SILENT (\Seen)`, or `MOVE` to the processed
 //! folder; `COPY` + `\Deleted` + `UID EXPUNGE` where MOVE is missing).
 //! Between rounds it waits in `IDLE` (when offered, one mailbox, and
 //! `idle` is on) or sleeps `poll_secs`.
@@ -24,7 +25,8 @@
 //! last completed round.
 //!
 //! Auto-replies and bounces are marked processed too (counted as ignored).
-//! A message that cannot be decoded (no From, not a message) is copied to
+//! A message that cannot be decoded (no From, not a message), or whose
+//! event would be over the NATS server's max payload, is copied to
 //! `omni.dlq.inbound` with its one-line error (the router's dead-letter
 //! format, `subject` = `imap:<adapter>/<mailbox>`) before it is marked; it
 //! stays in the mailbox, or the processed folder, for a person to read.
@@ -240,7 +242,7 @@ async fn round(
     };
     for chunk in uids.chunks(CHUNK) {
         let set = uid_set(chunk);
-        let sizes: Vec<(u32, u32)> = timed("fetch sizes", async {
+        let mut sizes: Vec<(u32, u32)> = timed("fetch sizes", async {
             s.uid_fetch(&set, "(UID RFC822.SIZE)")
                 .await?
                 .try_collect::<Vec<_>>()
@@ -250,82 +252,164 @@ async fn round(
         .iter()
         .filter_map(|f| Some((f.uid?, f.size?)))
         .collect();
-        let (small, large): (Vec<_>, Vec<_>) = sizes
-            .iter()
-            .partition(|(_, size)| (*size as usize) <= spec.max_body_bytes);
-        let mut raws: Vec<(u32, Vec<u8>, bool)> = Vec::with_capacity(chunk.len());
-        for (part, query, truncated) in [(small, "BODY.PEEK[]", false), (large, "BODY.PEEK[HEADER]", true)] {
-            if part.is_empty() {
-                continue;
-            }
-            let set = uid_set(&part.iter().map(|(u, _)| *u).collect::<Vec<_>>());
-            let fetched = timed("fetch", async {
-                s.uid_fetch(&set, query).await?.try_collect::<Vec<_>>().await
-            })
-            .await?;
-            for f in &fetched {
-                let body = if truncated { f.header() } else { f.body() };
-                if let (Some(uid), Some(b)) = (f.uid, body) {
-                    raws.push((uid, b.to_vec(), truncated));
-                }
-            }
-        }
-        raws.sort_by_key(|r| r.0);
-        let now = chrono::Utc::now();
-        let mut events = Vec::new();
-        for (uid, raw, truncated) in &raws {
-            match email::decode(raw, &settings, now) {
-                Ok(d) => {
-                    for what in &d.ignored {
-                        metrics::counter!(telemetry::ADAPTER_IGNORED, "adapter" => spec.name.clone(), "what" => *what)
-                            .increment(1);
-                        tracing::info!(adapter = %spec.name, uid, what, "Mail not routed.");
-                    }
-                    events.extend(d.events.into_iter().map(|mut e| {
-                        if *truncated {
-                            e.attributes.insert(
-                                "truncated".into(),
-                                format!("message over {} bytes; read it in the mailbox", spec.max_body_bytes).into(),
-                            );
-                        }
-                        e
-                    }));
-                }
-                Err(AdapterError::Bad(m) | AdapterError::Unauthorized(m)) => {
-                    metrics::counter!(telemetry::ADAPTER_IGNORED, "adapter" => spec.name.clone(), "what" => "undecodable")
-                        .increment(1);
-                    tracing::warn!(adapter = %spec.name, uid, error = %m, "Mail could not be decoded; dead-lettered, marked processed and left for a person.");
-                    // Keyed by the raw bytes: a re-read after a crash is the same dead letter.
-                    let id = format!("dlq-{}-{}", spec.name, super::hex(&sha2::Sha256::digest(raw)));
-                    let from = format!("imap:{}/{mailbox}", spec.name);
-                    publisher
-                        .dead_letter(&id, &from, raw, &m)
-                        .await
-                        .map_err(|e| ImapError::Publish(e.to_string()))?;
-                    metrics::counter!(telemetry::DEAD_LETTERS, "subject" => "dlq.inbound").increment(1);
-                }
-            }
-        }
-        if !events.is_empty() {
-            let started = Instant::now();
-            publisher
-                .publish(&events)
-                .await
-                .map_err(|e| ImapError::Publish(e.to_string()))?;
-            metrics::histogram!(telemetry::ADAPTER_PUBLISH_SECONDS, "adapter" => spec.name.clone())
-                .record(started.elapsed().as_secs_f64());
-            metrics::counter!(telemetry::ADAPTER_EVENTS, "adapter" => spec.name.clone(), "channel" => "email")
-                .increment(events.len() as u64);
-        }
-        // Only now: every event of the chunk is stored.
-        let done = uid_set(&raws.iter().map(|r| r.0).collect::<Vec<_>>());
-        if !raws.is_empty() {
-            mark(s, &done, imap, can_move).await?;
-            metrics::counter!(telemetry::ADAPTER_REQUESTS, "adapter" => spec.name.clone(), "kind" => "email-imap", "outcome" => "processed")
-                .increment(raws.len() as u64);
+        sizes.sort_unstable();
+        for group in by_bytes(&sizes, spec.max_body_bytes) {
+            let (small, large): (Vec<_>, Vec<_>) = group
+                .iter()
+                .partition(|(_, size)| (*size as usize) <= spec.max_body_bytes);
+            process(s, spec, imap, mailbox, can_move, publisher, &settings, &small, &large).await?;
         }
     }
     Ok(())
+}
+
+/// Bytes of message bodies fetched in one command (and held at once): a
+/// chunk of large messages is fetched in several commands, so memory
+/// stays near this bound whatever arrives, and each command moves an
+/// amount a slow link finishes within [`COMMAND_TIMEOUT`]. A message
+/// larger than this (up to `max_body_bytes`) is fetched alone.
+const FETCH_BYTES: usize = 16 << 20;
+/// What a message over `max_body_bytes` counts for (its header only).
+const HEADER_BYTES: usize = 64 << 10;
+
+/// Consecutive runs of `sizes` holding at most [`FETCH_BYTES`] of what
+/// will be fetched (at least one message each).
+fn by_bytes(sizes: &[(u32, u32)], max_body_bytes: usize) -> Vec<&[(u32, u32)]> {
+    let mut out = Vec::new();
+    let (mut from, mut held) = (0, 0usize);
+    for (i, (_, size)) in sizes.iter().enumerate() {
+        let size = size_fetched(*size as usize, max_body_bytes);
+        if i > from && held + size > FETCH_BYTES {
+            out.push(&sizes[from..i]);
+            (from, held) = (i, 0);
+        }
+        held += size;
+    }
+    if from < sizes.len() {
+        out.push(&sizes[from..]);
+    }
+    out
+}
+
+fn size_fetched(size: usize, max_body_bytes: usize) -> usize {
+    if size <= max_body_bytes {
+        size
+    } else {
+        HEADER_BYTES
+    }
+}
+
+/// Fetches, decodes, publishes and then marks one group of messages:
+/// `small` whole, `large` (over `max_body_bytes`) by their header.
+#[allow(clippy::too_many_arguments)]
+async fn process(
+    s: &mut Session,
+    spec: &AdapterSpec,
+    imap: &ImapSpec,
+    mailbox: &str,
+    can_move: bool,
+    publisher: &InboundPublisher,
+    settings: &EmailSettings,
+    small: &[&(u32, u32)],
+    large: &[&(u32, u32)],
+) -> Result<(), ImapError> {
+    let mut raws: Vec<(u32, Vec<u8>, bool)> = Vec::with_capacity(small.len() + large.len());
+    for (part, query, truncated) in [(small, "BODY.PEEK[]", false), (large, "BODY.PEEK[HEADER]", true)] {
+        if part.is_empty() {
+            continue;
+        }
+        let set = uid_set(&part.iter().map(|(u, _)| *u).collect::<Vec<_>>());
+        let fetched = timed("fetch", async {
+            s.uid_fetch(&set, query).await?.try_collect::<Vec<_>>().await
+        })
+        .await?;
+        for f in fetched {
+            let body = if truncated { f.header() } else { f.body() };
+            if let (Some(uid), Some(b)) = (f.uid, body) {
+                raws.push((uid, b.to_vec(), truncated));
+            }
+        }
+    }
+    raws.sort_by_key(|r| r.0);
+    let now = chrono::Utc::now();
+    let mut events = Vec::new();
+    for (uid, raw, truncated) in &raws {
+        match email::decode(raw, settings, now) {
+            Ok(d) => {
+                for what in &d.ignored {
+                    metrics::counter!(telemetry::ADAPTER_IGNORED, "adapter" => spec.name.clone(), "what" => *what)
+                        .increment(1);
+                    tracing::info!(adapter = %spec.name, uid, what, "Mail not routed.");
+                }
+                events.extend(d.events.into_iter().map(|mut e| {
+                    if *truncated {
+                        e.attributes.insert(
+                            "truncated".into(),
+                            format!("message over {} bytes; read it in the mailbox", spec.max_body_bytes).into(),
+                        );
+                    }
+                    (*uid, e)
+                }));
+            }
+            Err(AdapterError::Bad(m) | AdapterError::Unauthorized(m)) => {
+                dead_letter(spec, mailbox, publisher, *uid, raw, &m).await?;
+            }
+        }
+    }
+    // An event the server cannot take (over its max payload) would fail the
+    // whole group on every round: it is dead-lettered alone instead, so the
+    // mailbox moves on.
+    let mut routed = Vec::with_capacity(events.len());
+    for (uid, e) in events {
+        match publisher.over_max_payload(&e) {
+            Some(m) => {
+                let error = format!("the event is over the NATS server's max payload ({m} bytes)");
+                let raw = raws.iter().find(|r| r.0 == uid).map_or(&[][..], |r| &r.1[..]);
+                dead_letter(spec, mailbox, publisher, uid, raw, &error).await?;
+            }
+            None => routed.push(e),
+        }
+    }
+    if !routed.is_empty() {
+        let started = Instant::now();
+        publisher
+            .publish(&routed)
+            .await
+            .map_err(|e| ImapError::Publish(e.to_string()))?;
+        metrics::histogram!(telemetry::ADAPTER_PUBLISH_SECONDS, "adapter" => spec.name.clone())
+            .record(started.elapsed().as_secs_f64());
+        metrics::counter!(telemetry::ADAPTER_EVENTS, "adapter" => spec.name.clone(), "channel" => "email")
+            .increment(routed.len() as u64);
+    }
+    // Only now: every event of the group is stored.
+    let done = uid_set(&raws.iter().map(|r| r.0).collect::<Vec<_>>());
+    if !raws.is_empty() {
+        mark(s, &done, imap, can_move).await?;
+        metrics::counter!(telemetry::ADAPTER_REQUESTS, "adapter" => spec.name.clone(), "kind" => "email-imap", "outcome" => "processed")
+            .increment(raws.len() as u64);
+    }
+    Ok(())
+}
+
+/// Copies a message that cannot be routed to the dead-letter stream,
+/// before it is marked processed (and left for a person).
+async fn dead_letter(
+    spec: &AdapterSpec,
+    mailbox: &str,
+    publisher: &InboundPublisher,
+    uid: u32,
+    raw: &[u8],
+    error: &str,
+) -> Result<(), ImapError> {
+    metrics::counter!(telemetry::ADAPTER_IGNORED, "adapter" => spec.name.clone(), "what" => "undecodable").increment(1);
+    tracing::warn!(adapter = %spec.name, uid, error, "Mail could not be routed; dead-lettered, marked processed and left for a person.");
+    // Keyed by the raw bytes: a re-read after a crash is the same dead letter.
+    let id = format!("dlq-{}-{}", spec.name, super::hex(&sha2::Sha256::digest(raw)));
+    let from = format!("imap:{}/{mailbox}", spec.name);
+    publisher
+        .dead_letter(&id, &from, raw, error)
+        .await
+        .map_err(|e| ImapError::Publish(e.to_string()))
 }
 
 async fn mark(s: &mut Session, set: &str, imap: &ImapSpec, can_move: bool) -> Result<(), ImapError> {
@@ -362,4 +446,44 @@ async fn mark(s: &mut Session, set: &str, imap: &ImapSpec, can_move: bool) -> Re
 /// `1,2,5` for a set of UIDs.
 fn uid_set(uids: &[u32]) -> String {
     uids.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_is_fetched_in_groups_of_bounded_bytes() {
+        let mb = 1 << 20;
+        let max_body = 25 * mb;
+        // Fifty messages just under the body limit: one per group, never
+        // fifty at once (1.2 GiB).
+        let big: Vec<(u32, u32)> = (1..=50).map(|u| (u, (24 * mb) as u32)).collect();
+        let groups = by_bytes(&big, max_body);
+        assert_eq!(groups.len(), 50);
+        // Small ones go together; a message over the limit counts for its
+        // header; every message is in exactly one group, in order.
+        let mixed: Vec<(u32, u32)> = (1..=50)
+            .map(|u| {
+                (
+                    u,
+                    if u % 10 == 0 {
+                        (100 * mb) as u32
+                    } else {
+                        (3 * mb) as u32
+                    },
+                )
+            })
+            .collect();
+        let groups = by_bytes(&mixed, max_body);
+        let held = |g: &[(u32, u32)]| {
+            g.iter()
+                .map(|(_, s)| size_fetched(*s as usize, max_body))
+                .sum::<usize>()
+        };
+        assert!(groups.iter().all(|g| !g.is_empty() && held(g) <= FETCH_BYTES));
+        assert_eq!(groups.concat(), mixed);
+        assert!(groups.len() <= 10, "small messages share a fetch: {}", groups.len());
+        assert!(by_bytes(&[], max_body).is_empty());
+    }
 }

@@ -89,7 +89,11 @@ impl InboundPublisher {
                 .map_err(transient("dead letter ack"))
         };
         match tokio::time::timeout(self.timeout, send).await {
-            Ok(r) => r.map(|_| ()),
+            Ok(r) => r.map(|_| {
+                // The same label as the router's own dead letters.
+                let subject = format!("{}.dlq.inbound", self.prefix);
+                metrics::counter!(crate::telemetry::DEAD_LETTERS, "subject" => subject).increment(1);
+            }),
             Err(_) => Err(BusError::Transient {
                 what: "dead letter",
                 message: format!("no acknowledgement within {:?}", self.timeout),
@@ -97,7 +101,17 @@ impl InboundPublisher {
         }
     }
 
+    /// The server's max payload, if `e` (with its headers) is over it: it
+    /// can never be published. `None` while not connected (the limit is
+    /// the server's, learnt on connecting).
+    pub fn over_max_payload(&self, e: &Event) -> Option<usize> {
+        let max = self.client.max_payload();
+        (max > 0 && e.to_json().len() + e.id.len() + 64 > max).then_some(max)
+    }
+
     /// Publishes `events` in order, pipelined, and waits for every ack.
+    /// An event over the server's max payload fails the call before any
+    /// is sent (a permanent error: retrying cannot help).
     pub async fn publish(&self, events: &[Event]) -> Result<(), BusError> {
         if !self.is_connected() {
             // Do not queue into the client's buffer while the server is
@@ -108,17 +122,22 @@ impl InboundPublisher {
             });
         }
         let max = self.client.max_payload();
+        let payloads: Vec<Vec<u8>> = events.iter().map(Event::to_json).collect();
+        // All or nothing: a batch is not half published when one is too big.
+        if let Some((p, _)) = payloads
+            .iter()
+            .zip(events)
+            .find(|(p, e)| p.len() + e.id.len() + 64 > max)
+        {
+            return Err(BusError::Permanent {
+                what: "publish".into(),
+                message: format!("an event of {} bytes is over the server's max payload", p.len()),
+                fix: "lower the adapter's max_body_bytes or raise the server's max_payload".into(),
+            });
+        }
         let send = async {
             let mut acks = Vec::with_capacity(events.len());
-            for e in events {
-                let payload = e.to_json();
-                if payload.len() + e.id.len() + 64 > max {
-                    return Err(BusError::Permanent {
-                        what: "publish".into(),
-                        message: format!("an event of {} bytes is over the server's max payload", payload.len()),
-                        fix: "lower the adapter's max_body_bytes or raise the server's max_payload".into(),
-                    });
-                }
+            for (e, payload) in events.iter().zip(payloads) {
                 let msg = jetstream::message::PublishMessage::build()
                     .payload(payload.into())
                     .message_id(&e.id);

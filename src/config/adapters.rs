@@ -198,11 +198,13 @@ impl Config {
                 }
             };
             let path = a.path.clone().unwrap_or_else(|| format!("/webhooks/{name}"));
-            if !path.starts_with('/') || path.len() > 200 || path.contains(['{', '}', '*', '?', '#', ' ']) {
+            // `:` too: the HTTP router reads a segment starting with it as a
+            // capture of the old syntax and refuses the route.
+            if !path.starts_with('/') || path.len() > 200 || path.contains(['{', '}', '*', '?', '#', ':', ' ']) {
                 bad(
                     ".path",
                     format!("{path:?}"),
-                    "must start with / and hold no {, }, *, ?, # or spaces",
+                    "must start with / and hold no {, }, *, ?, #, : or spaces",
                 );
             } else if a.enabled && kind != Some(AdapterKind::Imap) && !paths.insert(path.clone()) {
                 bad(".path", format!("{path:?}"), "another enabled adapter serves this path");

@@ -10,7 +10,13 @@
 //! - 400 malformed, naming the field; 401 missing or wrong signature;
 //!   413 body over `max_body_bytes`; 405 wrong method; 404 unknown path;
 //! - 503 with `Retry-After` when NATS is unreachable or slow: the platform
-//!   retries, and retries carry the same event ids.
+//!   retries, and retries carry the same event ids; also when the request
+//!   bodies being read at once would pass [`BODY_BUDGET`] bytes (each
+//!   counts for its `Content-Length`, or its adapter's `max_body_bytes`
+//!   without one), so many large or slow requests cannot exhaust memory;
+//! - 408 when a body takes longer than [`BODY_READ_TIMEOUT`] to arrive;
+//! - 413 also when an event of the request is over the NATS server's max
+//!   payload (nothing of it is published).
 //!
 //! Nothing is published for a request answered 4xx. Logs name the adapter,
 //! the outcome and counts, never content or addresses.
@@ -34,6 +40,13 @@ use tokio_util::sync::CancellationToken;
 
 /// Seconds a sender is asked to wait before retrying after a 503.
 const RETRY_AFTER_SECS: u32 = 5;
+/// Request bodies held at once, over every webhook route (bytes): beyond
+/// it a request is answered 503 at once rather than read.
+pub const BODY_BUDGET: usize = 256 << 20;
+/// How long a request's body may take to arrive.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// The unit of [`BODY_BUDGET`]'s semaphore.
+const BUDGET_UNIT: usize = 1024;
 /// What Twilio gets when no `reply` is configured: an empty TwiML document.
 const DEFAULT_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>";
 
@@ -41,15 +54,19 @@ const DEFAULT_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response
 struct Hook {
     spec: Arc<AdapterSpec>,
     publisher: InboundPublisher,
+    /// [`BODY_BUDGET`], shared by every route, in [`BUDGET_UNIT`]s.
+    budget: Arc<tokio::sync::Semaphore>,
 }
 
 /// The router for `specs` (webhook adapters only).
 pub fn router(specs: &[AdapterSpec], publisher: InboundPublisher) -> Router {
     let mut r = Router::new();
+    let budget = Arc::new(tokio::sync::Semaphore::new(BODY_BUDGET / BUDGET_UNIT));
     for s in specs.iter().filter(|s| s.kind.is_webhook()) {
         let hook = Hook {
             spec: Arc::new(s.clone()),
             publisher: publisher.clone(),
+            budget: Arc::clone(&budget),
         };
         let mut route = post(handle);
         if s.kind == AdapterKind::Social && s.format == SocialFormat::Meta {
@@ -136,9 +153,40 @@ async fn handshake(State(h): State<Hook>, Query(q): Query<HashMap<String, String
 
 async fn handle(State(h): State<Hook>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     let spec = &h.spec;
-    let body = match axum::body::to_bytes(body, spec.max_body_bytes).await {
-        Ok(b) => b,
+    // What this request may hold (its declared length, checked again while
+    // reading), taken from the shared budget until it is answered.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .unwrap_or(spec.max_body_bytes)
+        .min(spec.max_body_bytes);
+    let units = u32::try_from(declared.div_ceil(BUDGET_UNIT).max(1)).unwrap_or(u32::MAX);
+    let Ok(_held) = h.budget.try_acquire_many(units) else {
+        count(spec, "busy");
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many request bodies in flight; retry later",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        return r;
+    };
+    let limit = if headers.contains_key(header::CONTENT_LENGTH) {
+        declared
+    } else {
+        spec.max_body_bytes
+    };
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit)).await;
+    let body = match read {
+        Ok(Ok(b)) => b,
         Err(_) => {
+            count(spec, "timed_out");
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the body did not arrive within {} s", BODY_READ_TIMEOUT.as_secs()),
+            );
+        }
+        Ok(Err(_)) => {
             count(spec, "too_large");
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -159,7 +207,17 @@ async fn handle(State(h): State<Hook>, uri: Uri, headers: HeaderMap, body: Body)
     }
     if !decoded.events.is_empty() {
         let started = Instant::now();
-        if let Err(e) = h.publisher.publish(&decoded.events).await {
+        let published = h.publisher.publish(&decoded.events).await;
+        if let Err(e @ crate::bus::BusError::Permanent { .. }) = &published {
+            // Nothing of the request was published; retrying cannot help.
+            count(spec, "too_large");
+            tracing::warn!(adapter = %spec.name, error = %e, events = decoded.events.len(), "An event is over the NATS server's max payload; answered 413.");
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "an event of this request is over the NATS server's max payload; nothing was published",
+            );
+        }
+        if let Err(e) = published {
             count(spec, "unavailable");
             tracing::warn!(adapter = %spec.name, error = %e, events = decoded.events.len(), "Could not publish to JetStream; answered 503 so the sender retries.");
             let mut r = error(
@@ -270,4 +328,35 @@ fn twilio_url(spec: &AdapterSpec, uri: &Uri, headers: &HeaderMap) -> String {
     let proto = header_str(headers, "x-forwarded-proto").unwrap_or("http");
     let host = header_str(headers, "host").unwrap_or("localhost");
     format!("{proto}://{host}{}{query}", uri.path())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::post;
+
+    /// Every path the configuration accepts is one the HTTP router takes
+    /// (a refused route panics at start-up, after validation said yes).
+    #[test]
+    fn paths_the_configuration_accepts_make_routes() {
+        let paths = [
+            "/webhooks/chat",
+            "/hooks/meta/v2",
+            "/a.b-c_d~e!$&'()+,;=@",
+            "/webhooks/%3Ameta",
+            "/a//b",
+            "/webhooks/chat/",
+            "/",
+        ];
+        for p in paths {
+            let toml = format!("[adapters.x]\ntype = \"chat-webhook\"\nsecret = \"s\"\npath = {p:?}\n");
+            let cfg = crate::config::Config::from_toml_with_env(&toml, "t", Vec::new()).expect("well-typed");
+            assert!(cfg.adapter_specs_with(&|_| None).is_ok(), "{p} is accepted");
+            let _ = axum::Router::<()>::new().route(p, post(|| async {}));
+        }
+        for p in ["/webhooks/:meta", "/webhooks/*all", "/webhooks/{id}"] {
+            let toml = format!("[adapters.x]\ntype = \"chat-webhook\"\nsecret = \"s\"\npath = {p:?}\n");
+            let cfg = crate::config::Config::from_toml_with_env(&toml, "t", Vec::new()).expect("well-typed");
+            assert!(cfg.adapter_specs_with(&|_| None).is_err(), "{p} is refused");
+        }
+    }
 }

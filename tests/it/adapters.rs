@@ -330,3 +330,49 @@ async fn the_adapter_subcommand_runs_one_adapter_alone_before_any_router() {
     let status = support::binary::wait_exit(&mut p.child, std::time::Duration::from_secs(20));
     assert!(status.success(), "{status}");
 }
+
+/// Request bodies held at once are bounded over every route: with ten
+/// 25 MiB bodies being read (ten declared, none sent), an eleventh is
+/// answered 503 at once instead of read, and the budget comes back when
+/// those connections go.
+#[tokio::test]
+async fn bodies_in_flight_are_bounded_and_the_rest_is_asked_to_retry() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_nats, d, _c) = start().await;
+    let per = 26_214_400usize;
+    assert_eq!(omniroute::http::webhooks::BODY_BUDGET / per, 10);
+    let open = || async {
+        let mut s = tokio::net::TcpStream::connect(d.webhooks).await.expect("connect");
+        let head = format!("POST /webhooks/mail HTTP/1.1\r\nHost: x\r\nContent-Length: {per}\r\n\r\n");
+        s.write_all(head.as_bytes()).await.expect("write");
+        s
+    };
+    let mut held = Vec::new();
+    for _ in 0..11 {
+        held.push(open().await);
+    }
+    // Exactly one of the eleven is refused (whichever came last to the
+    // budget), at once; the others wait for their bodies.
+    let reads = held.iter_mut().map(|s| {
+        Box::pin(async move {
+            let mut buf = vec![0u8; 512];
+            let n = s.read(&mut buf).await.unwrap_or(0);
+            String::from_utf8_lossy(&buf[..n]).to_string()
+        })
+    });
+    let (refused, _, waiting) = tokio::time::timeout(WAIT, futures::future::select_all(reads))
+        .await
+        .expect("a refusal");
+    drop(waiting);
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.to_ascii_lowercase().contains("retry-after: 5"), "{refused}");
+    drop(held);
+    // The budget is back: a normal request goes through.
+    let mail = b"From: Ana <ana@example.com>\r\nTo: support@example.com\r\nSubject: Hi\r\nMessage-ID: <m-budget@example.com>\r\n\r\nHello\r\n";
+    support::eventually(WAIT, "the budget back", || async {
+        let (s, _, _) = post_signed(d.webhooks, "/webhooks/mail", "mail-secret", mail).await;
+        (s == 200).then_some(())
+    })
+    .await;
+    d.stop().await;
+}
