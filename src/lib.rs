@@ -124,7 +124,7 @@ async fn run_daemon(
     if listeners.webhooks.is_none() && adapters.iter().any(|a| a.kind.is_webhook()) {
         tracing::warn!("Webhook adapters are enabled but no webhook listener was given; they are not served.");
     }
-    let webhooks = (!adapters.is_empty()).then(|| {
+    let mut webhooks = (!adapters.is_empty()).then(|| {
         tokio::spawn(serve_adapters(
             Arc::clone(&cfg),
             adapters,
@@ -143,11 +143,23 @@ async fn run_daemon(
             Ok(Err(e)) => e.to_string(),
             Err(e) => e.to_string(),
         })),
+        // The adapters end only with the process: earlier (an error, a
+        // panic) the daemon exits rather than run on without its inputs.
+        r = async {
+            match webhooks.as_mut() {
+                Some(w) => w.await,
+                None => std::future::pending().await,
+            }
+        } => Err(RunError::Http(match r {
+            Ok(Ok(())) => "the channel adapters stopped".into(),
+            Ok(Err(e)) => format!("the channel adapters stopped: {e}"),
+            Err(e) => format!("the channel adapters failed: {e}"),
+        })),
     };
     ready.set_draining();
     http_stop.cancel();
     let _ = http_task.await;
-    if let Some(w) = webhooks {
+    if let Some(w) = webhooks.filter(|w| !w.is_finished()) {
         let _ = w.await;
     }
     if let Some(t) = sink_task {
