@@ -328,6 +328,16 @@ impl Agent {
             .sum()
     }
 
+    /// Whether the agent could ever hold a contact on the channel, however
+    /// idle: a slot there and, with a budget of units, the channel's weight
+    /// within it.
+    pub fn serves(&self, c: Channel) -> bool {
+        self.capacity[c.index()] > 0
+            && self
+                .units
+                .is_none_or(|budget| self.weights.weights[c.index()] <= budget)
+    }
+
     pub fn fits(&self, required: &BTreeMap<SkillName, SkillLevel>) -> bool {
         required
             .iter()

@@ -1,6 +1,8 @@
 //! Affinity's waiting window: a returning customer's contact kept for the
-//! agent who served them last while that agent is `available` but busy,
-//! for at most `[routing.affinity] wait_secs` after it was received.
+//! agent who served them last while that agent is `available` but busy
+//! (and could take it: the skills at the levels, the channel in their
+//! capacity), for at most `[routing.affinity] wait_secs` after it was
+//! received.
 //!
 //! A kept contact is waiting (it counts in its queue and keeps its age and
 //! SLA clocks) but is not in the wait index: it sits in its agent's own
@@ -39,7 +41,14 @@ impl Engine {
         let Some(ax) = self.agent_ix.get(pref).copied() else {
             return false;
         };
-        if s.c.declined_by.contains(pref) || self.agents[ax as usize].a.status != Presence::Available {
+        let agent = &self.agents[ax as usize];
+        // Kept only for an agent who can take it once a slot frees: one
+        // lacking the skills or the channel would hold it for nothing.
+        if s.c.declined_by.contains(pref)
+            || agent.a.status != Presence::Available
+            || !agent.a.serves(s.c.channel)
+            || !fits(&agent.skills, &s.need)
+        {
             return false;
         }
         let Some(until) = s.c.received_at.checked_add_signed(Duration::milliseconds(wait)) else {

@@ -78,6 +78,48 @@ fn the_last_agent_leaving_ends_the_window_at_once() {
     assert_eq!(out.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(), ["b"]);
 }
 
+/// The customer returns on a channel their last agent does not take, or
+/// needing a skill that agent lacks: nobody waits for them.
+#[test]
+fn a_contact_the_last_agent_could_never_take_is_not_kept_for_them() {
+    let toml = "[routing.affinity]\nlookback_secs = 3600\nwait_secs = 600\n\
+                [[queues]]\nname = \"q\"\nchannels = [\"chat\", \"voice\"]\n\
+                [[agents]]\nid = \"a\"\ncapacity = { chat = 1 }\n\
+                [[agents]]\nid = \"b\"\nskills = { billing = 3 }\ncapacity = { chat = 2, voice = 1 }\n";
+    let mut e = Engine::new(spec(toml), t(0.0));
+    for (i, a) in ["a", "b"].iter().enumerate() {
+        e.on_agent(&agent_ev(a, "presence", json!({"status": "available"})), t(i as f64))
+            .expect("presence");
+    }
+    e.on_inbound(&inbound("m1", "chat", "conv1", json!({})), t(5.0))
+        .expect("first");
+    let first = offers(&e.take_outputs());
+    assert_eq!(first[0].0, "a");
+    let id = first[0].1["contact_id"].as_str().expect("id").to_string();
+    e.on_agent(&agent_ev("a", "accept", json!({"contact_id": id})), t(6.0))
+        .expect("accept");
+    e.on_agent(
+        &agent_ev("a", "complete", json!({"contact_id": id, "wrap_up_secs": 60})),
+        t(10.0),
+    )
+    .expect("complete");
+    e.take_outputs();
+    // By voice (a has no voice slot), then by chat needing billing (a has
+    // none): each goes to b at once.
+    e.on_inbound(&inbound("m2", "voice", "conv2", json!({})), t(12.0))
+        .expect("voice");
+    let out = offers(&e.take_outputs());
+    assert_eq!(out.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(), ["b"], "voice");
+    e.on_inbound(&inbound("m3", "chat", "conv3", json!({"skills": ["billing"]})), t(13.0))
+        .expect("chat");
+    let out = offers(&e.take_outputs());
+    assert_eq!(
+        out.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(),
+        ["b"],
+        "billing"
+    );
+}
+
 #[test]
 fn without_a_window_the_contact_goes_to_whoever_is_free() {
     let (_, out) = returning(0.0, 60.0);
