@@ -31,6 +31,7 @@ impl Engine {
     }
 
     fn open(&mut self, ev: &InboundEvent, now: DateTime<Utc>) -> Result<Outcome, BadMessage> {
+        self.admit_skills(ev.skills.iter())?;
         let mut placement = self.spec.place(ev)?;
         // Admission control: a full queue sends the contact on to its
         // overflow queue (keeping priority and SLA policy), or refuses it.
@@ -203,6 +204,12 @@ impl Engine {
 
     fn agent_event(&mut self, ev: &AgentEvent, now: DateTime<Utc>) -> Result<Outcome, BadMessage> {
         let aid = &ev.agent_id;
+        if let AgentEventBody::Profile {
+            skills: Some(skills), ..
+        } = &ev.body
+        {
+            self.admit_skills(skills.keys())?;
+        }
         let ax = match self.agent_ix.get(aid) {
             Some(ax) => *ax,
             None if matches!(ev.body, AgentEventBody::Profile { .. }) => {

@@ -259,6 +259,11 @@ struct Relaxation {
 /// bounded by the configured queues and steps whatever the inputs ask.
 const RELAX_CACHE_WIDTH: usize = 16;
 
+/// Distinct skill names the router keeps (configuration and events
+/// together): an event that would add more is dead-lettered, so index
+/// memory stays bounded whatever names inputs carry.
+pub const MAX_SKILL_NAMES: usize = 10_000;
+
 /// The relaxations cached for one (queue, step), by requirement as placed
 /// (the shared allocation of [`Engine::placed_need`], compared by pointer).
 type RelaxEntries = Vec<(Need, Arc<Relaxation>)>;

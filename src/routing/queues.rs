@@ -37,8 +37,9 @@
 //!   priority aged to the index's `now`;
 //! - each non-empty class has exactly one entry in exactly one head set,
 //!   keyed by its first contact's effective key as of `now`, and a `due`
-//!   entry iff that can change; empty classes are dropped, so the number of
-//!   classes is bounded by the waiting contacts;
+//!   entry iff that can change; empty classes are dropped, and so are the
+//!   head sets of a (channel, skill) once none is used, so both are bounded
+//!   by the waiting contacts;
 //! - `now` only moves forward ([`WaitIndex::advance`], before every input),
 //!   and every class due by then is re-keyed before anything reads it.
 //!
@@ -337,12 +338,18 @@ impl WaitIndex {
         }
         let before = std::mem::replace(&mut class.head, head);
         let (skill, level) = class.filed.map_or((None, 1), |(s, l)| (Some(s), l));
-        let heads = &mut self.heads.entry((class.channel, skill)).or_default()[lvl(level)];
+        let at = (class.channel, skill);
+        let heads = &mut self.heads.entry(at).or_default()[lvl(level)];
         if let Some(k) = before {
             heads.remove(&(k, cix));
         }
         if let Some(k) = head {
             heads.insert((k, cix));
+        } else if heads.is_empty() && self.heads.get(&at).is_some_and(|l| l.iter().all(BTreeSet::is_empty)) {
+            // No class files here any more: the entry goes, so the head
+            // sets are bounded by the waiting contacts, not by every
+            // skill ever asked for.
+            self.heads.remove(&at);
         }
     }
 
@@ -438,6 +445,9 @@ mod tests {
         assert!(!w.by_need[Channel::Chat.index()].contains_key(&[(1 as SkillIx, 5u8)][..]));
         w.remove(c_a, key(0, 0, 10));
         assert_eq!(w.len(), 3, "removing twice changes nothing");
+        // The skill-1 head sets went with their last class.
+        assert!(!w.heads.contains_key(&(Channel::Chat, Some(1))));
+        assert!(w.heads.contains_key(&(Channel::Chat, Some(2))));
     }
 
     #[test]

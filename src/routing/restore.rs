@@ -308,6 +308,27 @@ impl Engine {
         }
     }
 
+    /// Refuses an input that would make the router know more than
+    /// [`super::MAX_SKILL_NAMES`] distinct skills (each costs index entries
+    /// kept for the life of the process); costs the names given.
+    pub(super) fn admit_skills<'a>(
+        &self,
+        names: impl Iterator<Item = &'a SkillName>,
+    ) -> Result<(), crate::domain::wire::BadMessage> {
+        let mut new = names.filter(|n| !self.skill_ix.contains_key(*n)).peekable();
+        let Some(first) = new.peek().copied() else {
+            return Ok(());
+        };
+        let n = self.skill_names.len() + new.count();
+        if n > super::MAX_SKILL_NAMES {
+            return Err(crate::domain::wire::BadMessage(format!(
+                "skill {first} would make {n} distinct skills; the router keeps at most {} (those of the configuration and of every event so far)",
+                super::MAX_SKILL_NAMES
+            )));
+        }
+        Ok(())
+    }
+
     pub(super) fn intern(&mut self, skills: &BTreeMap<SkillName, SkillLevel>) -> Skills {
         let mut v: Skills = skills
             .iter()

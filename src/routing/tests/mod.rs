@@ -752,3 +752,33 @@ fn offers_expiring_while_excused_do_not_set_the_agent_away() {
     assert_eq!(run(false), Some((Presence::Away, 2)), "the check is not vacuous");
     assert_eq!(run(true), Some((Presence::Available, 0)));
 }
+
+/// Skill names are kept for the life of the process (index entries), so
+/// their number is bounded: an event that would pass it is refused (the
+/// daemon dead-letters it) and changes nothing; known names still pass.
+#[test]
+fn skill_names_beyond_the_bound_are_refused() {
+    let mut e = Engine::new(spec("[[queues]]\nname = \"q\"\nchannels = [\"chat\"]\n"), t(0.0));
+    let names: Vec<String> = (0..super::MAX_SKILL_NAMES).map(|i| format!("s{i}")).collect();
+    e.on_inbound(&inbound("m1", "chat", "conv1", json!({"skills": names})), t(1.0))
+        .expect("up to the bound");
+    let err = e
+        .on_inbound(
+            &inbound("m2", "chat", "conv2", json!({"skills": ["s5", "one-more"]})),
+            t(2.0),
+        )
+        .expect_err("beyond the bound");
+    assert!(
+        err.0.starts_with("skill one-more would make 10001 distinct skills"),
+        "{}",
+        err.0
+    );
+    assert!(e.contact_for_conversation("conv2").is_none(), "nothing opened");
+    let err = e
+        .on_agent(&agent_ev("new", "profile", json!({"skills": {"other": 3}})), t(3.0))
+        .expect_err("a profile too");
+    assert!(err.0.starts_with("skill other would make"), "{}", err.0);
+    assert!(e.agents().all(|a| a.id.as_str() != "new"), "no agent created");
+    e.on_inbound(&inbound("m3", "chat", "conv3", json!({"skills": ["s5"]})), t(4.0))
+        .expect("a known skill");
+}
