@@ -133,6 +133,8 @@ impl Engine {
                 if let Some(s) = self.slot_mut(cx) {
                     (s.need, s.route_q, s.relaxed) = (Arc::clone(&r.need), r.route_q, r.required.clone());
                     s.step = r.step;
+                    s.c.relax_step = r.step;
+                    self.dirty_contacts.push(cx);
                 }
             }
         }
@@ -140,6 +142,27 @@ impl Engine {
             (s.eff, s.relax_at) = (eff, next);
         }
         changed
+    }
+
+    /// A restored contact takes the relaxation step its record says it
+    /// reached, silently (its events went out then); steps due since are
+    /// applied, and announced, when it is filed.
+    pub(super) fn restore_step(&mut self, cx: u32) {
+        let Some(s) = self.slot(cx) else { return };
+        let relax_ms = self.queues.get(s.q as usize).map_or(&[][..], |q| &q.relax_ms[..]);
+        // A queue configured with fewer steps now keeps what it has.
+        let step = usize::from(s.c.relax_step).min(relax_ms.len());
+        if step == 0 {
+            return;
+        }
+        let waited = relax_ms[step - 1];
+        let Some(r) = self.relaxation(cx, step, waited) else {
+            return;
+        };
+        if let Some(s) = self.slot_mut(cx) {
+            (s.need, s.route_q, s.relaxed) = (Arc::clone(&r.need), r.route_q, r.required.clone());
+            s.step = r.step;
+        }
     }
 
     /// The relaxation of a waiting contact at `at_step` (having waited

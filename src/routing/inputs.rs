@@ -98,6 +98,7 @@ impl Engine {
             opened_by: ev.id.clone(),
             pending: Vec::new(),
             preferred_agent: self.returning_to(&ev.customer.id, now),
+            relax_step: 0,
         };
         let cx = self.push_contact_to(c, q);
         // Clocks first: a queue ordered by slack files it by its breach.

@@ -100,6 +100,12 @@ pub struct Contact {
     /// lookback when the contact opened: offered first when they can take it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_agent: Option<AgentId>,
+    /// The relaxation step it reached while waiting (0: as placed): what a
+    /// restart applies again without announcing it (its `relaxed` or
+    /// `overflowed` event went out then), and a floor, since a step may
+    /// have been applied early.
+    #[serde(default, skip_serializing_if = "is_zero8")]
+    pub relax_step: u8,
 }
 
 /// A customer message waiting for the contact's agent.
@@ -196,6 +202,10 @@ fn is_zero(n: &u64) -> bool {
 }
 
 fn is_zero32(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_zero8(n: &u8) -> bool {
     *n == 0
 }
 

@@ -165,6 +165,7 @@ impl Engine {
             if repaired {
                 e.dirty_contacts.push(cx);
             }
+            e.restore_step(cx);
             let Some(slot) = e.contacts.get(cx) else {
                 continue;
             };

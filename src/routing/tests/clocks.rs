@@ -488,3 +488,28 @@ fn a_contact_relaxes_when_the_prediction_crosses_its_breach_not_before() {
     assert_eq!(o.len(), 1);
     assert_eq!((o[0].0.as_str(), &o[0].1["why"]["step"]), ("junior", &json!(1)));
 }
+
+/// A step applied early stays applied across a restart (the pace that
+/// predicted the breach is not part of the records): it never goes back.
+#[test]
+fn an_early_step_survives_a_restart() {
+    let (mut e, out) = fourth_chat("relax_before_breach = true");
+    let o = offers(&out);
+    assert_eq!(o[0].1["why"]["step"], json!(1));
+    let (agent, cid) = (
+        o[0].0.clone(),
+        o[0].1["contact_id"].as_str().unwrap_or_default().to_string(),
+    );
+    let spec = Arc::clone(&e.spec);
+    let (contacts, agents) = snapshot(&mut e);
+    let mut r = Engine::restore(spec, contacts, agents, t(301.5));
+    r.route_waiting(t(301.5));
+    r.take_outputs();
+    // The agent passes; the other is busy, so it comes back to them,
+    // still at step 1 (not back at step 0, as placed).
+    r.on_agent(&agent_ev(&agent, "decline", json!({"contact_id": cid})), t(302.0))
+        .expect("decline");
+    let o = offers(&r.take_outputs());
+    assert_eq!(o.len(), 1, "{o:?}");
+    assert_eq!((&o[0].0, &o[0].1["why"]["step"]), (&agent, &json!(1)));
+}

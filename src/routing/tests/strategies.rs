@@ -782,3 +782,40 @@ fn an_agent_event_extends_or_ends_a_wrap_up() {
     );
     assert_eq!(bad.map_err(|e| e.0), Err("missing field wrap_up_secs".to_string()));
 }
+
+/// A restart after a contact overflowed (or was relaxed) decides as before
+/// and says nothing again: the events were published when the steps
+/// fell due.
+#[test]
+fn a_restart_after_an_overflow_publishes_no_event_again() {
+    let toml = r#"
+[[queues]]
+name = "billing"
+channels = ["chat"]
+skills = { billing = 7 }
+[[queues.relax]]
+after_secs = 30
+overflow = "general"
+[[queues]]
+name = "general"
+channels = ["chat"]
+skills = { support = 1 }
+"#;
+    let spec = spec(toml);
+    let mut e = Engine::new(Arc::clone(&spec), t(0.0));
+    e.on_inbound(&inbound("m1", "chat", "c1", json!({"queue": "billing"})), t(0.0))
+        .expect("ok");
+    e.on_tick(t(30.0));
+    assert_eq!(events(&e.take_outputs(), "overflowed").len(), 1);
+    let (contacts, agents) = snapshot(&mut e);
+    let mut r = Engine::restore(spec, contacts, agents, t(40.0));
+    r.route_waiting(t(40.0));
+    r.on_tick(t(41.0));
+    let out = r.take_outputs();
+    assert!(
+        events(&out, "overflowed").is_empty(),
+        "{:?}",
+        out.iter().map(|o| &o.subject).collect::<Vec<_>>()
+    );
+    assert!(events(&out, "relaxed").is_empty());
+}
