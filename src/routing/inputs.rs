@@ -99,6 +99,7 @@ impl Engine {
             pending: Vec::new(),
             preferred_agent: self.returning_to(&ev.customer.id, now),
             relax_step: 0,
+            kept: false,
         };
         let cx = self.push_contact_to(c, q);
         // Clocks first: a queue ordered by slack files it by its breach.

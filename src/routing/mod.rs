@@ -414,6 +414,9 @@ pub struct Engine {
     /// being free (or another contact's) by the time changes are taken.
     dirty_contacts: Vec<u32>,
     closed_contacts: Vec<String>,
+    /// Inside [`Engine::restore`]: decisions already taken are read from
+    /// the records, not taken again.
+    restoring: bool,
     dirty_agents: Vec<AgentId>,
     customers: customers::Customers,
     out: Vec<Outbound>,

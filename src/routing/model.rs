@@ -106,6 +106,12 @@ pub struct Contact {
     /// have been applied early.
     #[serde(default, skip_serializing_if = "is_zero8")]
     pub relax_step: u8,
+    /// Kept for `preferred_agent` (affinity's `wait_secs`) when last
+    /// recorded: a restart keeps it for them only then, as the router
+    /// decided it once, when it queued the contact, from the agent's
+    /// presence at that moment (not at the restart).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub kept: bool,
 }
 
 /// A customer message waiting for the contact's agent.

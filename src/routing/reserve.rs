@@ -16,8 +16,9 @@
 //! Invariants: a contact is in at most one of the wait index, an agent's
 //! reserved set, or held by closed hours; work is bounded by the contact
 //! or by the agent's own reserved contacts, never by the backlog. The
-//! state is derived from the records (`preferred_agent`, `received_at`,
-//! the agent's presence), so a restart rebuilds it.
+//! record says whether a contact is kept (`kept`, with `preferred_agent`
+//! and `received_at`), so a restart keeps exactly those still in their
+//! window whose agent is still `available`.
 
 use super::agents::fits;
 use super::queues::WaitKey;
@@ -38,6 +39,11 @@ impl Engine {
         let Some(pref) = s.c.preferred_agent.as_ref() else {
             return false;
         };
+        // Restoring: kept only if it was (the decision is not made again
+        // from the agent's presence now).
+        if self.restoring && !s.c.kept {
+            return false;
+        }
         let Some(ax) = self.agent_ix.get(pref).copied() else {
             return false;
         };
@@ -61,6 +67,10 @@ impl Engine {
         self.agents[ax as usize].reserved.insert(key);
         if let Some(s) = self.slot_mut(cx) {
             s.reserved = Some((ax, until));
+            if !s.c.kept {
+                s.c.kept = true;
+                self.dirty_contacts.push(cx);
+            }
         }
         self.ages.insert(until, Timer::Reserve(cx));
         if !self.pending_agents.contains(&ax) {
@@ -76,7 +86,9 @@ impl Engine {
         let Some((ax, until)) = s.reserved.take() else {
             return false;
         };
+        s.c.kept = false;
         let key = s.wait_key(cx);
+        self.dirty_contacts.push(cx);
         if let Some(a) = self.agents.get_mut(ax as usize) {
             a.reserved.remove(&key);
         }

@@ -40,6 +40,7 @@ impl Engine {
             offer_seq: 0,
             dirty_contacts: Vec::new(),
             closed_contacts: Vec::new(),
+            restoring: true,
             dirty_agents: Vec::new(),
             customers: Default::default(),
             out: Vec::new(),
@@ -190,6 +191,7 @@ impl Engine {
             }
             e.schedule_sla(cx);
         }
+        e.restoring = false;
         // In slot order, not key order: the lists are sorted once at the end.
         e.free.begin_bulk();
         for ax in 0..e.agents.len() as u32 {

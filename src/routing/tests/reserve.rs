@@ -166,3 +166,66 @@ fn wait_secs_needs_affinity_and_a_bound() {
     );
     assert!(errs.contains("needs routing.affinity.lookback_secs"), "{errs}");
 }
+
+/// Whether a contact is kept is decided once, when it queues; a restart
+/// reads that decision from the record instead of taking it again from
+/// the agent's presence then.
+#[test]
+fn a_restart_keeps_only_what_was_kept() {
+    let toml =
+        "[routing.affinity]\nlookback_secs = 3600\nwait_secs = 600\n[[queues]]\nname = \"q\"\nchannels = [\"chat\"]\n\
+                [[agents]]\nid = \"a\"\ncapacity = { chat = 1 }\n[[agents]]\nid = \"b\"\ncapacity = { chat = 1 }\n";
+    let mut e = Engine::new(spec(toml), t(0.0));
+    for (i, a) in ["a", "b"].iter().enumerate() {
+        e.on_agent(&agent_ev(a, "presence", json!({"status": "available"})), t(i as f64))
+            .expect("presence");
+    }
+    // The customer's first contact goes to a (idle longest), who completes
+    // it with a long wrap-up; another customer's contact goes to b.
+    e.on_inbound(&inbound("m1", "chat", "conv1", json!({})), t(5.0))
+        .expect("first");
+    let id = offers(&e.take_outputs())[0].1["contact_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    e.on_agent(&agent_ev("a", "accept", json!({"contact_id": id})), t(6.0))
+        .expect("accept");
+    e.on_agent(
+        &agent_ev("a", "complete", json!({"contact_id": id, "wrap_up_secs": 300})),
+        t(7.0),
+    )
+    .expect("complete");
+    let other = json!({"customer": {"id": "someone-else"}});
+    e.on_inbound(&inbound("m2", "chat", "conv2", other), t(8.0))
+        .expect("other");
+    let o = offers(&e.take_outputs());
+    assert_eq!(o[0].0, "b");
+    let id2 = o[0].1["contact_id"].as_str().expect("id").to_string();
+    e.on_agent(&agent_ev("b", "accept", json!({"contact_id": id2})), t(9.0))
+        .expect("accept");
+    // a is away when the customer returns: not kept, open to everyone
+    // (nobody is free). a comes back, still in wrap-up.
+    e.on_agent(&agent_ev("a", "presence", json!({"status": "away"})), t(10.0))
+        .expect("away");
+    e.on_inbound(&inbound("m3", "chat", "conv3", json!({})), t(12.0))
+        .expect("return");
+    e.on_agent(&agent_ev("a", "presence", json!({"status": "available"})), t(13.0))
+        .expect("back");
+    e.take_outputs();
+    let spec = Arc::clone(&e.spec);
+    let (contacts, agents) = snapshot(&mut e);
+    let mut r = Engine::restore(spec, contacts, agents, t(14.0));
+    r.route_waiting(t(14.0));
+    r.take_outputs();
+    // b frees a slot: the returning customer's contact is b's, as it would
+    // have been without the restart.
+    r.on_agent(&agent_ev("b", "complete", json!({"contact_id": id2})), t(15.0))
+        .expect("complete");
+    let o = offers(&r.take_outputs());
+    assert_eq!(
+        o.iter()
+            .map(|(a, o)| (a.as_str(), o["conversation_id"].as_str()))
+            .collect::<Vec<_>>(),
+        [("b", Some("conv3"))]
+    );
+}
