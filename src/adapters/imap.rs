@@ -234,11 +234,18 @@ async fn round(
     };
     let mut uids: Vec<u32> = timed("search", s.uid_search(query)).await?.into_iter().collect();
     uids.sort_unstable();
-    let settings = EmailSettings {
-        adapter: spec.name.clone(),
-        kind: "email-imap",
-        mailbox: Some(mailbox.to_string()),
-        defaults: spec.defaults.clone(),
+    let at = Mailbox {
+        spec,
+        imap,
+        name: mailbox,
+        can_move,
+        publisher,
+        settings: EmailSettings {
+            adapter: spec.name.clone(),
+            kind: "email-imap",
+            mailbox: Some(mailbox.to_string()),
+            defaults: spec.defaults.clone(),
+        },
     };
     for chunk in uids.chunks(CHUNK) {
         let set = uid_set(chunk);
@@ -257,7 +264,7 @@ async fn round(
             let (small, large): (Vec<_>, Vec<_>) = group
                 .iter()
                 .partition(|(_, size)| (*size as usize) <= spec.max_body_bytes);
-            process(s, spec, imap, mailbox, can_move, publisher, &settings, &small, &large).await?;
+            process(s, &at, &small, &large).await?;
         }
     }
     Ok(())
@@ -299,20 +306,25 @@ fn size_fetched(size: usize, max_body_bytes: usize) -> usize {
     }
 }
 
+/// The mailbox a round reads, and what reading it needs.
+struct Mailbox<'a> {
+    spec: &'a AdapterSpec,
+    imap: &'a ImapSpec,
+    name: &'a str,
+    can_move: bool,
+    publisher: &'a InboundPublisher,
+    settings: EmailSettings,
+}
+
 /// Fetches, decodes, publishes and then marks one group of messages:
 /// `small` whole, `large` (over `max_body_bytes`) by their header.
-#[allow(clippy::too_many_arguments)]
 async fn process(
     s: &mut Session,
-    spec: &AdapterSpec,
-    imap: &ImapSpec,
-    mailbox: &str,
-    can_move: bool,
-    publisher: &InboundPublisher,
-    settings: &EmailSettings,
+    at: &Mailbox<'_>,
     small: &[&(u32, u32)],
     large: &[&(u32, u32)],
 ) -> Result<(), ImapError> {
+    let (spec, publisher) = (at.spec, at.publisher);
     let mut raws: Vec<(u32, Vec<u8>, bool)> = Vec::with_capacity(small.len() + large.len());
     for (part, query, truncated) in [(small, "BODY.PEEK[]", false), (large, "BODY.PEEK[HEADER]", true)] {
         if part.is_empty() {
@@ -334,7 +346,7 @@ async fn process(
     let now = chrono::Utc::now();
     let mut events = Vec::new();
     for (uid, raw, truncated) in &raws {
-        match email::decode(raw, settings, now) {
+        match email::decode(raw, &at.settings, now) {
             Ok(d) => {
                 for what in &d.ignored {
                     metrics::counter!(telemetry::ADAPTER_IGNORED, "adapter" => spec.name.clone(), "what" => *what)
@@ -352,7 +364,7 @@ async fn process(
                 }));
             }
             Err(AdapterError::Bad(m) | AdapterError::Unauthorized(m)) => {
-                dead_letter(spec, mailbox, publisher, *uid, raw, &m).await?;
+                dead_letter(at, *uid, raw, &m).await?;
             }
         }
     }
@@ -365,7 +377,7 @@ async fn process(
             Some(m) => {
                 let error = format!("the event is over the NATS server's max payload ({m} bytes)");
                 let raw = raws.iter().find(|r| r.0 == uid).map_or(&[][..], |r| &r.1[..]);
-                dead_letter(spec, mailbox, publisher, uid, raw, &error).await?;
+                dead_letter(at, uid, raw, &error).await?;
             }
             None => routed.push(e),
         }
@@ -384,7 +396,7 @@ async fn process(
     // Only now: every event of the group is stored.
     let done = uid_set(&raws.iter().map(|r| r.0).collect::<Vec<_>>());
     if !raws.is_empty() {
-        mark(s, &done, imap, can_move).await?;
+        mark(s, &done, at.imap, at.can_move).await?;
         metrics::counter!(telemetry::ADAPTER_REQUESTS, "adapter" => spec.name.clone(), "kind" => "email-imap", "outcome" => "processed")
             .increment(raws.len() as u64);
     }
@@ -393,14 +405,8 @@ async fn process(
 
 /// Copies a message that cannot be routed to the dead-letter stream,
 /// before it is marked processed (and left for a person).
-async fn dead_letter(
-    spec: &AdapterSpec,
-    mailbox: &str,
-    publisher: &InboundPublisher,
-    uid: u32,
-    raw: &[u8],
-    error: &str,
-) -> Result<(), ImapError> {
+async fn dead_letter(at: &Mailbox<'_>, uid: u32, raw: &[u8], error: &str) -> Result<(), ImapError> {
+    let (spec, publisher, mailbox) = (at.spec, at.publisher, at.name);
     metrics::counter!(telemetry::ADAPTER_IGNORED, "adapter" => spec.name.clone(), "what" => "undecodable").increment(1);
     tracing::warn!(adapter = %spec.name, uid, error, "Mail could not be routed; dead-lettered, marked processed and left for a person.");
     // Keyed by the raw bytes: a re-read after a crash is the same dead letter.

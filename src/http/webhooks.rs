@@ -107,6 +107,14 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, Json(json!({"error": msg.into()}))).into_response()
 }
 
+/// 503 with `Retry-After`: the sender is asked to come back.
+fn retry_later(msg: &str) -> Response {
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, msg);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    r
+}
+
 async fn not_found(uri: Uri) -> Response {
     (
         StatusCode::NOT_FOUND,
@@ -163,13 +171,7 @@ async fn handle(State(h): State<Hook>, uri: Uri, headers: HeaderMap, body: Body)
     let units = u32::try_from(declared.div_ceil(BUDGET_UNIT).max(1)).unwrap_or(u32::MAX);
     let Ok(_held) = h.budget.try_acquire_many(units) else {
         count(spec, "busy");
-        let mut r = error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many request bodies in flight; retry later",
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-        return r;
+        return retry_later("too many request bodies in flight; retry later");
     };
     let limit = if headers.contains_key(header::CONTENT_LENGTH) {
         declared
@@ -220,13 +222,7 @@ async fn handle(State(h): State<Hook>, uri: Uri, headers: HeaderMap, body: Body)
         if let Err(e) = published {
             count(spec, "unavailable");
             tracing::warn!(adapter = %spec.name, error = %e, events = decoded.events.len(), "Could not publish to JetStream; answered 503 so the sender retries.");
-            let mut r = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "NATS JetStream is unavailable; retry later",
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-            return r;
+            return retry_later("NATS JetStream is unavailable; retry later");
         }
         metrics::histogram!(telemetry::ADAPTER_PUBLISH_SECONDS, "adapter" => spec.name.clone())
             .record(started.elapsed().as_secs_f64());

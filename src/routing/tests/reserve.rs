@@ -13,7 +13,18 @@ fn returning(wait_secs: f64, wrap: f64) -> (Engine, Vec<(String, serde_json::Val
         "[routing.affinity]\nlookback_secs = 3600\nwait_secs = {wait_secs}\n[[queues]]\nname = \"q\"\nchannels = [\"chat\"]\n\
          [[agents]]\nid = \"a\"\ncapacity = {{ chat = 1 }}\n[[agents]]\nid = \"b\"\ncapacity = {{ chat = 1 }}\n"
     );
-    let mut e = Engine::new(spec(&toml), t(0.0));
+    let mut e = served_by_a(&toml, wrap);
+    e.on_inbound(&inbound("m2", "chat", "conv2", json!({})), t(12.0))
+        .expect("return");
+    let out = offers(&e.take_outputs());
+    (e, out)
+}
+
+/// Agents `a` and `b` of `toml` come available at 0 s and 1 s; the
+/// customer's first chat (5 s) goes to `a`, who accepts it and completes
+/// it at 10 s with `wrap` s of wrap-up. Outputs taken.
+fn served_by_a(toml: &str, wrap: f64) -> Engine {
+    let mut e = Engine::new(spec(toml), t(0.0));
     for (i, a) in ["a", "b"].iter().enumerate() {
         e.on_agent(&agent_ev(a, "presence", json!({"status": "available"})), t(i as f64))
             .expect("presence");
@@ -31,10 +42,7 @@ fn returning(wait_secs: f64, wrap: f64) -> (Engine, Vec<(String, serde_json::Val
     )
     .expect("complete");
     e.take_outputs();
-    e.on_inbound(&inbound("m2", "chat", "conv2", json!({})), t(12.0))
-        .expect("return");
-    let out = offers(&e.take_outputs());
-    (e, out)
+    e
 }
 
 fn returned_id(e: &Engine) -> String {
@@ -86,24 +94,7 @@ fn a_contact_the_last_agent_could_never_take_is_not_kept_for_them() {
                 [[queues]]\nname = \"q\"\nchannels = [\"chat\", \"voice\"]\n\
                 [[agents]]\nid = \"a\"\ncapacity = { chat = 1 }\n\
                 [[agents]]\nid = \"b\"\nskills = { billing = 3 }\ncapacity = { chat = 2, voice = 1 }\n";
-    let mut e = Engine::new(spec(toml), t(0.0));
-    for (i, a) in ["a", "b"].iter().enumerate() {
-        e.on_agent(&agent_ev(a, "presence", json!({"status": "available"})), t(i as f64))
-            .expect("presence");
-    }
-    e.on_inbound(&inbound("m1", "chat", "conv1", json!({})), t(5.0))
-        .expect("first");
-    let first = offers(&e.take_outputs());
-    assert_eq!(first[0].0, "a");
-    let id = first[0].1["contact_id"].as_str().expect("id").to_string();
-    e.on_agent(&agent_ev("a", "accept", json!({"contact_id": id})), t(6.0))
-        .expect("accept");
-    e.on_agent(
-        &agent_ev("a", "complete", json!({"contact_id": id, "wrap_up_secs": 60})),
-        t(10.0),
-    )
-    .expect("complete");
-    e.take_outputs();
+    let mut e = served_by_a(toml, 60.0);
     // By voice (a has no voice slot), then by chat needing billing (a has
     // none): each goes to b at once.
     e.on_inbound(&inbound("m2", "voice", "conv2", json!({})), t(12.0))
@@ -175,37 +166,20 @@ fn a_restart_keeps_only_what_was_kept() {
     let toml =
         "[routing.affinity]\nlookback_secs = 3600\nwait_secs = 600\n[[queues]]\nname = \"q\"\nchannels = [\"chat\"]\n\
                 [[agents]]\nid = \"a\"\ncapacity = { chat = 1 }\n[[agents]]\nid = \"b\"\ncapacity = { chat = 1 }\n";
-    let mut e = Engine::new(spec(toml), t(0.0));
-    for (i, a) in ["a", "b"].iter().enumerate() {
-        e.on_agent(&agent_ev(a, "presence", json!({"status": "available"})), t(i as f64))
-            .expect("presence");
-    }
-    // The customer's first contact goes to a (idle longest), who completes
-    // it with a long wrap-up; another customer's contact goes to b.
-    e.on_inbound(&inbound("m1", "chat", "conv1", json!({})), t(5.0))
-        .expect("first");
-    let id = offers(&e.take_outputs())[0].1["contact_id"]
-        .as_str()
-        .expect("id")
-        .to_string();
-    e.on_agent(&agent_ev("a", "accept", json!({"contact_id": id})), t(6.0))
-        .expect("accept");
-    e.on_agent(
-        &agent_ev("a", "complete", json!({"contact_id": id, "wrap_up_secs": 300})),
-        t(7.0),
-    )
-    .expect("complete");
+    // a served the customer and is in a long wrap-up; another customer's
+    // contact goes to b.
+    let mut e = served_by_a(toml, 300.0);
     let other = json!({"customer": {"id": "someone-else"}});
-    e.on_inbound(&inbound("m2", "chat", "conv2", other), t(8.0))
+    e.on_inbound(&inbound("m2", "chat", "conv2", other), t(10.5))
         .expect("other");
     let o = offers(&e.take_outputs());
     assert_eq!(o[0].0, "b");
     let id2 = o[0].1["contact_id"].as_str().expect("id").to_string();
-    e.on_agent(&agent_ev("b", "accept", json!({"contact_id": id2})), t(9.0))
+    e.on_agent(&agent_ev("b", "accept", json!({"contact_id": id2})), t(10.6))
         .expect("accept");
     // a is away when the customer returns: not kept, open to everyone
     // (nobody is free). a comes back, still in wrap-up.
-    e.on_agent(&agent_ev("a", "presence", json!({"status": "away"})), t(10.0))
+    e.on_agent(&agent_ev("a", "presence", json!({"status": "away"})), t(11.0))
         .expect("away");
     e.on_inbound(&inbound("m3", "chat", "conv3", json!({})), t(12.0))
         .expect("return");
