@@ -53,6 +53,10 @@ queue = "billing"
 [adapters.mail]
 type = "email-webhook"
 secret = "mail-secret"
+[adapters.bigchat]
+type = "chat-webhook"
+secret = "big-secret"
+max_body_bytes = 4194304
 "#;
 
 async fn start() -> (NatsServer, Daemon, Client) {
@@ -374,5 +378,26 @@ async fn bodies_in_flight_are_bounded_and_the_rest_is_asked_to_retry() {
         (s == 200).then_some(())
     })
     .await;
+    d.stop().await;
+}
+
+/// A body within the adapter's limit whose event is over the NATS
+/// server's max payload (1 MiB here) can never be stored: 413 at once,
+/// not 503 forever, and nothing of the request is published.
+#[tokio::test]
+async fn an_event_over_the_servers_max_payload_is_refused_and_nothing_is_published() {
+    let (_nats, d, c) = start().await;
+    let before = inbound_count(&c).await;
+    let blob = "x".repeat(1_500_000);
+    let batch = json!([
+        {"type": "start", "session_id": "s-small", "visitor": {"id": "v"}},
+        {"type": "start", "session_id": "s-big", "visitor": {"id": "w"}, "attributes": {"blob": blob}},
+    ]);
+    let body = batch.to_string();
+    let (status, head, v) = post_signed(d.webhooks, "/webhooks/bigchat", "big-secret", body.as_bytes()).await;
+    assert_eq!(status, 413, "{v}");
+    assert!(!head.contains("retry-after"), "{head}");
+    assert!(v["error"].as_str().is_some_and(|e| e.contains("max payload")), "{v}");
+    assert_eq!(inbound_count(&c).await, before, "not even the small one of the batch");
     d.stop().await;
 }
