@@ -368,26 +368,34 @@ async fn process(
             }
         }
     }
-    // An event the server cannot take (over its max payload) would fail the
-    // whole group on every round: it is dead-lettered alone instead, so the
-    // mailbox moves on.
-    let mut routed = Vec::with_capacity(events.len());
-    for (uid, e) in events {
-        match publisher.over_max_payload(&e) {
-            Some(m) => {
-                let error = format!("the event is over the NATS server's max payload ({m} bytes)");
-                let raw = raws.iter().find(|r| r.0 == uid).map_or(&[][..], |r| &r.1[..]);
-                dead_letter(at, uid, raw, &error).await?;
-            }
-            None => routed.push(e),
-        }
-    }
+    let (uids, mut routed): (Vec<u32>, Vec<_>) = events.into_iter().unzip();
     if !routed.is_empty() {
         let started = Instant::now();
-        publisher
-            .publish(&routed)
-            .await
-            .map_err(|e| ImapError::Publish(e.to_string()))?;
+        let mut published = publisher.publish(&routed).await;
+        if let Err(crate::bus::BusError::Permanent { .. }) = published {
+            // An event the server cannot take (over its max payload) would
+            // fail the group on every round: it is dead-lettered alone, the
+            // rest published, so the mailbox moves on. (Sizes are checked
+            // here only, on this rare path.)
+            let mut fit = Vec::with_capacity(routed.len());
+            for (uid, e) in uids.into_iter().zip(routed) {
+                match publisher.over_max_payload(&e) {
+                    Some(m) => {
+                        let error = format!("the event is over the NATS server's max payload ({m} bytes)");
+                        let raw = raws.iter().find(|r| r.0 == uid).map_or(&[][..], |r| &r.1[..]);
+                        dead_letter(at, uid, raw, &error).await?;
+                    }
+                    None => fit.push(e),
+                }
+            }
+            routed = fit;
+            published = if routed.is_empty() {
+                Ok(())
+            } else {
+                publisher.publish(&routed).await
+            };
+        }
+        published.map_err(|e| ImapError::Publish(e.to_string()))?;
         metrics::histogram!(telemetry::ADAPTER_PUBLISH_SECONDS, "adapter" => spec.name.clone())
             .record(started.elapsed().as_secs_f64());
         metrics::counter!(telemetry::ADAPTER_EVENTS, "adapter" => spec.name.clone(), "channel" => "email")

@@ -10,6 +10,7 @@ use serde_json::json;
 
 mod clocks;
 mod props;
+mod relaxation;
 mod reserve;
 mod ring;
 mod strategies;
@@ -52,6 +53,13 @@ fn agent_ev(agent: &str, ty: &str, extra: serde_json::Value) -> AgentEvent {
         o.extend(e);
     }
     decode_agent(agent, ty, v.to_string().as_bytes()).expect("valid agent event")
+}
+
+fn events(out: &[Outbound], what: &str) -> Vec<serde_json::Value> {
+    out.iter()
+        .filter(|o| matches!(o.subject, OutSubject::ContactEvent(w) if w == what))
+        .filter_map(|o| serde_json::from_slice(&o.payload).ok())
+        .collect()
 }
 
 fn offers(out: &[Outbound]) -> Vec<(String, serde_json::Value)> {
