@@ -19,6 +19,9 @@
 //!   it has now (the engine removes an agent's entry before any change to its
 //!   presence, load, skills, capacity or idle time, and inserts it again
 //!   after);
+//! - the count kept beside each (channel, skill)'s tiers equals each tier's
+//!   length, so a pick sizes pools and skips empty tiers from one cache
+//!   line;
 //! - a contact needing skills {(s, L), ...} is served by walking only the
 //!   tiers (channel, s', L..=10) of its rarest skill s' (the fewest agents
 //!   free in them), merged in strategy order; the other skills are checked
@@ -244,7 +247,34 @@ impl Tier {
             (None, None) => {}
         }
     }
+}
 
+/// The number of agents in each level tier of one (channel, skill), on one
+/// cache line: a walk sizes a requirement's pool and finds the non-empty
+/// tiers from this line alone. Reading each tier's own length touched up to
+/// ten lines of cold memory on every pick, and on every new contact into a
+/// backlog (where every pool is empty).
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(align(64))]
+struct Counts([u32; LEVELS]);
+
+impl Counts {
+    /// Agents in the tiers of `level` and above.
+    fn at_least(&self, level: u8) -> usize {
+        self.0[lvl(level)..].iter().map(|n| *n as usize).sum()
+    }
+
+    fn count(&mut self, level: u8, old: Option<&Entry>, new: Option<&Entry>) {
+        let n = &mut self.0[lvl(level)];
+        match (old, new) {
+            (None, Some(_)) => *n += 1,
+            (Some(_), None) => *n = n.saturating_sub(1),
+            _ => {}
+        }
+    }
+}
+
+impl Tier {
     /// Puts the lists in key order after a bulk load.
     fn sort(&mut self, arena: &mut Arena, keep: Keep) {
         if std::mem::take(&mut self.unsorted) {
@@ -280,6 +310,8 @@ pub(crate) struct AgentIndex {
     /// Indexed by `skill * 4 + channel` (skills are interned densely), so
     /// the tiers of an agent are found without hashing on every offer.
     by_skill: Vec<Option<Box<[Tier; LEVELS]>>>,
+    /// The lengths of `by_skill`'s tiers, by the same index.
+    counts: Vec<Counts>,
     /// Agents (any presence) holding a skill, per exact level: how rare a
     /// requirement is, for choosing the wait index's filing skill.
     holders: Vec<[u32; LEVELS]>,
@@ -310,6 +342,7 @@ impl AgentIndex {
             keep_any,
             any: Default::default(),
             by_skill: Vec::new(),
+            counts: Vec::new(),
             holders: Vec::new(),
             arena: Arena::default(),
             bulk: false,
@@ -356,9 +389,11 @@ impl AgentIndex {
                 let k = slot(ch, *s);
                 if self.by_skill.len() <= k {
                     self.by_skill.resize_with(k + 1, || None);
+                    self.counts.resize(k + 1, Counts::default());
                 }
                 at.node = Arena::node(base, ch.index(), Some(i));
                 self.by_skill[k].get_or_insert_with(Default::default)[lvl(*l)].change(o, n, &mut at);
+                self.counts[k].count(*l, o, n);
             }
         }
     }
@@ -458,45 +493,64 @@ impl AgentIndex {
             Strategy::RoundRobin if !self.keep.rr => Strategy::LongestIdle,
             s => s,
         };
-        // The (skill, level) whose tiers hold the fewest free agents.
-        let levels = |s: SkillIx| self.by_skill.get(slot(ch, s)).and_then(Option::as_ref);
-        let mut drive: Option<(usize, &[Tier])> = None;
-        let mut ranked: Option<(usize, &[Tier])> = None;
+        // The (skill, level) whose tiers hold the fewest free agents, sized
+        // from the counts alone; only the chosen tiers that hold anyone are
+        // read.
+        let mut drive: Option<(usize, usize, u8)> = None;
+        let mut ranked: Option<(usize, usize, u8)> = None;
         for (s, l) in need {
-            let Some(tiers) = levels(*s) else {
-                return (0, 0); // nobody free on the channel holds it
-            };
-            let tiers = &tiers[lvl(*l)..];
-            let n: usize = tiers.iter().map(Tier::len).sum();
+            let k = slot(ch, *s);
+            let n = self.counts.get(k).map_or(0, |c| c.at_least(*l));
             if n == 0 {
-                return (0, 0);
+                return (0, 0); // nobody free on the channel holds it at the level
             }
-            if drive.is_none_or(|(m, _)| n < m) {
-                drive = Some((n, tiers));
+            if drive.is_none_or(|(m, _, _)| n < m) {
+                drive = Some((n, k, *l));
             }
             if primary == Some((*s, *l)) {
-                ranked = Some((n, tiers));
+                ranked = Some((n, k, *l));
             }
         }
-        let (pool, tiers): (usize, &[Tier]) = match (strategy, ranked, drive) {
-            (Strategy::MostSkilled, Some(r), _) => {
-                let idle = &self.arena.idle;
-                let walked = walk_each(r.1.iter().rev().flat_map(|t| t.idle.iter(idle).map(|(k, _)| k)), f);
-                return (r.0, walked);
+        // The chosen tiers that hold anyone, lowest level first.
+        let tiers_of = |k: usize, l: u8| {
+            let mut out: [Option<&Tier>; LEVELS] = [None; LEVELS];
+            if let (Some(tiers), Some(counts)) = (self.by_skill.get(k).and_then(Option::as_ref), self.counts.get(k)) {
+                let held = (lvl(l)..LEVELS).filter(|i| counts.0[*i] > 0);
+                for (o, i) in out.iter_mut().zip(held) {
+                    *o = Some(&tiers[i]);
+                }
             }
-            (_, _, Some(d)) => d,
-            (_, _, None) => {
-                let any = &self.any[ch.index()];
-                (any.len(), std::slice::from_ref(any))
-            }
+            out
         };
         let (idle, rr, load) = (&self.arena.idle, &self.arena.rr, &self.arena.load);
+        let (pool, tiers) = match (strategy, ranked, drive) {
+            (Strategy::MostSkilled, Some((n, k, l)), _) => {
+                let tiers = tiers_of(k, l);
+                let walked = walk_each(
+                    tiers
+                        .iter()
+                        .rev()
+                        .flatten()
+                        .flat_map(|t| t.idle.iter(idle).map(|(k, _)| k)),
+                    f,
+                );
+                return (n, walked);
+            }
+            (_, _, Some((n, k, l))) => (n, tiers_of(k, l)),
+            (_, _, None) => {
+                let any = &self.any[ch.index()];
+                let mut out: [Option<&Tier>; LEVELS] = [None; LEVELS];
+                out[0] = Some(any);
+                (any.len(), out)
+            }
+        };
+        let tiers = tiers.into_iter().flatten();
         let walked = match strategy {
             Strategy::LongestIdle | Strategy::MostSkilled | Strategy::RingGroup => {
-                merge(tiers.iter().map(|t| t.idle.iter(idle).map(|(k, _)| k)), f)
+                merge(tiers.map(|t| t.idle.iter(idle).map(|(k, _)| k)), f)
             }
-            Strategy::LeastLoaded => merge(tiers.iter().map(|t| t.load.iter(load)), f),
-            Strategy::RoundRobin => merge(tiers.iter().map(|t| t.rr.iter(rr).map(|(k, _)| k)), f),
+            Strategy::LeastLoaded => merge(tiers.map(|t| t.load.iter(load)), f),
+            Strategy::RoundRobin => merge(tiers.map(|t| t.rr.iter(rr).map(|(k, _)| k)), f),
         };
         (pool, walked)
     }
@@ -657,9 +711,29 @@ mod tests {
         };
         assert_eq!(email(&ix), (1, 1, 1), "agent 1 left the email tiers");
         assert_eq!(email(&ix), email(&fresh));
+        assert_eq!(counts(&ix), counts(&fresh));
+        assert_eq!(counts(&ix).iter().sum::<usize>(), 3, "two agents on chat, one on email");
         ix.update(Some(&freed), None, &skills);
         ix.update(Some(&busy), None, &skills);
         assert!(order(&ix, &[], Strategy::LongestIdle).is_empty());
+        assert_eq!(counts(&ix).iter().sum::<usize>(), 0);
+        assert_eq!(
+            ix.walk(Channel::Chat, &[(1, 1)], Strategy::LongestIdle, None, |_| Step::Next),
+            (0, 0)
+        );
+    }
+
+    /// The tier counts, checked against the tiers' own lengths.
+    fn counts(ix: &AgentIndex) -> Vec<usize> {
+        let mut out = Vec::new();
+        for (tiers, counts) in ix.by_skill.iter().zip(&ix.counts) {
+            for (i, n) in counts.0.iter().enumerate() {
+                let len = tiers.as_ref().map_or(0, |t| t[i].len());
+                assert_eq!(*n as usize, len, "count of a tier");
+                out.push(len);
+            }
+        }
+        out
     }
 
     /// The lists (and the least-loaded buckets) keep key order whatever the

@@ -284,11 +284,19 @@ impl WaitIndex {
             return;
         };
         let band = &mut c.by_prio[i];
-        if !band.set.remove(&key) {
+        let was_first = band.first == key;
+        // The usual case (an offer takes a class's head; contacts relax in
+        // arrival order): down the left edge, comparing no keys, where a
+        // search scans each node it passes through.
+        let removed = if was_first {
+            band.set.pop_first().is_some()
+        } else {
+            band.set.remove(&key)
+        };
+        if !removed {
             return;
         }
         self.len -= 1;
-        let was_first = band.first == key;
         match band.set.first() {
             None => {
                 c.by_prio.remove(i);
