@@ -511,40 +511,27 @@ impl AgentIndex {
                 ranked = Some((n, k, *l));
             }
         }
-        // The chosen tiers that hold anyone, lowest level first.
-        let tiers_of = |k: usize, l: u8| {
-            let mut out: [Option<&Tier>; LEVELS] = [None; LEVELS];
-            if let (Some(tiers), Some(counts)) = (self.by_skill.get(k).and_then(Option::as_ref), self.counts.get(k)) {
-                let held = (lvl(l)..LEVELS).filter(|i| counts.0[*i] > 0);
-                for (o, i) in out.iter_mut().zip(held) {
-                    *o = Some(&tiers[i]);
-                }
-            }
-            out
+        // A (channel, skill)'s tiers from `l` up, with their counts.
+        let tiers_of = |k: usize, l: u8| match (self.by_skill.get(k).and_then(Option::as_ref), self.counts.get(k)) {
+            (Some(t), Some(c)) => (&t[lvl(l)..], &c.0[lvl(l)..]),
+            _ => (&[][..], &[][..]),
         };
         let (idle, rr, load) = (&self.arena.idle, &self.arena.rr, &self.arena.load);
-        let (pool, tiers) = match (strategy, ranked, drive) {
+        let (pool, (tiers, counts)) = match (strategy, ranked, drive) {
             (Strategy::MostSkilled, Some((n, k, l)), _) => {
-                let tiers = tiers_of(k, l);
-                let walked = walk_each(
-                    tiers
-                        .iter()
-                        .rev()
-                        .flatten()
-                        .flat_map(|t| t.idle.iter(idle).map(|(k, _)| k)),
-                    f,
-                );
+                let (tiers, counts) = tiers_of(k, l);
+                let held = tiers.iter().zip(counts).rev().filter(|(_, n)| **n > 0);
+                let walked = walk_each(held.flat_map(|(t, _)| t.idle.iter(idle).map(|(k, _)| k)), f);
                 return (n, walked);
             }
             (_, _, Some((n, k, l))) => (n, tiers_of(k, l)),
             (_, _, None) => {
                 let any = &self.any[ch.index()];
-                let mut out: [Option<&Tier>; LEVELS] = [None; LEVELS];
-                out[0] = Some(any);
-                (any.len(), out)
+                (any.len(), (std::slice::from_ref(any), &[1][..]))
             }
         };
-        let tiers = tiers.into_iter().flatten();
+        // Only the tiers that hold anyone are read.
+        let tiers = tiers.iter().zip(counts).filter(|(_, n)| **n > 0).map(|(t, _)| t);
         let walked = match strategy {
             Strategy::LongestIdle | Strategy::MostSkilled | Strategy::RingGroup => {
                 merge(tiers.map(|t| t.idle.iter(idle).map(|(k, _)| k)), f)
