@@ -122,7 +122,7 @@ impl Daemon {
         let ran_before = r.durable.tip > 0 || r.imported > 0;
         let mut ids = r.durable.ids;
         ids.expire(now.timestamp_millis());
-        let mut engine = Engine::restore(spec, r.contacts, r.agents, now);
+        let mut engine = Engine::restore_with_queues(spec, r.contacts, r.agents, r.queues, now);
         engine.restore_customers(r.customers);
         // Offers outstanding before the restart are in the outbox if their
         // publish may not have happened; everything else is routed afresh.

@@ -14,7 +14,7 @@ use super::DaemonError;
 use crate::bus::journal::Journal;
 use crate::bus::Bus;
 use crate::routing::customers::{parse_record_key, History, CUSTOMER_KEY};
-use crate::routing::{Agent, Contact, AGENT_KEY, CONTACT_KEY};
+use crate::routing::{Agent, Contact, QueuePace, AGENT_KEY, CONTACT_KEY, QUEUE_KEY};
 use crate::store::{self, Durable, IdSet, Marker};
 use std::hash::{BuildHasher, Hasher};
 
@@ -24,6 +24,8 @@ pub struct Recovered {
     pub agents: Vec<Agent>,
     /// Customers' histories (affinity), by customer key.
     pub customers: Vec<(u128, History)>,
+    /// Queues' paces, by queue name.
+    pub queues: Vec<(String, QueuePace)>,
     /// The snapshot the state started from.
     pub snapshot: Option<Marker>,
     /// Journal entries replayed after it.
@@ -141,7 +143,13 @@ pub async fn recover(
     let mut contacts = Vec::new();
     let mut agents = Vec::new();
     let mut customers = Vec::new();
+    let mut queues = Vec::new();
     for (key, value) in &durable.records {
+        if let Some(name) = key.strip_prefix(QUEUE_KEY) {
+            let p = serde_json::from_slice(value).map_err(|e| corrupt("queue", key.clone())(e.to_string()))?;
+            queues.push((name.to_string(), p));
+            continue;
+        }
         if key.starts_with(CUSTOMER_KEY) {
             let k = parse_record_key(key).ok_or_else(|| corrupt("customer", key.clone())("bad key".into()))?;
             let h = serde_json::from_slice(value).map_err(|e| corrupt("customer", key.clone())(e.to_string()))?;
@@ -159,6 +167,7 @@ pub async fn recover(
         contacts,
         agents,
         customers,
+        queues,
         snapshot,
         replayed,
         imported,

@@ -476,6 +476,7 @@ impl Engine {
         }
         slot.last_offer_at = Some(now);
         slot.backlog = slot.waiting > 0;
+        self.dirty_queues.push(q);
     }
 
     fn count_waiting(&mut self, q: u32, up: bool) {

@@ -92,7 +92,7 @@ mod timers;
 mod waiting;
 
 pub use model::{
-    clip, contact_id_for, Agent, Contact, ContactState, FollowUp, RingOffer, WrapUp, MAX_CONTACT_JSON_BYTES,
+    clip, contact_id_for, Agent, Contact, ContactState, FollowUp, QueuePace, RingOffer, WrapUp, MAX_CONTACT_JSON_BYTES,
     MAX_DECLINED_BY, MAX_PENDING_FOLLOW_UPS, MAX_RING, MAX_SUBJECT_BYTES, MAX_TEXT_BYTES,
 };
 
@@ -191,6 +191,7 @@ pub struct QueueGauges {
 
 pub const CONTACT_KEY: &str = "contact.";
 pub const AGENT_KEY: &str = "agent.";
+pub const QUEUE_KEY: &str = "queue.";
 
 /// Hash maps of the core: keys include ids from outside (conversation ids),
 /// so the hasher is seeded per process; it is several times faster than
@@ -418,6 +419,10 @@ pub struct Engine {
     /// the records, not taken again.
     restoring: bool,
     dirty_agents: Vec<AgentId>,
+    /// Queues whose pace changed (slots, with repeats), and records of
+    /// queues no longer configured, to delete.
+    dirty_queues: Vec<u32>,
+    dropped_queues: Vec<String>,
     customers: customers::Customers,
     out: Vec<Outbound>,
     ids: outputs::Ids,
@@ -516,6 +521,30 @@ impl Engine {
             });
         }
         (self.dirty_contacts, self.closed_contacts, self.dirty_agents) = (contacts, closed, agents);
+        let mut queues = std::mem::take(&mut self.dirty_queues);
+        queues.sort_unstable();
+        queues.dedup();
+        for q in queues.drain(..) {
+            let Some(slot) = self.queues.get(q as usize) else {
+                continue;
+            };
+            let pace = QueuePace {
+                pace_ms: slot.pace_ms,
+                last_offer_at: slot.last_offer_at,
+                backlog: slot.backlog,
+            };
+            v.push(Change {
+                key: format!("{QUEUE_KEY}{}", slot.name),
+                value: Some(crate::domain::wire::to_json(&pace)),
+            });
+        }
+        self.dirty_queues = queues;
+        for name in self.dropped_queues.drain(..) {
+            v.push(Change {
+                key: format!("{QUEUE_KEY}{name}"),
+                value: None,
+            });
+        }
         for k in std::mem::take(&mut self.customers.dirty) {
             let value = self.customers.get(k).map(crate::domain::wire::to_json);
             v.push(Change {

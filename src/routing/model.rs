@@ -280,6 +280,21 @@ impl Contact {
     }
 }
 
+/// A queue's pace (`queue.<name>`): what its estimated wait is worked out
+/// from, persisted so a restart keeps estimating waits, refusing by
+/// estimated wait and applying relaxation steps early where the queue does,
+/// rather than waiting for two offers to measure it again. Bounded: one
+/// record per configured queue.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct QueuePace {
+    /// Moving average of the time between offers made while contacts were
+    /// left waiting, in ms.
+    pub pace_ms: Option<f64>,
+    pub last_offer_at: Option<DateTime<Utc>>,
+    /// Contacts were left waiting after the last offer.
+    pub backlog: bool,
+}
+
 /// A slot held after `complete` for the agent's wrap-up work.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WrapUp {

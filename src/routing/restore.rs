@@ -11,6 +11,21 @@ impl Engine {
     /// the indexes and every timer are derived from the records.
     /// Nothing is offered until [`Engine::route_waiting`].
     pub fn restore(spec: Arc<RouterSpec>, contacts: Vec<Contact>, agents: Vec<Agent>, now: DateTime<Utc>) -> Engine {
+        Engine::restore_with_queues(spec, contacts, agents, Vec::new(), now)
+    }
+
+    /// [`Engine::restore`] with the queues' `queue.<name>` records, applied
+    /// before any contact is filed (an early relaxation step at the restart
+    /// is predicted from the pace). A record of a queue no longer configured
+    /// is deleted; one that does not make sense (a negative or non-finite
+    /// pace) is ignored, and the pace is measured again.
+    pub fn restore_with_queues(
+        spec: Arc<RouterSpec>,
+        contacts: Vec<Contact>,
+        agents: Vec<Agent>,
+        queues: Vec<(String, QueuePace)>,
+        now: DateTime<Utc>,
+    ) -> Engine {
         let mut e = Engine {
             spec: Arc::clone(&spec),
             contacts: slab::Slab::default(),
@@ -42,12 +57,27 @@ impl Engine {
             closed_contacts: Vec::new(),
             restoring: true,
             dirty_agents: Vec::new(),
+            dirty_queues: Vec::new(),
+            dropped_queues: Vec::new(),
             customers: Default::default(),
             out: Vec::new(),
             ids: super::outputs::Ids::seeded(),
         };
         for q in &spec.queue_order {
             e.queue_slot(q);
+        }
+        for (name, p) in queues {
+            let slot = QueueName::try_from(name.clone())
+                .ok()
+                .and_then(|n| e.queue_ix.get(&n).copied())
+                .and_then(|q| e.queues.get_mut(q as usize));
+            let Some(slot) = slot else {
+                e.dropped_queues.push(name);
+                continue;
+            };
+            if p.pace_ms.is_none_or(|ms| ms.is_finite() && ms >= 0.0) {
+                (slot.pace_ms, slot.last_offer_at, slot.backlog) = (p.pace_ms, p.last_offer_at, p.backlog);
+            }
         }
         e.waiting.advance(now);
         for q in 0..e.queues.len() as u32 {

@@ -356,9 +356,7 @@ initial_status = "available"
     assert_eq!(o["expires_at"], "2026-11-23T09:01:12.000Z", "the queue's own 50 s wins");
 }
 
-#[test]
-fn admission_control_overflows_then_refuses_and_queued_says_the_estimated_wait() {
-    let toml = r#"
+const ADMISSION: &str = r#"
 [[queues]]
 name = "small"
 channels = ["chat"]
@@ -374,7 +372,10 @@ id = "solo"
 capacity = { chat = 1 }
 initial_status = "available"
 "#;
-    let mut e = Engine::new(spec(toml), t(0.0));
+
+#[test]
+fn admission_control_overflows_then_refuses_and_queued_says_the_estimated_wait() {
+    let mut e = Engine::new(spec(ADMISSION), t(0.0));
     let open = |e: &mut Engine, n: u32, at: f64| {
         let ev = inbound(&format!("m{n}"), "chat", &format!("c{n}"), json!({"queue": "small"}));
         e.on_inbound(&ev, t(at)).expect("ok");
@@ -568,4 +569,86 @@ fn an_agent_event_extends_or_ends_a_wrap_up() {
         br#"{"v":1,"id":"x","type":"wrap_up","agent_id":"w","contact_id":"c"}"#,
     );
     assert_eq!(bad.map_err(|e| e.0), Err("missing field wrap_up_secs".to_string()));
+}
+
+/// The records an engine's changes leave, as the journal keeps them.
+fn keep_records(records: &mut BTreeMap<String, Vec<u8>>, e: &mut Engine) {
+    for c in e.take_changes() {
+        match c.value {
+            Some(v) => records.insert(c.key, v),
+            None => records.remove(&c.key),
+        };
+    }
+}
+
+#[test]
+fn a_restart_keeps_the_queues_pace_and_estimated_waits() {
+    let spec = spec(ADMISSION);
+    let mut e = Engine::new(Arc::clone(&spec), t(0.0));
+    let mut records = BTreeMap::new();
+    // Four contacts in small; serving one every 10 s sets its pace to 10 s.
+    for n in 0..4 {
+        let ev = inbound(&format!("m{n}"), "chat", &format!("c{n}"), json!({"queue": "small"}));
+        e.on_inbound(&ev, t(0.1 * n as f64)).expect("ok");
+    }
+    for k in 1..=3 {
+        let c = e
+            .contacts()
+            .find(|c| !c.is_waiting())
+            .map(|c| c.id.clone())
+            .expect("offered");
+        for ty in ["accept", "complete"] {
+            e.on_agent(&agent_ev("solo", ty, json!({"contact_id": c})), t(10.0 * k as f64))
+                .expect("ok");
+        }
+        keep_records(&mut records, &mut e);
+    }
+    e.take_outputs();
+    let pace = records.get("queue.small").expect("small's pace is a record");
+    let pace: QueuePace = serde_json::from_slice(pace).expect("decodes");
+    assert_eq!(pace.pace_ms, Some(10_000.0));
+    // A record of a queue no longer configured goes at the restart.
+    records.insert("queue.gone".into(), pace_json(&pace));
+    let restart = |with_queues: bool| {
+        let (mut contacts, mut agents, mut queues) = (Vec::new(), Vec::new(), Vec::new());
+        for (k, v) in &records {
+            if let Some(name) = k.strip_prefix(QUEUE_KEY) {
+                queues.push((name.to_string(), serde_json::from_slice(v).expect("queue record")));
+            } else if k.starts_with(CONTACT_KEY) {
+                contacts.push(serde_json::from_slice(v).expect("contact record"));
+            } else if k.starts_with(AGENT_KEY) {
+                agents.push(serde_json::from_slice(v).expect("agent record"));
+            }
+        }
+        let queues = if with_queues { queues } else { Vec::new() };
+        let mut r = Engine::restore_with_queues(Arc::clone(&spec), contacts, agents, queues, t(31.0));
+        r.route_waiting(t(31.0));
+        r
+    };
+    let mut r = restart(true);
+    let deleted: Vec<_> = r
+        .take_changes()
+        .into_iter()
+        .filter(|c| c.value.is_none())
+        .map(|c| c.key)
+        .collect();
+    assert_eq!(deleted, ["queue.gone"]);
+    // c3 is offered and nobody waits in small: the next is first in line.
+    let ev = inbound("m9", "chat", "c9", json!({"queue": "small"}));
+    r.on_inbound(&ev, t(31.0)).expect("ok");
+    let q = events(&r.take_outputs(), "queued");
+    assert_eq!(
+        (&q[0]["queue"], &q[0]["position"], &q[0]["estimated_wait_secs"]),
+        (&json!("small"), &json!(1), &json!(10.0)),
+        "the estimate survives the restart"
+    );
+    // Without the records, as before them: no estimate until two offers.
+    let mut r = restart(false);
+    r.on_inbound(&ev, t(31.0)).expect("ok");
+    let q = events(&r.take_outputs(), "queued");
+    assert!(q[0].get("estimated_wait_secs").is_none(), "{}", q[0]);
+}
+
+fn pace_json(p: &QueuePace) -> Vec<u8> {
+    serde_json::to_vec(p).expect("encodes")
 }
