@@ -166,6 +166,32 @@ impl Sim {
     }
 }
 
+/// A scenario's latencies split by the offers its event made (a ring
+/// group's offer goes to several agents at once; 4 counts 4 or more):
+/// where the scenario's tail comes from.
+#[derive(Default)]
+pub(crate) struct ByOffers(BTreeMap<usize, Histogram<u64>>);
+
+impl ByOffers {
+    pub(crate) fn record(&mut self, offers: usize, ns: u64) {
+        self.0.entry(offers.min(4)).or_insert_with(histogram).saturating_record(ns);
+    }
+
+    /// `{"0": {count, mean_us, p50_us, ...}, "1": ...}`.
+    pub(crate) fn report(&self) -> Value {
+        let m: Map<String, Value> = self
+            .0
+            .iter()
+            .map(|(n, h)| {
+                let mut s = stats(h, false);
+                s.remove("truncated");
+                (n.to_string(), Value::Object(s))
+            })
+            .collect();
+        Value::Object(m)
+    }
+}
+
 /// Nanoseconds, 1 ns to 1 hour at 3 significant digits (longer is clamped).
 pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("histogram")

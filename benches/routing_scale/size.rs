@@ -180,6 +180,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
     let mut b = Budget::new(p.agents, "agent_frees_slot", p.budget);
     let mut cut = false;
     let (mut refilled, mut offers_made, mut not_applied) = (0usize, 0usize, 0usize);
+    let mut by_offers = ByOffers::default();
     for i in 0..k {
         if b.over() || sim.assigned.is_empty() {
             cut = b.over();
@@ -191,12 +192,14 @@ pub(crate) fn run_size(p: &Params) -> Value {
         let now = sim.advance();
         let t = Instant::now();
         let r = sim.e.on_agent(&ev, now);
-        h.saturating_record(t.elapsed().as_nanos() as u64);
+        let ns = t.elapsed().as_nanos() as u64;
+        h.saturating_record(ns);
         sim.note_work();
         if !matches!(r, Ok(Outcome::Applied)) {
             not_applied += 1;
         }
         let d = sim.settle(now, OnOffer::Hold);
+        by_offers.record(d.offers, ns);
         offers_made += d.offers;
         if d.offers > 0 {
             refilled += 1;
@@ -210,6 +213,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
     s.insert("slots_reoffered".into(), json!(refilled));
     s.insert("offers_outstanding".into(), json!(offers_made));
     s.insert("not_applied".into(), json!(not_applied));
+    s.insert("by_offers".into(), by_offers.report());
     s.insert("waiting_after".into(), json!(sim.e.waiting_len()));
     scenarios.insert("agent_frees_slot".into(), Value::Object(s));
     if cut {
@@ -225,6 +229,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
     let mut b = Budget::new(p.agents, "offer_expiry", p.budget);
     let mut cut = false;
     let (mut expired, mut reoffered) = (0usize, 0usize);
+    let mut by_offers = ByOffers::default();
     for (i, at) in expiries.iter().enumerate() {
         if b.over() {
             cut = true;
@@ -234,9 +239,11 @@ pub(crate) fn run_size(p: &Params) -> Value {
         sim.now = now;
         let t = Instant::now();
         sim.e.on_tick(now);
-        h.saturating_record(t.elapsed().as_nanos() as u64);
+        let ns = t.elapsed().as_nanos() as u64;
+        h.saturating_record(ns);
         sim.note_work();
         let d = sim.settle(now, OnOffer::Hold);
+        by_offers.record(d.offers, ns);
         expired += d.expired;
         reoffered += d.offers;
         b.progress(|| format!("{i}/{} ticks, {expired} offers expired", expiries.len()));
@@ -247,6 +254,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
     s.insert("offers_targeted".into(), json!(targeted));
     s.insert("offers_expired".into(), json!(expired));
     s.insert("reoffered".into(), json!(reoffered));
+    s.insert("by_offers".into(), by_offers.report());
     s.insert("agents_not_available_after".into(), json!(not_available));
     scenarios.insert("offer_expiry".into(), Value::Object(s));
     if cut {
