@@ -24,6 +24,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod domain;
+pub mod failpoint;
 pub mod health;
 pub mod http;
 pub mod notify;

@@ -174,7 +174,10 @@ pub(crate) struct ByOffers(BTreeMap<usize, Histogram<u64>>);
 
 impl ByOffers {
     pub(crate) fn record(&mut self, offers: usize, ns: u64) {
-        self.0.entry(offers.min(4)).or_insert_with(histogram).saturating_record(ns);
+        self.0
+            .entry(offers.min(4))
+            .or_insert_with(histogram)
+            .saturating_record(ns);
     }
 
     /// `{"0": {count, mean_us, p50_us, ...}, "1": ...}`.

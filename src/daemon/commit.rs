@@ -161,6 +161,9 @@ impl Daemon {
         if !batch.is_empty() || batch.published_through > self.journaled_published {
             let parts = store::encode_batch(&batch, self.part_limit);
             self.append(&parts, batch.plain_len(), hard_stop).await?;
+            if !batch.outbox.is_empty() {
+                crate::failpoint::hit("after_journal");
+            }
             self.journaled_published = batch.published_through;
             for o in batch.outbox {
                 self.outbox.restore(o);

@@ -121,6 +121,7 @@ async fn run(
             while let Err(e) = bus.publish_all(&msgs).await {
                 retry_after(&ready, e, "publish", &mut b, &hard_stop).await?;
             }
+            crate::failpoint::hit("after_publish");
         }
         let mut b = Backoff::new();
         'ack: loop {

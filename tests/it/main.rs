@@ -16,6 +16,7 @@ mod bad_input;
 mod chaos;
 mod cluster;
 mod config_files;
+mod crashpoints;
 mod failover;
 mod imap;
 mod journal;
