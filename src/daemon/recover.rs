@@ -146,7 +146,12 @@ pub async fn recover(
     let mut queues = Vec::new();
     for (key, value) in &durable.records {
         if let Some(name) = key.strip_prefix(QUEUE_KEY) {
-            let p = serde_json::from_slice(value).map_err(|e| corrupt("queue", key.clone())(e.to_string()))?;
+            // Derived data: a record that does not read is measured again,
+            // never a reason not to start.
+            let p: QueuePace = serde_json::from_slice(value).unwrap_or_else(|e| {
+                tracing::warn!(queue = name, error = %e, "Unreadable queue pace record; measuring the pace again.");
+                QueuePace::default()
+            });
             queues.push((name.to_string(), p));
             continue;
         }

@@ -473,10 +473,10 @@ impl Engine {
         if let (true, Some(last)) = (slot.backlog, slot.last_offer_at) {
             let dt = (now - last).num_milliseconds().max(0) as f64;
             slot.pace_ms = Some(slot.pace_ms.map_or(dt, |p| 0.8 * p + 0.2 * dt));
+            self.dirty_queues.push(q);
         }
         slot.last_offer_at = Some(now);
         slot.backlog = slot.waiting > 0;
-        self.dirty_queues.push(q);
     }
 
     fn count_waiting(&mut self, q: u32, up: bool) {

@@ -525,18 +525,12 @@ impl Engine {
         queues.sort_unstable();
         queues.dedup();
         for q in queues.drain(..) {
-            let Some(slot) = self.queues.get(q as usize) else {
-                continue;
-            };
-            let pace = QueuePace {
-                pace_ms: slot.pace_ms,
-                last_offer_at: slot.last_offer_at,
-                backlog: slot.backlog,
-            };
-            v.push(Change {
-                key: format!("{QUEUE_KEY}{}", slot.name),
-                value: Some(crate::domain::wire::to_json(&pace)),
-            });
+            if let Some((key, value)) = self.queue_record(q) {
+                v.push(Change {
+                    key,
+                    value: Some(value),
+                });
+            }
         }
         self.dirty_queues = queues;
         for name in self.dropped_queues.drain(..) {
@@ -584,7 +578,17 @@ impl Engine {
             .customers
             .iter()
             .map(|(k, h)| (customers::record_key(*k), crate::domain::wire::to_json(h)));
-        contacts.chain(agents).chain(customers)
+        let queues = (0..self.queues.len() as u32).filter_map(|q| self.queue_record(q));
+        contacts.chain(agents).chain(customers).chain(queues)
+    }
+
+    /// A queue's `queue.<name>` record, once its pace is measured.
+    fn queue_record(&self, q: u32) -> Option<(String, Vec<u8>)> {
+        let slot = self.queues.get(q as usize)?;
+        let pace = QueuePace {
+            pace_ms: Some(slot.pace_ms?),
+        };
+        Some((format!("{QUEUE_KEY}{}", slot.name), crate::domain::wire::to_json(&pace)))
     }
 
     /// The work the last input or tick did.

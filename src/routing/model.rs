@@ -283,16 +283,16 @@ impl Contact {
 /// A queue's pace (`queue.<name>`): what its estimated wait is worked out
 /// from, persisted so a restart keeps estimating waits, refusing by
 /// estimated wait and applying relaxation steps early where the queue does,
-/// rather than waiting for two offers to measure it again. Bounded: one
-/// record per configured queue.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// rather than waiting for two offers to measure it again. Only the
+/// average: the time of the last offer is not kept, so the outage itself
+/// never counts as time between offers (the first offer after a restart
+/// starts a new interval). Bounded: one record per configured queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct QueuePace {
     /// Moving average of the time between offers made while contacts were
     /// left waiting, in ms.
+    #[serde(default)]
     pub pace_ms: Option<f64>,
-    pub last_offer_at: Option<DateTime<Utc>>,
-    /// Contacts were left waiting after the last offer.
-    pub backlog: bool,
 }
 
 /// A slot held after `complete` for the agent's wrap-up work.

@@ -76,7 +76,7 @@ impl Engine {
                 continue;
             };
             if p.pace_ms.is_none_or(|ms| ms.is_finite() && ms >= 0.0) {
-                (slot.pace_ms, slot.last_offer_at, slot.backlog) = (p.pace_ms, p.last_offer_at, p.backlog);
+                slot.pace_ms = p.pace_ms;
             }
         }
         e.waiting.advance(now);

@@ -105,11 +105,18 @@ async fn a_crash_right_after_the_journal_or_the_publish_loses_and_doubles_nothin
         // The input comes back (it was never acked) and is recognised.
         support::eventually(WAIT * 2, "the redelivered input seen as a duplicate", || async {
             let (_, m) = support::http_get(p2.http, "/metrics").await.ok()?;
-            m.contains("omniroute_inbound_events_total{channel=\"email\",outcome=\"duplicate\"} 1")
-                .then_some(())
+            let dup = "omniroute_inbound_events_total{channel=\"email\",outcome=\"duplicate\"} ";
+            let n: u64 = m.lines().find_map(|l| l.strip_prefix(dup))?.trim().parse().ok()?;
+            (n >= 1).then_some(())
         })
         .await;
-        let after = outbound(&c.js).await;
+        // The journaled messages are published by a task of their own: wait
+        // until they are stored, then count.
+        let after = support::eventually(WAIT, "the offer's messages stored", || async {
+            let after = outbound(&c.js).await;
+            (count(&after, "omni.event.contact.offered", "one") >= 1).then_some(after)
+        })
+        .await;
         let offers: Vec<&(String, Value)> = after
             .iter()
             .filter(|(s, v)| s.starts_with("omni.offer.") && v["kind"] == "offer")

@@ -607,6 +607,13 @@ fn a_restart_keeps_the_queues_pace_and_estimated_waits() {
     let pace = records.get("queue.small").expect("small's pace is a record");
     let pace: QueuePace = serde_json::from_slice(pace).expect("decodes");
     assert_eq!(pace.pace_ms, Some(10_000.0));
+    // A snapshot holds the same record as the journal's changes left.
+    let snapshot: BTreeMap<String, Vec<u8>> = e.records().collect();
+    assert_eq!(
+        snapshot.get("queue.small"),
+        records.get("queue.small"),
+        "in the snapshot"
+    );
     // A record of a queue no longer configured goes at the restart.
     records.insert("queue.gone".into(), pace_json(&pace));
     let restart = |with_queues: bool| {
@@ -642,6 +649,22 @@ fn a_restart_keeps_the_queues_pace_and_estimated_waits() {
         (&json!("small"), &json!(1), &json!(10.0)),
         "the estimate survives the restart"
     );
+    // The outage is not time between offers: the first offer after the
+    // restart starts a new interval, and the pace stays 10 s.
+    let c3 = r
+        .contacts()
+        .find(|c| !c.is_waiting())
+        .map(|c| c.id.clone())
+        .expect("offered");
+    for ty in ["accept", "complete"] {
+        r.on_agent(&agent_ev("solo", ty, json!({"contact_id": c3})), t(600.0))
+            .expect("ok");
+    }
+    r.take_outputs();
+    r.on_inbound(&inbound("m10", "chat", "c10", json!({"queue": "small"})), t(600.0))
+        .expect("ok");
+    let q = events(&r.take_outputs(), "queued");
+    assert_eq!(q[0]["estimated_wait_secs"], json!(10.0), "{}", q[0]);
     // Without the records, as before them: no estimate until two offers.
     let mut r = restart(false);
     r.on_inbound(&ev, t(31.0)).expect("ok");
