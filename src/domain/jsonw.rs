@@ -293,7 +293,7 @@ impl OfferMsg<'_> {
         }
         j.uint(key!("step"), w.step.into());
         j.open(key!("required"), b'{');
-        for (skill, level) in w.required {
+        for (skill, level) in &w.required {
             j.level(skill.as_str(), *level);
         }
         j.close(b'}');

@@ -11,7 +11,6 @@ use super::wire::Customer;
 use super::{AgentId, Channel, QueueName, SkillLevel, SkillName};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use std::collections::BTreeMap;
 
 /// RFC 3339 in UTC with milliseconds, as the router writes times.
 use super::timefmt::rfc3339;
@@ -57,8 +56,10 @@ pub struct Why<'a> {
     pub returning_customer: bool,
     /// The queue's relaxation step reached (0: the requirement as placed).
     pub step: u8,
-    /// The requirement at that step.
-    pub required: &'a BTreeMap<SkillName, SkillLevel>,
+    /// The requirement at that step, in name order (the router builds it
+    /// from its interned form: the contact's own map is cold memory).
+    #[serde(serialize_with = "levels::serialize")]
+    pub required: Vec<(&'a SkillName, SkillLevel)>,
     /// The agent's level on each required skill, in `required`'s order.
     #[serde(serialize_with = "levels::serialize")]
     pub agent_levels: Vec<(&'a SkillName, SkillLevel)>,
@@ -78,8 +79,23 @@ pub struct Served {
     /// When it closed.
     #[serde(serialize_with = "time_format::serialize")]
     pub at: DateTime<Utc>,
-    /// `completed` or `abandoned`.
-    pub outcome: String,
+    /// `completed` or `abandoned`: the router's own constants, not an
+    /// allocation per entry (an offer reads five entries, each a cold line
+    /// more for an owned string).
+    pub outcome: std::borrow::Cow<'static, str>,
+}
+
+/// The outcomes a history entry may have.
+pub const OUTCOMES: [&str; 2] = ["completed", "abandoned"];
+
+impl Served {
+    /// An outcome read back from a record shares the constant when it is
+    /// one (as every record the router writes has).
+    pub fn share_outcome(&mut self) {
+        if let Some(k) = OUTCOMES.iter().find(|k| **k == self.outcome) {
+            self.outcome = std::borrow::Cow::Borrowed(k);
+        }
+    }
 }
 
 /// `omni.offer.<agent_id>` with `kind` = `offer`.

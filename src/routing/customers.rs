@@ -120,6 +120,7 @@ impl Customers {
     pub fn restore(&mut self, k: u128, mut h: History, keep: usize) {
         let extra = h.contacts.len().saturating_sub(keep.max(1));
         h.contacts.drain(..extra);
+        h.contacts.iter_mut().for_each(Served::share_outcome);
         if let Some(at) = h.last_at() {
             self.by_last.insert((at, k));
             self.map.insert(k, h);
@@ -153,6 +154,22 @@ mod tests {
             at: DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::seconds(n),
             outcome: "completed".into(),
         }
+    }
+
+    #[test]
+    fn a_restored_outcome_shares_the_constant_and_an_unknown_one_is_kept() {
+        let mut c = Customers::default();
+        let mut odd = served(2, None);
+        odd.outcome = "transferred".to_string().into();
+        let mut known = served(1, Some("a1"));
+        known.outcome = "completed".to_string().into();
+        let h = History {
+            contacts: vec![known, odd],
+        };
+        c.restore(customer_key("ana"), h, 5);
+        let got = &c.get(customer_key("ana")).expect("restored").contacts;
+        assert!(matches!(got[0].outcome, std::borrow::Cow::Borrowed("completed")));
+        assert!(matches!(&got[1].outcome, std::borrow::Cow::Owned(o) if o == "transferred"));
     }
 
     #[test]

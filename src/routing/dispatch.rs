@@ -13,7 +13,7 @@
 //! agent of (b) with nothing it can take, is dropped from the round: offers
 //! only use up capacity, so neither can match later in the same input.
 
-use super::agents::{fits, nanos, tie, Entry, IdleKey, LoadKey, RrKey, Share, Step};
+use super::agents::{fits, nanos, tie, Entry, IdleKey, LoadKey, RrKey, Share, SkillIx, Step};
 use super::model::secs_to_duration;
 use super::queues::WaitKey;
 use super::spec::Strategy;
@@ -121,11 +121,17 @@ impl Engine {
             .get(s.route_q as usize)
             .map_or(Strategy::LongestIdle, |q| q.strategy);
         // `most_skilled` ranks by the skill required at the highest level
-        // (alphabetical first on ties: `required` is sorted by name).
+        // (alphabetical first on ties), read from the interned requirement
+        // and the shared names: the contact's own map is cold memory.
         let primary = (strategy == Strategy::MostSkilled)
-            .then(|| s.required().iter().rev().max_by_key(|(_, l)| **l))
-            .flatten()
-            .and_then(|(name, l)| Some((*self.skill_ix.get(name)?, *l)));
+            .then(|| {
+                let name = |ix: SkillIx| self.skill_names.get(ix as usize);
+                s.need
+                    .iter()
+                    .copied()
+                    .min_by(|(a, la), (b, lb)| lb.cmp(la).then_with(|| name(*a).cmp(&name(*b))))
+            })
+            .flatten();
         let declined: Vec<u32> =
             s.c.declined_by
                 .iter()

@@ -510,7 +510,7 @@ impl Engine {
     }
 
     /// Adds a closing contact to its customer's history (affinity on).
-    fn remember(&mut self, cx: u32, agent: Option<&AgentId>, outcome: &str, now: DateTime<Utc>) {
+    fn remember(&mut self, cx: u32, agent: Option<&AgentId>, outcome: &'static str, now: DateTime<Utc>) {
         let a = self.spec.affinity;
         if a.lookback_ms.is_none() {
             return;
@@ -523,7 +523,7 @@ impl Engine {
             queue: s.c.queue.clone(),
             agent: agent.cloned(),
             at: now,
-            outcome: outcome.to_string(),
+            outcome: outcome.into(),
         };
         self.customers.remember(k, served, a.history, a.max_customers);
     }

@@ -79,21 +79,28 @@ impl Engine {
             return;
         };
         // From the interned forms (the requirement as filed, the agent's
-        // sorted levels), not by name: the names' own allocations are cold.
-        let mut agent_levels: Vec<_> = s
+        // sorted levels) and the shared skill names, not from the contact's
+        // own map: its node and name allocations are cold memory, and were
+        // a third of an offer's encoding.
+        let names = &self.skill_names;
+        let mut by_name: Vec<_> = s
             .need
             .iter()
-            .filter_map(|(ix, _)| {
-                let at = have.binary_search_by_key(ix, |(i, _)| *i).ok()?;
-                Some((self.skill_names.get(*ix as usize)?, have[at].1))
+            .filter_map(|&(ix, l)| Some((names.get(ix as usize)?, l, ix)))
+            .collect();
+        by_name.sort_unstable_by(|x, y| x.0.cmp(y.0));
+        let required: Vec<_> = by_name.iter().map(|&(name, l, _)| (name, l)).collect();
+        let agent_levels: Vec<_> = by_name
+            .iter()
+            .filter_map(|&(name, _, ix)| {
+                let at = have.binary_search_by_key(&ix, |(i, _)| *i).ok()?;
+                Some((name, have[at].1))
             })
             .collect();
-        agent_levels.sort_unstable_by(|x, y| x.0.cmp(y.0));
         let strategy = self
             .queues
             .get(s.route_q as usize)
             .map_or(Strategy::LongestIdle, |q| q.strategy);
-        let required = s.required();
         let msg = OfferMsg {
             v: 1,
             kind: "offer",

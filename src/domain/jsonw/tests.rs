@@ -76,7 +76,7 @@ fn served() -> impl Strategy<Value = Served> {
             queue: QueueName::try_from(queue).expect("token"),
             agent: agent.map(|a| AgentId::try_from(a).expect("token")),
             at,
-            outcome,
+            outcome: outcome.into(),
         })
 }
 
@@ -129,7 +129,7 @@ proptest! {
                 strategy: "most_skilled",
                 returning_customer,
                 step,
-                required: &required,
+                required: required.iter().map(|(s, l)| (s, *l)).collect(),
                 agent_levels: required.iter().map(|(s, l)| (s, l / 2)).collect(),
                 candidates,
             },

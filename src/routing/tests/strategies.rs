@@ -118,6 +118,37 @@ initial_status = "available"
 }
 
 #[test]
+fn most_skilled_breaks_a_tie_between_required_levels_by_skill_name() {
+    // alpha and zeta are both required at 4, so the primary skill is alpha
+    // (the first by name), although zeta was interned first.
+    let toml = r#"
+[[agents]]
+id = "early"
+skills = { zeta = 1 }
+capacity = { chat = 1 }
+[[queues]]
+name = "tech"
+channels = ["chat"]
+skills = { zeta = 4, alpha = 4 }
+strategy = "most_skilled"
+[[agents]]
+id = "z"
+skills = { alpha = 4, zeta = 9 }
+capacity = { chat = 1 }
+initial_status = "available"
+[[agents]]
+id = "a"
+skills = { alpha = 9, zeta = 4 }
+capacity = { chat = 1 }
+initial_status = "available"
+"#;
+    let mut e = Engine::new(spec(toml), t(0.0));
+    e.on_inbound(&inbound("m1", "chat", "c1", json!({})), t(1.0))
+        .expect("ok");
+    assert_eq!(offers(&e.take_outputs())[0].0, "a");
+}
+
+#[test]
 fn weighted_units_keep_a_call_from_a_busy_agent_unless_the_work_is_interruptible() {
     let toml = r#"
 [routing.units]
