@@ -274,7 +274,7 @@ impl OfferMsg<'_> {
             j.open(key!("history"), b'[');
             for h in self.history {
                 j.element();
-                j.str(key!("contact_id"), &h.contact_id);
+                j.str(key!("contact_id"), h.contact_id.as_str(&mut [0; 34]));
                 j.token(key!("channel"), h.channel.as_str());
                 j.token(key!("queue"), h.queue.as_str());
                 j.token_if(key!("agent"), h.agent.as_ref().map(|a| a.as_str()));

@@ -70,7 +70,7 @@ pub struct Why<'a> {
 /// router keeps it (`customer.<hash>` records).
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Served {
-    pub contact_id: String,
+    pub contact_id: PastId,
     pub channel: Channel,
     pub queue: QueueName,
     /// The agent who took it; absent when nobody did (abandoned).
@@ -83,6 +83,62 @@ pub struct Served {
     /// allocation per entry (an offer reads five entries, each a cold line
     /// more for an owned string).
     pub outcome: std::borrow::Cow<'static, str>,
+}
+
+/// A past contact's id in a history entry. The router's own ids
+/// (`c-` and 32 lowercase hex digits, see `routing::model::contact_id_for`)
+/// are held as their number, any other (a record from elsewhere) as text:
+/// an offer reads five entries, and an owned string each was a cold line
+/// more apiece. Written and read back as the same string either way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PastId {
+    Hashed(u128),
+    Text(Box<str>),
+}
+
+impl PastId {
+    const PREFIX: &'static str = "c-";
+
+    /// The id as text, in `buf` when it is a hashed one.
+    pub fn as_str<'a>(&'a self, buf: &'a mut [u8; 34]) -> &'a str {
+        match self {
+            PastId::Hashed(h) => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                buf[..2].copy_from_slice(Self::PREFIX.as_bytes());
+                for (i, d) in buf[2..].iter_mut().enumerate() {
+                    *d = HEX[((h >> ((31 - i) * 4)) & 0xf) as usize];
+                }
+                // ASCII only, so this always succeeds.
+                std::str::from_utf8(&buf[..]).unwrap_or_default()
+            }
+            PastId::Text(t) => t,
+        }
+    }
+}
+
+impl From<&str> for PastId {
+    fn from(id: &str) -> PastId {
+        let hex = id
+            .strip_prefix(PastId::PREFIX)
+            .filter(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        match hex.and_then(|h| u128::from_str_radix(h, 16).ok()) {
+            Some(n) => PastId::Hashed(n),
+            None => PastId::Text(id.into()),
+        }
+    }
+}
+
+impl Serialize for PastId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str(&mut [0; 34]))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PastId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<PastId, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Ok(PastId::from(&*text))
+    }
 }
 
 /// The outcomes a history entry may have.

@@ -147,7 +147,7 @@ mod tests {
 
     fn served(n: i64, agent: Option<&str>) -> Served {
         Served {
-            contact_id: format!("c{n}"),
+            contact_id: format!("c{n}").as_str().into(),
             channel: Channel::Chat,
             queue: QueueName::try_from("q".to_string()).expect("queue"),
             agent: agent.map(|a| AgentId::try_from(a.to_string()).expect("agent")),
@@ -173,6 +173,33 @@ mod tests {
     }
 
     #[test]
+    fn a_past_contact_id_reads_back_exactly_as_written() {
+        let ours = "c-0123456789abcdef0123456789abcdef";
+        for id in [
+            ours,
+            "c-0123456789ABCDEF0123456789abcdef",
+            "c-0123456789abcdef0123456789abcde",
+            "c-0123456789abcdef0123456789abcdef0",
+            "c-+123456789abcdef0123456789abcdef",
+            "imported-7",
+            "",
+        ] {
+            let mut e = served(1, None);
+            e.contact_id = id.into();
+            assert_eq!(
+                matches!(e.contact_id, crate::domain::wire::PastId::Hashed(_)),
+                id == ours,
+                "{id}"
+            );
+            assert_eq!(e.contact_id.as_str(&mut [0; 34]), id);
+            let json = serde_json::to_value(&e).expect("json");
+            assert_eq!(json["contact_id"], id);
+            let back: Served = serde_json::from_value(json).expect("reads back");
+            assert_eq!(back, e);
+        }
+    }
+
+    #[test]
     fn histories_and_customers_stay_within_their_bounds() {
         let mut c = Customers::default();
         for n in 0..5 {
@@ -180,7 +207,10 @@ mod tests {
         }
         let h = c.get(customer_key("ana@example.com")).expect("kept");
         assert_eq!(
-            h.contacts.iter().map(|s| s.contact_id.as_str()).collect::<Vec<_>>(),
+            h.contacts
+                .iter()
+                .map(|s| s.contact_id.as_str(&mut [0; 34]).to_string())
+                .collect::<Vec<_>>(),
             ["c2", "c3", "c4"]
         );
         assert_eq!(h.contacts.capacity(), 3, "a history is allocated once, at its size");

@@ -518,7 +518,7 @@ impl Engine {
         let Some(s) = self.slot(cx) else { return };
         let k = super::customers::customer_key(&s.c.customer.id);
         let served = super::customers::Served {
-            contact_id: s.c.id.clone(),
+            contact_id: s.c.id.as_str().into(),
             channel: s.c.channel,
             queue: s.c.queue.clone(),
             agent: agent.cloned(),

@@ -63,7 +63,8 @@ fn customer() -> impl Strategy<Value = Customer> {
 
 fn served() -> impl Strategy<Value = Served> {
     (
-        text(),
+        // The router's own ids (held as a number) and any other text.
+        prop_oneof![text(), "[0-9a-f]{32}".prop_map(|h| format!("c-{h}"))],
         channel(),
         token(),
         proptest::option::of(token()),
@@ -71,7 +72,7 @@ fn served() -> impl Strategy<Value = Served> {
         text(),
     )
         .prop_map(|(contact_id, channel, queue, agent, at, outcome)| Served {
-            contact_id,
+            contact_id: contact_id.as_str().into(),
             channel,
             queue: QueueName::try_from(queue).expect("token"),
             agent: agent.map(|a| AgentId::try_from(a).expect("token")),
