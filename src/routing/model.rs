@@ -66,7 +66,8 @@ pub struct Contact {
     pub customer: Customer,
     pub subject: Option<String>,
     pub text: Option<String>,
-    pub required: BTreeMap<SkillName, SkillLevel>,
+    /// Shared by the open contacts placed alike (see `Engine::placed_needs`).
+    pub required: std::sync::Arc<BTreeMap<SkillName, SkillLevel>>,
     /// SLA clocks and queue age start here.
     pub received_at: DateTime<Utc>,
     pub state: ContactState,

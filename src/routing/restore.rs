@@ -261,8 +261,9 @@ impl Engine {
     /// [`Self::push_contact`] when the caller holds the slot of `c.queue`.
     pub(super) fn push_contact_to(&mut self, c: Contact, q: u32) -> u32 {
         debug_assert_eq!(self.queues.get(q as usize).map(|s| &s.name), Some(&c.queue));
+        let mut c = c;
         let skills = self.intern(&c.required);
-        let need = self.placed_need(skills);
+        let need = self.placed_need(skills, &mut c.required);
         let slot = ContactSlot {
             q,
             tie: tie_hash(&c.id),
@@ -321,13 +322,15 @@ impl Engine {
     }
 
     /// The shared allocation of a requirement as placed (see
-    /// `Engine::placed_needs`), made on first use.
-    pub(super) fn placed_need(&mut self, skills: Skills) -> Need {
-        if let Some(need) = self.placed_needs.get(&skills[..]) {
+    /// `Engine::placed_needs`), made on first use; `required` (the same
+    /// requirement by name) is replaced by the shared map when there is one.
+    pub(super) fn placed_need(&mut self, skills: Skills, required: &mut Arc<BTreeMap<SkillName, SkillLevel>>) -> Need {
+        if let Some((need, shared)) = self.placed_needs.get_key_value(&skills[..]) {
+            *required = Arc::clone(shared);
             return Arc::clone(need);
         }
         let need = Need::from(skills);
-        self.placed_needs.insert(Arc::clone(&need));
+        self.placed_needs.insert(Arc::clone(&need), Arc::clone(required));
         need
     }
 

@@ -126,6 +126,20 @@ fn contacts_placed_alike_share_their_requirement_until_the_last_closes() {
     assert_eq!(e.placed_needs.len(), 2, "two distinct requirements");
     assert!(Arc::ptr_eq(&placed(&e, "a"), &placed(&e, "b")), "placed alike, shared");
     assert!(!Arc::ptr_eq(&placed(&e, "a"), &placed(&e, "es")));
+    // So is the requirement by name, each contact's `required`.
+    let required = |e: &Engine, conv: &str| Arc::clone(&e.contact_for_conversation(conv).expect("open").required);
+    assert!(Arc::ptr_eq(&required(&e, "a"), &required(&e, "b")));
+    assert!(!Arc::ptr_eq(&required(&e, "a"), &required(&e, "es")));
+    assert_eq!(required(&e, "es").get("es"), Some(&1));
+    // A restore from the records (each contact's own map) shares them the
+    // same way.
+    let records = e.contacts().map(|c| {
+        let json = serde_json::to_value(c).expect("record");
+        serde_json::from_value::<crate::routing::Contact>(json).expect("reads back")
+    });
+    let back = Engine::restore(Arc::clone(&e.spec), records.collect(), Vec::new(), t(3.5));
+    assert!(Arc::ptr_eq(&required(&back, "a"), &required(&back, "b")));
+    assert!(!Arc::ptr_eq(&required(&back, "a"), &required(&e, "a")), "its own maps");
     end(&mut e, "a", 4.0);
     end(&mut e, "es", 5.0);
     assert_eq!(e.placed_needs.len(), 1, "b still holds the plain requirement");
