@@ -59,7 +59,7 @@ pub(crate) fn build_world(p: &Params, rng: &mut Rng) -> World {
             QueueSpec {
                 name: name.clone(),
                 channels,
-                skills: BTreeMap::from([(skills[skill].clone(), level)]),
+                skills: Arc::new(BTreeMap::from([(skills[skill].clone(), level)])),
                 priority: rng.between(0, 9) as u8,
                 sla_policy: Some("std".into()),
                 strategy: p.strategies[q % p.strategies.len()],

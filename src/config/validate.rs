@@ -255,7 +255,7 @@ impl Config {
                     QueueSpec {
                         name,
                         channels,
-                        skills: required,
+                        skills: std::sync::Arc::new(required),
                         priority: prio,
                         sla_policy: q.sla_policy.clone(),
                         strategy: strat,

@@ -78,7 +78,7 @@ impl Engine {
             customer: ev.customer.clone(),
             subject: clip(&ev.subject, MAX_SUBJECT_BYTES),
             text: clip(&ev.text, MAX_TEXT_BYTES),
-            required: std::sync::Arc::new(placement.required),
+            required: placement.required,
             received_at,
             state: ContactState::Waiting,
             responded_at: None,

@@ -49,7 +49,9 @@ impl Strategy {
 pub struct QueueSpec {
     pub name: QueueName,
     pub channels: [bool; 4],
-    pub skills: BTreeMap<SkillName, SkillLevel>,
+    /// Shared: it is the requirement of every contact placed here that
+    /// asks for no skill beyond it.
+    pub skills: std::sync::Arc<BTreeMap<SkillName, SkillLevel>>,
     pub priority: u8,
     pub sla_policy: Option<String>,
     pub strategy: Strategy,
@@ -83,12 +85,17 @@ pub struct Admission {
 impl QueueSpec {
     /// What a contact routed here requires: the queue's skills, plus those
     /// the event asked for (at level 1) that the queue does not set.
-    pub fn requirement(&self, asked: &[SkillName]) -> BTreeMap<SkillName, SkillLevel> {
-        let mut required = self.skills.clone();
+    /// The queue's skills plus those a contact asks for beyond them (at
+    /// level 1): the queue's own map, shared, when it asks for nothing more.
+    pub fn requirement(&self, asked: &[SkillName]) -> std::sync::Arc<BTreeMap<SkillName, SkillLevel>> {
+        if asked.iter().all(|s| self.skills.contains_key(s)) {
+            return std::sync::Arc::clone(&self.skills);
+        }
+        let mut required = (*self.skills).clone();
         for s in asked {
             required.entry(s.clone()).or_insert(1);
         }
-        required
+        std::sync::Arc::new(required)
     }
 
     pub fn takes(&self, c: Channel) -> bool {
@@ -298,7 +305,7 @@ pub struct Placement {
     pub queue: QueueName,
     pub priority: u8,
     pub sla_policy: Option<String>,
-    pub required: BTreeMap<SkillName, SkillLevel>,
+    pub required: std::sync::Arc<BTreeMap<SkillName, SkillLevel>>,
 }
 
 impl RouterSpec {

@@ -175,7 +175,7 @@ fn overflowed(
     to: &QueueSpec,
     required: &BTreeMap<SkillName, SkillLevel>,
 ) -> BTreeMap<SkillName, SkillLevel> {
-    let mut out = to.skills.clone();
+    let mut out = (*to.skills).clone();
     for (s, l) in required.iter().filter(|(s, _)| !from.skills.contains_key(*s)) {
         out.entry(s.clone()).or_insert(*l);
     }
