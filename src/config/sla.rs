@@ -192,7 +192,7 @@ pub(super) fn rules(
             );
         }
         let mut rule = SlaRule {
-            policy: r.policy.clone(),
+            policy: r.policy.as_str().into(),
             queues: Vec::new(),
             channels: Vec::new(),
             tiers: r.tiers.clone(),

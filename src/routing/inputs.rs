@@ -88,7 +88,7 @@ impl Engine {
                 ev.channel,
                 ev.customer.tier.as_deref(),
                 placement.priority,
-                placement.sla_policy.as_deref(),
+                placement.sla_policy.as_ref(),
             ),
             sla_fired: Vec::new(),
             clocks: Vec::new(),

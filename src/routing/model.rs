@@ -73,7 +73,7 @@ pub struct Contact {
     pub state: ContactState,
     pub responded_at: Option<DateTime<Utc>>,
     pub customer_ended: bool,
-    pub sla_policy: Option<String>,
+    pub sla_policy: Option<super::spec::PolicyName>,
     /// Records written before SLA clocks: first-response thresholds already
     /// alerted (permille). Read once at restore into `clocks`, never written.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

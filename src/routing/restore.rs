@@ -135,6 +135,7 @@ impl Engine {
                 e.timers.insert(until, Timer::WrapUpEnd(ax));
             }
         }
+        let mut shared_policies: std::collections::HashSet<super::spec::PolicyName> = Default::default();
         for mut c in contacts {
             let mut repaired = false;
             // A contact held by an agent that no longer exists goes back to
@@ -191,6 +192,19 @@ impl Engine {
                     k.fired = legacy;
                     c.clocks.push(k);
                 }
+            }
+            // One shared name per policy, as new contacts have (a record
+            // read back has its own copy); names no longer configured are
+            // kept as read, so the set is bounded by the configuration.
+            if let Some(name) = c.sla_policy.take() {
+                c.sla_policy = Some(match shared_policies.get(&*name) {
+                    Some(shared) => Arc::clone(shared),
+                    None if e.spec.policies.contains_key(&*name) => {
+                        shared_policies.insert(Arc::clone(&name));
+                        name
+                    }
+                    None => name,
+                });
             }
             let cx = e.push_contact(c);
             if repaired {

@@ -8,6 +8,10 @@ use crate::domain::{same_tier_in, AgentId, Channel, Presence, QueueName, SkillLe
 use crate::sla::ClockKind;
 use std::collections::BTreeMap;
 
+/// An SLA policy's name as contacts, rules and queues hold it: shared, so
+/// a new contact names its policy without an allocation of its own.
+pub type PolicyName = std::sync::Arc<str>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Strategy {
     /// The agent whose last offer (or return to `available`) is oldest.
@@ -53,7 +57,7 @@ pub struct QueueSpec {
     /// asks for no skill beyond it.
     pub skills: std::sync::Arc<BTreeMap<SkillName, SkillLevel>>,
     pub priority: u8,
-    pub sla_policy: Option<String>,
+    pub sla_policy: Option<PolicyName>,
     pub strategy: Strategy,
     /// How many agents a `ring_group` queue offers a contact to at once
     /// (1..=[`MAX_RING`](super::model::MAX_RING)).
@@ -108,7 +112,7 @@ pub struct RuleSpec {
     pub name: String,
     pub queue: QueueName,
     pub priority: Option<u8>,
-    pub sla_policy: Option<String>,
+    pub sla_policy: Option<PolicyName>,
     pub channels: Vec<Channel>,
     /// Matched in any case ([`crate::domain::same_tier`]).
     pub tiers: Vec<String>,
@@ -208,7 +212,7 @@ impl SlaPolicy {
 /// `[[sla.rules]]`: empty lists match everything.
 #[derive(Debug, Clone)]
 pub struct SlaRule {
-    pub policy: String,
+    pub policy: PolicyName,
     pub queues: Vec<QueueName>,
     pub channels: Vec<Channel>,
     pub tiers: Vec<String>,
@@ -265,7 +269,7 @@ pub struct RouterSpec {
     pub policies: BTreeMap<String, SlaPolicy>,
     /// `[[sla.rules]]`, first match wins.
     pub sla_rules: Vec<SlaRule>,
-    pub default_sla_policy: Option<String>,
+    pub default_sla_policy: Option<PolicyName>,
     pub agents: Vec<AgentSpec>,
     pub offer_timeout_secs: f64,
     /// Per channel (`Channel::index`): accept timeout and default wrap-up.
@@ -304,7 +308,7 @@ impl Default for Affinity {
 pub struct Placement {
     pub queue: QueueName,
     pub priority: u8,
-    pub sla_policy: Option<String>,
+    pub sla_policy: Option<PolicyName>,
     pub required: std::sync::Arc<BTreeMap<SkillName, SkillLevel>>,
 }
 
@@ -358,13 +362,13 @@ impl RouterSpec {
         channel: Channel,
         tier: Option<&str>,
         priority: u8,
-        placed: Option<&str>,
-    ) -> Option<String> {
+        placed: Option<&PolicyName>,
+    ) -> Option<PolicyName> {
         self.sla_rules
             .iter()
             .find(|r| r.matches(queue, channel, tier, priority))
-            .map(|r| r.policy.clone())
-            .or_else(|| placed.map(str::to_string))
+            .map(|r| PolicyName::clone(&r.policy))
+            .or_else(|| placed.cloned())
             .or_else(|| self.default_sla_policy.clone())
     }
 
@@ -377,7 +381,7 @@ impl RouterSpec {
             None => self
                 .default_sla_policy
                 .as_ref()
-                .and_then(|d| self.policies.get(d))
+                .and_then(|d| self.policies.get(&**d))
                 .map(|p| (p, true)),
         }
     }

@@ -513,3 +513,36 @@ fn an_early_step_survives_a_restart() {
     assert_eq!(o.len(), 1, "{o:?}");
     assert_eq!((&o[0].0, &o[0].1["why"]["step"]), (&agent, &json!(1)));
 }
+
+#[test]
+fn contacts_share_their_policy_name_when_opened_and_when_restored() {
+    let mut e = Engine::new(spec(CLOCKS), t(0.0));
+    for (n, q) in [(1, "q"), (2, "q"), (3, "p")] {
+        let ev = inbound(&format!("m{n}"), "email", &format!("c{n}"), json!({"queue": q}));
+        e.on_inbound(&ev, t(n as f64)).expect("inbound");
+    }
+    let policy = |e: &Engine, conv: &str| {
+        e.contact_for_conversation(conv)
+            .and_then(|c| c.sla_policy.clone())
+            .expect("a policy")
+    };
+    assert_eq!(&*policy(&e, "c1"), "full");
+    assert!(Arc::ptr_eq(&policy(&e, "c1"), &policy(&e, "c2")), "opened: shared");
+    assert_eq!(&*policy(&e, "c3"), "paused");
+    // Records read back each have their own copy; the restore shares them,
+    // and keeps a name no longer configured as it was.
+    let mut records: Vec<Contact> = e
+        .contacts()
+        .map(|c| serde_json::from_value(serde_json::to_value(c).expect("record")).expect("reads back"))
+        .collect();
+    if let Some(c) = records.iter_mut().find(|c| c.conversation_id == "c3") {
+        c.sla_policy = Some("gone".into());
+    }
+    let back = Engine::restore(Arc::clone(&e.spec), records, Vec::new(), t(4.0));
+    assert!(
+        Arc::ptr_eq(&policy(&back, "c1"), &policy(&back, "c2")),
+        "restored: shared"
+    );
+    assert!(!Arc::ptr_eq(&policy(&back, "c1"), &policy(&e, "c1")));
+    assert_eq!(&*policy(&back, "c3"), "gone");
+}
