@@ -49,12 +49,14 @@ impl Json {
     }
 
     /// `,"key":` from [`key!`]'s constant (no comma before a first member).
+    #[inline(always)]
     fn key(&mut self, k: &'static str) {
         debug_assert!(k.starts_with(",\"") && k.ends_with("\":") && !needs_escape(&k.as_bytes()[2..k.len() - 2]));
         self.b.extend_from_slice(&k.as_bytes()[usize::from(self.first)..]);
         self.first = false;
     }
 
+    #[inline(always)]
     fn str(&mut self, k: &'static str, v: &str) {
         self.key(k);
         escaped(&mut self.b, v);
@@ -65,17 +67,20 @@ impl Json {
     /// when they are made) or a constant of this program (kind, channel,
     /// strategy). Copied without the scan: these are most of a payload's
     /// strings.
+    #[inline(always)]
     fn token(&mut self, k: &'static str, v: &str) {
         self.key(k);
         plain(&mut self.b, v);
     }
 
     /// [`Json::token`], `null` when absent.
+    #[inline(always)]
     fn token_or_null(&mut self, k: &'static str, v: Option<&str>) {
         self.or_null(k, v, plain);
     }
 
     /// [`Json::token`], left out when absent.
+    #[inline(always)]
     fn token_if(&mut self, k: &'static str, v: Option<&str>) {
         if let Some(v) = v {
             self.token(k, v);
@@ -83,11 +88,13 @@ impl Json {
     }
 
     /// A field written as `null` when absent.
+    #[inline(always)]
     fn str_or_null(&mut self, k: &'static str, v: Option<&str>) {
         self.or_null(k, v, escaped);
     }
 
     /// `v` written by `write` (escaping or not), `null` when absent.
+    #[inline(always)]
     fn or_null(&mut self, k: &'static str, v: Option<&str>, write: impl Fn(&mut Vec<u8>, &str)) {
         self.key(k);
         match v {
@@ -97,18 +104,21 @@ impl Json {
     }
 
     /// A field left out when absent.
+    #[inline(always)]
     fn str_if(&mut self, k: &'static str, v: Option<&str>) {
         if let Some(v) = v {
             self.str(k, v);
         }
     }
 
+    #[inline(always)]
     fn uint(&mut self, k: &'static str, v: u64) {
         self.key(k);
         // Writing into a Vec cannot fail.
         let _ = CompactFormatter.write_u64(&mut self.b, v);
     }
 
+    #[inline(always)]
     fn float(&mut self, k: &'static str, v: f64) {
         self.key(k);
         if v.is_finite() {
@@ -119,6 +129,7 @@ impl Json {
         }
     }
 
+    #[inline(always)]
     fn time(&mut self, k: &'static str, t: DateTime<Utc>) {
         self.key(k);
         match rfc3339_bytes(t) {
@@ -133,6 +144,7 @@ impl Json {
 
     /// `"skill":level`, a member of the object being written (a skill name
     /// is a token: see [`Json::token`]).
+    #[inline(always)]
     fn level(&mut self, skill: &str, level: u8) {
         if !self.first {
             self.b.push(b',');
@@ -143,6 +155,7 @@ impl Json {
         let _ = CompactFormatter.write_u8(&mut self.b, level);
     }
 
+    #[inline(always)]
     fn open(&mut self, k: &'static str, bracket: u8) {
         self.key(k);
         self.b.push(bracket);
@@ -150,6 +163,7 @@ impl Json {
     }
 
     /// The next object of an array.
+    #[inline(always)]
     fn element(&mut self) {
         if !self.first {
             self.b.push(b',');
