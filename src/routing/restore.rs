@@ -193,9 +193,10 @@ impl Engine {
                     c.clocks.push(k);
                 }
             }
-            // One shared name per policy, as new contacts have (a record
-            // read back has its own copy); names no longer configured are
-            // kept as read, so the set is bounded by the configuration.
+            // Restored contacts share one copy of each configured policy
+            // name among themselves (a record read back has its own);
+            // names no longer configured are kept as read, so the set is
+            // bounded by the configuration.
             if let Some(name) = c.sla_policy.take() {
                 c.sla_policy = Some(match shared_policies.get(&*name) {
                     Some(shared) => Arc::clone(shared),

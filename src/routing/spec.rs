@@ -88,9 +88,8 @@ pub struct Admission {
 
 impl QueueSpec {
     /// What a contact routed here requires: the queue's skills, plus those
-    /// the event asked for (at level 1) that the queue does not set.
-    /// The queue's skills plus those a contact asks for beyond them (at
-    /// level 1): the queue's own map, shared, when it asks for nothing more.
+    /// the event asked for (at level 1) that the queue does not set; the
+    /// queue's own map, shared, when it asks for nothing more.
     pub fn requirement(&self, asked: &[SkillName]) -> std::sync::Arc<BTreeMap<SkillName, SkillLevel>> {
         if asked.iter().all(|s| self.skills.contains_key(s)) {
             return std::sync::Arc::clone(&self.skills);
