@@ -8,9 +8,8 @@
 
 use crate::support;
 
-use async_nats::jetstream::{self, consumer};
-use futures::StreamExt;
-use serde_json::{json, Value};
+use async_nats::jetstream;
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use support::cluster::Cluster;
@@ -36,38 +35,19 @@ async fn contact(js: &jetstream::Context, n: usize) {
 
 /// Offer ids per conversation in everything the router published so far.
 async fn offers(js: &jetstream::Context) -> Option<BTreeMap<String, Vec<String>>> {
-    let mut stream = js.get_stream("OMNI_OUTBOUND").await.ok()?;
-    let last = stream.info().await.ok()?.state.last_sequence;
+    let all = support::read_stream(js, "OMNI_OUTBOUND", Duration::from_secs(5)).await?;
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    if last == 0 {
-        return Some(out);
-    }
-    let c = stream
-        .create_consumer(consumer::pull::OrderedConfig {
-            deliver_policy: consumer::DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .ok()?;
-    let mut msgs = c.messages().await.ok()?;
-    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(5), msgs.next()).await {
-        let seq = m.info().ok()?.stream_sequence;
-        if m.subject.starts_with("omni.offer.") {
-            let v: Value = serde_json::from_slice(&m.payload).unwrap_or(Value::Null);
-            if v["kind"] == "offer" {
-                let conv = v["conversation_id"].as_str().unwrap_or_default().to_string();
-                let id = v["offer_id"].as_str().unwrap_or_default().to_string();
-                let ids = out.entry(conv).or_default();
-                if !ids.contains(&id) {
-                    ids.push(id);
-                }
+    for (subject, v) in all {
+        if subject.starts_with("omni.offer.") && v["kind"] == "offer" {
+            let conv = v["conversation_id"].as_str().unwrap_or_default().to_string();
+            let id = v["offer_id"].as_str().unwrap_or_default().to_string();
+            let ids = out.entry(conv).or_default();
+            if !ids.contains(&id) {
+                ids.push(id);
             }
         }
-        if seq >= last {
-            return Some(out);
-        }
     }
-    None
+    Some(out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

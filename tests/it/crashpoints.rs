@@ -5,8 +5,7 @@
 
 use crate::support;
 
-use async_nats::jetstream::{self, consumer};
-use futures::StreamExt;
+use async_nats::jetstream;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
@@ -31,33 +30,9 @@ initial_status = "available"
 
 /// Everything in `OMNI_OUTBOUND`, as (subject, message).
 async fn outbound(js: &jetstream::Context) -> Vec<(String, Value)> {
-    let mut out = Vec::new();
-    let Ok(mut stream) = js.get_stream("OMNI_OUTBOUND").await else {
-        return out;
-    };
-    let last = stream.info().await.map_or(0, |i| i.state.last_sequence);
-    if last == 0 {
-        return out;
-    }
-    let c = stream
-        .create_consumer(consumer::pull::OrderedConfig {
-            deliver_policy: consumer::DeliverPolicy::All,
-            ..Default::default()
-        })
+    support::read_stream(js, "OMNI_OUTBOUND", WAIT)
         .await
-        .expect("ordered consumer");
-    let mut msgs = c.messages().await.expect("messages");
-    while let Ok(Some(Ok(m))) = tokio::time::timeout(WAIT, msgs.next()).await {
-        let seq = m.info().map_or(last, |i| i.stream_sequence);
-        out.push((
-            m.subject.to_string(),
-            serde_json::from_slice(&m.payload).unwrap_or(Value::Null),
-        ));
-        if seq >= last {
-            break;
-        }
-    }
-    out
+        .unwrap_or_default()
 }
 
 /// How many stored messages on `subject` are about conversation `conv`.

@@ -498,6 +498,40 @@ pub fn bench_start(full_n: usize, quick_n: usize) -> (bool, usize, tokio::runtim
     (full, n, rt)
 }
 
+/// Every message `stream` holds up to its last sequence at the call, in
+/// order, as (subject, payload as JSON; null if it is not JSON), read with
+/// an ordered consumer. `None` if the stream cannot be read, or if no
+/// message comes for `quiet` before the last one.
+#[allow(dead_code)]
+pub async fn read_stream(js: &jetstream::Context, stream: &str, quiet: Duration) -> Option<Vec<(String, Value)>> {
+    use async_nats::jetstream::consumer;
+    let mut s = js.get_stream(stream).await.ok()?;
+    let last = s.info().await.ok()?.state.last_sequence;
+    let mut out = Vec::new();
+    if last == 0 {
+        return Some(out);
+    }
+    let c = s
+        .create_consumer(consumer::pull::OrderedConfig {
+            deliver_policy: consumer::DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .ok()?;
+    let mut msgs = c.messages().await.ok()?;
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(quiet, msgs.next()).await {
+        let seq = m.info().ok()?.stream_sequence;
+        out.push((
+            m.subject.to_string(),
+            serde_json::from_slice(&m.payload).unwrap_or(Value::Null),
+        ));
+        if seq >= last {
+            return Some(out);
+        }
+    }
+    None
+}
+
 /// Publishes through JetStream until the server takes it: while a server
 /// restarts or a cluster elects leaders the publish is retried under the
 /// same `Nats-Msg-Id` (stored once). Panics after 60 s.
