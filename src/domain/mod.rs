@@ -236,6 +236,17 @@ pub fn truncate(s: &str, max_chars: usize) -> String {
     }
 }
 
+/// `h` as 32 lowercase hex digits (`format!("{h:032x}")` without the
+/// formatting machinery): contact ids and the history entries holding them.
+pub fn hex32(h: u128) -> [u8; 32] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 32];
+    for (i, d) in digits.iter_mut().enumerate() {
+        *d = HEX[((h >> ((31 - i) * 4)) & 0xf) as usize];
+    }
+    digits
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

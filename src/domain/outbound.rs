@@ -103,11 +103,8 @@ impl PastId {
     pub fn as_str<'a>(&'a self, buf: &'a mut [u8; 34]) -> &'a str {
         match self {
             PastId::Hashed(h) => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
                 buf[..2].copy_from_slice(Self::PREFIX.as_bytes());
-                for (i, d) in buf[2..].iter_mut().enumerate() {
-                    *d = HEX[((h >> ((31 - i) * 4)) & 0xf) as usize];
-                }
+                buf[2..].copy_from_slice(&super::hex32(*h));
                 // ASCII only, so this always succeeds.
                 std::str::from_utf8(&buf[..]).unwrap_or_default()
             }

@@ -166,15 +166,10 @@ pub fn contact_id_for(conversation_id: &str, event_id: &str) -> String {
 /// `prefix` and `h` as 32 lowercase hex digits (`format!("{prefix}{h:032x}")`)
 /// without the formatting machinery: one per new contact.
 pub fn hex_id(prefix: &str, h: u128) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(prefix.len() + 32);
     s.push_str(prefix);
-    let mut digits = [0u8; 32];
-    for (i, d) in digits.iter_mut().enumerate() {
-        *d = HEX[((h >> ((31 - i) * 4)) & 0xf) as usize];
-    }
     // Hex digits are ASCII, so this always succeeds.
-    s.push_str(std::str::from_utf8(&digits).unwrap_or_default());
+    s.push_str(std::str::from_utf8(&crate::domain::hex32(h)).unwrap_or_default());
     s
 }
 
