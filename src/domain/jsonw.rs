@@ -17,6 +17,7 @@
 
 use super::outbound::{ContactEventMsg, DesktopNotice, OfferMsg};
 use super::timefmt::{rfc3339, rfc3339_bytes};
+use super::Channel;
 use chrono::{DateTime, Utc};
 use serde_json::ser::{CompactFormatter, Formatter};
 
@@ -146,13 +147,19 @@ impl Json {
     /// is a token: see [`Json::token`]).
     #[inline(always)]
     fn level(&mut self, skill: &str, level: u8) {
+        self.count(skill, level.into());
+    }
+
+    /// `"name":n`, a member of the object being written (`name` a token).
+    #[inline(always)]
+    fn count(&mut self, name: &str, n: u64) {
         if !self.first {
             self.b.push(b',');
         }
         self.first = false;
-        plain(&mut self.b, skill);
+        plain(&mut self.b, name);
         self.b.push(b':');
-        let _ = CompactFormatter.write_u8(&mut self.b, level);
+        let _ = CompactFormatter.write_u64(&mut self.b, n);
     }
 
     #[inline(always)]
@@ -317,6 +324,14 @@ impl OfferMsg<'_> {
         }
         j.close(b'}');
         j.uint(key!("candidates"), w.candidates as u64);
+        j.open(key!("load"), b'{');
+        for c in Channel::ALL {
+            if let Some(n) = w.load[c.index()] {
+                j.count(c.as_str(), n.into());
+            }
+        }
+        j.close(b'}');
+        j.float(key!("load_share"), w.load_share);
         j.close(b'}');
         j.finish()
     }

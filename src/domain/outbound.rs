@@ -42,6 +42,22 @@ mod levels {
     }
 }
 
+/// Contacts held per channel (`None`: no capacity there), as a JSON object
+/// of the channels that have some, in [`Channel::ALL`] order.
+mod channel_counts {
+    use super::Channel;
+    use serde::ser::{SerializeMap, Serializer};
+    pub fn serialize<S: Serializer>(v: &[Option<u32>; 4], s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(v.iter().flatten().count()))?;
+        for c in Channel::ALL {
+            if let Some(n) = v[c.index()] {
+                m.serialize_entry(c.as_str(), &n)?;
+            }
+        }
+        m.end()
+    }
+}
+
 /// Seconds rounded to milliseconds, so payloads stay readable.
 pub fn secs(d: chrono::Duration) -> f64 {
     (d.num_milliseconds().max(0) as f64) / 1000.0
@@ -64,6 +80,13 @@ pub struct Why<'a> {
     #[serde(serialize_with = "levels::serialize")]
     pub agent_levels: Vec<(&'a SkillName, SkillLevel)>,
     pub candidates: usize,
+    /// The agent's contacts (offered or assigned) on each channel it has
+    /// capacity on, when it was chosen: this offer not counted.
+    #[serde(serialize_with = "channel_counts::serialize")]
+    pub load: [Option<u32>; 4],
+    /// The share of its capacity (or, with weighted units, of its unit
+    /// budget) in use then, to three decimals: what `least_loaded` ranks by.
+    pub load_share: f64,
 }
 
 /// One past contact of a customer, as offers show it (`history`) and the

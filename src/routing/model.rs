@@ -384,6 +384,26 @@ impl Agent {
         }
     }
 
+    /// What an offer's `why` says of the agent's load when it was chosen:
+    /// contacts per channel it has capacity on, and the share of capacity
+    /// (or units) in use, both less one contact on `offered` (the offer,
+    /// already counted when it is written).
+    pub(crate) fn load_before(&self, offered: Channel) -> ([Option<u32>; 4], f64) {
+        let mut load = self.load;
+        let i = offered.index();
+        load[i] = load[i].saturating_sub(1);
+        let counts =
+            Channel::ALL.map(|c| (self.capacity[c.index()] > 0 || load[c.index()] > 0).then_some(load[c.index()]));
+        let (used, cap) = self.share();
+        let less = match self.units {
+            Some(_) if self.load[i] > 0 => u64::from(self.weights.weights[i]),
+            None if self.load[i] > 0 => 1,
+            _ => 0,
+        };
+        let share = used.saturating_sub(less) as f64 / cap.max(1) as f64;
+        (counts, (share * 1000.0).round() / 1000.0)
+    }
+
     pub(crate) fn total_load(&self) -> u64 {
         self.load.iter().map(|n| *n as u64).sum()
     }

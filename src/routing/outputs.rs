@@ -75,7 +75,11 @@ impl Engine {
         else {
             return;
         };
-        let Some(have) = self.agents.get(ax as usize).map(|slot| &slot.skills) else {
+        let Some((have, (load, load_share))) = self
+            .agents
+            .get(ax as usize)
+            .map(|slot| (&slot.skills, slot.a.load_before(c.channel)))
+        else {
             return;
         };
         // From the interned forms (the requirement as filed, the agent's
@@ -129,6 +133,8 @@ impl Engine {
                 required,
                 agent_levels,
                 candidates: *candidates,
+                load,
+                load_share,
             },
         };
         let out = Outbound {

@@ -103,6 +103,7 @@ proptest! {
         body in proptest::option::of(text()),
         history in proptest::collection::vec(served(), 0..4),
         why in (any::<bool>(), any::<u8>(), proptest::collection::btree_map(token(), any::<u8>(), 0..4), any::<usize>()),
+        load in (proptest::array::uniform4(proptest::option::of(any::<u32>())), float()),
     ) {
         let (offer_id, contact_id, conversation_id, agent, queue) = ids;
         let (agent, queue) = (AgentId::try_from(agent).expect("token"), QueueName::try_from(queue).expect("token"));
@@ -133,6 +134,8 @@ proptest! {
                 required: required.iter().map(|(s, l)| (s, *l)).collect(),
                 agent_levels: required.iter().map(|(s, l)| (s, l / 2)).collect(),
                 candidates,
+                load: load.0,
+                load_share: load.1,
             },
         };
         same(&msg, &msg.to_json())?;

@@ -676,6 +676,61 @@ fn why_gives_the_agents_level_on_each_required_skill_in_name_order() {
 }
 
 #[test]
+fn why_gives_the_winners_load_before_the_offer_in_slots_or_units() {
+    // Slots: capacity chat 2, email 1 (nothing on the other channels).
+    let agents =
+        "[[agents]]\nid = \"a\"\nskills = { s = 5 }\ncapacity = { chat = 2, email = 1 }\ninitial_status = \"available\"\n";
+    let mut e = engine(agents);
+    let why = |e: &mut Engine, n: u32, ch: &str, at: f64| {
+        e.on_inbound(
+            &inbound(&n.to_string(), ch, &format!("c{n}"), json!({"queue": "q"})),
+            t(at),
+        )
+        .expect("ok");
+        let o = offers(&e.take_outputs());
+        assert_eq!(o.len(), 1, "offered");
+        (o[0].1["why"]["load"].clone(), o[0].1["why"]["load_share"].clone())
+    };
+    assert_eq!(
+        why(&mut e, 1, "chat", 0.0),
+        (json!({"email": 0, "chat": 0}), json!(0.0))
+    );
+    // One chat held (offered, not yet accepted): 1 of 3 slots.
+    assert_eq!(
+        why(&mut e, 2, "email", 1.0),
+        (json!({"email": 0, "chat": 1}), json!(0.333))
+    );
+    assert_eq!(
+        why(&mut e, 3, "chat", 2.0),
+        (json!({"email": 1, "chat": 1}), json!(0.667))
+    );
+    // Units: a budget of 100, e-mail 20 and chat 35.
+    let toml = r#"
+[routing.units]
+email = 20
+chat = 35
+[[queues]]
+name = "q"
+channels = ["email", "chat"]
+[[agents]]
+id = "ann"
+units = 100
+capacity = { email = 3, chat = 2 }
+initial_status = "available"
+"#;
+    let mut e = Engine::new(spec(toml), t(0.0));
+    assert_eq!(why(&mut e, 1, "email", 0.0).1, json!(0.0));
+    assert_eq!(
+        why(&mut e, 2, "chat", 1.0),
+        (json!({"email": 1, "chat": 0}), json!(0.2))
+    );
+    assert_eq!(
+        why(&mut e, 3, "email", 2.0),
+        (json!({"email": 1, "chat": 1}), json!(0.55))
+    );
+}
+
+#[test]
 fn a_skill_less_contact_restored_from_a_removed_queue_is_still_routed() {
     let agent = "[[agents]]\nid = \"a\"\nskills = { s = 5 }\ncapacity = { chat = 2 }\ninitial_status = \"offline\"\n";
     let with_general = format!("{BASE}[[queues]]\nname = \"general\"\nchannels = [\"chat\"]\n{agent}");
