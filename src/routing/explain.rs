@@ -2,14 +2,18 @@
 //!
 //! For one open contact: its queue, the queue routing it (after any
 //! overflow), priority (own and effective), requirement step and
-//! requirement, state, age and the queue's waiting count; and for the
-//! agents, why each is or is not eligible now (missing skill, level too
-//! low, not available, no free slot, declined it). Every agent is counted
-//! by reason (a scan of the roster: an operator's query, not an event, and
-//! it costs about as much as a few hundred offers at 100 000 agents); at
-//! most `limit` are listed, eligible ones first, so the output is bounded.
+//! requirement, state, age, its position in its queue's line and the
+//! queue's waiting count; and for the agents, why each is or is not
+//! eligible now (missing skill, level too low, not available, no free
+//! slot, declined it, kept for the customer's last agent, queue outside
+//! its hours). Every agent is counted by reason and the position is
+//! counted over the open contacts (two scans: an operator's query, not an
+//! event; each costs about as much as a few hundred offers at 100 000
+//! agents or contacts); at most `limit` agents are listed, eligible ones
+//! first, so the output is bounded.
 
 use super::agents::fits;
+use super::queues::WaitKey;
 use super::{ContactState, Engine};
 use crate::domain::{Channel, Presence};
 use chrono::{DateTime, Utc};
@@ -51,7 +55,7 @@ impl Engine {
             if agent.is_some_and(|want| a.id.as_str() != want) {
                 continue;
             }
-            let why = self.why_not(ax as u32, cx, c.channel);
+            let why = self.why_not(ax as u32, cx, c.channel, now);
             *counts.entry(why.0).or_default() += 1;
             let listed = if why.0 == "eligible" {
                 &mut eligible
@@ -85,6 +89,7 @@ impl Engine {
             "required": s.required(),
             "state": state,
             "waited_secs": crate::domain::wire::secs(now - c.received_at),
+            "position": self.position(cx),
             "waiting_in_queue": self.queues.get(s.q as usize).map_or(0, |q| q.waiting),
             "queue_open": self.queues.get(s.q as usize).is_none_or(|q| q.open),
             "preferred_agent": c.preferred_agent,
@@ -97,9 +102,32 @@ impl Engine {
         }))
     }
 
+    /// A waiting contact's place in its own queue's line now (1: first),
+    /// in the order the router serves contacts: effective priority, then
+    /// age (or slack), then the tie-break. Every waiting contact of the
+    /// queue counts, also those only other agents can take.
+    fn position(&self, cx: u32) -> Option<usize> {
+        let (key, q) = (self.line_key(cx)?, self.slot(cx)?.q);
+        let ahead = (0..u32::try_from(self.contacts.slots()).unwrap_or(u32::MAX))
+            .filter(|&o| o != cx && self.slot(o).is_some_and(|s| s.q == q))
+            .filter(|&o| self.line_key(o).is_some_and(|k| k < key))
+            .count();
+        Some(ahead + 1)
+    }
+
+    /// A waiting contact's effective key now: as the wait index orders it
+    /// when filed, else as its own timer keeps it (held, kept for an agent).
+    fn line_key(&self, cx: u32) -> Option<WaitKey> {
+        let s = self.slot(cx).filter(|s| s.c.is_waiting())?;
+        Some(match s.class {
+            Some(class) => self.waiting.effective(class, s.stored_key(cx)),
+            None => s.wait_key(cx),
+        })
+    }
+
     /// Why agent slot `ax` could not take contact slot `cx` now, with a
     /// detail where one helps.
-    fn why_not(&self, ax: u32, cx: u32, ch: Channel) -> (&'static str, Option<String>) {
+    fn why_not(&self, ax: u32, cx: u32, ch: Channel, now: DateTime<Utc>) -> (&'static str, Option<String>) {
         let (Some(slot), Some(s)) = (self.agents.get(ax as usize), self.slot(cx)) else {
             return ("unknown", None);
         };
@@ -130,6 +158,14 @@ impl Engine {
             let who = self.agents.get(kept_for as usize).map_or("", |k| k.a.id.as_str());
             let until = crate::domain::wire::rfc3339(until);
             return ("kept_for_last_agent", Some(format!("{who} until {until}")));
+        }
+        if s.held {
+            let q = self.queues.get(s.q as usize);
+            let name = q.map_or("", |q| q.name.as_str());
+            let opens = q
+                .and_then(|q| q.hours.as_ref()?.next_change(now))
+                .map_or(String::new(), |t| format!(" until {}", crate::domain::wire::rfc3339(t)));
+            return ("outside_hours", Some(format!("queue {name} is closed{opens}")));
         }
         debug_assert!(fits(&slot.skills, &s.need));
         ("eligible", None)

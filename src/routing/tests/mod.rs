@@ -9,6 +9,7 @@ use model::secs_to_duration;
 use serde_json::json;
 
 mod clocks;
+mod explain;
 mod props;
 mod relaxation;
 mod reserve;

@@ -503,7 +503,12 @@ initial_status = "available"
     )
     .expect("ok");
     // c2 comes while d is busy: it waits.
-    assert!(offers(&contact(&mut e, 2, "2026-03-27T15:45:00Z", Some("day"))).is_empty());
+    let out = contact(&mut e, 2, "2026-03-27T15:45:00Z", Some("day"));
+    assert!(offers(&out).is_empty());
+    let c2 = events(&out, "queued")[0]["contact_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
     // The closing at 17:00 CET (16:00Z) is the next deadline.
     assert_eq!(
         e.next_deadline().map(|t| t.to_rfc3339()),
@@ -517,6 +522,13 @@ initial_status = "available"
     )
     .expect("ok");
     assert!(offers(&e.take_outputs()).is_empty(), "closed: held");
+    // Explain says so, with the opening (Monday 09:00 CEST, after the change).
+    let x = e.explain(&c2, Some("d"), 10, at("2026-03-27T18:00:00Z")).expect("open");
+    assert_eq!(x["agents"][0]["reason"], "outside_hours", "{x}");
+    assert_eq!(
+        x["agents"][0]["detail"], "queue day is closed until 2026-03-30T07:00:00.000Z",
+        "{x}"
+    );
     // A new contact goes to `night` (closed_overflow), where nobody has the skill.
     let out = contact(&mut e, 3, "2026-03-27T18:00:01Z", None);
     let q = events(&out, "queued");
