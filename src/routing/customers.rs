@@ -7,6 +7,12 @@
 //! itself: ids are often e-mail addresses or phone numbers, and nothing
 //! here needs them back. Persisted as `customer.<hash>` records.
 //!
+//! Threads too: a closed contact is also remembered under its
+//! conversation ([`thread_key`]), so a reply in a known thread (an e-mail
+//! answered from another address, a social thread picked up again) goes
+//! first to the agent who handled that thread, whoever writes. Threads and
+//! customers share the map, its records and its bounds.
+//!
 //! Bounds (documented in the contract): at most `history` entries per
 //! customer (newest kept), at most `max_customers` customers (the one whose
 //! last contact is oldest is forgotten first), and entries older than the
@@ -46,8 +52,20 @@ impl History {
 
 /// The customer key of an id: FNV-1a, 128 bits.
 pub fn customer_key(customer_id: &str) -> u128 {
+    fnv1a(&[customer_id.as_bytes()])
+}
+
+/// The key a conversation is remembered under: the same hash over
+/// `thread:` and the id, so a thread and a customer share a key only by a
+/// 128-bit collision (or a customer id that is `thread:` and a
+/// conversation id, which would only steer who is offered first).
+pub fn thread_key(conversation_id: &str) -> u128 {
+    fnv1a(&[b"thread:", conversation_id.as_bytes()])
+}
+
+fn fnv1a(parts: &[&[u8]]) -> u128 {
     let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
-    for b in customer_id.as_bytes() {
+    for b in parts.iter().flat_map(|p| p.iter()) {
         h ^= *b as u128;
         h = h.wrapping_mul(0x0000000001000000000000000000013b);
     }

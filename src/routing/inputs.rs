@@ -97,7 +97,7 @@ impl Engine {
             messages: 1,
             opened_by: ev.id.clone(),
             pending: Vec::new(),
-            preferred_agent: self.returning_to(&ev.customer.id, now),
+            preferred_agent: self.returning_to(&ev.customer.id, &ev.conversation_id, now),
             relax_step: 0,
             kept: false,
         };
@@ -500,13 +500,16 @@ impl Engine {
 
     // ----- customers recognised on return -----
 
-    /// The agent who served this customer last, if affinity is on and that
-    /// contact closed within the lookback.
-    fn returning_to(&self, customer_id: &str, now: DateTime<Utc>) -> Option<AgentId> {
+    /// The agent who handled this thread last or, if nobody did, who
+    /// served this customer last, if affinity is on and that contact closed
+    /// within the lookback. The thread first: a reply in it may come from
+    /// another address, and its agent has the thread's context.
+    fn returning_to(&self, customer_id: &str, conversation_id: &str, now: DateTime<Utc>) -> Option<AgentId> {
         let lookback = self.spec.affinity.lookback_ms?;
         let since = now.checked_sub_signed(chrono::Duration::milliseconds(lookback))?;
-        let h = self.customers.get(super::customers::customer_key(customer_id))?;
-        h.last_agent(since).cloned()
+        let last = |k| self.customers.get(k).and_then(|h| h.last_agent(since)).cloned();
+        last(super::customers::thread_key(conversation_id))
+            .or_else(|| last(super::customers::customer_key(customer_id)))
     }
 
     /// Adds a closing contact to its customer's history (affinity on).
@@ -517,6 +520,7 @@ impl Engine {
         }
         let Some(s) = self.slot(cx) else { return };
         let k = super::customers::customer_key(&s.c.customer.id);
+        let thread = super::customers::thread_key(&s.c.conversation_id);
         let served = super::customers::Served {
             contact_id: s.c.id.as_str().into(),
             channel: s.c.channel,
@@ -525,6 +529,8 @@ impl Engine {
             at: now,
             outcome: outcome.into(),
         };
+        self.customers
+            .remember(thread, served.clone(), a.history, a.max_customers);
         self.customers.remember(k, served, a.history, a.max_customers);
     }
 

@@ -320,7 +320,8 @@ initial_status = "offline"
         .iter()
         .filter_map(|(k, v)| Some((customers::parse_record_key(k)?, serde_json::from_slice(v).ok()?)))
         .collect();
-    assert_eq!(customers.len(), 2);
+    // Two customers and the three threads (conversations) they closed.
+    assert_eq!(customers.len(), 5);
     assert!(
         records.iter().all(|(k, _)| !k.contains("ana")),
         "keys hash the customer id"
@@ -339,6 +340,51 @@ initial_status = "offline"
     finish(&mut r, "x", &o, 32.0);
     let (a, o) = contact(&mut r, "ana@example.com", "email", 32.0 + 3_601.0).expect("offered");
     assert_eq!((a.as_str(), &o["why"].get("returning_customer")), ("x", &None));
+}
+
+#[test]
+fn a_reply_in_a_known_thread_goes_first_to_the_agent_who_handled_the_thread() {
+    let toml = r#"
+[routing.affinity]
+lookback_secs = 3600
+[[queues]]
+name = "q"
+channels = ["email"]
+[[agents]]
+id = "x"
+capacity = { email = 2 }
+initial_status = "available"
+[[agents]]
+id = "y"
+capacity = { email = 2 }
+initial_status = "offline"
+"#;
+    let mut e = Engine::new(spec(toml), t(0.0));
+    let mut n = 0;
+    let mut contact = |e: &mut Engine, customer: &str, thread: &str, at: f64| {
+        n += 1;
+        let ev = inbound(&format!("m{n}"), "email", thread, json!({"customer": {"id": customer}}));
+        e.on_inbound(&ev, t(at)).expect("ok");
+        offers(&e.take_outputs()).into_iter().next().expect("offered")
+    };
+    // Ana writes in thread T; x handles it (the only one available).
+    let (a, o) = contact(&mut e, "ana@example.com", "mail:<T@example.com>", 1.0);
+    assert_eq!(a, "x");
+    let id = o["contact_id"].as_str().expect("id").to_string();
+    e.on_agent(&agent_ev("x", "accept", json!({"contact_id": id})), t(2.0))
+        .expect("ok");
+    e.on_agent(&agent_ev("x", "complete", json!({"contact_id": id})), t(3.0))
+        .expect("ok");
+    e.on_agent(&agent_ev("y", "presence", json!({"status": "available"})), t(0.5))
+        .expect("ok");
+    // Her colleague answers in the same thread from another address: y has
+    // been idle longer, but the thread's agent x gets it.
+    let (a, o) = contact(&mut e, "bo@example.com", "mail:<T@example.com>", 10.0);
+    assert_eq!(a, "x", "{o}");
+    assert_eq!(o["why"]["returning_customer"], true);
+    // Bo in a new thread is nobody's: the strategy's choice, y.
+    let (a, o) = contact(&mut e, "bo@example.com", "mail:<U@example.com>", 11.0);
+    assert_eq!(a, "y", "{o}");
 }
 
 #[test]

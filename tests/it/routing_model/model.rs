@@ -205,6 +205,8 @@ pub(super) struct Model {
     pub(super) offers: u64,
     /// Per customer: who completed their last contact, and when.
     pub(super) served: BTreeMap<String, (String, DateTime<Utc>)>,
+    /// Per conversation (thread): the same.
+    pub(super) served_threads: BTreeMap<String, (String, DateTime<Utc>)>,
 }
 
 impl Model {
@@ -234,6 +236,7 @@ impl Model {
             serial: 0,
             offers: 0,
             served: BTreeMap::new(),
+            served_threads: BTreeMap::new(),
         }
     }
 
@@ -284,11 +287,14 @@ impl Model {
                     return Expect::Refused;
                 };
                 let customer = customer_of(m);
-                let preferred = self
-                    .served
-                    .get(&customer)
-                    .filter(|(_, at)| *at >= now - Duration::milliseconds(LOOKBACK_MS))
-                    .map(|(a, _)| a.clone());
+                // A reply in a known thread goes to that thread's agent
+                // first, else the customer's last agent.
+                let recent = |m: &BTreeMap<String, (String, DateTime<Utc>)>, k: &str| {
+                    m.get(k)
+                        .filter(|(_, at)| *at >= now - Duration::milliseconds(LOOKBACK_MS))
+                        .map(|(a, _)| a.clone())
+                };
+                let preferred = recent(&self.served_threads, &m.conv).or_else(|| recent(&self.served, &customer));
                 let c = MContact {
                     id: String::new(),
                     channel: m.channel,
@@ -358,6 +364,7 @@ impl Model {
                 if assigned {
                     let c = self.contacts.remove(conv).expect("assigned contact is open");
                     self.served.insert(c.customer, (agent.clone(), now));
+                    self.served_threads.insert(conv.clone(), (agent.clone(), now));
                     let ch = c.channel;
                     match wrap_ms.filter(|ms| *ms > 0) {
                         Some(ms) => {
