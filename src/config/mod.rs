@@ -629,6 +629,80 @@ offer_timeout_secs = "soon"
     }
 
     #[test]
+    fn every_routing_model_option_out_of_range_is_listed_with_its_key_and_value() {
+        let toml = r#"
+[routing]
+default_strategy = "fastest"
+[routing.channels.chat]
+offer_timeout_secs = -1
+wrap_up_secs = 1e9
+[routing.channels.fax]
+offer_timeout_secs = 5
+[[queues]]
+name = "a"
+channels = ["chat"]
+strategy = "random"
+order = "fifo"
+relax_before_breach = true
+ageing_secs = -5
+ageing_cap = 12
+max_wait_secs = 1e12
+max_waiting = 0
+max_estimated_wait_secs = -3
+admission_overflow = "nowhere"
+ring_size = 3
+calendar = "missing"
+[[queues]]
+name = "b"
+channels = ["chat", "email"]
+closed_overflow = "a"
+[[queues.relax]]
+after_secs = 60
+skills = { billing = 11 }
+[[queues.relax]]
+after_secs = 30
+overflow = "b"
+[[queues.relax]]
+after_secs = 90
+overflow = "a"
+[[queues.relax]]
+after_secs = 120
+"#;
+        let cfg = Config::from_toml_with_env(toml, "t", Vec::new()).expect("well typed");
+        let problems = cfg.validate().expect_err("out of range");
+        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        for want in [
+            "routing.default_strategy = \"fastest\"",
+            "routing.channels.chat.offer_timeout_secs = -1",
+            "routing.channels.chat.wrap_up_secs = 1000000000",
+            "routing.channels.fax = ",
+            "queues[0].strategy = \"random\"",
+            "queues[0].order = \"fifo\"",
+            "queues[0].relax_before_breach = true",
+            "queues[0].ageing_secs = -5",
+            "queues[0].ageing_cap = 12",
+            "queues[0].max_wait_secs = 1000000000000",
+            "queues[0].max_waiting = 0",
+            "queues[0].max_estimated_wait_secs = -3",
+            "queues[0].admission_overflow = \"nowhere\"",
+            "queues[0].ring_size = 3",
+            "queues[0].calendar = \"missing\"",
+            "queues[1].closed_overflow = \"a\"",
+            "queues[1].relax[0].skills.billing = 11",
+            "queues[1].relax[1].after_secs = 30",
+            "queues[1].relax[1].overflow = \"b\"",
+            "queues[1].relax[2].overflow = \"a\"",
+            "queues[1].relax[3] = ",
+        ] {
+            assert!(
+                text.iter().any(|t| t.starts_with(want)),
+                "missing {want:?} in:\n{}",
+                text.join("\n")
+            );
+        }
+    }
+
+    #[test]
     fn a_type_error_names_its_key() {
         let Err(ConfigError::Invalid(p)) =
             Config::from_toml_with_env("[nats]\nbatch_size = \"many\"\n", "t", Vec::new())
