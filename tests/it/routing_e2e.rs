@@ -317,6 +317,52 @@ async fn operator_endpoints_report_health_and_metrics() {
 }
 
 #[tokio::test]
+async fn metrics_show_the_cores_work_its_ticks_and_each_queues_estimated_wait() {
+    let nats = NatsServer::start();
+    let quick = "[[queues]]\nname = \"quick\"\nchannels = [\"chat\"]\noffer_timeout_secs = 1\n";
+    let d = Daemon::start(cfg(
+        &nats.url,
+        &format!("{quick}{}", agent_toml("m1", "billing = 9", "chat = 1", "offline")),
+    ))
+    .await;
+    let mut c = Client::connect(&nats.url).await;
+    for conv in ["w1", "w2", "w3"] {
+        c.contact("chat", conv, json!({"queue": "quick"})).await;
+        c.expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == conv)
+            .await;
+    }
+    // m1 comes in with two contacts left waiting, lets the offer expire (a
+    // timer firing in a tick) and is offered the same contact again: the
+    // queue's pace between two offers made while contacts waited.
+    c.agent("m1", "presence", json!({"status": "available"})).await;
+    c.offer("m1", "w1").await;
+    c.expect("omni.event.contact.offer_expired", WAIT, |v| {
+        v["conversation_id"] == "w1"
+    })
+    .await;
+    c.expect("omni.event.contact.offered", WAIT, |v| v["conversation_id"] == "w1")
+        .await;
+    let wanted = [
+        // The decision histogram's buckets reach seconds.
+        "omniroute_routing_decision_duration_seconds_bucket{le=\"5\"}",
+        "omniroute_routing_tick_duration_seconds_bucket{le=\"0.000001\"}",
+        "omniroute_routing_candidates_examined_bucket{le=\"1\"}",
+        "omniroute_queue_estimated_wait_seconds{queue=\"quick\"}",
+    ];
+    let metrics = support::eventually(WAIT, "every routing metric", || async {
+        let (_, m) = support::http_get(d.http, "/metrics").await.ok()?;
+        wanted.iter().all(|w| m.contains(w)).then_some(m)
+    })
+    .await;
+    let ticks = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("omniroute_routing_tick_duration_seconds_count "))
+        .and_then(|n| n.trim().parse::<u64>().ok());
+    assert!(ticks.is_some_and(|n| n >= 1), "a tick that fired a timer: {metrics}");
+    d.stop().await;
+}
+
+#[tokio::test]
 async fn readiness_follows_the_nats_connection_and_shutdown_still_completes() {
     let mut nats = NatsServer::start();
     let d = Daemon::start(cfg(&nats.url, "")).await;
