@@ -1,6 +1,7 @@
 //! The routing model's options end to end on a real nats-server, through
-//! the daemon's configuration: round robin and most-skilled strategies,
-//! weighted capacity, relaxation with overflow, ageing, admission
+//! the daemon's configuration: round robin, least-loaded and most-skilled
+//! strategies (each where longest idle would choose otherwise), auto-away
+//! after missed offers, weighted capacity, relaxation with overflow, ageing, admission
 //! control, a returning customer, explain and a ring group. Timers run on
 //! the daemon's real clock with short intervals; every wait is for an
 //! event, with a deadline.
@@ -426,5 +427,99 @@ async fn a_queue_opens_on_its_local_hour_across_the_spring_daylight_saving_chang
         offered >= at("2026-03-29T01:00:00Z") && offered < at("2026-03-29T01:01:00Z"),
         "offered at {offered}: the queue must open at 03:00 CEST = 01:00Z"
     );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn least_loaded_and_round_robin_choose_where_longest_idle_would_not() {
+    let nats = NatsServer::start();
+    let toml = [
+        "[[queues]]\nname = \"ll\"\nchannels = [\"chat\"]\nskills = { l = 1 }\nstrategy = \"least_loaded\"\n",
+        "[[queues]]\nname = \"rot\"\nchannels = [\"email\"]\nskills = { r = 1 }\nstrategy = \"round_robin\"\n",
+        &agent("l1", "l = 1", "chat = 3", ""),
+        "[[agents]]\nid = \"l2\"\nskills = { l = 1 }\ncapacity = { chat = 3 }\ninitial_status = \"offline\"\n",
+        &agent("r1", "r = 1", "email = 9", ""),
+        &agent("r2", "r = 1", "email = 9", ""),
+        &agent("r3", "r = 1", "email = 9", ""),
+    ]
+    .concat();
+    let d = Daemon::start(support::config(&nats.url, &toml)).await;
+    let mut c = Client::connect(&nats.url).await;
+    // least_loaded: l1 takes two chats while l2 is away; l2 then comes in,
+    // so l1 has been idle longer (its last offer is older than l2's
+    // return) but carries more load: the third chat goes to l2.
+    for conv in ["ll-1", "ll-2"] {
+        c.contact("chat", conv, json!({})).await;
+        let o = c.offer("l1", conv).await;
+        let cid = o["contact_id"].as_str().expect("id").to_string();
+        c.agent("l1", "accept", json!({"contact_id": cid})).await;
+        c.expect("omni.event.contact.accepted", WAIT, |v| v["contact_id"] == cid.as_str())
+            .await;
+    }
+    c.agent("l2", "presence", json!({"status": "available"})).await;
+    // Agent events and contacts come on separate streams: wait until l2's
+    // return is applied (l1, l2 and the three r agents available).
+    support::eventually(WAIT, "l2 available", || async {
+        let (_, m) = support::http_get(d.http, "/metrics").await.ok()?;
+        m.contains("omniroute_agents{status=\"available\"} 5").then_some(())
+    })
+    .await;
+    c.contact("chat", "ll-3", json!({})).await;
+    let (a, o) = next_offer(&mut c).await;
+    assert_eq!(a, "l2", "{o}");
+    assert_eq!(o["why"]["strategy"], "least_loaded");
+    assert_eq!(
+        (&o["why"]["load"], &o["why"]["load_share"]),
+        (&json!({"chat": 0}), &json!(0.0))
+    );
+    // round_robin: three e-mails go to the three agents in turn; the first
+    // one then completes, which makes it the most recently idle (longest
+    // idle would now pick the second): round robin picks the first again.
+    let mut order = Vec::new();
+    for n in 0..3 {
+        c.contact("email", &format!("rr-{n}"), json!({})).await;
+        order.push(next_offer(&mut c).await);
+    }
+    let mut agents: Vec<_> = order.iter().map(|(a, _)| a.clone()).collect();
+    let first = agents[0].clone();
+    agents.sort();
+    assert_eq!(agents, ["r1", "r2", "r3"]);
+    accept_and_complete(&mut c, &first, &order[0].1).await;
+    c.contact("email", "rr-3", json!({})).await;
+    let (a, o) = next_offer(&mut c).await;
+    assert_eq!((a, &o["why"]["strategy"]), (first, &json!("round_robin")));
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn an_agent_who_lets_offers_expire_is_set_away_and_told_why() {
+    let nats = NatsServer::start();
+    let toml = [
+        "[routing]\nmax_missed_offers = 2\n",
+        "[[queues]]\nname = \"q\"\nchannels = [\"chat\"]\noffer_timeout_secs = 1\n",
+        &agent("mute", "", "chat = 1", ""),
+    ]
+    .concat();
+    let d = Daemon::start(support::config(&nats.url, &toml)).await;
+    let mut c = Client::connect(&nats.url).await;
+    c.contact("chat", "aw-1", json!({})).await;
+    // Nobody else fits, so the expired offer comes back to the same agent;
+    // the second expiry in a row sets it away.
+    c.offer("mute", "aw-1").await;
+    c.expect("omni.event.contact.offer_expired", WAIT, |v| {
+        v["conversation_id"] == "aw-1"
+    })
+    .await;
+    c.offer("mute", "aw-1").await;
+    let away = c.expect("omni.offer.mute", WAIT, |v| v["kind"] == "set_away").await;
+    assert_eq!(away["reason"], "2 offers expired in a row", "{away}");
+    assert_eq!(away["conversation_id"], "aw-1");
+    // Away: the metrics count the agent so, and the contact waits.
+    support::eventually(WAIT, "the agent counted away, the contact waiting", || async {
+        let (_, m) = support::http_get(d.http, "/metrics").await.ok()?;
+        let away = m.contains("omniroute_agents{status=\"away\"} 1");
+        (away && m.contains("omniroute_contacts_waiting{queue=\"q\"} 1")).then_some(())
+    })
+    .await;
     d.stop().await;
 }
