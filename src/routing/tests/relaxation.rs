@@ -84,6 +84,60 @@ initial_status = "available"
     );
 }
 
+#[test]
+fn overflow_keeps_the_contacts_sla_policy_and_clock() {
+    let toml = r#"
+[sla.policies.p]
+first_response_secs = { chat = 120 }
+warning_thresholds = [0.5]
+[sla.policies.g]
+first_response_secs = { chat = 1000 }
+warning_thresholds = [0.5]
+[[queues]]
+name = "billing"
+channels = ["chat"]
+sla_policy = "p"
+[[queues.relax]]
+after_secs = 30
+overflow = "general"
+[[queues]]
+name = "general"
+channels = ["chat"]
+sla_policy = "g"
+[[agents]]
+id = "a"
+capacity = { chat = 1 }
+initial_status = "offline"
+"#;
+    let mut e = Engine::new(spec(toml), t(0.0));
+    e.on_inbound(&inbound("m1", "chat", "c1", json!({"queue": "billing"})), t(0.0))
+        .expect("ok");
+    e.take_outputs();
+    e.on_tick(t(30.0));
+    let out = e.take_outputs();
+    assert_eq!(events(&out, "overflowed").len(), 1);
+    // Billing's policy, counted from the contact's arrival: the warning at
+    // 60 s and the breach at 120 s (general's would warn at 500 s).
+    assert_eq!(e.next_deadline(), Some(t(60.0)));
+    e.on_tick(t(59.9));
+    assert!(alerts(&e.take_outputs()).is_empty());
+    e.on_tick(t(60.0));
+    let warned = alerts(&e.take_outputs());
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert_eq!(
+        (&warned[0]["policy"], &warned[0]["threshold"]),
+        (&json!("p"), &json!(0.5))
+    );
+    assert_eq!(warned[0]["queue"], "billing");
+    e.on_tick(t(120.0));
+    let breached = alerts(&e.take_outputs());
+    assert_eq!(breached.len(), 1, "{breached:?}");
+    assert_eq!(
+        (&breached[0]["kind"], &breached[0]["policy"]),
+        (&json!("breach"), &json!("p"))
+    );
+}
+
 /// A billing queue whose contacts need level 7, relaxed to 4 after 30 s.
 const BILLING_RELAXING: &str = r#"
 [[queues]]
