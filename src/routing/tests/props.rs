@@ -1,4 +1,6 @@
-//! Property tests of the core's invariants on random event sequences (the
+//! Property tests of the core's invariants on random rosters (levels,
+//! capacities, presence, unit budgets), queues (requirement, strategy, ring
+//! group, affinity) and event sequences (the
 //! scanning reference model in `tests/it/routing_model/` checks each decision
 //! itself): no offer beyond skill, capacity or presence, loads that match
 //! what agents hold, nothing waiting while a free agent could take it, and a
@@ -64,20 +66,83 @@ fn op() -> impl PropStrategy<Value = Op> {
 const SKILLS: [&str; 3] = ["s", "t", "u"];
 const AGENTS: [&str; 4] = ["p0", "p1", "p2", "p3"];
 
-fn prop_spec(ring: Option<usize>, keep: bool) -> Arc<RouterSpec> {
-    let ring = ring.map_or(String::new(), |n| {
-        format!("strategy = \"ring_group\"\nring_size = {n}\n")
-    });
+/// One agent of a random roster: levels in `s`, `t`, `u` (0: not held),
+/// capacity per channel, initial presence, and a budget of 100 units.
+#[derive(Debug, Clone)]
+struct AgentGen {
+    levels: [u8; 3],
+    capacity: [u8; 4],
+    status: usize,
+    units: bool,
+}
+
+fn agent_gen() -> impl PropStrategy<Value = AgentGen> {
+    (
+        proptest::array::uniform3(0..11u8),
+        proptest::array::uniform4(0..4u8),
+        0..3usize,
+        proptest::bool::ANY,
+    )
+        .prop_map(|(levels, capacity, status, units)| AgentGen {
+            levels,
+            capacity,
+            status,
+            units,
+        })
+}
+
+/// The queue's required level in `s` (0: none) and its strategy (when it
+/// is not a ring group).
+fn queue_gen() -> impl PropStrategy<Value = (u8, usize)> {
+    (0..6u8, 0..4usize)
+}
+
+fn prop_spec(ring: Option<usize>, keep: bool, queue: (u8, usize), roster: &[AgentGen]) -> Arc<RouterSpec> {
+    let strategy = match ring {
+        Some(n) => format!("strategy = \"ring_group\"\nring_size = {n}\n"),
+        None => {
+            let s = ["longest_idle", "least_loaded", "round_robin", "most_skilled"][queue.1];
+            format!("strategy = \"{s}\"\n")
+        }
+    };
+    let skills = match queue.0 {
+        0 => String::new(),
+        l => format!("skills = {{ s = {l} }}\n"),
+    };
     let keep = if keep {
         "[routing.affinity]\nlookback_secs = 600\nwait_secs = 10\n"
     } else {
         ""
     };
+    let mut agents = String::new();
+    for (i, a) in roster.iter().enumerate() {
+        let levels: Vec<String> = SKILLS
+            .iter()
+            .zip(a.levels)
+            .filter(|(_, l)| *l > 0)
+            .map(|(s, l)| format!("{s} = {l}"))
+            .collect();
+        let capacity: Vec<String> = Channel::ALL
+            .iter()
+            .zip(a.capacity)
+            .map(|(c, n)| format!("{} = {n}", c.as_str()))
+            .collect();
+        agents.push_str(&format!(
+            "[[agents]]\nid = \"{}\"\nskills = {{ {} }}\ncapacity = {{ {} }}\ninitial_status = \"{}\"\n{}",
+            AGENTS[i],
+            levels.join(", "),
+            capacity.join(", "),
+            ["available", "away", "offline"][a.status],
+            if a.units { "units = 100\n" } else { "" },
+        ));
+    }
     spec(&format!(
         r#"
 [routing]
 offer_timeout_secs = 7
 max_missed_offers = 3
+[routing.units]
+interruptible = ["email"]
 {keep}
 [sla.policies.p]
 first_response_secs = {{ email = 30, chat = 5, social = 20, voice = 3 }}
@@ -85,31 +150,21 @@ warning_thresholds = [0.5]
 [[queues]]
 name = "q"
 channels = ["email", "chat", "social", "voice"]
-skills = {{ s = 3 }}
-sla_policy = "p"
-{ring}
-[[agents]]
-id = "p0"
-skills = {{ s = 3, t = 5 }}
-capacity = {{ email = 2, chat = 1, voice = 1 }}
-initial_status = "available"
-[[agents]]
-id = "p1"
-skills = {{ s = 2, u = 9 }}
-capacity = {{ email = 1, chat = 3, social = 1 }}
-initial_status = "available"
-[[agents]]
-id = "p2"
-skills = {{ s = 9, t = 1, u = 1 }}
-capacity = {{ chat = 1, voice = 2 }}
-initial_status = "away"
-[[agents]]
-id = "p3"
-skills = {{ s = 5 }}
-capacity = {{ email = 1, social = 2 }}
-initial_status = "offline"
-"#
+{skills}sla_policy = "p"
+{strategy}
+{agents}"#
     ))
+}
+
+/// Units an agent holds that count against a contact on `ch`
+/// (interruptible work counts only against interruptible channels).
+fn units_against(a: &Agent, ch: Channel) -> u64 {
+    let w = &a.weights;
+    Channel::ALL
+        .iter()
+        .filter(|o| !w.interruptible[o.index()] || w.interruptible[ch.index()])
+        .map(|o| u64::from(a.load[o.index()]) * u64::from(w.weights[o.index()]))
+        .sum()
 }
 
 /// Contacts an agent holds on a channel, counted from the contacts.
@@ -142,6 +197,20 @@ fn check_invariants(e: &Engine, out: &[Outbound]) -> Result<(), TestCaseError> {
         );
     }
     for a in e.agents() {
+        // Units: whatever a channel that interrupts nothing holds stays
+        // within the budget (e-mail, interruptible, may be held beyond it
+        // by chats and calls taken on top, as configured).
+        if let Some(budget) = a.units {
+            for ch in Channel::ALL.into_iter().filter(|c| !a.weights.interruptible[c.index()]) {
+                prop_assert!(
+                    units_against(a, ch) <= u64::from(budget),
+                    "{} holds {:?}: beyond its {} units",
+                    a.id,
+                    a.load,
+                    budget
+                );
+            }
+        }
         for ch in Channel::ALL {
             prop_assert_eq!(
                 a.load[ch.index()],
@@ -225,15 +294,17 @@ fn check_accepted(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
 
     #[test]
     fn routing_never_breaks_skill_capacity_or_presence(
         ring in proptest::option::of(2..5usize),
         keep in proptest::bool::ANY,
+        queue in queue_gen(),
+        roster in proptest::collection::vec(agent_gen(), 4),
         ops in proptest::collection::vec(op(), 1..60),
     ) {
-        let spec = prop_spec(ring, keep);
+        let spec = prop_spec(ring, keep, queue, &roster);
         let mut e = Engine::new(Arc::clone(&spec), t(0.0));
         let first = e.take_outputs();
         check_invariants(&e, &first)?;

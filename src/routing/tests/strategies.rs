@@ -1,8 +1,10 @@
 //! The strategies beyond the differential test's reach: fairness of
-//! `round_robin` over a long run with agents leaving, returning and a
-//! restart, and `most_skilled` ranking.
+//! `round_robin` over a long run (a property over the agents' speeds, and
+//! one run with agents leaving, returning and a restart), and
+//! `most_skilled` ranking.
 
 use super::*;
+use proptest::strategy::Strategy as _;
 
 /// Ten equal agents on chat (capacity 3); agent `a<i>` takes `2(i+1)` s to
 /// handle a contact; one contact a second for 1 000 s. `a8` and `a9` leave at
@@ -79,6 +81,63 @@ fn round_robin_rotates_fairly_through_leaving_returning_and_a_restart() {
     // above is not vacuous.
     let idle = run("longest_idle");
     assert!(spread(&idle, &ALWAYS) > 2, "{idle:?}");
+}
+
+/// Offers per agent under `round_robin` for 1 000 contacts, one a second,
+/// to `handle.len()` equal agents (chat capacity 3), agent `i` taking
+/// `handle[i]` s per contact, at most twice the agents' count in seconds,
+/// so nobody is ever full when their turn comes.
+fn rotate(handle: &[u32]) -> Vec<u32> {
+    let mut toml = "[[queues]]\nname = \"rot\"\nchannels = [\"chat\"]\nstrategy = \"round_robin\"\n".to_string();
+    for i in 0..handle.len() {
+        toml.push_str(&format!(
+            "[[agents]]\nid = \"a{i}\"\ncapacity = {{ chat = 3 }}\ninitial_status = \"available\"\n"
+        ));
+    }
+    let mut e = Engine::new(spec(&toml), t(0.0));
+    let mut count = vec![0u32; handle.len()];
+    let mut busy: Vec<(u32, usize, String)> = Vec::new();
+    for n in 0..1000u32 {
+        busy.sort_by_key(|b| b.0);
+        while busy.first().is_some_and(|b| b.0 <= n) {
+            let (at, i, id) = busy.remove(0);
+            e.on_agent(
+                &agent_ev(&format!("a{i}"), "complete", json!({"contact_id": id})),
+                t(at as f64),
+            )
+            .expect("complete");
+        }
+        e.on_inbound(
+            &inbound(&format!("m{n}"), "chat", &format!("c{n}"), json!({})),
+            t(n as f64),
+        )
+        .expect("inbound");
+        let out = offers(&e.take_outputs());
+        assert_eq!(out.len(), 1, "contact {n} is offered at once");
+        let (agent, offer) = &out[0];
+        let id = offer["contact_id"].as_str().expect("contact id").to_string();
+        e.on_agent(&agent_ev(agent, "accept", json!({"contact_id": id})), t(n as f64))
+            .expect("accept");
+        let i: usize = agent[1..].parse().expect("agent number");
+        busy.push((n + handle[i], i, id));
+        count[i] += 1;
+    }
+    count
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
+
+    /// Round robin is fair whatever the agents' speeds: over 1 000
+    /// contacts, offers among equal agents differ by at most 2.
+    #[test]
+    fn round_robin_is_fair_over_a_long_run_whatever_the_agents_speeds(
+        handle in (3usize..11).prop_flat_map(|n| proptest::collection::vec(1..=(2 * n as u32), n)),
+    ) {
+        let count = rotate(&handle);
+        let (max, min) = (count.iter().max().copied().unwrap_or(0), count.iter().min().copied().unwrap_or(0));
+        proptest::prop_assert!(max - min <= 2, "{:?} with handling times {:?}", count, handle);
+    }
 }
 
 #[test]
