@@ -10,8 +10,9 @@
 //! Threads too: a closed contact is also remembered under its
 //! conversation ([`thread_key`]), so a reply in a known thread (an e-mail
 //! answered from another address, a social thread picked up again) goes
-//! first to the agent who handled that thread, whoever writes. Threads and
-//! customers share the map, its records and its bounds.
+//! first to the agent who handled that thread, whoever writes. A thread's
+//! record holds only its last contact someone took (one entry); threads
+//! and customers share the map, its records and `max_customers`.
 //!
 //! Bounds (documented in the contract): at most `history` entries per
 //! customer (newest kept), at most `max_customers` customers (the one whose

@@ -529,8 +529,12 @@ impl Engine {
             at: now,
             outcome: outcome.into(),
         };
-        self.customers
-            .remember(thread, served.clone(), a.history, a.max_customers);
+        // A thread keeps only who last took it: its last agent is all the
+        // affinity needs, and most threads close once (one entry, not room
+        // for a customer's whole history per conversation).
+        if agent.is_some() {
+            self.customers.remember(thread, served.clone(), 1, a.max_customers);
+        }
         self.customers.remember(k, served, a.history, a.max_customers);
     }
 
