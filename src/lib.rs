@@ -379,7 +379,7 @@ async fn run_routing(
             ready: &ready,
             bus: &bus,
             queries: &queries,
-            clock,
+            clock: clock.clone(),
         };
         let r = run_active(&session, &shutdown, &lost, warm).await;
         keep_stop.cancel();
@@ -501,10 +501,10 @@ async fn run_active(
         ready,
         bus,
         queries,
-        clock,
+        ref clock,
     } = *s;
     let started = tokio::select! {
-        d = Daemon::start(Arc::clone(cfg), Arc::clone(spec), bus.clone(), Arc::clone(ready), clock, warm) => d,
+        d = Daemon::start(Arc::clone(cfg), Arc::clone(spec), bus.clone(), Arc::clone(ready), clock.clone(), warm) => d,
         _ = lost.cancelled() => return Ok(SessionEnd::SteppedDown("lease lost during start-up".into())),
     };
     let daemon = match started {

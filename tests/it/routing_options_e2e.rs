@@ -430,6 +430,69 @@ async fn a_queue_opens_on_its_local_hour_across_the_spring_daylight_saving_chang
     d.stop().await;
 }
 
+/// A weekday queue, 09:00–17:00 Madrid time, on a clock the test holds
+/// still and moves. It closes on Friday 2026-10-23 at 17:00 CEST (15:00Z);
+/// the clocks go back on Sunday the 25th, so it opens on Monday at 09:00
+/// CET = 08:00Z, not at 07:00Z as the summer offset would have it.
+#[tokio::test]
+async fn a_queue_opens_on_its_local_hour_across_the_autumn_change_on_a_held_clock() {
+    let nats = NatsServer::start();
+    let toml = [
+        "[calendars.madrid]\ntimezone = \"Europe/Madrid\"\n",
+        "hours = { mon = [\"09:00-17:00\"], tue = [\"09:00-17:00\"], wed = [\"09:00-17:00\"], thu = [\"09:00-17:00\"], fri = [\"09:00-17:00\"] }\n",
+        "[[queues]]\nname = \"weekday\"\nchannels = [\"chat\"]\ncalendar = \"madrid\"\n",
+        "[[queues]]\nname = \"probe\"\nchannels = [\"chat\"]\nskills = { nobody = 1 }\n",
+        &agent("w", "", "chat = 1", ""),
+    ]
+    .concat();
+    let at = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .expect("time")
+            .with_timezone(&chrono::Utc)
+    };
+    let clock = omniroute::clock::Clock::manual(at("2026-10-23T14:59:00Z"));
+    let d = Daemon::start_on(support::config(&nats.url, &toml), clock.clone()).await;
+    let mut c = Client::connect(&nats.url).await;
+    // Friday 16:59 CEST: open; w takes the first chat.
+    c.contact("chat", "fri-1", json!({"queue": "weekday"})).await;
+    let o = c.offer("w", "fri-1").await;
+    let first = o["contact_id"].as_str().expect("id").to_string();
+    c.agent("w", "accept", json!({"contact_id": first})).await;
+    c.expect("omni.event.contact.accepted", WAIT, |v| {
+        v["contact_id"] == first.as_str()
+    })
+    .await;
+    // 17:00 CEST passes: the second chat waits for Monday, even once w is free.
+    clock.set(at("2026-10-23T15:00:01Z"));
+    c.contact("chat", "fri-2", json!({"queue": "weekday"})).await;
+    c.expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "fri-2")
+        .await;
+    c.agent("w", "complete", json!({"contact_id": first})).await;
+    c.expect("omni.event.contact.completed", WAIT, |v| {
+        v["contact_id"] == first.as_str()
+    })
+    .await;
+    // Monday 08:59:59 CET (07:59:59Z): still closed. A contact on an
+    // always-open queue is the barrier: the batch that queues it also
+    // fires whatever timers are due at that time.
+    clock.set(at("2026-10-26T07:59:59Z"));
+    c.contact("chat", "probe", json!({"queue": "probe"})).await;
+    c.expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "probe")
+        .await;
+    let seen = c.drain_received().await;
+    assert!(
+        !seen
+            .iter()
+            .any(|(s, v)| s.starts_with("omni.offer.") && v["conversation_id"] == "fri-2"),
+        "offered before 09:00 CET: {seen:?}"
+    );
+    // 09:00 CET: it opens, and the waiting chat is offered at that instant.
+    clock.set(at("2026-10-26T08:00:00Z"));
+    let o = c.offer("w", "fri-2").await;
+    assert_eq!(o["offered_at"], "2026-10-26T08:00:00.000Z", "{o}");
+    d.stop().await;
+}
+
 #[tokio::test]
 async fn least_loaded_and_round_robin_choose_where_longest_idle_would_not() {
     let nats = NatsServer::start();

@@ -174,6 +174,15 @@ impl Daemon {
         d
     }
 
+    /// Starts the daemon on `clock` (a manual one the test moves with
+    /// `Clock::set`, keeping a clone) and waits for it to become ready.
+    #[allow(dead_code)]
+    pub async fn start_on(cfg: Config, clock: omniroute::clock::Clock) -> Daemon {
+        let d = Self::spawn_with(cfg, clock).await;
+        d.wait_ready().await;
+        d
+    }
+
     /// Starts the daemon without waiting for it to become ready.
     pub async fn spawn(cfg: Config) -> Daemon {
         Self::spawn_with(cfg, omniroute::clock::Clock::system()).await
