@@ -1,10 +1,12 @@
 //! The routing model's options end to end on a real nats-server, through
 //! the daemon's configuration: round robin, least-loaded and most-skilled
 //! strategies (each where longest idle would choose otherwise), auto-away
-//! after missed offers, weighted capacity, relaxation with overflow, ageing, admission
-//! control, a returning customer, explain and a ring group. Timers run on
-//! the daemon's real clock with short intervals; every wait is for an
-//! event, with a deadline.
+//! after missed offers, weighted capacity, relaxation with overflow,
+//! ageing, admission control, a returning customer, explain, a ring group,
+//! and business hours across both daylight-saving changes. Timers run on
+//! the daemon's real clock with short intervals, except the hours tests',
+//! whose clock the test holds and moves (`Clock::manual`); every wait is
+//! for an event, with a deadline.
 
 use crate::support;
 
@@ -395,13 +397,14 @@ async fn a_returning_customer_waits_for_their_busy_agent_within_the_window() {
 /// A queue open on Sundays from 03:00 Madrid time. On 2026-03-29 the
 /// clocks jump from 02:00 to 03:00 at 01:00Z, so the queue opens at 01:00Z,
 /// not at 02:00Z as a fixed winter offset would have it. The daemon's clock
-/// starts just before.
+/// is held by the test, just before.
 #[tokio::test]
 async fn a_queue_opens_on_its_local_hour_across_the_spring_daylight_saving_change() {
     let nats = NatsServer::start();
     let toml = [
         "[calendars.madrid]\ntimezone = \"Europe/Madrid\"\nhours = { sun = [\"03:00-24:00\"] }\n",
         "[[queues]]\nname = \"sunday\"\nchannels = [\"chat\"]\ncalendar = \"madrid\"\n",
+        "[[queues]]\nname = \"probe\"\nchannels = [\"chat\"]\nskills = { nobody = 1 }\n",
         &agent("s", "", "chat = 1", ""),
     ]
     .concat();
@@ -410,23 +413,30 @@ async fn a_queue_opens_on_its_local_hour_across_the_spring_daylight_saving_chang
             .expect("time")
             .with_timezone(&chrono::Utc)
     };
-    let d = Daemon::start_at(support::config(&nats.url, &toml), at("2026-03-29T00:59:52Z")).await;
+    let clock = omniroute::clock::Clock::manual(at("2026-03-29T00:59:52Z"));
+    let d = Daemon::start_on(support::config(&nats.url, &toml), clock.clone()).await;
     let mut c = Client::connect(&nats.url).await;
-    c.contact("chat", "early", json!({})).await;
+    c.contact("chat", "early", json!({"queue": "sunday"})).await;
     let q = c
         .expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "early")
         .await;
-    let queued = at(q["at"].as_str().expect("at"));
+    assert_eq!(q["at"], "2026-03-29T00:59:52.000Z");
+    // 01:59:59 CET: still closed (the probe's batch fires what is due).
+    clock.set(at("2026-03-29T00:59:59Z"));
+    c.contact("chat", "probe", json!({"queue": "probe"})).await;
+    c.expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "probe")
+        .await;
+    let seen = c.drain_received().await;
     assert!(
-        queued < at("2026-03-29T01:00:00Z"),
-        "the daemon took too long to start: {queued}"
+        !seen
+            .iter()
+            .any(|(s, v)| s.starts_with("omni.offer.") && v["conversation_id"] == "early"),
+        "offered before 03:00: {seen:?}"
     );
+    // The clocks jump to 03:00 CEST = 01:00Z: open, offered at that instant.
+    clock.set(at("2026-03-29T01:00:00Z"));
     let o = c.offer("s", "early").await;
-    let offered = at(o["offered_at"].as_str().expect("offered_at"));
-    assert!(
-        offered >= at("2026-03-29T01:00:00Z") && offered < at("2026-03-29T01:01:00Z"),
-        "offered at {offered}: the queue must open at 03:00 CEST = 01:00Z"
-    );
+    assert_eq!(o["offered_at"], "2026-03-29T01:00:00.000Z", "{o}");
     d.stop().await;
 }
 
