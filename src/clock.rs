@@ -76,6 +76,11 @@ impl Clock {
         }
     }
 
+    /// Whether this clock moves only when told ([`Clock::manual`]).
+    pub fn is_manual(&self) -> bool {
+        self.manual.is_some()
+    }
+
     /// Resolves when a manual clock is moved; never for a running one.
     pub async fn moved(&self) {
         match &self.manual {

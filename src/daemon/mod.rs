@@ -232,6 +232,15 @@ impl Daemon {
                 self.engine
                     .next_deadline()
                     .map(|t| (t - self.clock.now()).to_std().unwrap_or(Duration::ZERO))
+                    // A held (test) clock does not reach a deadline by
+                    // waiting: wait for it to move instead of spinning.
+                    .map(|gap| {
+                        if gap.is_zero() || !self.clock.is_manual() {
+                            gap
+                        } else {
+                            HEARTBEAT
+                        }
+                    })
                     .unwrap_or(HEARTBEAT)
                     .min(HEARTBEAT)
             };

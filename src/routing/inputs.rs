@@ -531,11 +531,14 @@ impl Engine {
         };
         // A thread keeps only who last took it: its last agent is all the
         // affinity needs, and most threads close once (one entry, not room
-        // for a customer's whole history per conversation).
-        if agent.is_some() {
-            self.customers.remember(thread, served.clone(), 1, a.max_customers);
-        }
+        // for a customer's whole history per conversation). The customer
+        // first: at the bound, the thread's insertion then evicts the
+        // oldest record, never this customer's (moved to now already).
+        let thread_served = agent.is_some().then(|| served.clone());
         self.customers.remember(k, served, a.history, a.max_customers);
+        if let Some(served) = thread_served {
+            self.customers.remember(thread, served, 1, a.max_customers);
+        }
     }
 
     // ----- transitions -----

@@ -335,13 +335,16 @@ async fn metrics_show_the_cores_work_its_ticks_and_each_queues_estimated_wait() 
     // timer firing in a tick) and is offered the same contact again: the
     // queue's pace between two offers made while contacts waited.
     c.agent("m1", "presence", json!({"status": "available"})).await;
-    c.offer("m1", "w1").await;
+    let first = c.offer("m1", "w1").await;
+    let first_id = first["offer_id"].clone();
     c.expect("omni.event.contact.offer_expired", WAIT, |v| {
         v["conversation_id"] == "w1"
     })
     .await;
-    c.expect("omni.event.contact.offered", WAIT, |v| v["conversation_id"] == "w1")
-        .await;
+    c.expect("omni.offer.m1", WAIT, |v| {
+        v["kind"] == "offer" && v["conversation_id"] == "w1" && v["offer_id"] != first_id
+    })
+    .await;
     let wanted = [
         // The decision histogram's buckets reach seconds.
         "omniroute_routing_decision_duration_seconds_bucket{le=\"5\"}",

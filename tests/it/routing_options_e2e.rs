@@ -423,9 +423,13 @@ async fn a_queue_opens_on_its_local_hour_across_the_spring_daylight_saving_chang
     assert_eq!(q["at"], "2026-03-29T00:59:52.000Z");
     // 01:59:59 CET: still closed (the probe's batch fires what is due).
     clock.set(at("2026-03-29T00:59:59Z"));
-    c.contact("chat", "probe", json!({"queue": "probe"})).await;
-    c.expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "probe")
-        .await;
+    for probe in ["probe-1", "probe-2"] {
+        // The second one's `queued` comes after anything the first one's
+        // batch published (its timers fire after its inputs).
+        c.contact("chat", probe, json!({"queue": "probe"})).await;
+        c.expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == probe)
+            .await;
+    }
     let seen = c.drain_received().await;
     assert!(
         !seen
@@ -486,9 +490,13 @@ async fn a_queue_opens_on_its_local_hour_across_the_autumn_change_on_a_held_cloc
     // always-open queue is the barrier: the batch that queues it also
     // fires whatever timers are due at that time.
     clock.set(at("2026-10-26T07:59:59Z"));
-    c.contact("chat", "probe", json!({"queue": "probe"})).await;
-    c.expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "probe")
-        .await;
+    for probe in ["probe-1", "probe-2"] {
+        // The second one's `queued` comes after anything the first one's
+        // batch published (its timers fire after its inputs).
+        c.contact("chat", probe, json!({"queue": "probe"})).await;
+        c.expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == probe)
+            .await;
+    }
     let seen = c.drain_received().await;
     assert!(
         !seen

@@ -426,15 +426,17 @@ initial_status = "offline"
         e.on_inbound(&ev, t(at)).expect("ok");
         offers(&e.take_outputs()).into_iter().next().expect("offered")
     };
-    // Ana writes in thread T; x handles it (the only one available).
+    // y comes in after x (so x, idle since the start, takes the first
+    // contact); x's completion then makes y the longer idle.
+    e.on_agent(&agent_ev("y", "presence", json!({"status": "available"})), t(0.5))
+        .expect("ok");
+    // Ana writes in thread T; x handles it.
     let (a, o) = contact(&mut e, "ana@example.com", "mail:<T@example.com>", 1.0);
     assert_eq!(a, "x");
     let id = o["contact_id"].as_str().expect("id").to_string();
     e.on_agent(&agent_ev("x", "accept", json!({"contact_id": id})), t(2.0))
         .expect("ok");
     e.on_agent(&agent_ev("x", "complete", json!({"contact_id": id})), t(3.0))
-        .expect("ok");
-    e.on_agent(&agent_ev("y", "presence", json!({"status": "available"})), t(0.5))
         .expect("ok");
     // Her colleague answers in the same thread from another address: y has
     // been idle longer, but the thread's agent x gets it.
@@ -444,6 +446,50 @@ initial_status = "offline"
     // Bo in a new thread is nobody's: the strategy's choice, y.
     let (a, o) = contact(&mut e, "bo@example.com", "mail:<U@example.com>", 11.0);
     assert_eq!(a, "y", "{o}");
+}
+
+#[test]
+fn at_the_bound_a_closing_contacts_thread_never_pushes_out_its_own_customer() {
+    let toml = r#"
+[routing.affinity]
+lookback_secs = 3600
+history = 5
+max_customers = 2
+[[queues]]
+name = "q"
+channels = ["chat"]
+[[agents]]
+id = "x"
+capacity = { chat = 1 }
+initial_status = "available"
+"#;
+    let mut e = Engine::new(spec(toml), t(0.0));
+    let serve = |e: &mut Engine, n: u32, at: f64| {
+        let ev = inbound(
+            &format!("m{n}"),
+            "chat",
+            &format!("conv-{n}"),
+            json!({"customer": {"id": "bo"}}),
+        );
+        e.on_inbound(&ev, t(at)).expect("ok");
+        let o = offers(&e.take_outputs()).into_iter().next().expect("offered").1;
+        let id = o["contact_id"].as_str().expect("id").to_string();
+        e.on_agent(&agent_ev("x", "accept", json!({"contact_id": id})), t(at))
+            .expect("ok");
+        e.on_agent(&agent_ev("x", "complete", json!({"contact_id": id})), t(at + 1.0))
+            .expect("ok");
+        o
+    };
+    // Each close remembers Bo and the thread; at two records, the older
+    // thread goes, never Bo, whose history keeps growing. (Records of one
+    // time are evicted in key order, and Bo's key is below these threads':
+    // remembering the thread first would evict Bo.)
+    for n in 1..=4 {
+        let o = serve(&mut e, n, 10.0 * n as f64);
+        let seen = o["history"].as_array().map_or(0, Vec::len);
+        assert_eq!(seen, n as usize - 1, "{o}");
+        assert!(e.customers_len() <= 2);
+    }
 }
 
 #[test]
