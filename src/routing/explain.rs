@@ -89,7 +89,7 @@ impl Engine {
             "required": s.required(),
             "state": state,
             "waited_secs": crate::domain::wire::secs(now - c.received_at),
-            "position": self.position(cx),
+            "position": self.position(cx, now),
             "waiting_in_queue": self.queues.get(s.q as usize).map_or(0, |q| q.waiting),
             "queue_open": self.queues.get(s.q as usize).is_none_or(|q| q.open),
             "preferred_agent": c.preferred_agent,
@@ -106,21 +106,24 @@ impl Engine {
     /// in the order the router serves contacts: effective priority, then
     /// age (or slack), then the tie-break. Every waiting contact of the
     /// queue counts, also those only other agents can take.
-    fn position(&self, cx: u32) -> Option<usize> {
-        let (key, q) = (self.line_key(cx)?, self.slot(cx)?.q);
+    fn position(&self, cx: u32, now: DateTime<Utc>) -> Option<usize> {
+        let now = super::agents::nanos(now);
+        let (key, q) = (self.line_key(cx, now)?, self.slot(cx)?.q);
         let ahead = (0..u32::try_from(self.contacts.slots()).unwrap_or(u32::MAX))
             .filter(|&o| o != cx && self.slot(o).is_some_and(|s| s.q == q))
-            .filter(|&o| self.line_key(o).is_some_and(|k| k < key))
+            .filter(|&o| self.line_key(o, now).is_some_and(|k| k < key))
             .count();
         Some(ahead + 1)
     }
 
-    /// A waiting contact's effective key now: as the wait index orders it
-    /// when filed, else as its own timer keeps it (held, kept for an agent).
-    fn line_key(&self, cx: u32) -> Option<WaitKey> {
+    /// A waiting contact's effective key at `now` (nanoseconds): aged as
+    /// the wait index ages it when filed (at the query's time, as
+    /// `effective_priority` is), else as its own timer keeps it (held,
+    /// kept for an agent).
+    fn line_key(&self, cx: u32, now: i64) -> Option<WaitKey> {
         let s = self.slot(cx).filter(|s| s.c.is_waiting())?;
         Some(match s.class {
-            Some(class) => self.waiting.effective(class, s.stored_key(cx)),
+            Some(class) => self.waiting.effective_at(class, s.stored_key(cx), now),
             None => s.wait_key(cx),
         })
     }

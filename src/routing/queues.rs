@@ -198,8 +198,14 @@ impl WaitIndex {
 
     /// A filed contact's effective key now, from its stored key.
     pub fn effective(&self, cix: ClassIx, key: WaitKey) -> WaitKey {
+        self.effective_at(cix, key, self.now())
+    }
+
+    /// [`WaitIndex::effective`] at another instant (nanoseconds since the
+    /// epoch): what an operator's query at its own time sees.
+    pub fn effective_at(&self, cix: ClassIx, key: WaitKey, at: i64) -> WaitKey {
         match self.classes.get(cix as usize).and_then(Option::as_ref) {
-            Some(c) => c.effective(key, self.now()).0,
+            Some(c) => c.effective(key, at).0,
             None => key,
         }
     }

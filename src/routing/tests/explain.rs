@@ -87,3 +87,22 @@ fn explain_gives_a_waiting_contacts_place_in_its_queues_line() {
     assert_eq!(place(&e, &newer), (json!(3), json!(3)));
     assert_eq!(place(&e, &elsewhere), (json!(1), json!(1)));
 }
+
+#[test]
+fn explain_ranks_by_priority_aged_to_the_querys_own_time() {
+    let toml = "[[queues]]\nname = \"aged\"\nchannels = [\"chat\"]\nageing_secs = 10\n\
+[[agents]]\nid = \"a\"\ncapacity = { chat = 1 }\ninitial_status = \"offline\"\n";
+    let mut e = Engine::new(spec(toml), t(0.0));
+    let older = queued_id(&mut e, 1, json!({"queue": "aged", "priority": 4}), 0.0);
+    let newer = queued_id(&mut e, 2, json!({"queue": "aged", "priority": 5}), 9.0);
+    let place = |e: &Engine, id: &str, at: f64| {
+        let x = e.explain(id, None, 1, t(at)).expect("open");
+        (x["position"].clone(), x["effective_priority"].clone())
+    };
+    // At 9.5 s the newer one's 5 beats the older one's 4...
+    assert_eq!(place(&e, &newer, 9.5), (json!(1), json!(5)));
+    // ...at 10 s, with no input since, the older one has aged to 5 and,
+    // older, comes first: position and priority agree at the query's time.
+    assert_eq!(place(&e, &older, 10.0), (json!(1), json!(5)));
+    assert_eq!(place(&e, &newer, 10.0), (json!(2), json!(5)));
+}
