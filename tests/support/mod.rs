@@ -165,15 +165,6 @@ impl Daemon {
         d
     }
 
-    /// Starts the daemon on a wall clock that reads `start` now and runs
-    /// at real speed from there, and waits for it to become ready.
-    #[allow(dead_code)]
-    pub async fn start_at(cfg: Config, start: chrono::DateTime<chrono::Utc>) -> Daemon {
-        let d = Self::spawn_with(cfg, omniroute::clock::Clock::starting_at(start)).await;
-        d.wait_ready().await;
-        d
-    }
-
     /// Starts the daemon on `clock` (a manual one the test moves with
     /// `Clock::set`, keeping a clone) and waits for it to become ready.
     #[allow(dead_code)]
