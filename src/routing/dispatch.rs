@@ -330,18 +330,29 @@ impl Engine {
         self.dequeue(cx);
         self.cancel_sla(cx);
         self.set_at_risk(cx, false);
-        let Some(s) = self.slot(cx) else { return };
-        let state = s.c.state.clone();
-        match &state {
-            super::ContactState::Offered { expires_at, .. } => {
-                let offers = s.c.offers();
-                self.timers.cancel(*expires_at, Timer::OfferExpiry(cx));
-                for (agent, _) in offers {
-                    self.unhold(cx, &agent);
-                }
-            }
-            super::ContactState::Assigned { agent, .. } => self.unhold(cx, agent),
-            super::ContactState::Waiting => {}
+        let Some(s) = self.contacts.get(cx) else { return };
+        // The holders' slots, read in place: cloning the state cost two
+        // strings allocated and freed per close.
+        let ax = |a: &AgentId| self.agent_ix.get(a).copied();
+        let (expiry, holder, ring) = match &s.c.state {
+            super::ContactState::Offered {
+                expires_at,
+                agent,
+                ring,
+                ..
+            } => (
+                Some(*expires_at),
+                ax(agent),
+                ring.iter().filter_map(|r| ax(&r.agent)).collect(),
+            ),
+            super::ContactState::Assigned { agent, .. } => (None, ax(agent), Vec::new()),
+            super::ContactState::Waiting => (None, None, Vec::new()),
+        };
+        if let Some(at) = expiry {
+            self.timers.cancel(at, Timer::OfferExpiry(cx));
+        }
+        for ax in holder.into_iter().chain(ring) {
+            self.agents[ax as usize].holding.retain(|c| *c != cx);
         }
         let Some(s) = self.contacts.take(cx) else {
             return;

@@ -542,7 +542,7 @@ impl Engine {
                 value: None,
             });
         }
-        for k in std::mem::take(&mut self.customers.dirty) {
+        for k in self.customers.take_dirty() {
             let value = self.customers.get(k).map(crate::domain::wire::to_json);
             v.push(Change {
                 key: customers::record_key(k),

@@ -73,6 +73,24 @@ pub(crate) struct WaitKey {
 
 type Need = Arc<[(SkillIx, u8)]>;
 type Heads = BTreeSet<(WaitKey, ClassIx)>;
+
+/// The head sets of one (channel, filing skill), one per required level,
+/// with each set's first key kept beside them: an agent's walk compares a
+/// level's first key with the choice in hand from these few cache lines
+/// and descends into the set only when it could win (most do not, once a
+/// choice is made), where reading each set's first key meant a walk down
+/// its tree.
+#[derive(Debug, Default)]
+struct HeadSets {
+    first: [Option<WaitKey>; LEVELS],
+    sets: [Heads; LEVELS],
+}
+
+impl HeadSets {
+    fn is_empty(&self) -> bool {
+        self.first.iter().all(Option::is_none)
+    }
+}
 /// The classes of one requirement, by ageing.
 type ClassesOf = Vec<(Option<Ageing>, ClassIx)>;
 
@@ -154,7 +172,7 @@ pub(crate) struct WaitIndex {
     /// Per channel and requirement, its classes (one per distinct ageing).
     by_need: [HashMap<Need, ClassesOf>; 4],
     /// Per (channel, filing skill), one head set per required level.
-    heads: HashMap<(Channel, Option<SkillIx>), Box<[Heads; LEVELS]>>,
+    heads: HashMap<(Channel, Option<SkillIx>), Box<HeadSets>>,
     /// Classes whose first contact changes step, by when (nanoseconds).
     due: BTreeSet<(i64, ClassIx)>,
     /// Nanoseconds since the epoch.
@@ -353,13 +371,20 @@ impl WaitIndex {
         let before = std::mem::replace(&mut class.head, head);
         let (skill, level) = class.filed.map_or((None, 1), |(s, l)| (Some(s), l));
         let at = (class.channel, skill);
-        let heads = &mut self.heads.entry(at).or_default()[lvl(level)];
+        let hs = self.heads.entry(at).or_default();
+        let (set, first) = (&mut hs.sets[lvl(level)], &mut hs.first[lvl(level)]);
         if let Some(k) = before {
-            heads.remove(&(k, cix));
+            set.remove(&(k, cix));
+            if *first == Some(k) {
+                *first = set.first().map(|(k, _)| *k);
+            }
         }
         if let Some(k) = head {
-            heads.insert((k, cix));
-        } else if heads.is_empty() && self.heads.get(&at).is_some_and(|l| l.iter().all(BTreeSet::is_empty)) {
+            set.insert((k, cix));
+            if first.is_none_or(|f| k < f) {
+                *first = Some(k);
+            }
+        } else if hs.is_empty() {
             // No class files here any more: the entry goes, so the head
             // sets are bounded by the waiting contacts, not by every
             // skill ever asked for.
@@ -379,8 +404,15 @@ impl WaitIndex {
         let mut best = bound;
         let mut found = None;
         let mut walked = 0;
-        let mut scan = |heads: &Heads, best: &mut Option<WaitKey>, found: &mut Option<WaitKey>| {
-            for (k, cix) in heads {
+        let mut scan = |hs: &HeadSets, l: usize, best: &mut Option<WaitKey>, found: &mut Option<WaitKey>| {
+            // Nothing there, or nothing better than the choice in hand:
+            // the set is not read.
+            match hs.first[l] {
+                None => return,
+                Some(f) if best.is_some_and(|b| f >= b) => return,
+                Some(_) => {}
+            }
+            for (k, cix) in &hs.sets[l] {
                 if best.is_some_and(|b| *k >= b) {
                     return;
                 }
@@ -396,13 +428,13 @@ impl WaitIndex {
             }
         };
         for ch in Channel::ALL.into_iter().filter(|c| free[c.index()]) {
-            if let Some(levels) = self.heads.get(&(ch, None)) {
-                scan(&levels[0], &mut best, &mut found);
+            if let Some(hs) = self.heads.get(&(ch, None)) {
+                scan(hs, 0, &mut best, &mut found);
             }
             for (s, l) in skills {
-                if let Some(levels) = self.heads.get(&(ch, Some(*s))) {
-                    for heads in &levels[..=lvl(*l)] {
-                        scan(heads, &mut best, &mut found);
+                if let Some(hs) = self.heads.get(&(ch, Some(*s))) {
+                    for level in 0..=lvl(*l) {
+                        scan(hs, level, &mut best, &mut found);
                     }
                 }
             }
@@ -511,5 +543,64 @@ mod tests {
         // The clock never goes back.
         w.advance(at(10));
         assert_eq!(w.effective(c, key(1, 3, 15)).prio, Reverse(5));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2_000))]
+
+        /// Differential: whatever was filed and removed, an agent's first is
+        /// the first filed contact (under any bound) whose requirement it
+        /// meets on a free channel, as a scan of every contact finds it; and
+        /// every level's first key kept beside its head set is that set's.
+        #[test]
+        fn an_agents_first_is_what_a_scan_of_every_waiting_contact_finds(
+            ops in proptest::collection::vec((0usize..2, 0usize..5, 1u8..=10, 0u8..4, 0i64..40, 0usize..64), 1..80),
+            agent in proptest::collection::btree_map(1u32..4, 1u8..=10, 0..4),
+            free in proptest::array::uniform2(proptest::bool::ANY),
+            bound in proptest::option::of((0u8..4, 0i64..40)),
+        ) {
+            let needs = |n: usize, l: u8| -> Vec<(SkillIx, u8)> {
+                match n {
+                    0 => vec![],
+                    1 => vec![(1, l)],
+                    2 => vec![(1, l), (2, 1)],
+                    3 => vec![(2, l), (3, 11 - l)],
+                    _ => vec![(3, l)],
+                }
+            };
+            let channels = [Channel::Chat, Channel::Email];
+            let mut w = WaitIndex::default();
+            type Filed = (Channel, Vec<(SkillIx, u8)>, ClassIx, WaitKey);
+            let mut filed: Vec<Filed> = Vec::new();
+            for (i, (ch, n, l, prio, secs, pick)) in ops.into_iter().enumerate() {
+                if pick % 4 == 0 && !filed.is_empty() {
+                    let (_, _, cix, k) = filed.remove(pick % filed.len());
+                    w.remove(cix, k);
+                } else {
+                    let need = needs(n, l);
+                    let k = key(i as u32, prio, secs);
+                    // Filed under its last skill, as "rarest" might say.
+                    let (cix, _) = w.insert(channels[ch], &need, None, k, |n| n.last().copied());
+                    filed.push((channels[ch], need, cix, k));
+                }
+                for hs in w.heads.values() {
+                    for l in 0..LEVELS {
+                        proptest::prop_assert_eq!(hs.first[l], hs.sets[l].first().map(|(k, _)| *k));
+                    }
+                }
+            }
+            let skills: Vec<(SkillIx, u8)> = agent.into_iter().collect();
+            let mut free4 = [false; 4];
+            for (ch, f) in channels.iter().zip(free) {
+                free4[ch.index()] = f;
+            }
+            let bound = bound.map(|(p, secs)| key(u32::MAX, p, secs));
+            let want = filed
+                .iter()
+                .filter(|(ch, need, _, k)| free4[ch.index()] && fits(&skills, need) && bound.is_none_or(|b| *k < b))
+                .map(|(_, _, _, k)| *k)
+                .min();
+            proptest::prop_assert_eq!(w.first_for(free4, &skills, bound).0, want);
+        }
     }
 }
