@@ -273,10 +273,12 @@ impl Engine {
             estimated_wait_secs: None,
         };
         f(&mut msg);
+        // The id moves into the output once the payload is written: no copy.
+        let payload = msg.to_json();
         let out = Outbound {
             subject: OutSubject::ContactEvent(what),
-            msg_id: msg.event_id.clone(),
-            payload: msg.to_json(),
+            msg_id: msg.event_id,
+            payload,
             queue: Some(c.queue.clone()),
         };
         self.out.push(out);
@@ -334,10 +336,11 @@ impl Engine {
             position: None,
             estimated_wait_secs: None,
         };
+        let payload = msg.to_json();
         let out = Outbound {
             subject: OutSubject::ContactEvent("rejected"),
-            msg_id: msg.event_id.clone(),
-            payload: msg.to_json(),
+            msg_id: msg.event_id,
+            payload,
             queue: c.map(|c| c.queue.clone()),
         };
         self.out.push(out);
