@@ -473,6 +473,20 @@ impl AgentIndex {
             .map_or(0, |h| h[lvl(level)..].iter().sum())
     }
 
+    /// Whether nobody in the index is free on `ch` with one of `need`'s
+    /// skills at its level (with none required: nobody free on `ch`).
+    pub fn nobody_free(&self, ch: Channel, need: &[(SkillIx, u8)]) -> bool {
+        if need.is_empty() {
+            return self.any[ch.index()].len() == 0;
+        }
+        need.iter().any(|(s, l)| self.free_holders(ch, *s, *l) == 0)
+    }
+
+    /// Agents in the index free on `ch` holding `skill` at `level` or above.
+    pub fn free_holders(&self, ch: Channel, skill: SkillIx, level: u8) -> usize {
+        self.counts.get(slot(ch, skill)).map_or(0, |c| c.at_least(level))
+    }
+
     /// Walks the agents free on `ch` who hold the rarest skill of `need` at
     /// its level (the pool), in `strategy` order, until `f` says stop;
     /// `most_skilled` walks the holders of `primary` (one of `need`) instead,

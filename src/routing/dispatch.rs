@@ -89,6 +89,7 @@ impl Engine {
         }
         self.pending_agents.clear();
         self.pending_contacts.clear();
+        self.flush_index();
     }
 
     /// Whether `k` is a filed contact's effective key now (settle's marks
@@ -99,9 +100,41 @@ impl Engine {
             .is_some_and(|e| e == k)
     }
 
-    /// Channels the agent has a free slot on, if it is in the free index.
+    /// Channels the agent has a free slot on, if it belongs in the free
+    /// index (whether or not its entry there is updated yet).
     fn free_channels(&self, ax: u32) -> Option<[bool; 4]> {
-        self.agents.get(ax as usize)?.entry.map(|e| e.free)
+        self.desired_entry(ax).map(|e| e.free)
+    }
+
+    /// The pool, when the only agent changed in this input and not yet
+    /// re-indexed is the only agent who can take the contact: it is not in
+    /// the index on the contact's channel, and the index holds nobody free
+    /// there for one of the required skills (or, with none required, nobody
+    /// at all). The walk over the updated index would then find it alone,
+    /// so it is chosen without updating the index, which a slot freed and
+    /// filled again in the same input then never touches: at saturation,
+    /// where every agent is busy, that is most completes and expiries.
+    /// `None`: update the index and walk it.
+    fn alone(&self, cx: u32, ax: u32, strategy: Strategy, primary: Option<(SkillIx, u8)>) -> Option<usize> {
+        let s = self.slot(cx)?;
+        let ch = s.c.channel.index();
+        let slot = self.agents.get(ax as usize)?;
+        if slot.entry.is_some_and(|e| e.free[ch]) || !self.desired_entry(ax)?.free[ch] || !fits(&slot.skills, &s.need) {
+            return None;
+        }
+        if s.need.is_empty() && !self.free.keeps_any() {
+            return None;
+        }
+        if !self.free.nobody_free(s.c.channel, &s.need) {
+            return None;
+        }
+        // As the walk sizes it with the agent counted: `most_skilled`
+        // reports the holders of its primary skill, the rest the rarest
+        // skill's (which held nobody else).
+        Some(match (strategy, primary) {
+            (Strategy::MostSkilled, Some((sk, l))) => self.free.free_holders(s.c.channel, sk, l) + 1,
+            _ => 1,
+        })
     }
 
     /// The best free agent for a waiting contact under its queue's strategy,
@@ -111,27 +144,22 @@ impl Engine {
     /// decliners; with several, an upper bound). Agents who declined the
     /// contact are chosen only when nobody else can.
     pub(super) fn pick(&mut self, cx: u32) -> Option<(u32, usize)> {
+        if let [ax] = self.stale_agents[..] {
+            let strategy = self.strategy_of(cx);
+            let primary = self.primary_of(cx, strategy);
+            if let Some(pool) = self.alone(cx, ax, strategy, primary) {
+                self.work.examined += 1;
+                return Some((ax, pool));
+            }
+        }
+        self.flush_index();
         if self.slot(cx)?.need.is_empty() && !self.free.keeps_any() {
             let entries = self.agents.iter().filter_map(|a| a.entry);
             self.free.keep_any_from(entries);
         }
+        let strategy = self.strategy_of(cx);
+        let primary = self.primary_of(cx, strategy);
         let s = self.slot(cx)?;
-        let strategy = self
-            .queues
-            .get(s.route_q as usize)
-            .map_or(Strategy::LongestIdle, |q| q.strategy);
-        // `most_skilled` ranks by the skill required at the highest level
-        // (alphabetical first on ties), read from the interned requirement
-        // and the shared names: the contact's own map is cold memory.
-        let primary = (strategy == Strategy::MostSkilled)
-            .then(|| {
-                let name = |ix: SkillIx| self.skill_names.get(ix as usize);
-                s.need
-                    .iter()
-                    .copied()
-                    .min_by(|(a, la), (b, lb)| lb.cmp(la).then_with(|| name(*a).cmp(&name(*b))))
-            })
-            .flatten();
         let declined: Vec<u32> =
             s.c.declined_by
                 .iter()
@@ -163,6 +191,28 @@ impl Engine {
             }
         }
         best.or(fallback).map(|ax| (ax, pool))
+    }
+
+    /// The strategy of the queue a contact is routed by.
+    fn strategy_of(&self, cx: u32) -> Strategy {
+        self.slot(cx)
+            .and_then(|s| self.queues.get(s.route_q as usize))
+            .map_or(Strategy::LongestIdle, |q| q.strategy)
+    }
+
+    /// `most_skilled` ranks by the skill required at the highest level
+    /// (alphabetical first on ties), read from the interned requirement and
+    /// the shared names: the contact's own map is cold memory.
+    fn primary_of(&self, cx: u32, strategy: Strategy) -> Option<(SkillIx, u8)> {
+        if strategy != Strategy::MostSkilled {
+            return None;
+        }
+        let name = |ix: SkillIx| self.skill_names.get(ix as usize);
+        self.slot(cx)?
+            .need
+            .iter()
+            .copied()
+            .min_by(|(a, la), (b, lb)| lb.cmp(la).then_with(|| name(*a).cmp(&name(*b))))
     }
 
     // ----- contact transitions -----
@@ -243,6 +293,7 @@ impl Engine {
     /// on the channel, fitting the requirement, not having passed on it,
     /// longest idle first. Costs `n` plus the agents skipped.
     fn ring(&mut self, cx: u32, first: u32, n: usize) -> Vec<u32> {
+        self.flush_index();
         let Some(s) = self.slot(cx) else { return Vec::new() };
         let declined: Vec<u32> =
             s.c.declined_by
@@ -585,7 +636,9 @@ impl Engine {
             self.free.add_holder(&interned);
             self.agents[ax as usize].skills = interned;
         }
-        self.reindex(ax);
+        if !self.stale_agents.contains(&ax) {
+            self.stale_agents.push(ax);
+        }
         if gained && !self.pending_agents.contains(&ax) {
             self.pending_agents.push(ax);
         }
@@ -593,17 +646,35 @@ impl Engine {
         self.dirty_agents.push(id);
     }
 
+    /// Updates the free index for every agent changed since the last call.
+    pub(super) fn flush_index(&mut self) {
+        while let Some(ax) = self.stale_agents.pop() {
+            self.reindex(ax);
+        }
+    }
+
     /// Puts the agent in the free index under its current key, if it is
     /// available with a free slot somewhere; touches the index only when the
     /// key differs from the one it is filed under.
     pub(super) fn reindex(&mut self, ax: u32) {
+        let entry = self.desired_entry(ax);
         let Some(slot) = self.agents.get_mut(ax as usize) else {
             return;
         };
+        if entry == slot.entry {
+            return;
+        }
+        self.free.update(slot.entry.as_ref(), entry.as_ref(), &slot.skills);
+        slot.entry = entry;
+    }
+
+    /// The entry the agent belongs under in the free index now.
+    pub(super) fn desired_entry(&self, ax: u32) -> Option<Entry> {
+        let slot = self.agents.get(ax as usize)?;
         let a = &slot.a;
         let free = Channel::ALL.map(|c| a.free(c));
         let (since, tie) = (nanos(a.idle_since), tie(slot.tie, ax));
-        let entry = (a.status == Presence::Available && free.iter().any(|f| *f)).then(|| Entry {
+        (a.status == Presence::Available && free.iter().any(|f| *f)).then(|| Entry {
             free,
             idle: IdleKey { since, tie },
             load: LoadKey {
@@ -615,12 +686,7 @@ impl Engine {
                 tie,
             },
             rr: RrKey { seq: a.last_offer, tie },
-        });
-        if entry == slot.entry {
-            return;
-        }
-        self.free.update(slot.entry.as_ref(), entry.as_ref(), &slot.skills);
-        slot.entry = entry;
+        })
     }
 
     /// Contacts offered to (`offered`) or assigned to the agent.

@@ -406,6 +406,10 @@ pub struct Engine {
     /// What the current input changed: agents that may have gained a free
     /// slot or a fit, and contacts that became waiting.
     pending_agents: Vec<u32>,
+    /// Agents changed in this input whose free-index entry is not updated
+    /// yet (see `dispatch`: a slot freed and filled again in one input
+    /// leaves the index untouched); empty between inputs.
+    stale_agents: Vec<u32>,
     pending_contacts: BTreeSet<WaitKey>,
     work: Work,
     /// Sequence number of the last offer made (the `round_robin` key), the

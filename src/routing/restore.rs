@@ -50,6 +50,7 @@ impl Engine {
             excused_until: None,
             by_status: [0; 3],
             pending_agents: Vec::new(),
+            stale_agents: Vec::new(),
             pending_contacts: BTreeSet::new(),
             work: Work::default(),
             offer_seq: 0,

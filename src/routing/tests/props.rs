@@ -175,6 +175,17 @@ fn held(e: &Engine, a: &Agent, ch: Channel) -> u32 {
 }
 
 fn check_invariants(e: &Engine, out: &[Outbound]) -> Result<(), TestCaseError> {
+    // Between inputs the free index is current: every agent filed under the
+    // entry its state gives (a re-index an input deferred was done).
+    prop_assert!(e.stale_agents.is_empty(), "agents left stale after an input");
+    for ax in 0..e.agents.len() as u32 {
+        prop_assert_eq!(
+            e.agents[ax as usize].entry,
+            e.desired_entry(ax),
+            "agent slot {} misfiled",
+            ax
+        );
+    }
     for (agent, offer) in offers(out) {
         let a = e.agent(&agent).expect("offered agent exists");
         let c = e.contact(offer["contact_id"].as_str().unwrap_or_default());

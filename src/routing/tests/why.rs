@@ -104,3 +104,62 @@ initial_status = "available"
         (json!({"email": 1, "chat": 1}), json!(0.55))
     );
 }
+
+/// A slot freed and filled again in one input goes to its agent without
+/// the free index being updated in between (`Engine::alone`); the offer
+/// still reports the pool a walk over the updated index would: under
+/// `most_skilled` the free holders of the primary skill, that agent
+/// counted; otherwise the rarest skill's, that agent alone.
+#[test]
+fn a_slot_freed_and_filled_in_one_input_reports_the_pool_a_walk_would() {
+    let toml = r#"
+[[queues]]
+name = "tech"
+channels = ["chat"]
+skills = { fiber = 3, s = 1 }
+strategy = "most_skilled"
+[[queues]]
+name = "plain"
+channels = ["chat"]
+skills = { fiber = 3, s = 1 }
+[[agents]]
+id = "a"
+skills = { fiber = 8, s = 2 }
+capacity = { chat = 1 }
+initial_status = "available"
+[[agents]]
+id = "b"
+skills = { fiber = 5 }
+capacity = { chat = 1 }
+initial_status = "available"
+"#;
+    let mut e = Engine::new(spec(toml), t(0.0));
+    let open = |e: &mut Engine, n: u32, queue: &str, at: f64| {
+        e.on_inbound(
+            &inbound(&format!("m{n}"), "chat", &format!("c{n}"), json!({"queue": queue})),
+            t(at),
+        )
+        .expect("ok");
+        offers(&e.take_outputs())
+    };
+    let o = open(&mut e, 1, "tech", 1.0);
+    // b holds fiber but not s: in the pool, not chosen.
+    assert_eq!((o[0].0.as_str(), &o[0].1["why"]["candidates"]), ("a", &json!(2)));
+    let c1 = o[0].1["contact_id"].as_str().expect("cid").to_string();
+    e.on_agent(&agent_ev("a", "accept", json!({"contact_id": c1})), t(2.0))
+        .expect("ok");
+    assert!(open(&mut e, 2, "tech", 3.0).is_empty(), "a is busy, b lacks s");
+    assert!(open(&mut e, 3, "plain", 4.0).is_empty());
+    e.take_outputs();
+    e.on_agent(&agent_ev("a", "complete", json!({"contact_id": c1})), t(5.0))
+        .expect("ok");
+    let o = offers(&e.take_outputs());
+    assert_eq!((o[0].0.as_str(), &o[0].1["why"]["candidates"]), ("a", &json!(2)));
+    let c2 = o[0].1["contact_id"].as_str().expect("cid").to_string();
+    e.on_agent(&agent_ev("a", "accept", json!({"contact_id": c2})), t(6.0))
+        .expect("ok");
+    e.on_agent(&agent_ev("a", "complete", json!({"contact_id": c2})), t(7.0))
+        .expect("ok");
+    let o = offers(&e.take_outputs());
+    assert_eq!((o[0].0.as_str(), &o[0].1["why"]["candidates"]), ("a", &json!(1)));
+}
