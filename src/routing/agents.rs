@@ -16,9 +16,12 @@
 //! Invariants:
 //! - an agent is in a channel's tiers iff it is `available` and
 //!   [`Agent::free`](super::Agent::free) holds for that channel, under the key
-//!   it has now (the engine removes an agent's entry before any change to its
-//!   presence, load, skills, capacity or idle time, and inserts it again
-//!   after);
+//!   it has now, whenever the index is walked and between inputs (the
+//!   engine marks an agent changed in its presence, load, skills, capacity
+//!   or idle time, and files it again under its new key before the next
+//!   walk, or once the input is settled: a slot freed and filled again in
+//!   the same input, with nobody else free for the contact, never touches
+//!   the index, see `Engine::alone`);
 //! - the count kept beside each (channel, skill)'s tiers equals each tier's
 //!   length, so a pick sizes pools and skips empty tiers from one cache
 //!   line;
@@ -473,13 +476,10 @@ impl AgentIndex {
             .map_or(0, |h| h[lvl(level)..].iter().sum())
     }
 
-    /// Whether nobody in the index is free on `ch` with one of `need`'s
-    /// skills at its level (with none required: nobody free on `ch`).
-    pub fn nobody_free(&self, ch: Channel, need: &[(SkillIx, u8)]) -> bool {
-        if need.is_empty() {
-            return self.any[ch.index()].len() == 0;
-        }
-        need.iter().any(|(s, l)| self.free_holders(ch, *s, *l) == 0)
+    /// Agents in the index free on `ch` (kept only with the per-channel
+    /// tiers, see `keep_any`).
+    pub fn free_on(&self, ch: Channel) -> usize {
+        self.any[ch.index()].len()
     }
 
     /// Agents in the index free on `ch` holding `skill` at `level` or above.

@@ -106,35 +106,44 @@ impl Engine {
         self.desired_entry(ax).map(|e| e.free)
     }
 
-    /// The pool, when the only agent changed in this input and not yet
-    /// re-indexed is the only agent who can take the contact: it is not in
-    /// the index on the contact's channel, and the index holds nobody free
-    /// there for one of the required skills (or, with none required, nobody
-    /// at all). The walk over the updated index would then find it alone,
-    /// so it is chosen without updating the index, which a slot freed and
-    /// filled again in the same input then never touches: at saturation,
-    /// where every agent is busy, that is most completes and expiries.
-    /// `None`: update the index and walk it.
-    fn alone(&self, cx: u32, ax: u32, strategy: Strategy, primary: Option<(SkillIx, u8)>) -> Option<usize> {
-        let s = self.slot(cx)?;
-        let ch = s.c.channel.index();
-        let slot = self.agents.get(ax as usize)?;
-        if slot.entry.is_some_and(|e| e.free[ch]) || !self.desired_entry(ax)?.free[ch] || !fits(&slot.skills, &s.need) {
-            return None;
+    /// The agents changed in this input, not yet filed again, who belong
+    /// in the tiers of the contact's channel: the index walk does not see
+    /// them. `None` when one of them is still filed there under its old key
+    /// (the walk would see that key): the index must be updated first.
+    fn missing_on(&self, cx: u32) -> Option<Vec<u32>> {
+        let ch = self.slot(cx)?.c.channel.index();
+        let mut missing = Vec::new();
+        for &ax in &self.stale_agents {
+            if self.agents.get(ax as usize)?.entry.is_some_and(|e| e.free[ch]) {
+                return None;
+            }
+            if self.desired_entry(ax).is_some_and(|e| e.free[ch]) {
+                missing.push(ax);
+            }
         }
-        if s.need.is_empty() && !self.free.keeps_any() {
-            return None;
+        Some(missing)
+    }
+
+    /// The pool as a walk over the updated index sizes it, from the
+    /// index's counts and the `missing` agents (free on the channel, not
+    /// yet filed): `most_skilled` counts the holders of its primary skill,
+    /// the other strategies those of the rarest required skill (with none
+    /// required, every agent free on the channel).
+    fn pool_with(&self, cx: u32, primary: Option<(SkillIx, u8)>, missing: &[u32]) -> usize {
+        let Some(s) = self.slot(cx) else { return 0 };
+        let ch = s.c.channel;
+        let holding = |sk: SkillIx, l: u8| {
+            self.free.free_holders(ch, sk, l)
+                + missing
+                    .iter()
+                    .filter(|ax| fits(&self.agents[**ax as usize].skills, &[(sk, l)]))
+                    .count()
+        };
+        match primary {
+            Some((sk, l)) => holding(sk, l),
+            None if s.need.is_empty() => self.free.free_on(ch) + missing.len(),
+            None => s.need.iter().map(|&(sk, l)| holding(sk, l)).min().unwrap_or(0),
         }
-        if !self.free.nobody_free(s.c.channel, &s.need) {
-            return None;
-        }
-        // As the walk sizes it with the agent counted: `most_skilled`
-        // reports the holders of its primary skill, the rest the rarest
-        // skill's (which held nobody else).
-        Some(match (strategy, primary) {
-            (Strategy::MostSkilled, Some((sk, l))) => self.free.free_holders(s.c.channel, sk, l) + 1,
-            _ => 1,
-        })
     }
 
     /// The best free agent for a waiting contact under its queue's strategy,
@@ -143,20 +152,26 @@ impl Engine {
     /// (with one required skill, exactly those who could take it, including
     /// decliners; with several, an upper bound). Agents who declined the
     /// contact are chosen only when nobody else can.
+    ///
+    /// Agents changed earlier in the same input are filed again only when
+    /// the choice needs it: if none of them can take the contact, or one
+    /// can and the index holds nobody who can, the walk over the index as
+    /// it stands makes the same choice (and the pool is counted with them).
+    /// A slot freed and filled again in one input at saturation, where
+    /// nobody else is free, then never touches the index.
     pub(super) fn pick(&mut self, cx: u32) -> Option<(u32, usize)> {
-        if let [ax] = self.stale_agents[..] {
-            let strategy = self.strategy_of(cx);
-            let primary = self.primary_of(cx, strategy);
-            if let Some(pool) = self.alone(cx, ax, strategy, primary) {
-                self.work.examined += 1;
-                return Some((ax, pool));
-            }
-        }
-        self.flush_index();
         if self.slot(cx)?.need.is_empty() && !self.free.keeps_any() {
+            self.flush_index();
             let entries = self.agents.iter().filter_map(|a| a.entry);
             self.free.keep_any_from(entries);
         }
+        let missing = match self.missing_on(cx) {
+            Some(m) => m,
+            None => {
+                self.flush_index();
+                Vec::new()
+            }
+        };
         let strategy = self.strategy_of(cx);
         let primary = self.primary_of(cx, strategy);
         let s = self.slot(cx)?;
@@ -179,14 +194,36 @@ impl Engine {
             }
         });
         self.work.examined += walked;
+        let mut pool = pool;
+        if !missing.is_empty() {
+            let s = self.slot(cx)?;
+            let mut fitting = missing
+                .iter()
+                .copied()
+                .filter(|ax| fits(&self.agents[*ax as usize].skills, &s.need));
+            match (fitting.next(), fitting.next(), best.or(fallback)) {
+                (None, _, _) => {}
+                // The walk over the updated index would find it alone
+                // (as the choice, or as the fallback: the same agent).
+                (Some(ax), None, None) => {
+                    (best, fallback) = (Some(ax), None);
+                    self.work.examined += 1;
+                }
+                // Ranked against others: file everyone and walk again.
+                _ => {
+                    self.flush_index();
+                    return self.pick(cx);
+                }
+            }
+            pool = self.pool_with(cx, primary, &missing);
+        }
         // A returning customer goes first to the agent who served them
         // last, when that agent can take it now and has not passed on it.
         let s = self.slot(cx)?;
         let preferred = s.c.preferred_agent.as_ref().and_then(|a| self.agent_ix.get(a).copied());
         if let Some(ax) = preferred.filter(|ax| !declined.contains(ax)) {
-            let slot = &self.agents[ax as usize];
-            let free = slot.entry.is_some_and(|e| e.free[s.c.channel.index()]);
-            if free && fits(&slot.skills, &s.need) {
+            let free = self.desired_entry(ax).is_some_and(|e| e.free[s.c.channel.index()]);
+            if free && fits(&self.agents[ax as usize].skills, &s.need) {
                 return Some((ax, pool.max(1)));
             }
         }
