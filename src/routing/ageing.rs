@@ -131,7 +131,7 @@ impl Engine {
                     });
                 }
                 if let Some(s) = self.slot_mut(cx) {
-                    (s.need, s.route_q, s.relaxed) = (Arc::clone(&r.need), r.route_q, r.required.clone());
+                    (s.need, s.route_q, s.relaxed) = (r.need, r.route_q, r.required);
                     s.step = r.step;
                     s.c.relax_step = r.step;
                     self.dirty_contacts.push(cx);
@@ -160,7 +160,7 @@ impl Engine {
             return;
         };
         if let Some(s) = self.slot_mut(cx) {
-            (s.need, s.route_q, s.relaxed) = (Arc::clone(&r.need), r.route_q, r.required.clone());
+            (s.need, s.route_q, s.relaxed) = (r.need, r.route_q, r.required);
             s.step = r.step;
         }
     }
@@ -168,35 +168,57 @@ impl Engine {
     /// The relaxation of a waiting contact at `at_step` (having waited
     /// `waited_ms`, at least that step's wait), from the cache when its
     /// queue and requirement as placed were seen at that step before.
-    fn relaxation(&mut self, cx: u32, at_step: usize, waited_ms: i64) -> Option<Arc<super::Relaxation>> {
+    fn relaxation(&mut self, cx: u32, at_step: usize, waited_ms: i64) -> Option<Relaxed> {
         let s = self.slot(cx)?;
-        let key = (s.q, u8::try_from(at_step).unwrap_or(u8::MAX));
-        if let Some(hit) = self
-            .relax_cache
-            .get(&key)
-            // By pointer: requirements as placed are shared (`placed_need`),
-            // so this reads no contact's requirement. A miss only costs
-            // working the step out again.
-            .and_then(|v| v.iter().find(|(placed, _)| Arc::ptr_eq(placed, &s.placed)))
-        {
-            return Some(Arc::clone(&hit.1));
+        // By address: requirements as placed are shared (`placed_need`),
+        // so this reads no contact's requirement. A miss only costs working
+        // the step out again.
+        let key = relax_key(s.q, u8::try_from(at_step).unwrap_or(u8::MAX), &s.placed);
+        if let Some(hit) = self.relax_cache.get(&key) {
+            debug_assert!(Arc::ptr_eq(&hit.placed, &s.placed));
+            return Some(Relaxed::of(hit));
         }
         let (queue, required, placed) = (s.c.queue.clone(), s.c.required.clone(), Arc::clone(&s.placed));
         let spec = Arc::clone(&self.spec);
         let r = spec.relaxed(&queue, &required, waited_ms);
         let need = super::Need::from(self.intern(&r.required));
         let route_q = self.queue_slot(r.route);
-        let relaxation = Arc::new(super::Relaxation {
+        let relaxation = super::Relaxation {
+            placed,
             step: u8::try_from(r.step).unwrap_or(u8::MAX),
             need,
             route_q,
             required: (r.step > 0).then(|| Arc::new(r.required)),
-        });
-        let entries = self.relax_cache.entry(key).or_default();
-        if entries.len() < super::RELAX_CACHE_WIDTH {
-            entries.push((placed, Arc::clone(&relaxation)));
+            class: [None; 4],
+        };
+        let taken = Relaxed::of(&relaxation);
+        if self.relax_cache.len() < self.relax_cache_cap {
+            self.relax_cache.insert(key, relaxation);
         }
-        Some(relaxation)
+        Some(taken)
+    }
+
+    /// The wait-index class last used for a relaxed contact's step and
+    /// channel (see [`super::queues::WaitIndex::insert`]), and the cache
+    /// key to record the class it is filed under now.
+    pub(super) fn class_hint(&self, cx: u32) -> (Option<super::queues::ClassHint>, Option<super::RelaxKey>) {
+        let Some(s) = self.slot(cx).filter(|s| s.step > 0) else {
+            return (None, None);
+        };
+        let key = relax_key(s.q, s.step, &s.placed);
+        let hint = self.relax_cache.get(&key).and_then(|r| r.class[s.c.channel.index()]);
+        (hint, Some(key))
+    }
+
+    /// Records the class a relaxed contact was filed under, for the next
+    /// contact taking the same step.
+    pub(super) fn keep_class_hint(&mut self, key: super::RelaxKey, cx: u32, hint: Option<super::queues::ClassHint>) {
+        let Some(ch) = self.slot(cx).map(|s| s.c.channel.index()) else {
+            return;
+        };
+        if let Some(r) = self.relax_cache.get_mut(&key) {
+            r.class[ch] = hint;
+        }
     }
 
     /// For a waiting contact with an SLA clock running: its nearest breach,
@@ -273,4 +295,27 @@ impl Engine {
             }
         }
     }
+}
+
+/// A relaxation step as a contact takes it, out of the cache.
+struct Relaxed {
+    step: u8,
+    need: super::Need,
+    route_q: u32,
+    required: Option<Arc<std::collections::BTreeMap<crate::domain::SkillName, crate::domain::SkillLevel>>>,
+}
+
+impl Relaxed {
+    fn of(r: &super::Relaxation) -> Relaxed {
+        Relaxed {
+            step: r.step,
+            need: Arc::clone(&r.need),
+            route_q: r.route_q,
+            required: r.required.clone(),
+        }
+    }
+}
+
+fn relax_key(q: u32, step: u8, placed: &super::Need) -> super::RelaxKey {
+    (q, step, Arc::as_ptr(placed).cast::<()>().addr())
 }

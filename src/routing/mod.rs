@@ -247,27 +247,39 @@ type Need = Arc<[(SkillIx, SkillLevel)]>;
 /// Where a relaxation step takes the contacts of one queue placed with one
 /// requirement: computed once per (queue, step, requirement as placed) and
 /// shared, so a step falling due costs a lookup, not a rebuild.
+///
+/// Kept in one flat map by (queue slot, step, address of the requirement
+/// as placed), the entry itself in the map's bucket: a step falling due
+/// reads one cache line here, where a list per (queue, step) of shared
+/// entries read three.
 #[derive(Debug)]
 struct Relaxation {
+    /// The requirement as placed whose address is in the key: held, so
+    /// that address names no other allocation while the entry lives.
+    placed: Need,
     step: u8,
     need: Need,
     route_q: u32,
     required: Option<Arc<BTreeMap<SkillName, SkillLevel>>>,
+    /// Per channel, the wait-index class contacts taking this step were
+    /// last filed under ([`queues::ClassHint`]).
+    class: [Option<queues::ClassHint>; 4],
 }
 
-/// Distinct placed requirements remembered per (queue, step); beyond it a
-/// step is computed each time (correct, only slower), so the cache is
-/// bounded by the configured queues and steps whatever the inputs ask.
+/// The relaxation cache's key: (queue slot, step, address of the
+/// requirement as placed).
+type RelaxKey = (u32, u8, usize);
+
+/// Distinct placed requirements remembered per (queue, step), on average
+/// over the configured steps; beyond it a step is computed each time
+/// (correct, only slower), so the cache is bounded by the configured
+/// queues and steps whatever the inputs ask.
 const RELAX_CACHE_WIDTH: usize = 16;
 
 /// Distinct skill names the router keeps (configuration and events
 /// together): an event that would add more is dead-lettered, so index
 /// memory stays bounded whatever names inputs carry.
 pub const MAX_SKILL_NAMES: usize = 10_000;
-
-/// The relaxations cached for one (queue, step), by requirement as placed
-/// (the shared allocation of [`Engine::placed_need`], compared by pointer).
-type RelaxEntries = Vec<(Need, Arc<Relaxation>)>;
 
 /// An open contact and what the indexes need to find it again.
 #[derive(Debug)]
@@ -380,8 +392,13 @@ pub struct Engine {
     timers: Timers,
     /// Ageing timers of waiting contacts, fired before every input.
     ages: Timers,
-    /// Relaxation steps already worked out, by (queue slot, step).
-    relax_cache: FastMap<(u32, u8), RelaxEntries>,
+    /// Relaxation steps already worked out, by (queue slot, step,
+    /// requirement as placed: the shared allocation of
+    /// [`Engine::placed_need`], by address).
+    relax_cache: FastMap<RelaxKey, Relaxation>,
+    /// At most this many entries in `relax_cache`: [`RELAX_CACHE_WIDTH`]
+    /// per configured step.
+    relax_cache_cap: usize,
     /// Requirements as placed, one allocation per distinct requirement of
     /// the open contacts: contacts placed alike share it, so their slots
     /// point at one warm allocation rather than each at its own cold one,

@@ -42,6 +42,7 @@ impl Engine {
             timers: Timers::default(),
             ages: Timers::default(),
             relax_cache: map_with(0),
+            relax_cache_cap: spec.queues.values().map(|q| q.relax.len()).sum::<usize>() * super::RELAX_CACHE_WIDTH,
             placed_needs: Default::default(),
             queues: Vec::with_capacity(spec.queue_order.len()),
             queue_ix: map_with(spec.queue_order.len()),
