@@ -131,7 +131,7 @@ impl Engine {
                     });
                 }
                 if let Some(s) = self.slot_mut(cx) {
-                    (s.need, s.route_q, s.relaxed) = (r.need, r.route_q, r.required);
+                    (s.need, s.route_q) = (r.need, r.route_q);
                     s.step = r.step;
                     s.c.relax_step = r.step;
                     self.dirty_contacts.push(cx);
@@ -160,7 +160,7 @@ impl Engine {
             return;
         };
         if let Some(s) = self.slot_mut(cx) {
-            (s.need, s.route_q, s.relaxed) = (r.need, r.route_q, r.required);
+            (s.need, s.route_q) = (r.need, r.route_q);
             s.step = r.step;
         }
     }
@@ -188,7 +188,6 @@ impl Engine {
             step: u8::try_from(r.step).unwrap_or(u8::MAX),
             need,
             route_q,
-            required: (r.step > 0).then(|| Arc::new(r.required)),
             class: [None; 4],
         };
         let taken = Relaxed::of(&relaxation);
@@ -302,7 +301,6 @@ struct Relaxed {
     step: u8,
     need: super::Need,
     route_q: u32,
-    required: Option<Arc<std::collections::BTreeMap<crate::domain::SkillName, crate::domain::SkillLevel>>>,
 }
 
 impl Relaxed {
@@ -311,7 +309,6 @@ impl Relaxed {
             step: r.step,
             need: Arc::clone(&r.need),
             route_q: r.route_q,
-            required: r.required.clone(),
         }
     }
 }

@@ -15,7 +15,7 @@
 use super::agents::fits;
 use super::queues::WaitKey;
 use super::{ContactState, Engine};
-use crate::domain::{Channel, Presence};
+use crate::domain::{Channel, Presence, SkillLevel, SkillName};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -50,12 +50,13 @@ impl Engine {
         let limit = limit.clamp(1, MAX_EXPLAIN_AGENTS);
         let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
         let (mut eligible, mut others) = (Vec::new(), Vec::new());
+        let required = s.required(&self.skill_names);
         for (ax, slot) in self.agents.iter().enumerate() {
             let a = &slot.a;
             if agent.is_some_and(|want| a.id.as_str() != want) {
                 continue;
             }
-            let why = self.why_not(ax as u32, cx, c.channel, now);
+            let why = self.why_not(ax as u32, cx, c.channel, now, &required);
             *counts.entry(why.0).or_default() += 1;
             let listed = if why.0 == "eligible" {
                 &mut eligible
@@ -86,7 +87,7 @@ impl Engine {
             "priority": c.priority,
             "effective_priority": self.effective_priority(cx, now),
             "step": s.step,
-            "required": s.required(),
+            "required": required.iter().copied().collect::<BTreeMap<_, _>>(),
             "state": state,
             "waited_secs": crate::domain::wire::secs(now - c.received_at),
             "position": self.position(cx, now),
@@ -129,16 +130,23 @@ impl Engine {
     }
 
     /// Why agent slot `ax` could not take contact slot `cx` now, with a
-    /// detail where one helps.
-    fn why_not(&self, ax: u32, cx: u32, ch: Channel, now: DateTime<Utc>) -> (&'static str, Option<String>) {
+    /// detail where one helps; `required` is the contact's requirement now,
+    /// in name order.
+    fn why_not(
+        &self,
+        ax: u32,
+        cx: u32,
+        ch: Channel,
+        now: DateTime<Utc>,
+        required: &[(&SkillName, SkillLevel)],
+    ) -> (&'static str, Option<String>) {
         let (Some(slot), Some(s)) = (self.agents.get(ax as usize), self.slot(cx)) else {
             return ("unknown", None);
         };
         let a = &slot.a;
-        if let Some((name, need)) = s
-            .required()
+        if let Some(&(name, need)) = required
             .iter()
-            .find(|(n, l)| a.skills.get(*n).is_none_or(|have| have < *l))
+            .find(|(n, l)| a.skills.get(*n).is_none_or(|have| have < l))
         {
             return match a.skills.get(name) {
                 None => ("missing_skill", Some(name.to_string())),

@@ -260,7 +260,6 @@ struct Relaxation {
     step: u8,
     need: Need,
     route_q: u32,
-    required: Option<Arc<BTreeMap<SkillName, SkillLevel>>>,
     /// Per channel, the wait-index class contacts taking this step were
     /// last filed under ([`queues::ClassHint`]).
     class: [Option<queues::ClassHint>; 4],
@@ -322,9 +321,6 @@ struct ContactSlot {
     /// Waiting but not filed: kept for its customer's last agent (this
     /// agent slot) until the affinity window ends then.
     reserved: Option<(u32, DateTime<Utc>)>,
-    /// The requirement at that step, when it differs from `c.required`
-    /// (shared with every contact at the same step: [`Relaxation`]).
-    relaxed: Option<Arc<BTreeMap<SkillName, SkillLevel>>>,
     /// Slot of the queue whose strategy and offer timeout apply: `q`, or
     /// the queue a relaxation step overflowed it to.
     route_q: u32,
@@ -335,9 +331,18 @@ struct ContactSlot {
 }
 
 impl ContactSlot {
-    /// What an agent needs to take the contact now.
-    fn required(&self) -> &BTreeMap<SkillName, SkillLevel> {
-        self.relaxed.as_deref().unwrap_or(&self.c.required)
+    /// What an agent needs to take the contact now (`need`, its interned
+    /// form, by name; `names` the engine's skill names by index), in name
+    /// order. Only the operator's explain asks, so the slot keeps no copy:
+    /// a relaxation step then touches one shared allocation fewer.
+    fn required<'a>(&self, names: &'a [SkillName]) -> Vec<(&'a SkillName, SkillLevel)> {
+        let mut r: Vec<_> = self
+            .need
+            .iter()
+            .filter_map(|&(ix, l)| Some((names.get(ix as usize)?, l)))
+            .collect();
+        r.sort_unstable();
+        r
     }
 
     /// Its place in line as of its last ageing timer: the key of an

@@ -296,7 +296,6 @@ impl Engine {
             step: 0,
             held: false,
             reserved: None,
-            relaxed: None,
             route_q: q,
             order_at: super::agents::nanos(c.received_at),
             c,

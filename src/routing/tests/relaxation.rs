@@ -46,12 +46,35 @@ initial_status = "available"
         )
     };
     e.on_inbound(&ev(1), t(0.0)).expect("ok");
-    assert!(offers(&e.take_outputs()).is_empty(), "nobody has billing 7");
+    let first = e.take_outputs();
+    assert!(offers(&first).is_empty(), "nobody has billing 7");
+    let id = events(&first, "queued")[0]["contact_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    // The operator's explain names the requirement of the step reached and
+    // each agent's shortfall against it, by name.
+    let explained = |e: &Engine, at: f64| {
+        let x = e.explain(&id, Some("mid"), 10, t(at)).expect("open");
+        (
+            x["step"].clone(),
+            x["required"].clone(),
+            x["agents"][0]["detail"].clone(),
+        )
+    };
+    assert_eq!(
+        explained(&e, 1.0),
+        (json!(0), json!({"billing": 7, "es": 1}), json!("billing 4 < 7"))
+    );
     // Nothing happens before the step is due; the tick at its deadline
     // offers it to the level-4 agent... who lacks `es`, so still nobody.
     assert_eq!(e.next_deadline(), Some(t(30.0)));
     e.on_tick(t(30.0));
     assert!(offers(&e.take_outputs()).is_empty(), "es is still required");
+    assert_eq!(
+        explained(&e, 31.0),
+        (json!(1), json!({"billing": 4, "es": 1}), json!("es"))
+    );
     // At 90 s it overflows to general's agents (support >= 1, and the es
     // it asked for): a profile giving the generalist es is enough.
     e.on_agent(
