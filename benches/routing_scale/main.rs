@@ -48,9 +48,13 @@
 //! 6. memory: RSS before any contact and at the full backlog;
 //! 7. restore: JSON decode of every contact and agent record, then
 //!    `Engine::restore`;
-//! 8. `fixed_work_10us`: no engine, a computation of fixed length (about
-//!    10 µs) timed the same way: on a shared machine its p99 is well above
-//!    its p50 too, which is how much of the events' tails the machine adds.
+//! 8. `fixed_work_10us`, `fixed_work_20us`: no engine, a computation of
+//!    fixed length (about 10 and 20 µs) timed the same way: on a shared
+//!    machine its p99 is well above its p50 too, which is how much of the
+//!    events' tails the machine adds; `memory_walk_10us`: about 10 µs of
+//!    dependent loads at random in 64 MiB, whose tail also shows what an
+//!    interrupt costs an event by what it evicts (the longer the event, the
+//!    larger the share of events an interrupt lands in).
 //!
 //! `--budget-secs` caps the wall time of each fill/measure loop; a loop cut
 //! short reports `"truncated": true` and how far it got. Several sizes run

@@ -295,10 +295,17 @@ pub(crate) fn run_size(p: &Params) -> Value {
         truncated.push("tick_idle_100k_open");
     }
 
-    // 8. The machine's own spread, for reading the tails above.
+    // 8. The machine's own spread, for reading the tails above, at two
+    // lengths that bracket the events'.
+    for micros in [10, 20] {
+        scenarios.insert(
+            format!("fixed_work_{micros}us"),
+            Value::Object(fixed_work_spread(p.idle_ticks * 20, micros)),
+        );
+    }
     scenarios.insert(
-        "fixed_work_10us".into(),
-        Value::Object(fixed_work_spread(p.idle_ticks * 20)),
+        "memory_walk_10us".into(),
+        Value::Object(memory_walk_spread(p.idle_ticks * 20, 10, &mut sim.rng)),
     );
 
     // 7. Restore from the records the key-value bucket would hold.
