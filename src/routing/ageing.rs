@@ -270,7 +270,7 @@ impl Engine {
                         }
                         self.waiting.remove(class, stored);
                         if let Some(key) = self.file(cx) {
-                            self.pending_contacts.insert(key);
+                            self.mark_pending(key);
                         }
                     } else {
                         self.schedule_age(cx);
@@ -282,7 +282,7 @@ impl Engine {
                     let relaxed = self.age_fields(cx, now);
                     self.work.relaxed += usize::from(relaxed);
                     if let (Some(key), true) = (self.file(cx), relaxed) {
-                        self.pending_contacts.insert(key);
+                        self.mark_pending(key);
                     }
                 }
                 // Held by closed hours or kept for its last agent: its place

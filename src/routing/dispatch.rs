@@ -92,6 +92,28 @@ impl Engine {
         self.flush_index();
     }
 
+    /// Marks a contact just filed under `key` for settling, unless nobody
+    /// filed free now could take it: no agent free on its channel holds
+    /// one of its required skills at the level (counts, no walk). Under a
+    /// full backlog with every slot taken, a new or relaxed contact then
+    /// costs no pick. Nothing is missed: an agent changed in this input so
+    /// that it may take more (freed, available, new skills or capacity) is
+    /// in `pending_agents` whatever its index entry says, and walks the
+    /// waiting heads itself.
+    pub(super) fn mark_pending(&mut self, key: WaitKey) {
+        if self.anyone_free_for(key.ix) {
+            self.pending_contacts.insert(key);
+        }
+    }
+
+    fn anyone_free_for(&self, cx: u32) -> bool {
+        let Some(s) = self.slot(cx) else { return false };
+        let ch = s.c.channel;
+        s.need
+            .iter()
+            .all(|&(skill, l)| self.free.free_holders(ch, skill, l) > 0)
+    }
+
     /// Whether `k` is a filed contact's effective key now (settle's marks
     /// go stale when the contact is offered in the same input).
     fn is_filed(&self, k: WaitKey) -> bool {
@@ -499,7 +521,7 @@ impl Engine {
             return;
         }
         let Some(key) = self.file(cx) else { return };
-        self.pending_contacts.insert(key);
+        self.mark_pending(key);
     }
 
     /// Opens or closes a queue with hours as its calendar says at `now`
@@ -530,7 +552,7 @@ impl Engine {
                     continue;
                 }
                 if let Some(key) = self.file(cx) {
-                    self.pending_contacts.insert(key);
+                    self.mark_pending(key);
                 }
             } else if !open {
                 if let Some(class) = s.class.take() {

@@ -101,7 +101,7 @@ impl Engine {
     fn release_reservation(&mut self, cx: u32) {
         if self.unreserve(cx) {
             if let Some(key) = self.file(cx) {
-                self.pending_contacts.insert(key);
+                self.mark_pending(key);
             }
         }
     }
