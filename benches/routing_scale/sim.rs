@@ -274,9 +274,10 @@ fn timed_spread(samples: usize, micros: u64, probe: u64, mut run: impl FnMut(u64
 /// `micros` µs of cache and TLB misses as an event at this scale has: an
 /// interrupt that lands inside it also costs what it evicts, which a
 /// computation without memory traffic does not show. (Measured on these
-/// virtual machines at 100 000 agents: two thirds of the freed-slot events
-/// over 40 µs had a local timer interrupt inside them, against 1.3 % of
-/// the others, while a 20 µs computation kept a p99 of 20.2–22.6 µs.)
+/// virtual machines at 100 000 agents: 35–64 % of the freed-slot events
+/// over 40 µs had an interrupt inside them, local timer interrupts, against
+/// 1.3–1.6 % of the others, while a 20 µs computation kept a p99 of
+/// 20.2–22.6 µs.)
 pub(crate) fn memory_walk_spread(samples: usize, micros: u64, rng: &mut Rng) -> Map<String, Value> {
     const SLOTS: usize = 16 << 20;
     // Sattolo's shuffle: one cycle through every slot.
