@@ -168,7 +168,7 @@ impl Engine {
     /// The relaxation of a waiting contact at `at_step` (having waited
     /// `waited_ms`, at least that step's wait), from the cache when its
     /// queue and requirement as placed were seen at that step before.
-    fn relaxation(&mut self, cx: u32, at_step: usize, waited_ms: i64) -> Option<Relaxed> {
+    fn relaxation(&mut self, cx: u32, at_step: usize, waited_ms: i64) -> Option<super::RelaxTo> {
         let s = self.slot(cx)?;
         // By address: requirements as placed are shared (`placed_need`),
         // so this reads no contact's requirement. A miss only costs working
@@ -176,48 +176,37 @@ impl Engine {
         let key = relax_key(s.q, u8::try_from(at_step).unwrap_or(u8::MAX), &s.placed);
         if let Some(hit) = self.relax_cache.get(&key) {
             debug_assert!(Arc::ptr_eq(&hit.placed, &s.placed));
-            return Some(Relaxed::of(hit));
+            return Some(hit.to.clone());
         }
         let (queue, required, placed) = (s.c.queue.clone(), s.c.required.clone(), Arc::clone(&s.placed));
         let spec = Arc::clone(&self.spec);
         let r = spec.relaxed(&queue, &required, waited_ms);
         let need = super::Need::from(self.intern(&r.required));
         let route_q = self.queue_slot(r.route);
-        let relaxation = super::Relaxation {
-            placed,
+        let to = super::RelaxTo {
             step: u8::try_from(r.step).unwrap_or(u8::MAX),
             need,
             route_q,
-            class: [None; 4],
         };
-        let taken = Relaxed::of(&relaxation);
         if self.relax_cache.len() < self.relax_cache_cap {
-            self.relax_cache.insert(key, relaxation);
+            let kept = super::Relaxation {
+                placed,
+                to: to.clone(),
+                class: [None; 4],
+            };
+            self.relax_cache.insert(key, kept);
         }
-        Some(taken)
+        Some(to)
     }
 
-    /// The wait-index class last used for a relaxed contact's step and
-    /// channel (see [`super::queues::WaitIndex::insert`]), and the cache
-    /// key to record the class it is filed under now.
-    pub(super) fn class_hint(&self, cx: u32) -> (Option<super::queues::ClassHint>, Option<super::RelaxKey>) {
-        let Some(s) = self.slot(cx).filter(|s| s.step > 0) else {
-            return (None, None);
-        };
-        let key = relax_key(s.q, s.step, &s.placed);
-        let hint = self.relax_cache.get(&key).and_then(|r| r.class[s.c.channel.index()]);
-        (hint, Some(key))
-    }
-
-    /// Records the class a relaxed contact was filed under, for the next
-    /// contact taking the same step.
-    pub(super) fn keep_class_hint(&mut self, key: super::RelaxKey, cx: u32, hint: Option<super::queues::ClassHint>) {
-        let Some(ch) = self.slot(cx).map(|s| s.c.channel.index()) else {
-            return;
-        };
-        if let Some(r) = self.relax_cache.get_mut(&key) {
-            r.class[ch] = hint;
-        }
+    /// Where a relaxed contact's step keeps its wait-index class hint (see
+    /// [`super::queues::WaitIndex::insert`]): the cache key and the
+    /// contact's channel, with the hint kept there now; `None` before any
+    /// step.
+    pub(super) fn class_hint(&self, cx: u32) -> Option<(super::RelaxKey, usize, Option<super::queues::ClassHint>)> {
+        let s = self.slot(cx).filter(|s| s.step > 0)?;
+        let (key, ch) = (relax_key(s.q, s.step, &s.placed), s.c.channel.index());
+        Some((key, ch, self.relax_cache.get(&key).and_then(|r| r.class[ch])))
     }
 
     /// For a waiting contact with an SLA clock running: its nearest breach,
@@ -292,23 +281,6 @@ impl Engine {
                     self.rekey_reserved(cx, old);
                 }
             }
-        }
-    }
-}
-
-/// A relaxation step as a contact takes it, out of the cache.
-struct Relaxed {
-    step: u8,
-    need: super::Need,
-    route_q: u32,
-}
-
-impl Relaxed {
-    fn of(r: &super::Relaxation) -> Relaxed {
-        Relaxed {
-            step: r.step,
-            need: Arc::clone(&r.need),
-            route_q: r.route_q,
         }
     }
 }

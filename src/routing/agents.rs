@@ -21,7 +21,7 @@
 //!   or idle time, and files it again under its new key before the next
 //!   walk, or once the input is settled: a slot freed and filled again in
 //!   the same input, with nobody else free for the contact, never touches
-//!   the index, see `Engine::alone`);
+//!   the index, see `Engine::pick`);
 //! - the count kept beside each (channel, skill)'s tiers equals each tier's
 //!   length, so a pick sizes pools and skips empty tiers from one cache
 //!   line;

@@ -579,18 +579,22 @@ impl Engine {
             .ages_in_index
             .then(|| self.queues.get(s.q as usize).map(|q| q.ageing))
             .flatten();
-        let (hint, hint_key) = self.class_hint(cx);
+        let kept = self.class_hint(cx);
         let s = self.contacts.get(cx)?;
         let free = &self.free;
+        let hint = kept.and_then(|(_, _, h)| h);
         let (class, eff) = self.waiting.insert(s.c.channel, &s.need, ageing, key, hint, |need| {
             // File under the skill fewest agents hold at the level.
             need.iter().copied().min_by_key(|(s, l)| free.holders_at_least(*s, *l))
         });
         self.slot_mut(cx)?.class = Some(class);
-        if let Some(k) = hint_key {
+        // The next contact taking the same step goes straight to this class.
+        if let Some((k, ch, was)) = kept {
             let now = self.waiting.hint(class);
-            if now != hint {
-                self.keep_class_hint(k, cx, now);
+            if now != was {
+                if let Some(r) = self.relax_cache.get_mut(&k) {
+                    r.class[ch] = now;
+                }
             }
         }
         // The index ages it from now on: its timer keeps the relaxation only.

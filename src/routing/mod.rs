@@ -257,12 +257,19 @@ struct Relaxation {
     /// The requirement as placed whose address is in the key: held, so
     /// that address names no other allocation while the entry lives.
     placed: Need,
-    step: u8,
-    need: Need,
-    route_q: u32,
+    to: RelaxTo,
     /// Per channel, the wait-index class contacts taking this step were
     /// last filed under ([`queues::ClassHint`]).
     class: [Option<queues::ClassHint>; 4],
+}
+
+/// What a relaxation step makes of a contact: the step reached, its
+/// requirement then, and the queue it is routed by.
+#[derive(Debug, Clone)]
+struct RelaxTo {
+    step: u8,
+    need: Need,
+    route_q: u32,
 }
 
 /// The relaxation cache's key: (queue slot, step, address of the

@@ -91,6 +91,7 @@ impl HeadSets {
         self.first.iter().all(Option::is_none)
     }
 }
+
 /// A class as it was when a contact was filed in it: its slot and that
 /// slot's generation, so a hint kept elsewhere (the relaxation cache)
 /// never names a later class in the same slot.

@@ -106,7 +106,7 @@ initial_status = "available"
 }
 
 /// A slot freed and filled again in one input goes to its agent without
-/// the free index being updated in between (`Engine::alone`); the offer
+/// the free index being updated in between (`Engine::pick`); the offer
 /// still reports the pool a walk over the updated index would: under
 /// `most_skilled` the free holders of the primary skill, that agent
 /// counted; otherwise the rarest skill's, that agent alone.
