@@ -1,5 +1,6 @@
 //! `cargo bench --bench routing_scale -- [--agents 1000,20000,100000] [--waiting 100000] [--budget-secs 120]
-//! [--strategies longest_idle,least_loaded] [--units 100] [--model full] [--ageing-secs 60]`:
+//! [--strategies longest_idle,least_loaded] [--units 100] [--model full] [--ageing-secs 60]
+//! [--timers deadline|input]`:
 //! the pure routing core ([`Engine`], no NATS) at contact-centre scale.
 //! Prints one JSON object per size on stdout (and, for several sizes, a
 //! final `{"summary":…}` line); progress goes to stderr.
@@ -24,11 +25,19 @@
 //! drawn from a fixed-seed splitmix64, and the simulated clock advances 1 ms
 //! per input, so two runs (and two engines) see the same inputs.
 //!
+//! Timers due between two inputs (relaxation steps, expiries of offers
+//! made meanwhile, SLA thresholds) fire at their own instants in ticks of
+//! their own, as in the daemon, which sleeps until the engine's next
+//! deadline: those ticks are timed into `timer_tick_due`. Timers due at an
+//! input's own instant fire just before it (the daemon may take either
+//! first). `--timers input` leaves them all to the next input instead, as
+//! a daemon too busy to wake between inputs would.
+//!
 //! Each timed scenario also reports what its calls did besides their own
 //! event (`Engine::last_work`): `relaxed_per_event` and `relaxed_max`
-//! (waiting contacts a relaxation step re-filed at the start of the call:
-//! the work relaxation adds to whichever input comes first after its time)
-//! and `examined_per_event` (agents and queue heads looked at).
+//! (waiting contacts a relaxation step re-filed in the call: at the start
+//! of an input, or in a tick), `timers_per_event` (timers fired) and
+//! `examined_per_event` (agents and queue heads looked at).
 //!
 //! Only the engine call is timed: events are built and decoded before it,
 //! outputs and changes are taken (as the daemon does after every input) and
@@ -44,6 +53,7 @@
 //!    (each frees a slot that should be offered the next fitting waiting
 //!    contact; one new contact is added untimed after each);
 //! 4. `offer_expiry`: `on_tick` at each expiry time of the offers made in 3;
+//!    `timer_tick_due`: the ticks at deadlines between the inputs of 1–4;
 //! 5. `tick_idle_100k_open`: `on_tick` with no timer due;
 //! 6. memory: RSS before any contact and at the full backlog;
 //! 7. restore: JSON decode of every contact and agent record, then
@@ -133,6 +143,9 @@ struct Params {
     model: bool,
     /// `--ageing-secs`, in ms: the model's ageing step.
     ageing_ms: i64,
+    /// `--timers deadline` (default): timers due between inputs fire at
+    /// their own instants, as in the daemon; `input`: at the next input.
+    ticks_at_deadlines: bool,
 }
 
 impl Params {
@@ -143,6 +156,7 @@ impl Params {
             units: o.units,
             model: o.model,
             ageing_ms: o.ageing_ms,
+            ticks_at_deadlines: o.ticks_at_deadlines,
             full: true,
             agents,
             queues: 5_000,
@@ -161,6 +175,7 @@ impl Params {
             units: Some(100),
             model: true,
             ageing_ms: 60_000,
+            ticks_at_deadlines: true,
             full: false,
             agents: 1_000,
             queues: 200,
@@ -184,6 +199,7 @@ pub(crate) struct Options {
     pub(crate) units: Option<u32>,
     pub(crate) model: bool,
     pub(crate) ageing_ms: i64,
+    pub(crate) ticks_at_deadlines: bool,
 }
 
 pub(crate) const ALL_STRATEGIES: [Strategy; 5] = [
@@ -203,6 +219,7 @@ pub(crate) fn parse_options(args: &[String]) -> Options {
         units: None,
         model: false,
         ageing_ms: 60_000,
+        ticks_at_deadlines: true,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -212,7 +229,14 @@ pub(crate) fn parse_options(args: &[String]) -> Options {
         };
         if !matches!(
             key,
-            "--agents" | "--waiting" | "--budget-secs" | "--strategies" | "--units" | "--model" | "--ageing-secs"
+            "--agents"
+                | "--waiting"
+                | "--budget-secs"
+                | "--strategies"
+                | "--units"
+                | "--model"
+                | "--ageing-secs"
+                | "--timers"
         ) {
             continue;
         }
@@ -255,6 +279,13 @@ pub(crate) fn parse_options(args: &[String]) -> Options {
                     "full" => true,
                     "basic" => false,
                     _ => bad("expected full or basic"),
+                }
+            }
+            "--timers" => {
+                o.ticks_at_deadlines = match v.as_str() {
+                    "deadline" => true,
+                    "input" => false,
+                    _ => bad("expected deadline or input"),
                 }
             }
             "--strategies" if v == "all" => o.strategies = ALL_STRATEGIES.to_vec(),
@@ -325,6 +356,11 @@ pub(crate) fn check_quick(r: &Value, p: &Params) {
         p.idle_ticks as u64,
         "idle ticks ran"
     );
+    assert!(
+        sc("timer_tick_due", "count") > 0 && sc("timer_tick_due", "relaxed_max") > 0,
+        "relaxation steps due between inputs fired at their own instants: {}",
+        r["scenarios"]["timer_tick_due"]
+    );
     assert_eq!(r["restore_matches"], json!(true), "restore rebuilt the same contacts");
     assert!(
         r["restore_contacts"].as_u64().unwrap_or(0) >= p.waiting as u64,
@@ -378,6 +414,10 @@ pub(crate) fn run_child(agents: usize, o: &Options) -> std::io::Result<Option<Va
         .args(o.units.map(|u| format!("--units={u}")))
         .args(o.model.then_some("--model=full"))
         .arg(format!("--ageing-secs={}", o.ageing_ms as f64 / 1000.0))
+        .arg(format!(
+            "--timers={}",
+            if o.ticks_at_deadlines { "deadline" } else { "input" }
+        ))
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()?;

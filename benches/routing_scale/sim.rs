@@ -37,6 +37,13 @@ pub(crate) struct Sim {
     pub(crate) seq: u64,
     /// Work of the timed calls since the last [`Sim::work_report`].
     pub(crate) tally: Tally,
+    /// Fire the timers due between inputs at their own instants
+    /// ([`Sim::timers_before`]), as the daemon does; `false` leaves them to
+    /// the next input (`--timers input`).
+    pub(crate) ticks_at_deadlines: bool,
+    /// Those ticks, timed, and their work.
+    pub(crate) deadline_ticks: Histogram<u64>,
+    pub(crate) deadline_tally: Tally,
 }
 
 /// What the timed engine calls of a scenario did besides their own event
@@ -48,6 +55,14 @@ pub(crate) struct Tally {
     relaxed: usize,
     relaxed_max: usize,
     examined: usize,
+    timers: usize,
+}
+
+/// Just after `at`: the bound that makes [`Sim::timers_before`] fire the
+/// timers due at an input's own instant before the input (the daemon may
+/// take either first; this way the input is timed on its own work).
+pub(crate) fn after(at: DateTime<Utc>) -> DateTime<Utc> {
+    at + chrono::Duration::nanoseconds(1)
 }
 
 /// The (contact id, agent) of an offer on an agent's desktop subject.
@@ -114,23 +129,43 @@ impl Sim {
 
     /// Adds the last (timed) engine call's work to the tally.
     pub(crate) fn note_work(&mut self) {
-        let w = self.e.last_work();
-        let t = &mut self.tally;
-        t.calls += 1;
-        t.relaxed += w.relaxed;
-        t.relaxed_max = t.relaxed_max.max(w.relaxed);
-        t.examined += w.examined;
+        self.tally.add(self.e.last_work());
     }
 
     /// The tally as report fields (means per timed call), and a fresh one.
     fn work_report(&mut self) -> Map<String, Value> {
-        let t = std::mem::take(&mut self.tally);
-        let mean = |n: usize| round3(n as f64 / t.calls.max(1) as f64);
-        let mut m = Map::new();
-        m.insert("relaxed_per_event".into(), json!(mean(t.relaxed)));
-        m.insert("relaxed_max".into(), json!(t.relaxed_max));
-        m.insert("examined_per_event".into(), json!(mean(t.examined)));
-        m
+        std::mem::take(&mut self.tally).report()
+    }
+
+    /// Fires, each at its own instant and timed into `deadline_ticks`, the
+    /// timers due before `until`: the daemon sleeps until the engine's next
+    /// deadline and ticks then, so a relaxation step or an expiry due
+    /// between two inputs is not the next input's work unless the daemon is
+    /// busy. With `--timers input`, nothing (the next input fires them).
+    pub(crate) fn timers_before(&mut self, until: DateTime<Utc>, on_offer: OnOffer) {
+        while self.ticks_at_deadlines {
+            let Some(due) = self.e.next_deadline().filter(|d| *d < until) else {
+                return;
+            };
+            let at = due.max(self.now);
+            let t = Instant::now();
+            self.e.on_tick(at);
+            self.deadline_ticks.saturating_record(t.elapsed().as_nanos() as u64);
+            self.deadline_tally.add(self.e.last_work());
+            self.settle(at, on_offer);
+            if self.e.next_deadline() == Some(due) {
+                // Not consumed by a tick at its instant (held back): leave it.
+                return;
+            }
+        }
+    }
+
+    /// The `timer_tick_due` scenario: the ticks [`Sim::timers_before`] made.
+    pub(crate) fn deadline_report(&mut self) -> Map<String, Value> {
+        let mut s = stats(&self.deadline_ticks, false);
+        s.extend(std::mem::take(&mut self.deadline_tally).report());
+        s.insert("at_deadlines".into(), json!(self.ticks_at_deadlines));
+        s
     }
 
     /// A timed scenario's report: its latency figures, its `timing` (from
@@ -151,6 +186,7 @@ impl Sim {
     pub(crate) fn inbound(&mut self, h: Option<&mut Histogram<u64>>, on_offer: OnOffer) -> Drained {
         let ev = self.source.next_event();
         let now = self.advance();
+        self.timers_before(after(now), on_offer);
         let t = Instant::now();
         let r = self.e.on_inbound(&ev, now);
         let took = t.elapsed();
@@ -163,6 +199,27 @@ impl Sim {
             "a new conversation opens a contact: {r:?}"
         );
         self.settle(now, on_offer)
+    }
+}
+
+impl Tally {
+    fn add(&mut self, w: omniroute::routing::Work) {
+        self.calls += 1;
+        self.relaxed += w.relaxed;
+        self.relaxed_max = self.relaxed_max.max(w.relaxed);
+        self.examined += w.examined;
+        self.timers += w.timers_fired;
+    }
+
+    /// Report fields: means per call.
+    fn report(&self) -> Map<String, Value> {
+        let mean = |n: usize| round3(n as f64 / self.calls.max(1) as f64);
+        let mut m = Map::new();
+        m.insert("relaxed_per_event".into(), json!(mean(self.relaxed)));
+        m.insert("relaxed_max".into(), json!(self.relaxed_max));
+        m.insert("examined_per_event".into(), json!(mean(self.examined)));
+        m.insert("timers_per_event".into(), json!(mean(self.timers)));
+        m
     }
 }
 

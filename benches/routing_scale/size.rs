@@ -44,6 +44,9 @@ pub(crate) fn run_size(p: &Params) -> Value {
         held: Vec::new(),
         seq: 0,
         tally: Default::default(),
+        ticks_at_deadlines: p.ticks_at_deadlines,
+        deadline_ticks: histogram(),
+        deadline_tally: Default::default(),
     };
     let mut scenarios = Map::new();
     let mut truncated: Vec<&str> = Vec::new();
@@ -190,6 +193,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
         let (agent, contact) = sim.assigned.swap_remove(pick);
         let ev = sim.agent_event(&agent, "complete", &contact);
         let now = sim.advance();
+        sim.timers_before(after(now), OnOffer::Hold);
         let t = Instant::now();
         let r = sim.e.on_agent(&ev, now);
         let ns = t.elapsed().as_nanos() as u64;
@@ -236,6 +240,8 @@ pub(crate) fn run_size(p: &Params) -> Value {
             break;
         }
         let now = (*at).max(sim.now);
+        // Before the expiry, not at it: this tick is the expiry's own.
+        sim.timers_before(now, OnOffer::Hold);
         sim.now = now;
         let t = Instant::now();
         sim.e.on_tick(now);
@@ -260,6 +266,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
     if cut {
         truncated.push("offer_expiry");
     }
+    scenarios.insert("timer_tick_due".into(), Value::Object(sim.deadline_report()));
 
     // 5. Idle ticks: nothing due.
     if sim.e.next_deadline().is_some_and(|d| d <= sim.now) {
@@ -354,6 +361,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
         "units": p.units,
         "model": if p.model { "full" } else { "basic" },
         "ageing_secs": p.ageing_ms as f64 / 1000.0,
+        "timers": if p.ticks_at_deadlines { "deadline" } else { "input" },
         "skills": SKILLS,
         "total_capacity": world.total_capacity,
         "reachable_capacity": world.reachable_capacity,

@@ -110,7 +110,27 @@ pub(crate) struct Customers {
     dirty: Vec<u128>,
 }
 
+/// The most customers the map is sized for up front (the default
+/// `max_customers`): a map that doubles rehashes every entry inside one
+/// input (17 ms for one input in the routing-scale bench), and at this
+/// size the table is about 10 MiB, what it takes anyway once full. Beyond
+/// it the map grows as usual: sized up front for millions, it would take
+/// their memory from the start (its slots are written at random, so nearly
+/// every page of it). At the bound, each contact remembered forgets one;
+/// the tombstones that leaves are cleared by an occasional rehash in place
+/// (no growth).
+pub const PRESIZED: usize = 100_000;
+
 impl Customers {
+    /// Room for `max` customers (at most [`PRESIZED`]), and the one over
+    /// that [`Customers::remember`] holds for a moment before forgetting.
+    pub fn with_capacity(max: usize) -> Customers {
+        Customers {
+            map: FastMap::with_capacity_and_hasher(max.min(PRESIZED) + 1, Default::default()),
+            ..Default::default()
+        }
+    }
+
     pub fn get(&self, k: u128) -> Option<&History> {
         self.map.get(&k).map(|e| &e.h)
     }
@@ -289,6 +309,23 @@ mod tests {
             at: DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::seconds(n),
             outcome: "completed".into(),
         }
+    }
+
+    #[test]
+    fn a_map_sized_for_its_bound_never_grows_inside_an_input() {
+        let max = 5_000;
+        let mut c = Customers::with_capacity(max);
+        let room = c.map.capacity();
+        assert!(room > max, "room for the bound and the one over it: {room}");
+        for n in 0..3 * max as i64 {
+            c.remember(customer_key(&format!("k{n}")), served(n, Some("a1")), 2, max);
+            // Removals leave tombstones, which lower the capacity until an
+            // in-place rehash; a growth would double it.
+            assert!(c.map.capacity() <= room, "grew at {n}: {} > {room}", c.map.capacity());
+        }
+        assert_eq!(c.len(), max);
+        let big = Customers::with_capacity(10_000_000);
+        assert!(big.map.capacity() < 2 * PRESIZED, "sized up front only up to PRESIZED");
     }
 
     #[test]

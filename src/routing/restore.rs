@@ -61,7 +61,11 @@ impl Engine {
             dirty_agents: Vec::new(),
             dirty_queues: Vec::new(),
             dropped_queues: Vec::new(),
-            customers: Default::default(),
+            // Sized once, when used (the map grows as it fills otherwise).
+            customers: match spec.affinity.lookback_ms {
+                Some(_) => super::customers::Customers::with_capacity(spec.affinity.max_customers),
+                None => Default::default(),
+            },
             out: Vec::new(),
             ids: super::outputs::Ids::seeded(),
         };
