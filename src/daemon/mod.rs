@@ -123,6 +123,7 @@ impl Daemon {
         let mut ids = r.durable.ids;
         ids.expire(now.timestamp_millis());
         let mut engine = Engine::restore_with_queues(spec, r.contacts, r.agents, r.queues, now);
+        engine.prefault();
         engine.restore_customers(r.customers);
         // Offers outstanding before the restart are in the outbox if their
         // publish may not have happened; everything else is routed afresh.

@@ -598,6 +598,14 @@ impl Engine {
     }
 
     /// Customers remembered for affinity.
+    /// Brings the tables sized up front (the customer map) into memory
+    /// before the first input, so no input takes their first page faults;
+    /// the daemon calls it once at start-up, before the customers are
+    /// restored (it leaves a map that holds anything alone).
+    pub fn prefault(&mut self) {
+        self.customers.prefault();
+    }
+
     pub fn customers_len(&self) -> usize {
         self.customers.len()
     }
