@@ -58,13 +58,6 @@ pub(crate) struct Tally {
     timers: usize,
 }
 
-/// Just after `at`: the bound that makes [`Sim::timers_before`] fire the
-/// timers due at an input's own instant before the input (the daemon may
-/// take either first; this way the input is timed on its own work).
-pub(crate) fn after(at: DateTime<Utc>) -> DateTime<Utc> {
-    at + chrono::Duration::nanoseconds(1)
-}
-
 /// The (contact id, agent) of an offer on an agent's desktop subject.
 pub(crate) fn offer_of(payload: &[u8]) -> Option<(String, AgentId)> {
     let v: Value = serde_json::from_slice(payload).ok()?;
@@ -77,9 +70,16 @@ pub(crate) fn offer_of(payload: &[u8]) -> Option<(String, AgentId)> {
 }
 
 impl Sim {
-    pub(crate) fn advance(&mut self) -> DateTime<Utc> {
+    /// The next input's instant, 1 ms on, once the timers due until then
+    /// (its own instant included) have fired ([`Sim::timers_before`]).
+    pub(crate) fn next_input(&mut self, on_offer: OnOffer) -> DateTime<Utc> {
         self.now += chrono::Duration::milliseconds(1);
-        self.now
+        let now = self.now;
+        // Just after `now`: timers due at the input's own instant fire
+        // before it (the daemon may take either first; this way the input
+        // is timed on its own work).
+        self.timers_before(now + chrono::Duration::nanoseconds(1), on_offer);
+        now
     }
 
     pub(crate) fn agent_event(&mut self, agent: &AgentId, ty: &str, contact_id: &str) -> AgentEvent {
@@ -185,8 +185,7 @@ impl Sim {
     /// One new contact; `on_inbound` timed into `h` when given.
     pub(crate) fn inbound(&mut self, h: Option<&mut Histogram<u64>>, on_offer: OnOffer) -> Drained {
         let ev = self.source.next_event();
-        let now = self.advance();
-        self.timers_before(after(now), on_offer);
+        let now = self.next_input(on_offer);
         let t = Instant::now();
         let r = self.e.on_inbound(&ev, now);
         let took = t.elapsed();

@@ -198,8 +198,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
         let pick = sim.rng.below(sim.assigned.len());
         let (agent, contact) = sim.assigned.swap_remove(pick);
         let ev = sim.agent_event(&agent, "complete", &contact);
-        let now = sim.advance();
-        sim.timers_before(after(now), OnOffer::Hold);
+        let now = sim.next_input(OnOffer::Hold);
         let t = Instant::now();
         let r = sim.e.on_agent(&ev, now);
         let ns = t.elapsed().as_nanos() as u64;

@@ -93,8 +93,8 @@ impl Engine {
     }
 
     /// Marks a contact just filed under `key` for settling, unless nobody
-    /// filed free now could take it: no agent free on its channel holds
-    /// one of its required skills at the level (counts, no walk). Under a
+    /// filed free now could take it: one of its required skills is held at
+    /// the level by no agent free on its channel (counts, no walk). Under a
     /// full backlog with every slot taken, a new or relaxed contact then
     /// costs no pick. Nothing is missed: an agent changed in this input so
     /// that it may take more (freed, available, new skills or capacity) is
@@ -580,7 +580,6 @@ impl Engine {
             .then(|| self.queues.get(s.q as usize).map(|q| q.ageing))
             .flatten();
         let kept = self.class_hint(cx);
-        let s = self.contacts.get(cx)?;
         let free = &self.free;
         let hint = kept.and_then(|(_, _, h)| h);
         let (class, eff) = self.waiting.insert(s.c.channel, &s.need, ageing, key, hint, |need| {

@@ -597,7 +597,6 @@ impl Engine {
         self.customers.trim(a.max_customers);
     }
 
-    /// Customers remembered for affinity.
     /// Brings the tables sized up front (the customer map) into memory
     /// before the first input, so no input takes their first page faults;
     /// the daemon calls it once at start-up, before the customers are
@@ -606,6 +605,7 @@ impl Engine {
         self.customers.prefault();
     }
 
+    /// Customers remembered for affinity.
     pub fn customers_len(&self) -> usize {
         self.customers.len()
     }
