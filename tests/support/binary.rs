@@ -81,15 +81,26 @@ pub async fn spawn_with(
     }
 }
 
+/// The child's exit, waited on (a thread blocks in `wait`, this one on its
+/// answer with the deadline); past the deadline the child is killed, so the
+/// waiting thread ends, and the test fails.
 #[track_caller]
 pub fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            return s;
+    let pid = child.id();
+    let exited = std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        s.spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        let answer = rx.recv_timeout(within).ok();
+        if answer.is_none() {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
-        assert!(Instant::now() < deadline, "process did not exit within {within:?}");
-        std::thread::sleep(Duration::from_millis(20));
+        answer
+    });
+    match exited {
+        Some(status) => status.expect("wait for the child"),
+        None => panic!("process did not exit within {within:?}"),
     }
 }
 
