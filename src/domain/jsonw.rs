@@ -270,12 +270,47 @@ impl OfferMsg<'_> {
     /// This offer as serde_json would write it, faster.
     pub fn to_json(&self) -> Vec<u8> {
         let mut j = Json::new();
+        self.head(&mut j);
+        self.contact_part(&mut j);
+        self.why(&mut j);
+        j.finish()
+    }
+
+    /// The fields between the agent and `why` (queue, channel, priority,
+    /// times, customer, subject, text, history): the same in every offer
+    /// of one contact at one instant, so a ring group's members share them
+    /// ([`OfferMsg::to_json_sharing`]) instead of escaping the text and
+    /// history once per member.
+    pub fn contact_json(&self) -> Vec<u8> {
+        let mut j = Json {
+            b: Vec::with_capacity(1024),
+            first: false,
+        };
+        self.contact_part(&mut j);
+        j.b
+    }
+
+    /// [`OfferMsg::to_json`] with the contact's part given as written by
+    /// [`OfferMsg::contact_json`] for an offer of the same contact at the
+    /// same instant (the caller's promise; the bytes are the same then).
+    pub fn to_json_sharing(&self, contact: &[u8]) -> Vec<u8> {
+        let mut j = Json::new();
+        self.head(&mut j);
+        j.b.extend_from_slice(contact);
+        self.why(&mut j);
+        j.finish()
+    }
+
+    fn head(&self, j: &mut Json) {
         j.uint(key!("v"), self.v.into());
         j.token(key!("kind"), self.kind);
         j.str(key!("offer_id"), self.offer_id);
         j.str(key!("contact_id"), self.contact_id);
         j.str(key!("conversation_id"), self.conversation_id);
         j.token(key!("agent_id"), self.agent_id.as_str());
+    }
+
+    fn contact_part(&self, j: &mut Json) {
         j.token(key!("queue"), self.queue.as_str());
         j.token(key!("channel"), self.channel.as_str());
         j.uint(key!("priority"), self.priority.into());
@@ -305,6 +340,9 @@ impl OfferMsg<'_> {
             }
             j.close(b']');
         }
+    }
+
+    fn why(&self, j: &mut Json) {
         let w = &self.why;
         j.open(key!("why"), b'{');
         j.token(key!("strategy"), w.strategy);
@@ -333,7 +371,6 @@ impl OfferMsg<'_> {
         j.close(b'}');
         j.float(key!("load_share"), w.load_share);
         j.close(b'}');
-        j.finish()
     }
 }
 

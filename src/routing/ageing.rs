@@ -47,9 +47,22 @@ impl Engine {
         }
         self.cancel_age(cx);
         if let Some(at) = want {
+            if self.ages_new.len() >= super::AGES_NEW_MAX {
+                self.flush_ages();
+            }
+            self.ages_new.push((at, cx));
+            if let Some(s) = self.slot_mut(cx) {
+                (s.age_at, s.age_new) = (Some(at), true);
+            }
+        }
+    }
+
+    /// Puts the ageing timers scheduled in this input into `ages`.
+    pub(super) fn flush_ages(&mut self) {
+        for (at, cx) in std::mem::take(&mut self.ages_new) {
             self.ages.insert(at, Timer::Age(cx));
             if let Some(s) = self.slot_mut(cx) {
-                s.age_at = Some(at);
+                s.age_new = false;
             }
         }
     }
@@ -221,8 +234,14 @@ impl Engine {
     }
 
     pub(super) fn cancel_age(&mut self, cx: u32) {
-        if let Some(at) = self.slot_mut(cx).and_then(|s| s.age_at.take()) {
+        let Some(s) = self.slot_mut(cx) else { return };
+        let (Some(at), new) = (s.age_at.take(), std::mem::take(&mut s.age_new)) else {
+            return;
+        };
+        if !new {
             self.ages.cancel(at, Timer::Age(cx));
+        } else if let Some(i) = self.ages_new.iter().position(|e| *e == (at, cx)) {
+            self.ages_new.swap_remove(i);
         }
     }
 
@@ -234,7 +253,12 @@ impl Engine {
     /// that only moved up in line cannot (the state was settled).
     pub(super) fn age_due(&mut self, now: DateTime<Utc>) {
         self.waiting.advance(now);
-        while let Some((at, timer)) = self.ages.pop_due(now) {
+        // Flushed each round: a timer scheduled here that is due already
+        // fires in this pass, as it did when it went straight into `ages`.
+        while let Some((at, timer)) = {
+            self.flush_ages();
+            self.ages.pop_due(now)
+        } {
             let cx = match timer {
                 Timer::Age(cx) => cx,
                 Timer::Reserve(cx) => {

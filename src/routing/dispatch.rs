@@ -90,6 +90,7 @@ impl Engine {
         self.pending_agents.clear();
         self.pending_contacts.clear();
         self.flush_index();
+        self.flush_ages();
     }
 
     /// Marks a contact just filed under `key` for settling, unless nobody
@@ -337,9 +338,7 @@ impl Engine {
         }
         self.dirty_contacts.push(cx);
         self.timers.insert(expires_at, Timer::OfferExpiry(cx));
-        for (ax, agent, offer_id) in &members {
-            self.emit_offer_to(cx, *ax, agent, offer_id);
-        }
+        self.emit_offers(cx, &members);
         for (_, agent, offer_id) in &members {
             self.event_with("offered", cx, now, |m| {
                 (m.agent_id, m.offer_id) = (Some(agent), Some(offer_id.as_str()));
@@ -410,20 +409,29 @@ impl Engine {
         }
         let Some(s) = self.slot_mut(cx) else { return false };
         s.c.add_decliner(agent);
-        self.unhold(cx, agent);
         self.dirty_contacts.push(cx);
+        let ax = self.agent_ix.get(agent).copied();
+        if let Some(ax) = ax {
+            self.agents[ax as usize].holding.retain(|c| *c != cx);
+        }
         if last {
             self.enqueue(cx, now);
         }
-        self.release(agent, channel, now);
+        if let Some(ax) = ax {
+            self.release_slot(ax, channel, now);
+        }
         last
     }
 
     /// Frees one of the agent's slots on a channel.
     pub(super) fn release(&mut self, agent: &AgentId, channel: Channel, now: DateTime<Utc>) {
-        let Some(ax) = self.agent_ix.get(agent).copied() else {
-            return;
-        };
+        if let Some(ax) = self.agent_ix.get(agent).copied() {
+            self.release_slot(ax, channel, now);
+        }
+    }
+
+    /// [`Engine::release`] of the agent in slot `ax`.
+    pub(super) fn release_slot(&mut self, ax: u32, channel: Channel, now: DateTime<Utc>) {
         self.change_agent(ax, |a| {
             let l = &mut a.load[channel.index()];
             *l = l.saturating_sub(1);

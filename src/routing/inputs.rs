@@ -343,7 +343,7 @@ impl Engine {
             self.change_agent(ax, |a| {
                 a.wrap_ups.remove(i);
             });
-            self.release(&aid, channel, now);
+            self.release_slot(ax, channel, now);
             return Outcome::Applied;
         }
         let until = now + secs_to_duration(secs);
@@ -444,7 +444,7 @@ impl Engine {
                 });
                 self.timers.insert(until, Timer::WrapUpEnd(ax));
             }
-            None => self.release(&aid, channel, now),
+            None => self.release_slot(ax, channel, now),
         }
     }
 
@@ -492,9 +492,8 @@ impl Engine {
             return;
         }
         self.change_agent(ax, |a| a.wrap_ups.retain(|w| w.until > at));
-        let aid = self.agents[ax as usize].a.id.clone();
         for channel in due {
-            self.release(&aid, channel, now);
+            self.release_slot(ax, channel, now);
         }
     }
 

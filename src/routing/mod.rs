@@ -282,6 +282,11 @@ type RelaxKey = (u32, u8, usize);
 /// queues and steps whatever the inputs ask.
 const RELAX_CACHE_WIDTH: usize = 16;
 
+/// Ageing timers that wait in `Engine::ages_new` before `ages` takes them
+/// all: cancelling one there is a scan of at most this many, and an input
+/// schedules a few (a restore, thousands).
+const AGES_NEW_MAX: usize = 64;
+
 /// Distinct skill names the router keeps (configuration and events
 /// together): an event that would add more is dead-lettered, so index
 /// memory stays bounded whatever names inputs carry.
@@ -317,6 +322,8 @@ struct ContactSlot {
     /// `relax_at` and, unless the wait index ages it, the next change of
     /// `eff` ([`Ageing::next_change`]).
     age_at: Option<DateTime<Utc>>,
+    /// `age_at`'s timer is in `ages_new`, not yet in `ages`.
+    age_new: bool,
     /// Filed under its base priority in a class that ages it (its place is
     /// its arrival: the queue is not ordered by slack), so ageing costs it
     /// no timer while it is filed.
@@ -404,6 +411,12 @@ pub struct Engine {
     timers: Timers,
     /// Ageing timers of waiting contacts, fired before every input.
     ages: Timers,
+    /// Ageing timers scheduled in this input, put in `ages` when it ends
+    /// (at most [`AGES_NEW_MAX`] wait here): a contact filed and offered in
+    /// the same input (a new contact with agents free, an expired offer
+    /// going to the next agents) then costs no insert and cancel in a set
+    /// of one timer per waiting contact.
+    ages_new: Vec<(DateTime<Utc>, u32)>,
     /// Relaxation steps already worked out, by (queue slot, step,
     /// requirement as placed: the shared allocation of
     /// [`Engine::placed_need`], by address).
@@ -641,14 +654,12 @@ impl Engine {
     }
 
     pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
-        match (self.timers.next(), self.ages.next()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let new = self.ages_new.iter().map(|(at, _)| *at).min();
+        [self.timers.next(), self.ages.next(), new].into_iter().flatten().min()
     }
 
     pub fn timers_len(&self) -> usize {
-        self.timers.len() + self.ages.len()
+        self.timers.len() + self.ages.len() + self.ages_new.len()
     }
 
     pub fn contact(&self, id: &str) -> Option<&Contact> {

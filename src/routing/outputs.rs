@@ -55,15 +55,25 @@ impl Engine {
     /// after a restart: same ids).
     pub(super) fn emit_offer(&mut self, cx: u32) {
         let Some(s) = self.slot(cx) else { return };
-        for (agent, offer_id) in s.c.offers() {
-            if let Some(ax) = self.agent_ix.get(&agent).copied() {
-                self.emit_offer_to(cx, ax, &agent, &offer_id);
-            }
-        }
+        let members: Vec<(u32, AgentId, String)> =
+            s.c.offers()
+                .into_iter()
+                .filter_map(|(agent, offer_id)| Some((self.agent_ix.get(&agent).copied()?, agent, offer_id)))
+                .collect();
+        self.emit_offers(cx, &members);
     }
 
-    /// The offer to the agent in slot `ax` (whose id is `agent`).
-    pub(super) fn emit_offer_to(&mut self, cx: u32, ax: u32, agent: &AgentId, offer_id: &str) {
+    /// The offer to each agent of `members` (slot, id, offer id): one, or a
+    /// ring group's. The members' offers differ only in the agent, the
+    /// offer id and `why`; the contact's part is written once.
+    pub(super) fn emit_offers(&mut self, cx: u32, members: &[(u32, AgentId, String)]) {
+        // Taken for the loop, which reads the engine: no second queue.
+        let mut out = std::mem::take(&mut self.out);
+        self.write_offers(cx, members, &mut out);
+        self.out = out;
+    }
+
+    fn write_offers(&self, cx: u32, members: &[(u32, AgentId, String)], out: &mut Vec<Outbound>) {
         let Some(s) = self.slot(cx) else { return };
         let c = &s.c;
         let super::ContactState::Offered {
@@ -72,13 +82,6 @@ impl Engine {
             candidates,
             ..
         } = &c.state
-        else {
-            return;
-        };
-        let Some((have, (load, load_share))) = self
-            .agents
-            .get(ax as usize)
-            .map(|slot| (&slot.skills, slot.a.load_before(c.channel)))
         else {
             return;
         };
@@ -93,57 +96,71 @@ impl Engine {
             .filter_map(|&(ix, l)| Some((names.get(ix as usize)?, l, ix)))
             .collect();
         by_name.sort_unstable_by(|x, y| x.0.cmp(y.0));
-        let required: Vec<_> = by_name.iter().map(|&(name, l, _)| (name, l)).collect();
-        let agent_levels: Vec<_> = by_name
-            .iter()
-            .filter_map(|&(name, _, ix)| {
-                let at = have.binary_search_by_key(&ix, |(i, _)| *i).ok()?;
-                Some((name, have[at].1))
-            })
-            .collect();
         let strategy = self
             .queues
             .get(s.route_q as usize)
             .map_or(Strategy::LongestIdle, |q| q.strategy);
-        let msg = OfferMsg {
-            v: 1,
-            kind: "offer",
-            offer_id,
-            contact_id: &c.id,
-            conversation_id: &c.conversation_id,
-            agent_id: agent,
-            queue: &c.queue,
-            channel: c.channel,
-            priority: c.priority,
-            offered_at: *offered_at,
-            expires_at: *expires_at,
-            waited_secs: wire::secs(*offered_at - c.received_at),
-            customer: &c.customer,
-            subject: c.subject.as_deref(),
-            text: c.text.as_deref(),
-            history: self
-                .customers
-                .get(super::customers::customer_key(&c.customer.id))
-                .filter(|_| self.spec.affinity.lookback_ms.is_some())
-                .map_or(&[][..], |h| h.contacts.as_slice()),
-            why: Why {
-                strategy: strategy.as_str(),
-                returning_customer: c.preferred_agent.as_ref() == Some(agent),
-                step: s.step,
-                required,
-                agent_levels,
-                candidates: *candidates,
-                load,
-                load_share,
-            },
-        };
-        let out = Outbound {
-            subject: OutSubject::Desktop(agent.clone()),
-            msg_id: offer_id.to_string(),
-            payload: msg.to_json(),
-            queue: Some(c.queue.clone()),
-        };
-        self.out.push(out);
+        let history = self
+            .customers
+            .get(super::customers::customer_key(&c.customer.id))
+            .filter(|_| self.spec.affinity.lookback_ms.is_some())
+            .map_or(&[][..], |h| h.contacts.as_slice());
+        let mut shared: Option<Vec<u8>> = None;
+        for (ax, agent, offer_id) in members {
+            let Some((have, (load, load_share))) = self
+                .agents
+                .get(*ax as usize)
+                .map(|slot| (&slot.skills, slot.a.load_before(c.channel)))
+            else {
+                continue;
+            };
+            let agent_levels: Vec<_> = by_name
+                .iter()
+                .filter_map(|&(name, _, ix)| {
+                    let at = have.binary_search_by_key(&ix, |(i, _)| *i).ok()?;
+                    Some((name, have[at].1))
+                })
+                .collect();
+            let msg = OfferMsg {
+                v: 1,
+                kind: "offer",
+                offer_id,
+                contact_id: &c.id,
+                conversation_id: &c.conversation_id,
+                agent_id: agent,
+                queue: &c.queue,
+                channel: c.channel,
+                priority: c.priority,
+                offered_at: *offered_at,
+                expires_at: *expires_at,
+                waited_secs: wire::secs(*offered_at - c.received_at),
+                customer: &c.customer,
+                subject: c.subject.as_deref(),
+                text: c.text.as_deref(),
+                history,
+                why: Why {
+                    strategy: strategy.as_str(),
+                    returning_customer: c.preferred_agent.as_ref() == Some(agent),
+                    step: s.step,
+                    required: by_name.iter().map(|&(name, l, _)| (name, l)).collect(),
+                    agent_levels,
+                    candidates: *candidates,
+                    load,
+                    load_share,
+                },
+            };
+            let payload = match (&shared, members.len()) {
+                (_, 1) => msg.to_json(),
+                (Some(part), _) => msg.to_json_sharing(part),
+                (None, _) => msg.to_json_sharing(shared.insert(msg.contact_json())),
+            };
+            out.push(Outbound {
+                subject: OutSubject::Desktop(agent.clone()),
+                msg_id: offer_id.clone(),
+                payload,
+                queue: Some(c.queue.clone()),
+            });
+        }
     }
 
     /// A customer's follow-up message to the agent holding the contact.

@@ -139,6 +139,8 @@ proptest! {
             },
         };
         same(&msg, &msg.to_json())?;
+        // A ring group's other members reuse the contact's part.
+        prop_assert_eq!(msg.to_json_sharing(&msg.contact_json()), msg.to_json());
     }
 
     #[test]
