@@ -35,14 +35,16 @@ else
 fi
 
 # Every test, including the ones that run the compiled binary and a short
-# run of the throughput benchmark (the full one is `cargo bench`). This also
-# builds the release binary the steps below use: no separate `cargo build
-# --release`, whose dependencies differ in features from the tests' (the
-# dev-dependencies change libc's, so tokio and everything above it would be
-# compiled twice; that was about 40 % of a cold run).
-step "cargo test --release"
-cargo test --release --locked --all-targets
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/omniroute"
+# run of the throughput benchmark (the full one is `cargo bench`), built
+# with the `ci` profile: release optimisations without the release
+# profile's whole-program LTO (Cargo.toml). This also builds the binary the
+# steps below use: no separate `cargo build`, whose dependencies differ in
+# features from the tests' (the dev-dependencies change libc's, so tokio
+# and everything above it would be compiled twice; that was about 40 % of a
+# cold run).
+step "cargo test --profile ci"
+cargo test --profile ci --locked --all-targets
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/ci/omniroute"
 
 step "omniroute validate (shipped configuration files)"
 shopt -s nullglob
