@@ -15,6 +15,9 @@ use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, BTreeSet};
 
 impl Engine {
+    // Never inlined into a caller (whole-program LTO would): profiles and
+    // scripts/bench-instructions.sh find the engine's entry points by name.
+    #[inline(never)]
     pub fn on_inbound(&mut self, ev: &InboundEvent, now: DateTime<Utc>) -> Result<Outcome, BadMessage> {
         self.work = Work::default();
         self.age_due(now);
@@ -195,6 +198,9 @@ impl Engine {
         Outcome::Ended
     }
 
+    // Never inlined into a caller (whole-program LTO would): profiles and
+    // scripts/bench-instructions.sh find the engine's entry points by name.
+    #[inline(never)]
     pub fn on_agent(&mut self, ev: &AgentEvent, now: DateTime<Utc>) -> Result<Outcome, BadMessage> {
         self.work = Work::default();
         self.age_due(now);
@@ -450,6 +456,9 @@ impl Engine {
 
     /// Fires every timer due at `now`: offer expiries, wrap-up ends, SLA
     /// thresholds. Costs the number of timers due.
+    // Never inlined into a caller (whole-program LTO would): profiles and
+    // scripts/bench-instructions.sh find the engine's entry points by name.
+    #[inline(never)]
     pub fn on_tick(&mut self, now: DateTime<Utc>) {
         self.work = Work::default();
         self.age_due(now);

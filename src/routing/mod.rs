@@ -392,8 +392,10 @@ struct AgentSlot {
     /// Waiting contacts kept for this agent (affinity `wait_secs`), in
     /// wait order.
     reserved: BTreeSet<WaitKey>,
-    /// Contacts offered to or assigned to the agent.
-    holding: Vec<u32>,
+    /// Contacts offered to or assigned to the agent: inline up to six (an
+    /// offer adds one and a release takes one from the slot it already
+    /// reads, no second cache miss), on the heap beyond.
+    holding: smallvec::SmallVec<[u32; 6]>,
 }
 
 pub struct Engine {

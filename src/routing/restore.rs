@@ -269,7 +269,7 @@ impl Engine {
             skills,
             entry: None,
             reserved: BTreeSet::new(),
-            holding: Vec::new(),
+            holding: smallvec::SmallVec::new(),
         });
         ax
     }
