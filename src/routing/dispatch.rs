@@ -377,8 +377,10 @@ impl Engine {
     /// desk): they are remembered as having passed on it and their slot is
     /// freed. The contact stays offered to the rest of its ring group, or
     /// goes back to the queue with its original age when nobody is left.
-    /// Returns whether it went back to the queue.
-    pub(super) fn withdraw_from(&mut self, cx: u32, agent: &AgentId, now: DateTime<Utc>) -> bool {
+    /// Returns whether it went back to the queue. With `expired`, the
+    /// offer's expiry timer has fired (it is no longer in `timers`: no
+    /// search for it).
+    pub(super) fn withdraw_from(&mut self, cx: u32, agent: &AgentId, now: DateTime<Utc>, expired: bool) -> bool {
         let Some(s) = self.slot_mut(cx) else { return false };
         let channel = s.c.channel;
         let super::ContactState::Offered {
@@ -405,7 +407,9 @@ impl Engine {
         let expires_at = *expires_at;
         if last {
             s.c.state = super::ContactState::Waiting;
-            self.timers.cancel(expires_at, Timer::OfferExpiry(cx));
+            if !expired {
+                self.timers.cancel(expires_at, Timer::OfferExpiry(cx));
+            }
         }
         let Some(s) = self.slot_mut(cx) else { return false };
         s.c.add_decliner(agent);

@@ -279,7 +279,7 @@ impl Engine {
                     self.event_by("declined", cx, aid, now, reason.as_deref());
                     // A decline is an answer: it ends a run of missed offers.
                     self.change_agent(ax, |a| a.missed_offers = 0);
-                    self.withdraw_from(cx, aid, now);
+                    self.withdraw_from(cx, aid, now, false);
                     Outcome::Applied
                 }
                 _ => self.reject(contact_id, aid, "contact is not offered to this agent", now),
@@ -588,7 +588,7 @@ impl Engine {
                 let reason = Some("agent is no longer available");
                 self.notice(cx, &aid, "withdrawn", Some(&offer_id), reason, now);
                 self.event_by("declined", cx, &aid, now, reason);
-                self.withdraw_from(cx, &aid, now);
+                self.withdraw_from(cx, &aid, now, false);
             }
         }
         Outcome::Applied
@@ -612,7 +612,7 @@ impl Engine {
             self.event_with("offer_expired", cx, now, |m| m.agent_id = Some(agent));
         }
         for (agent, _) in &offers {
-            self.withdraw_from(cx, agent, now);
+            self.withdraw_from(cx, agent, now, true);
         }
         if self.excused_until.is_some_and(|u| at <= u) {
             tracing::debug!(contact = %self.contacts_id(cx), "Offer expired while the desktops could not answer; not counted as missed.");
