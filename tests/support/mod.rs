@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -67,42 +67,52 @@ impl NatsServer {
     }
 }
 
-/// Starts nats-server with its store in `dir`; returns it and its port.
+/// Starts nats-server with its store in `dir`; returns it and its port
+/// once the server says it is ready. Its log is copied to `nats.log` by a
+/// thread that reads it as it comes: the port is the one the server says
+/// it listens on, and "Server is ready" is the event waited for (with a
+/// deadline), where the test polled for the ports file before.
 fn spawn_server(dir: &std::path::Path, port: &str, extra: &[&std::ffi::OsStr]) -> (Child, u16) {
+    use std::io::{BufRead, Write};
     let store = dir.join("js");
-    let child = Command::new(nats_server_bin())
+    let mut child = Command::new(nats_server_bin())
         .args(["-a", "127.0.0.1", "-p", port, "-js", "-sd"])
         .arg(&store)
-        .arg("--ports_file_dir")
-        .arg(dir)
         .args(extra)
         .stdout(Stdio::null())
-        .stderr(Stdio::from(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join("nats.log"))
-                .expect("log file"),
-        ))
+        .stderr(Stdio::piped())
         .spawn()
         .expect("start nats-server");
-    let ports_file = dir.join(format!("nats-server_{}.ports", child.id()));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let port = loop {
-        if let Ok(text) = std::fs::read_to_string(&ports_file) {
-            if let Ok(v) = serde_json::from_str::<Value>(&text) {
-                if let Some(url) = v["nats"][0].as_str() {
-                    break url
-                        .rsplit(':')
-                        .next()
-                        .and_then(|p| p.parse::<u16>().ok())
-                        .expect("port in ports file");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("nats.log"))
+        .expect("log file");
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Reads to the end (the server would block on a full pipe), so it
+    // outlives this function; it ends when the server does.
+    std::thread::spawn(move || {
+        let (mut tx, mut listening) = (Some(tx), None);
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = writeln!(log, "{line}");
+            if let Some(at) = line.split("Listening for client connections on ").nth(1) {
+                listening = at.rsplit(':').next().and_then(|p| p.trim().parse::<u16>().ok());
+            }
+            if line.contains("Server is ready") {
+                if let (Some(tx), Some(port)) = (tx.take(), listening) {
+                    let _ = tx.send(port);
                 }
             }
         }
-        assert!(Instant::now() < deadline, "nats-server did not write its ports file");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    });
+    let port = rx.recv_timeout(Duration::from_secs(15)).unwrap_or_else(|e| {
+        panic!(
+            "nats-server did not say it was ready ({e}); see {}",
+            dir.join("nats.log").display()
+        )
+    });
     (child, port)
 }
 
