@@ -416,7 +416,7 @@ impl Engine {
         self.dirty_contacts.push(cx);
         let ax = self.agent_ix.get(agent).copied();
         if let Some(ax) = ax {
-            self.agents[ax as usize].holding.retain(|c| *c != cx);
+            self.unhold_slot(cx, ax);
         }
         if last {
             self.enqueue(cx, now);
@@ -474,7 +474,7 @@ impl Engine {
             self.timers.cancel(at, Timer::OfferExpiry(cx));
         }
         for ax in holder.into_iter().chain(ring) {
-            self.agents[ax as usize].holding.retain(|c| *c != cx);
+            self.unhold_slot(cx, ax);
         }
         let Some(s) = self.contacts.take(cx) else {
             return;
@@ -674,7 +674,14 @@ impl Engine {
     /// Forgets that the agent holds a contact; the slot stays taken.
     pub(super) fn unhold(&mut self, cx: u32, agent: &AgentId) {
         if let Some(ax) = self.agent_ix.get(agent).copied() {
-            self.agents[ax as usize].holding.retain(|c| *c != cx);
+            self.unhold_slot(cx, ax);
+        }
+    }
+
+    /// [`Engine::unhold`] for the agent in slot `ax`.
+    fn unhold_slot(&mut self, cx: u32, ax: u32) {
+        if let Some(slot) = self.agents.get_mut(ax as usize) {
+            slot.holding.retain(|c| *c != cx);
         }
     }
 
