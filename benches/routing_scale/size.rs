@@ -249,7 +249,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
         sim.timers_before(now, OnOffer::Hold);
         sim.now = now;
         let t = Instant::now();
-        sim.e.on_tick(now);
+        expiry_tick(&mut sim.e, now);
         let ns = t.elapsed().as_nanos() as u64;
         h.saturating_record(ns);
         sim.note_work();
@@ -395,4 +395,12 @@ pub(crate) fn run_size(p: &Params) -> Value {
         "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "load_average_1m": [load_at_start, load_average()],
     })
+}
+
+/// The offer expiry's tick, apart by name: `valgrind --tool=callgrind
+/// --toggle-collect='*expiry_tick*'` counts these ticks alone (the engine's
+/// `on_tick` also runs between inputs).
+#[inline(never)]
+fn expiry_tick(e: &mut omniroute::routing::Engine, now: DateTime<Utc>) {
+    e.on_tick(now);
 }

@@ -22,7 +22,7 @@ impl Engine {
     /// the contacts filed in it; the others are kept current by their timer).
     pub(super) fn effective_priority(&self, cx: u32, now: DateTime<Utc>) -> u8 {
         let Some(s) = self.slot(cx) else { return 0 };
-        match (s.ages_in_index && s.class.is_some(), self.queues.get(s.q as usize)) {
+        match (s.aged_by_index(), self.queues.get(s.q as usize)) {
             (true, Some(q)) => q.ageing.at(s.c.priority, s.c.received_at, now).0,
             _ => s.eff,
         }
@@ -33,9 +33,7 @@ impl Engine {
     pub(super) fn schedule_age(&mut self, cx: u32) {
         let Some(s) = self.slot(cx) else { return };
         let ageing = match self.queues.get(s.q as usize) {
-            Some(q) if !(s.ages_in_index && s.class.is_some()) => {
-                q.ageing.next_change(s.c.priority, s.c.received_at, s.eff)
-            }
+            Some(q) if !s.aged_by_index() => q.ageing.next_change(s.c.priority, s.c.received_at, s.eff),
             _ => None,
         };
         let want = match (s.relax_at, ageing) {
@@ -253,6 +251,8 @@ impl Engine {
     /// that only moved up in line cannot (the state was settled).
     pub(super) fn age_due(&mut self, now: DateTime<Utc>) {
         self.waiting.advance(now);
+        // Empty between inputs (settling files them); never left behind.
+        self.file_unfiled();
         // Flushed each round: a timer scheduled here that is due already
         // fires in this pass, as it did when it went straight into `ages`.
         while let Some((at, timer)) = {

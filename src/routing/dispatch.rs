@@ -12,6 +12,12 @@
 //! offers it to its best free agent. A contact of (a) with no fit, or an
 //! agent of (b) with nothing it can take, is dropped from the round: offers
 //! only use up capacity, so neither can match later in the same input.
+//!
+//! A contact that became waiting in the input (new, or back from an offer)
+//! waits in a short list (`Engine::unfiled`), not in the wait index, until
+//! the input ends: an agent of (b) compares its head with each of them as
+//! the index would have, and those not offered by then are filed. Most are offered at once, and filing one only to take it out
+//! again built and tore down its class and head entry.
 
 use super::agents::{fits, nanos, tie, Entry, IdleKey, LoadKey, RrKey, Share, SkillIx, Step};
 use super::model::secs_to_duration;
@@ -52,6 +58,9 @@ impl Engine {
                 };
                 let skills = &self.agents[ax as usize].skills;
                 let (first, walked) = self.waiting.first_for(free, skills, choice.map(|c| c.0));
+                let first = self
+                    .first_unfiled_for(ax, free, first.or(choice.map(|c| c.0)))
+                    .or(first);
                 self.work.examined += walked;
                 // A contact kept for this agent (affinity) that comes first.
                 if let Some(k) = self.reserved_head(ax, free, first.or(choice.map(|c| c.0))) {
@@ -89,8 +98,60 @@ impl Engine {
         }
         self.pending_agents.clear();
         self.pending_contacts.clear();
+        self.file_unfiled();
         self.flush_index();
         self.flush_ages();
+    }
+
+    /// The first contact of `unfiled` the agent can take on the channels
+    /// marked free, if it comes before `bound`: what [`WaitIndex::first_for`]
+    /// would have found among them had they been filed.
+    ///
+    /// [`WaitIndex::first_for`]: super::queues::WaitIndex::first_for
+    fn first_unfiled_for(&self, ax: u32, free: [bool; 4], bound: Option<WaitKey>) -> Option<WaitKey> {
+        if self.unfiled.is_empty() {
+            return None;
+        }
+        let skills = &self.agents.get(ax as usize)?.skills;
+        let mut found = None;
+        for &cx in &self.unfiled {
+            let Some(s) = self.slot(cx).filter(|s| s.unfiled) else {
+                continue;
+            };
+            if !free[s.c.channel.index()] || !fits(skills, &s.need) {
+                continue;
+            }
+            let Some(k) = self.unfiled_key(cx) else { continue };
+            if found.or(bound).is_none_or(|b| k < b) {
+                found = Some(k);
+            }
+        }
+        found
+    }
+
+    /// Files the contacts of `unfiled` still waiting (at the end of an
+    /// input: nobody free fits them, or settling would have offered them).
+    pub(super) fn file_unfiled(&mut self) {
+        while let Some(cx) = self.unfiled.pop() {
+            if let Some(s) = self.slot_mut(cx).filter(|s| s.unfiled) {
+                s.unfiled = false;
+                self.file(cx);
+            }
+        }
+    }
+
+    /// An unfiled contact's effective key now: the key the wait index
+    /// would give it.
+    fn unfiled_key(&self, cx: u32) -> Option<WaitKey> {
+        let s = self.slot(cx)?;
+        Some(self.waiting.effective_with(self.filing_ageing(s), s.stored_key(cx)))
+    }
+
+    /// The ageing the wait index applies to a contact filed as it is now.
+    fn filing_ageing(&self, s: &super::ContactSlot) -> Option<super::spec::Ageing> {
+        s.ages_in_index
+            .then(|| self.queues.get(s.q as usize).map(|q| q.ageing))
+            .flatten()
     }
 
     /// Marks a contact just filed under `key` for settling, unless nobody
@@ -119,7 +180,11 @@ impl Engine {
     /// go stale when the contact is offered in the same input).
     fn is_filed(&self, k: WaitKey) -> bool {
         self.slot(k.ix)
-            .and_then(|s| Some(self.waiting.effective(s.class?, s.stored_key(k.ix))))
+            .and_then(|s| match s.class {
+                Some(class) => Some(self.waiting.effective(class, s.stored_key(k.ix))),
+                None if s.unfiled => self.unfiled_key(k.ix),
+                None => None,
+            })
             .is_some_and(|e| e == k)
     }
 
@@ -497,7 +562,7 @@ impl Engine {
     /// Files a waiting contact under its effective priority at `now` and
     /// marks it for this input's settle.
     pub(super) fn enqueue(&mut self, cx: u32, now: DateTime<Utc>) {
-        if self.slot(cx).is_none_or(|s| s.class.is_some() || s.held) {
+        if self.slot(cx).is_none_or(|s| s.class.is_some() || s.held || s.unfiled) {
             return;
         }
         let Some(q) = self.slot(cx).map(|s| s.q) else { return };
@@ -532,8 +597,23 @@ impl Engine {
             self.schedule_age(cx);
             return;
         }
-        let Some(key) = self.file(cx) else { return };
+        // Not filed yet if there is room (see `UNFILED_MAX`); a restore
+        // files at once, as no input ends it.
+        let key = if self.unfiled.len() < super::UNFILED_MAX && !self.restoring {
+            self.defer_filing(cx)
+        } else {
+            self.file(cx)
+        };
+        let Some(key) = key else { return };
         self.mark_pending(key);
+    }
+
+    /// Puts a waiting contact in `unfiled`; returns its effective key now.
+    fn defer_filing(&mut self, cx: u32) -> Option<WaitKey> {
+        self.slot_mut(cx)?.unfiled = true;
+        self.unfiled.push(cx);
+        self.schedule_age(cx);
+        self.unfiled_key(cx)
     }
 
     /// Opens or closes a queue with hours as its calendar says at `now`
@@ -573,6 +653,12 @@ impl Engine {
                     self.waiting.remove(class, key);
                     // Out of the index, its place is its own again.
                     self.age(cx, now);
+                } else if std::mem::take(&mut s.unfiled) {
+                    s.held = true;
+                    if let Some(i) = self.unfiled.iter().position(|c| *c == cx) {
+                        self.unfiled.swap_remove(i);
+                    }
+                    self.age(cx, now);
                 } else if self.unreserve(cx) {
                     if let Some(s) = self.slot_mut(cx) {
                         s.held = true;
@@ -587,10 +673,7 @@ impl Engine {
     pub(super) fn file(&mut self, cx: u32) -> Option<WaitKey> {
         let s = self.contacts.get(cx)?;
         let key = s.stored_key(cx);
-        let ageing = s
-            .ages_in_index
-            .then(|| self.queues.get(s.q as usize).map(|q| q.ageing))
-            .flatten();
+        let ageing = self.filing_ageing(s);
         let kept = self.class_hint(cx);
         let free = &self.free;
         let hint = kept.and_then(|(_, _, h)| h);
@@ -655,12 +738,18 @@ impl Engine {
         self.cancel_age(cx);
         let Some(s) = self.slot_mut(cx) else { return };
         let held = std::mem::take(&mut s.held);
+        let unfiled = std::mem::take(&mut s.unfiled);
         let class = s.class.take();
         let (key, q) = (s.stored_key(cx), s.q);
         let reserved = self.unreserve(cx);
+        if unfiled {
+            if let Some(i) = self.unfiled.iter().position(|c| *c == cx) {
+                self.unfiled.swap_remove(i);
+            }
+        }
         match class {
             Some(class) => self.waiting.remove(class, key),
-            None if held || reserved => {}
+            None if held || reserved || unfiled => {}
             None => return,
         }
         if let Some(slot) = self.queues.get_mut(q as usize) {

@@ -287,6 +287,15 @@ const RELAX_CACHE_WIDTH: usize = 16;
 /// schedules a few (a restore, thousands).
 const AGES_NEW_MAX: usize = 64;
 
+/// Contacts that became waiting in an input and wait in
+/// `Engine::unfiled` until it ends, instead of in the wait index: most
+/// are offered in the same input (a new contact with agents free, an
+/// expired offer going on to the next agents), and filing a contact only
+/// to take it out again cost a class and a head entry built and torn
+/// down. Beyond this many an input files at once: settling compares each
+/// changed agent with every one of them.
+const UNFILED_MAX: usize = 8;
+
 /// Distinct skill names the router keeps (configuration and events
 /// together): an event that would add more is dead-lettered, so index
 /// memory stays bounded whatever names inputs carry.
@@ -307,6 +316,9 @@ struct ContactSlot {
     tie: u64,
     /// The requirement class it is filed under while waiting.
     class: Option<ClassIx>,
+    /// Waiting, in `Engine::unfiled`: filed when the input ends unless it
+    /// is offered first.
+    unfiled: bool,
     /// When its SLA timer is scheduled, if it is.
     sla_at: Option<DateTime<Utc>>,
     /// Counted in its queue's `at_risk`.
@@ -370,6 +382,12 @@ impl ContactSlot {
         }
     }
 
+    /// Whether the wait index ages it (filed, or to be filed when the
+    /// input ends, under its base priority).
+    fn aged_by_index(&self) -> bool {
+        self.ages_in_index && (self.class.is_some() || self.unfiled)
+    }
+
     /// The key it is filed under in the wait index (whose effective key
     /// ages it, when `ages_in_index`).
     fn stored_key(&self, ix: u32) -> WaitKey {
@@ -419,6 +437,10 @@ pub struct Engine {
     /// going to the next agents) then costs no insert and cancel in a set
     /// of one timer per waiting contact.
     ages_new: Vec<(DateTime<Utc>, u32)>,
+    /// Contacts that became waiting in this input, not yet in `waiting`
+    /// (at most [`UNFILED_MAX`]); settling sees them as if filed, and
+    /// files those still waiting at its end. Empty between inputs.
+    unfiled: Vec<u32>,
     /// Relaxation steps already worked out, by (queue slot, step,
     /// requirement as placed: the shared allocation of
     /// [`Engine::placed_need`], by address).

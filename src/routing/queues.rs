@@ -30,7 +30,9 @@
 //! engine re-files itself when they change.
 //!
 //! Invariants:
-//! - a contact is filed iff it is waiting; its stored key is (priority
+//! - between inputs, a contact is filed iff it is waiting (during one,
+//!   a contact that became waiting in it may wait in the engine's
+//!   `unfiled` list instead; settling reads both); its stored key is (priority
 //!   descending, received_at or slack, a hash of its id, slot), so ties
 //!   order the same way after a restart; its effective key (what the head
 //!   sets and [`WaitIndex::first_for`] order by) is the stored key with the
@@ -148,19 +150,7 @@ impl Class {
     }
 
     fn effective(&self, k: WaitKey, now: i64) -> (WaitKey, Option<i64>) {
-        match self.ageing {
-            Some(a) => {
-                let (eff, next) = a.at_ns(k.prio.0, k.since, now);
-                (
-                    WaitKey {
-                        prio: Reverse(eff),
-                        ..k
-                    },
-                    next,
-                )
-            }
-            None => (k, None),
-        }
+        aged(self.ageing, k, now)
     }
 
     /// The first contact's effective key at `now`, and when it can next
@@ -193,6 +183,24 @@ pub(crate) struct WaitIndex {
     len: usize,
     /// Classes created so far (the last one's generation).
     generations: u64,
+}
+
+/// A stored key's effective key at `now` under a class's ageing, and when
+/// it next changes.
+fn aged(ageing: Option<Ageing>, k: WaitKey, now: i64) -> (WaitKey, Option<i64>) {
+    match ageing {
+        Some(a) => {
+            let (eff, next) = a.at_ns(k.prio.0, k.since, now);
+            (
+                WaitKey {
+                    prio: Reverse(eff),
+                    ..k
+                },
+                next,
+            )
+        }
+        None => (k, None),
+    }
 }
 
 fn lvl(l: u8) -> usize {
@@ -240,6 +248,12 @@ impl WaitIndex {
         self.effective_at(cix, key, self.now())
     }
 
+    /// The effective key now of a contact not filed yet, as
+    /// [`WaitIndex::insert`] with `ageing` would file it.
+    pub fn effective_with(&self, ageing: Option<Ageing>, key: WaitKey) -> WaitKey {
+        aged(ageing.filter(|a| *a != Ageing::default()), key, self.now()).0
+    }
+
     /// [`WaitIndex::effective`] at another instant (nanoseconds since the
     /// epoch): what an operator's query at its own time sees.
     pub fn effective_at(&self, cix: ClassIx, key: WaitKey, at: i64) -> WaitKey {
@@ -267,6 +281,7 @@ impl WaitIndex {
         hint: Option<ClassHint>,
         rarest: impl FnOnce(&[(SkillIx, u8)]) -> Option<(SkillIx, u8)>,
     ) -> (ClassIx, WaitKey) {
+        // As `effective_with` reads it.
         let ageing = ageing.filter(|a| *a != Ageing::default());
         let hinted = hint.filter(|h| {
             self.classes
