@@ -20,6 +20,7 @@ use super::timefmt::{rfc3339, rfc3339_bytes};
 use super::Channel;
 use chrono::{DateTime, Utc};
 use serde_json::ser::{CompactFormatter, Formatter};
+use std::cell::Cell;
 
 /// `,"name":`, as [`Json::key`] takes it: a member's separator, name and
 /// colon, written with one copy.
@@ -38,8 +39,14 @@ struct Json {
 
 impl Json {
     fn new() -> Self {
-        // Most payloads fit: one allocation instead of a series of regrowths.
-        let mut b = Vec::with_capacity(1024);
+        // Most notices and events fit: one allocation instead of a series
+        // of regrowths.
+        Self::with_capacity(1024)
+    }
+
+    /// An object expected to take about `bytes`.
+    fn with_capacity(bytes: usize) -> Self {
+        let mut b = Vec::with_capacity(bytes);
         b.push(b'{');
         Json { b, first: true }
     }
@@ -123,7 +130,7 @@ impl Json {
     fn float(&mut self, k: &'static str, v: f64) {
         self.key(k);
         if v.is_finite() {
-            let _ = CompactFormatter.write_f64(&mut self.b, v);
+            float(&mut self.b, v);
         } else {
             // As serde_json writes a NaN or an infinity.
             self.b.extend_from_slice(b"null");
@@ -224,6 +231,38 @@ fn needs_escape(s: &[u8]) -> bool {
     hit != 0
 }
 
+/// The longest text [`LAST_FLOAT`] keeps: any finite `f64` in serde_json's
+/// form (`-2.2250738585072014e-308` is 24 bytes).
+const FLOAT_TEXT: usize = 32;
+
+thread_local! {
+    /// The last finite `f64` written, by its bits, and its text: the
+    /// outputs of one input repeat the same few values (a contact's
+    /// `waited_secs` is in each of its events and offers of that input).
+    /// The initial bits are a NaN's, which never comes here.
+    static LAST_FLOAT: Cell<(u64, u8, [u8; FLOAT_TEXT])> =
+        const { Cell::new((0x7ff8_0000_0000_0001, 0, [0; FLOAT_TEXT])) };
+}
+
+/// A finite `v` as serde_json writes it.
+fn float(b: &mut Vec<u8>, v: f64) {
+    let bits = v.to_bits();
+    let (last, len, text) = LAST_FLOAT.get();
+    if last == bits {
+        b.extend_from_slice(&text[..usize::from(len)]);
+        return;
+    }
+    let start = b.len();
+    // Writing into a Vec cannot fail.
+    let _ = CompactFormatter.write_f64(b, v);
+    let written = &b[start..];
+    if let (Ok(len), true) = (u8::try_from(written.len()), written.len() <= FLOAT_TEXT) {
+        let mut text = [0; FLOAT_TEXT];
+        text[..written.len()].copy_from_slice(written);
+        LAST_FLOAT.set((bits, len, text));
+    }
+}
+
 /// `s`, which needs no escaping ([`Json::token`]), as a JSON string.
 fn plain(b: &mut Vec<u8>, s: &str) {
     debug_assert!(!needs_escape(s.as_bytes()), "{s:?} needs escaping");
@@ -266,10 +305,15 @@ fn escaped(b: &mut Vec<u8>, s: &str) {
     b.push(b'"');
 }
 
+/// Room for an offer's fields besides the contact's part (ids, agent,
+/// `why` with a few skills), and for one history entry at most.
+const OFFER_HEAD_AND_WHY: usize = 640;
+const HISTORY_ENTRY: usize = 224;
+
 impl OfferMsg<'_> {
     /// This offer as serde_json would write it, faster.
     pub fn to_json(&self) -> Vec<u8> {
-        let mut j = Json::new();
+        let mut j = Json::with_capacity(OFFER_HEAD_AND_WHY + self.contact_part_estimate());
         self.head(&mut j);
         self.contact_part(&mut j);
         self.why(&mut j);
@@ -283,18 +327,26 @@ impl OfferMsg<'_> {
     /// history once per member.
     pub fn contact_json(&self) -> Vec<u8> {
         let mut j = Json {
-            b: Vec::with_capacity(1024),
+            b: Vec::with_capacity(self.contact_part_estimate()),
             first: false,
         };
         self.contact_part(&mut j);
         j.b
     }
 
+    /// About the bytes of [`OfferMsg::contact_part`], generously: an offer
+    /// with a returning customer's history passed 1 KiB, and growing the
+    /// buffer then copied all of it into a fresh allocation.
+    fn contact_part_estimate(&self) -> usize {
+        let text = self.subject.map_or(0, str::len) + self.text.map_or(0, str::len);
+        256 + text + HISTORY_ENTRY * self.history.len()
+    }
+
     /// [`OfferMsg::to_json`] with the contact's part given as written by
     /// [`OfferMsg::contact_json`] for an offer of the same contact at the
     /// same instant (the caller's promise; the bytes are the same then).
     pub fn to_json_sharing(&self, contact: &[u8]) -> Vec<u8> {
-        let mut j = Json::new();
+        let mut j = Json::with_capacity(OFFER_HEAD_AND_WHY + contact.len());
         self.head(&mut j);
         j.b.extend_from_slice(contact);
         self.why(&mut j);

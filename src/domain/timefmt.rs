@@ -3,6 +3,7 @@
 //! event carries one or more.
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use std::cell::Cell;
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ`, as chrono's `to_rfc3339_opts(Millis, true)`
 /// writes it, without the formatting machinery: every offer and event
@@ -17,6 +18,25 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
 /// The common case of [`rfc3339`] on the stack; `None` outside four-digit
 /// years or on a leap second, where chrono's own form is used.
 pub(crate) fn rfc3339_bytes(t: DateTime<Utc>) -> Option<[u8; 24]> {
+    // The outputs of one input carry its time again and again.
+    let key = (t.timestamp(), t.timestamp_subsec_nanos() / 1_000_000);
+    let (last, text) = LAST.get();
+    if last == key {
+        return Some(text);
+    }
+    let text = write(t)?;
+    LAST.set((key, text));
+    Some(text)
+}
+
+thread_local! {
+    /// The last time written (seconds, milliseconds) and its text; the
+    /// initial key is no time's (milliseconds are below 1 000 there, or a
+    /// leap second's, which is never kept).
+    static LAST: Cell<((i64, u32), [u8; 24])> = const { Cell::new(((0, u32::MAX), [0; 24])) };
+}
+
+fn write(t: DateTime<Utc>) -> Option<[u8; 24]> {
     use chrono::{Datelike, Timelike};
     // The naive form: `DateTime`'s accessors each add the (zero) offset again.
     let t = t.naive_utc();
@@ -59,7 +79,10 @@ mod tests {
         for ms in cases {
             let t = DateTime::<Utc>::from_timestamp_millis(ms).expect("in range")
                 + chrono::Duration::nanoseconds((ms.rem_euclid(997) * 1_003) % 1_000_000);
-            assert_eq!(rfc3339(t), t.to_rfc3339_opts(SecondsFormat::Millis, true), "{ms}");
+            // Twice: the second from the memo of the last time written.
+            for _ in 0..2 {
+                assert_eq!(rfc3339(t), t.to_rfc3339_opts(SecondsFormat::Millis, true), "{ms}");
+            }
         }
     }
 }

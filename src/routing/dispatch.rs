@@ -597,15 +597,21 @@ impl Engine {
             self.schedule_age(cx);
             return;
         }
-        // Not filed yet if there is room (see `UNFILED_MAX`); a restore
-        // files at once, as no input ends it.
-        let key = if self.unfiled.len() < super::UNFILED_MAX && !self.restoring {
+        // Not filed yet when someone free may take it at once and there is
+        // room (see `UNFILED_MAX`). Filed at once otherwise: an agent freed
+        // later in the input may still take it, but mostly nobody does
+        // (an expired offer at saturation). A restore files at once, as no
+        // input ends it.
+        let free = self.anyone_free_for(cx);
+        let key = if free && self.unfiled.len() < super::UNFILED_MAX && !self.restoring {
             self.defer_filing(cx)
         } else {
             self.file(cx)
         };
-        let Some(key) = key else { return };
-        self.mark_pending(key);
+        // As `mark_pending` would.
+        if let (Some(key), true) = (key, free) {
+            self.pending_contacts.insert(key);
+        }
     }
 
     /// Puts a waiting contact in `unfiled`; returns its effective key now.

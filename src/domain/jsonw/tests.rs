@@ -243,3 +243,26 @@ fn the_escape_scan_finds_every_escaped_byte_at_every_position() {
         }
     }
 }
+
+#[test]
+fn a_float_written_again_is_written_as_serde_json_writes_it() {
+    // The second write of each comes from the one-value memo.
+    let values = [
+        0.0,
+        -0.0,
+        1.5,
+        12.345,
+        0.1 + 0.2,
+        1e300,
+        5e-324,
+        -2.2250738585072014e-308,
+        86_400.001,
+    ];
+    for v in values {
+        let mut b = Vec::new();
+        super::float(&mut b, v);
+        super::float(&mut b, v);
+        let one = serde_json::to_vec(&v).expect("finite");
+        assert_eq!(b, [one.clone(), one].concat(), "{v}");
+    }
+}
