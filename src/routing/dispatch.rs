@@ -826,8 +826,7 @@ impl Engine {
         if gained && !self.pending_agents.contains(&ax) {
             self.pending_agents.push(ax);
         }
-        let id = self.agents[ax as usize].a.id.clone();
-        self.dirty_agents.push(id);
+        self.dirty_agents.push(ax);
     }
 
     /// Updates the free index for every agent changed since the last call.

@@ -236,7 +236,7 @@ impl Engine {
                     weights: Default::default(),
                     load: [0; 4],
                 });
-                self.dirty_agents.push(aid.clone());
+                self.dirty_agents.push(ax);
                 ax
             }
             None => {

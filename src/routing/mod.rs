@@ -491,7 +491,9 @@ pub struct Engine {
     /// Inside [`Engine::restore`]: decisions already taken are read from
     /// the records, not taken again.
     restoring: bool,
-    dirty_agents: Vec<AgentId>,
+    /// Agents changed (slots, with repeats; a slot is never freed): by
+    /// slot, not id, so a change costs no copy of the id.
+    dirty_agents: Vec<u32>,
     /// Queues whose pace changed (slots, with repeats), and records of
     /// queues no longer configured, to delete.
     dirty_queues: Vec<u32>,
@@ -586,11 +588,13 @@ impl Engine {
                 value: Some(crate::domain::wire::to_json(&s.c)),
             });
         }
-        for id in agents.drain(..) {
-            let value = self.agent(id.as_str()).map(crate::domain::wire::to_json);
+        for ax in agents.drain(..) {
+            let Some(slot) = self.agents.get(ax as usize) else {
+                continue;
+            };
             v.push(Change {
-                key: format!("{AGENT_KEY}{id}"),
-                value,
+                key: format!("{AGENT_KEY}{}", slot.a.id),
+                value: Some(crate::domain::wire::to_json(&slot.a)),
             });
         }
         (self.dirty_contacts, self.closed_contacts, self.dirty_agents) = (contacts, closed, agents);

@@ -93,6 +93,8 @@ impl Engine {
         }
         // Agents in id order, so slots (and nothing else) follow the records.
         let mut by_id: BTreeMap<AgentId, Agent> = agents.into_iter().map(|a| (a.id.clone(), a)).collect();
+        // Agents whose records the configuration changed or added.
+        let mut changed: BTreeSet<AgentId> = BTreeSet::new();
         for a in &spec.agents {
             match by_id.get_mut(&a.id) {
                 Some(have) if have.profile_from_event => {}
@@ -106,11 +108,11 @@ impl Engine {
                         have.skills = a.skills.clone();
                         have.capacity = a.capacity;
                         have.units = a.units;
-                        e.dirty_agents.push(a.id.clone());
+                        changed.insert(a.id.clone());
                     }
                 }
                 None => {
-                    e.dirty_agents.push(a.id.clone());
+                    changed.insert(a.id.clone());
                     by_id.insert(
                         a.id.clone(),
                         Agent {
@@ -137,7 +139,11 @@ impl Engine {
             for w in &a.wrap_ups {
                 a.load[w.channel.index()] += 1;
             }
+            let dirty = changed.contains(&a.id);
             let ax = e.push_agent(a);
+            if dirty {
+                e.dirty_agents.push(ax);
+            }
             let wraps: BTreeSet<DateTime<Utc>> = e.agents[ax as usize].a.wrap_ups.iter().map(|w| w.until).collect();
             for until in wraps {
                 e.timers.insert(until, Timer::WrapUpEnd(ax));
