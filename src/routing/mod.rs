@@ -63,8 +63,9 @@
 //! 20 000 agents, default mix): an eighth building the offer and its
 //! lifecycle events (JSON written by `domain::jsonw`, a quarter with serde's
 //! derived encoding), an eighth updating the free-agent index, a ninth
-//! filing the contact in the wait index (and out again at the offer), a
-//! twelfth placing it (queue, requirement, policy), the rest creating the
+//! filing the contact in the wait index and out again at the offer (no
+//! longer, for a contact offered in the input that made it wait: it waits
+//! in `Engine::unfiled` meanwhile), a twelfth placing it (queue, requirement, policy), the rest creating the
 //! record, picking and settling. Ids come from a counter (`outputs::Ids`),
 //! names are shared (`Arc<str>`), so neither reads a clock nor copies. The
 //! binary uses mimalloc, whose cheaper small frees took a third off the
