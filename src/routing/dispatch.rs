@@ -14,10 +14,11 @@
 //! only use up capacity, so neither can match later in the same input.
 //!
 //! A contact that became waiting in the input (new, or back from an offer)
-//! waits in a short list (`Engine::unfiled`), not in the wait index, until
-//! the input ends: an agent of (b) compares its head with each of them as
-//! the index would have, and those not offered by then are filed. Most are offered at once, and filing one only to take it out
-//! again built and tore down its class and head entry.
+//! while someone free may take it waits in a short list (`Engine::unfiled`),
+//! not in the wait index, until the input ends: an agent of (b) compares
+//! its head with each of them as the index would have, and those not
+//! offered by then are filed. Most are offered at once, and filing one only
+//! to take it out again built and tore down its class and head entry.
 
 use super::agents::{fits, nanos, tie, Entry, IdleKey, LoadKey, RrKey, Share, SkillIx, Step};
 use super::model::secs_to_duration;
@@ -614,6 +615,13 @@ impl Engine {
         }
     }
 
+    /// Takes a contact out of `unfiled` (the caller clears its flag).
+    fn drop_unfiled(&mut self, cx: u32) {
+        if let Some(i) = self.unfiled.iter().position(|c| *c == cx) {
+            self.unfiled.swap_remove(i);
+        }
+    }
+
     /// Puts a waiting contact in `unfiled`; returns its effective key now.
     fn defer_filing(&mut self, cx: u32) -> Option<WaitKey> {
         self.slot_mut(cx)?.unfiled = true;
@@ -661,9 +669,7 @@ impl Engine {
                     self.age(cx, now);
                 } else if std::mem::take(&mut s.unfiled) {
                     s.held = true;
-                    if let Some(i) = self.unfiled.iter().position(|c| *c == cx) {
-                        self.unfiled.swap_remove(i);
-                    }
+                    self.drop_unfiled(cx);
                     self.age(cx, now);
                 } else if self.unreserve(cx) {
                     if let Some(s) = self.slot_mut(cx) {
@@ -749,9 +755,7 @@ impl Engine {
         let (key, q) = (s.stored_key(cx), s.q);
         let reserved = self.unreserve(cx);
         if unfiled {
-            if let Some(i) = self.unfiled.iter().position(|c| *c == cx) {
-                self.unfiled.swap_remove(i);
-            }
+            self.drop_unfiled(cx);
         }
         match class {
             Some(class) => self.waiting.remove(class, key),
