@@ -297,6 +297,9 @@ const AGES_NEW_MAX: usize = 64;
 /// changed agent with every one of them.
 const UNFILED_MAX: usize = 8;
 
+/// Outputs an input has room for before its list grows.
+const OUT_ROOM: usize = 16;
+
 /// Distinct skill names the router keeps (configuration and events
 /// together): an event that would add more is dead-lettered, so index
 /// memory stays bounded whatever names inputs carry.
@@ -554,7 +557,13 @@ impl Engine {
 
     /// Outbound messages produced since the last call, in order.
     pub fn take_outputs(&mut self) -> Vec<Outbound> {
-        std::mem::take(&mut self.out)
+        // Room for a typical input's outputs (an expiry with a ring group
+        // makes a dozen): one allocation, where growing from empty took
+        // three and copied the outputs twice.
+        if self.out.is_empty() {
+            return Vec::new(); // and the room stays
+        }
+        std::mem::replace(&mut self.out, Vec::with_capacity(OUT_ROOM))
     }
 
     /// Records to persist since the last call.
