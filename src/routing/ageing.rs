@@ -126,6 +126,8 @@ impl Engine {
             };
             if at_step != s.step as usize {
                 changed = true;
+                // Its `overflowed` or `relaxed` event may follow.
+                s.c.warm();
                 let Some(r) = self.relaxation(cx, at_step, waited) else {
                     return false;
                 };

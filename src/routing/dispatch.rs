@@ -296,6 +296,7 @@ impl Engine {
     /// to up to `ring_size - 1` more (the next fitting agents in idle order
     /// who have not passed on it).
     pub(super) fn offer(&mut self, cx: u32, ax: u32, candidates: usize, now: DateTime<Utc>) -> bool {
+        self.warm_offer(cx, ax);
         let Some(s) = self.slot(cx) else { return false };
         if !s.c.is_waiting() || ax as usize >= self.agents.len() {
             debug_assert!(false, "offer of a contact that is not waiting");

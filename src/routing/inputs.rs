@@ -606,6 +606,7 @@ impl Engine {
         if expires_at != at {
             return;
         }
+        s.c.warm();
         let offers = s.c.offers();
         for (agent, offer_id) in &offers {
             self.notice(cx, agent, "withdrawn", Some(offer_id), Some("offer expired"), now);

@@ -51,6 +51,27 @@ impl Ids {
 }
 
 impl Engine {
+    /// Reads ahead what the offer of a contact to an agent will write and
+    /// is cold in memory (see [`super::Contact::warm`]): the contact's
+    /// strings, the agent's id, and the customer's history with its
+    /// agents' ids. Their cache misses then overlap with each other and
+    /// with the decision's work, instead of stalling the writer in turn.
+    pub(super) fn warm_offer(&self, cx: u32, ax: u32) {
+        let Some(s) = self.slot(cx) else { return };
+        s.c.warm();
+        let first = |s: &str| s.as_bytes().first().copied();
+        std::hint::black_box(self.agents.get(ax as usize).and_then(|a| first(a.a.id.as_str())));
+        if self.spec.affinity.lookback_ms.is_none() {
+            return;
+        }
+        let key = super::customers::customer_key(&s.c.customer.id);
+        if let Some(h) = self.customers.get(key) {
+            for e in &h.contacts {
+                std::hint::black_box(e.agent.as_ref().and_then(|a| first(a.as_str())));
+            }
+        }
+    }
+
     /// The offer of an offered contact to each agent it went to (again,
     /// after a restart: same ids).
     pub(super) fn emit_offer(&mut self, cx: u32) {
