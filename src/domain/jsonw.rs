@@ -30,6 +30,10 @@ macro_rules! key {
     };
 }
 
+/// The most a notice or an event takes besides its strings: field names,
+/// quotes, numbers and its time (checked with every field at its longest).
+const FIXED: usize = 384;
+
 /// An object being written: `first` says no member has been written at the
 /// current nesting level yet (so no comma goes before the next).
 struct Json {
@@ -38,10 +42,14 @@ struct Json {
 }
 
 impl Json {
-    fn new() -> Self {
-        // Most notices and events fit: one allocation instead of a series
-        // of regrowths.
-        Self::with_capacity(1024)
+    /// A notice or an event, whose fields besides `strings` (every string
+    /// it writes) take at most [`FIXED`] bytes: their names, quotes, numbers
+    /// and time. Room for all of it, so one allocation and no regrowth,
+    /// and a block the size of the payload rather than a kibibyte each
+    /// (fewer cache lines for the allocator and the writer to touch per
+    /// output). Only a string that needs escaping grows it.
+    fn for_strings(strings: &[Option<&str>]) -> Self {
+        Self::with_capacity(FIXED + strings.iter().flatten().map(|s| s.len()).sum::<usize>())
     }
 
     /// An object expected to take about `bytes`.
@@ -429,7 +437,17 @@ impl OfferMsg<'_> {
 impl DesktopNotice<'_> {
     /// This notice as serde_json would write it, faster.
     pub fn to_json(&self) -> Vec<u8> {
-        let mut j = Json::new();
+        let mut j = Json::for_strings(&[
+            Some(self.kind),
+            Some(self.contact_id),
+            Some(self.conversation_id),
+            Some(self.agent_id.as_str()),
+            self.offer_id,
+            self.reason,
+            self.event_id,
+            self.subject,
+            self.text,
+        ]);
         j.uint(key!("v"), self.v.into());
         j.token(key!("kind"), self.kind);
         j.str(key!("contact_id"), self.contact_id);
@@ -449,7 +467,18 @@ impl DesktopNotice<'_> {
 impl ContactEventMsg<'_> {
     /// This event as serde_json would write it, faster.
     pub fn to_json(&self) -> Vec<u8> {
-        let mut j = Json::new();
+        let mut j = Json::for_strings(&[
+            Some(&self.event_id),
+            self.contact_id,
+            self.conversation_id,
+            self.queue.map(|q| q.as_str()),
+            self.agent_id.map(|a| a.as_str()),
+            self.offer_id,
+            self.reason,
+            self.from_queue.map(|q| q.as_str()),
+            self.to_queue.map(|q| q.as_str()),
+            self.error,
+        ]);
         j.uint(key!("v"), self.v.into());
         j.str(key!("event_id"), &self.event_id);
         j.str_or_null(key!("contact_id"), self.contact_id);

@@ -133,7 +133,10 @@ pub struct Outbound {
     /// Used as `Nats-Msg-Id`, so a republish after a crash is deduplicated.
     pub msg_id: String,
     pub payload: Vec<u8>,
-    /// Queue of the contact, for metric labels.
+    /// Queue of the contact, for the metric labels of lifecycle events and
+    /// SLA alerts; `None` on desktop messages (offers, notices), which no
+    /// metric labels by queue: a shared name's count is an atomic write,
+    /// two per output, on the hot path.
     pub queue: Option<QueueName>,
 }
 

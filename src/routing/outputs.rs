@@ -179,7 +179,7 @@ impl Engine {
                 subject: OutSubject::Desktop(agent.clone()),
                 msg_id: offer_id.clone(),
                 payload,
-                queue: Some(c.queue.clone()),
+                queue: None,
             });
         }
     }
@@ -206,7 +206,7 @@ impl Engine {
             subject: OutSubject::Desktop(agent.clone()),
             msg_id: format!("msg-{}", f.event_id),
             payload: n.to_json(),
-            queue: Some(c.queue.clone()),
+            queue: None,
         };
         self.out.push(out);
     }
@@ -241,7 +241,7 @@ impl Engine {
             subject: OutSubject::Desktop(agent.clone()),
             msg_id,
             payload: n.to_json(),
-            queue: Some(c.queue.clone()),
+            queue: None,
         };
         self.out.push(out);
     }

@@ -207,6 +207,65 @@ proptest! {
     }
 }
 
+/// Notices and events are allocated for their strings plus [`FIXED`]
+/// bytes: with every field present, numbers and the time at their longest,
+/// and strings that need no escaping, the payload fits.
+#[test]
+fn a_notice_or_an_event_fits_its_strings_and_the_fixed_room() {
+    let (queue, agent) = (
+        QueueName::try_from("q".to_string()).expect("token"),
+        AgentId::try_from("a".to_string()).expect("token"),
+    );
+    let at = DateTime::<Utc>::MAX_UTC;
+    let longest = -2.2250738585072014e-308;
+    let event = ContactEventMsg {
+        v: u8::MAX,
+        event_id: "e".into(),
+        contact_id: Some("c"),
+        conversation_id: Some("v"),
+        channel: Some(Channel::Social),
+        queue: Some(&queue),
+        agent_id: Some(&agent),
+        at,
+        waited_secs: longest,
+        offer_id: Some("o"),
+        reason: Some("r"),
+        from_queue: Some(&queue),
+        to_queue: Some(&queue),
+        error: Some("x"),
+        position: Some(usize::MAX),
+        estimated_wait_secs: Some(longest),
+    };
+    let json = event.to_json();
+    assert!(
+        json.len() <= FIXED + 10,
+        "{} bytes: {}",
+        json.len(),
+        String::from_utf8_lossy(&json)
+    );
+    let notice = DesktopNotice {
+        v: u8::MAX,
+        kind: "w",
+        contact_id: "c",
+        conversation_id: "v",
+        agent_id: &agent,
+        channel: Channel::Social,
+        offer_id: Some("o"),
+        reason: Some("r"),
+        event_id: Some("e"),
+        subject: Some("s"),
+        text: Some("t"),
+        at,
+    };
+    let json = notice.to_json();
+    assert!(
+        json.len() <= FIXED + 9,
+        "{} bytes: {}",
+        json.len(),
+        String::from_utf8_lossy(&json)
+    );
+}
+
 #[test]
 fn every_character_serde_json_escapes_is_escaped_the_same_way() {
     for c in (0u32..0x80).filter_map(char::from_u32).chain(['é', '€', '𝄞']) {
