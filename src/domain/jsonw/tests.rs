@@ -216,6 +216,10 @@ fn a_notice_or_an_event_fits_its_strings_and_the_fixed_room() {
         QueueName::try_from("q".to_string()).expect("token"),
         AgentId::try_from("a".to_string()).expect("token"),
     );
+    let fits = |json: &[u8], strings: usize| {
+        let text = String::from_utf8_lossy(json);
+        assert!(json.len() <= FIXED + strings, "{} bytes: {text}", json.len());
+    };
     let at = DateTime::<Utc>::MAX_UTC;
     let longest = -2.2250738585072014e-308;
     let event = ContactEventMsg {
@@ -236,13 +240,8 @@ fn a_notice_or_an_event_fits_its_strings_and_the_fixed_room() {
         position: Some(usize::MAX),
         estimated_wait_secs: Some(longest),
     };
-    let json = event.to_json();
-    assert!(
-        json.len() <= FIXED + 10,
-        "{} bytes: {}",
-        json.len(),
-        String::from_utf8_lossy(&json)
-    );
+    // Its ten strings are a byte each.
+    fits(&event.to_json(), 10);
     let notice = DesktopNotice {
         v: u8::MAX,
         kind: "w",
@@ -257,13 +256,7 @@ fn a_notice_or_an_event_fits_its_strings_and_the_fixed_room() {
         text: Some("t"),
         at,
     };
-    let json = notice.to_json();
-    assert!(
-        json.len() <= FIXED + 9,
-        "{} bytes: {}",
-        json.len(),
-        String::from_utf8_lossy(&json)
-    );
+    fits(&notice.to_json(), 9);
 }
 
 #[test]
