@@ -1,4 +1,9 @@
 //! Readiness latches, set by each subsystem and read by `/ready`.
+//!
+//! Invariant: systemd hears `READY=1` once, at the first moment `/ready`
+//! would answer 200 (every setter that can complete readiness looks), so a
+//! unit ordered after this one, or a test waiting on the notification,
+//! starts when the daemon serves, not before.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -20,6 +25,8 @@ pub struct Readiness {
     active: AtomicBool,
     /// A problem retrying cannot fix, with its fix: `/ready` says it.
     fatal: Mutex<Option<String>>,
+    /// `READY=1` has been sent.
+    announced: AtomicBool,
 }
 
 fn now_ms() -> u64 {
@@ -33,6 +40,7 @@ impl Readiness {
     pub fn set_nats_connected(&self, v: bool) {
         self.nats_connected.send_replace(v);
         metrics::gauge!(crate::telemetry::NATS_CONNECTED).set(if v { 1.0 } else { 0.0 });
+        self.announce();
     }
     /// Records the latest connection failure (`None` once connected).
     /// Returns whether it differs from the one before, so a client that
@@ -61,9 +69,11 @@ impl Readiness {
     }
     pub fn set_streams_ok(&self, v: bool) {
         self.streams_ok.store(v, Ordering::Relaxed);
+        self.announce();
     }
     pub fn set_state_loaded(&self, v: bool) {
         self.state_loaded.store(v, Ordering::Relaxed);
+        self.announce();
     }
     pub fn set_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
@@ -72,6 +82,7 @@ impl Readiness {
     pub fn set_active(&self, v: bool) {
         self.active.store(v, Ordering::Relaxed);
         metrics::gauge!(crate::telemetry::ROUTER_ACTIVE).set(if v { 1.0 } else { 0.0 });
+        self.announce();
     }
     pub fn role(&self) -> &'static str {
         if self.active.load(Ordering::Relaxed) {
@@ -83,6 +94,17 @@ impl Readiness {
     pub fn set_fatal(&self, why: Option<String>) {
         if let Ok(mut f) = self.fatal.lock() {
             *f = why;
+        }
+        self.announce();
+    }
+
+    /// Tells systemd `READY=1` the first time every latch says ready.
+    fn announce(&self) {
+        if !self.announced.load(Ordering::Relaxed)
+            && self.check().is_ok()
+            && !self.announced.swap(true, Ordering::Relaxed)
+        {
+            crate::notify::notify("READY=1");
         }
     }
 

@@ -228,7 +228,6 @@ async fn run_one_adapter(
         None,
         stop.clone(),
     ));
-    notify::notify("READY=1");
     let result = serve_adapters(
         Arc::new(config),
         vec![spec],
@@ -316,8 +315,8 @@ async fn run_routing(
     else {
         return Ok(());
     };
+    // Sends `READY=1` if NATS is still connected (see `health`).
     ready.set_streams_ok(true);
-    notify::notify("READY=1");
     let watchdog = notify::watchdog_interval().map(|every| {
         let (stop, ready) = (shutdown.clone(), Arc::clone(&ready));
         // Fed only while the routing loop turns (it does at least every

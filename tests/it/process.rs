@@ -164,28 +164,24 @@ async fn sigterm_drains_and_exits_zero_and_logs_hold_no_customer_data() {
 async fn speaks_the_systemd_notify_protocol_with_a_watchdog() {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().expect("tmp");
-    let sock_path = dir.path().join("notify.sock");
-    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).expect("bind notify socket");
-    sock.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
-    let env = [
-        ("NOTIFY_SOCKET", sock_path.display().to_string()),
-        ("WATCHDOG_USEC", "400000".to_string()),
-    ];
+    let env = [("WATCHDOG_USEC", "400000".to_string())];
+    // The harness gives the process its NOTIFY_SOCKET and returns once it
+    // said READY=1 (and `/ready` agreed).
     let mut p = spawn_with(dir.path(), &nats.url, "n", &env).await;
-    let mut got = Vec::new();
+    assert!(p.before_ready.is_empty(), "ready comes first: {:?}", p.before_ready);
     let mut buf = [0u8; 256];
-    while !(got.iter().any(|m| m == "READY=1") && got.iter().filter(|m| *m == "WATCHDOG=1").count() >= 2) {
-        let n = sock.recv(&mut buf).expect("a notification within 20 s");
-        got.push(String::from_utf8_lossy(&buf[..n]).to_string());
+    let mut next = async |p: &mut Proc, what: &str| {
+        let n = tokio::time::timeout(Duration::from_secs(20), p.notify.recv(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{what} within 20 s"))
+            .expect("read the notify socket");
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    };
+    for _ in 0..2 {
+        assert_eq!(next(&mut p, "WATCHDOG=1").await, "WATCHDOG=1");
     }
-    assert_eq!(got[0], "READY=1", "ready comes first: {got:?}");
     kill(Pid::from_raw(p.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
-    loop {
-        let n = sock.recv(&mut buf).expect("STOPPING=1 within 20 s");
-        if &buf[..n] == b"STOPPING=1" {
-            break;
-        }
-    }
+    while next(&mut p, "STOPPING=1").await != "STOPPING=1" {}
     assert!(wait_exit(&mut p.child, Duration::from_secs(30)).success());
 }
 

@@ -1,5 +1,6 @@
 //! The compiled `omniroute` binary as a child process: started on a free
-//! HTTP port, waited on until ready, killed or stopped by the test.
+//! HTTP port, waited on until it tells systemd's notify socket (one the test
+//! holds) `READY=1`, killed or stopped by the test.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -9,6 +10,10 @@ pub struct Proc {
     pub child: Child,
     pub http: SocketAddr,
     pub log: std::path::PathBuf,
+    /// The process's `NOTIFY_SOCKET`: what it tells systemd after `READY=1`.
+    pub notify: tokio::net::UnixDatagram,
+    /// What it told systemd before `READY=1`.
+    pub before_ready: Vec<String>,
 }
 
 /// A router still running when its test ends (the test failed before
@@ -32,7 +37,8 @@ pub fn free_port() -> u16 {
 }
 
 /// Starts the compiled binary with `config` (written into `dir`), logging
-/// JSON to `dir/omniroute-<tag>.log`, and waits until `/ready` says 200.
+/// JSON to `dir/omniroute-<tag>.log`, and waits for its `READY=1`, then
+/// checks that `/ready` says 200.
 pub async fn spawn(dir: &std::path::Path, config: &str, nats_url: &str, tag: &str, env: &[(&str, String)]) -> Proc {
     spawn_with(&["run"], dir, config, nats_url, tag, env).await
 }
@@ -50,6 +56,9 @@ pub async fn spawn_with(
     std::fs::write(&cfg, config).expect("write config");
     let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let log = dir.join(format!("omniroute-{tag}.log"));
+    let sock = dir.join(format!("notify-{tag}.sock"));
+    let _ = std::fs::remove_file(&sock);
+    let notify = tokio::net::UnixDatagram::bind(&sock).expect("bind the notify socket");
     let child = Command::new(env!("CARGO_BIN_EXE_omniroute"))
         .args(args)
         .arg("--config")
@@ -57,28 +66,52 @@ pub async fn spawn_with(
         .env("OMNIROUTE_NATS__URL", nats_url)
         .env("OMNIROUTE_HTTP__LISTEN", http.to_string())
         .env("OMNIROUTE_LOG__FORMAT", "json")
+        .env("NOTIFY_SOCKET", &sock)
         .env_remove("RUST_LOG")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::from(std::fs::File::create(&log).expect("log")))
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn omniroute");
-    let p = Proc { child, http, log };
+    let mut p = Proc {
+        child,
+        http,
+        log,
+        notify,
+        before_ready: Vec::new(),
+    };
     // Generous: a deadline, not a timing claim. With the whole suite
     // running on two cores, set-up on a three-replica cluster (its
     // retries back off up to seconds apart) can take well over 20 s.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok((200, _)) = super::http_get(p.http, "/ready").await {
-            return p;
-        }
-        assert!(
-            Instant::now() < deadline,
+    let not_ready = |p: &Proc| {
+        format!(
             "binary not ready; log:\n{}",
             std::fs::read_to_string(&p.log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        )
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut buf = [0u8; 256];
+        let Ok(got) = tokio::time::timeout_at(deadline, p.notify.recv(&mut buf)).await else {
+            panic!("{}", not_ready(&p));
+        };
+        let n = got.expect("read the notify socket");
+        let message = String::from_utf8_lossy(&buf[..n]).to_string();
+        if message == "READY=1" {
+            break;
+        }
+        p.before_ready.push(message);
     }
+    // READY=1 means serving: no wait here. The one later 503 allowed is a
+    // router that has since taken the lease and is loading its state.
+    let answer = super::http_get(p.http, "/ready").await;
+    let loading = |body: &str| body.contains("routing state not loaded yet");
+    assert!(
+        matches!(&answer, Ok((200, _))) || matches!(&answer, Ok((503, body)) if loading(body)),
+        "/ready after READY=1: {answer:?}; {}",
+        not_ready(&p)
+    );
+    p
 }
 
 /// The child's exit, waited on (a thread blocks in `wait`, this one on its
