@@ -96,11 +96,10 @@ pub async fn spawn_with(
             panic!("{}", not_ready(&p));
         };
         let n = got.expect("read the notify socket");
-        let message = String::from_utf8_lossy(&buf[..n]).to_string();
-        if message == "READY=1" {
+        if super::notify::says_ready(&buf[..n]) {
             break;
         }
-        p.before_ready.push(message);
+        p.before_ready.push(String::from_utf8_lossy(&buf[..n]).to_string());
     }
     // READY=1 means serving: no wait here. The one later 503 allowed is a
     // router that has since taken the lease and is loading its state.

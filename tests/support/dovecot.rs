@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const USER: &str = "support";
 pub const PASSWORD: &str = "imap-test-password";
@@ -157,26 +157,26 @@ namespace inbox {{
         );
         std::fs::write(d.join("dovecot.conf"), conf).expect("write conf");
         std::fs::write(d.join("users"), format!("{USER}:{{PLAIN}}{PASSWORD}::::::\n")).expect("write users");
+        // Dovecot speaks systemd's notify protocol: READY=1 once it listens.
+        let ready = super::notify::NotifySocket::bind(d, "notify.sock");
         let child = Command::new("setpriv")
             .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
             .arg(bin)
             .arg("-c")
             .arg(d.join("dovecot.conf"))
             .arg("-F")
+            .env("NOTIFY_SOCKET", &ready.path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start dovecot through setpriv");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "dovecot did not listen; its log:\n{}",
+        ready.wait_ready(Duration::from_secs(20), || {
+            format!(
+                "dovecot did not start; its log:\n{}",
                 std::fs::read_to_string(d.join("dovecot.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            )
+        });
         Dovecot {
             child,
             port,

@@ -6,6 +6,7 @@
 pub mod binary;
 pub mod cluster;
 pub mod dovecot;
+pub mod notify;
 pub mod smtp;
 
 use async_nats::jetstream;
