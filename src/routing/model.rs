@@ -215,6 +215,12 @@ pub(crate) fn secs_to_duration(s: f64) -> Duration {
     Duration::milliseconds((s * 1000.0).round() as i64)
 }
 
+/// A string's first byte: what [`Contact::warm`] and the engine's read-ahead
+/// load to bring a cold allocation into the cache.
+pub(crate) fn first_byte(s: &str) -> Option<u8> {
+    s.as_bytes().first().copied()
+}
+
 impl Contact {
     /// Reads the first byte of each string the contact's outputs write,
     /// the offered agents' ids and offer ids included, and its SLA clocks,
@@ -224,7 +230,7 @@ impl Contact {
     /// overlap, where the JSON writers reach them one by one, hundreds of
     /// instructions apart, and wait for each in turn.
     pub fn warm(&self) {
-        let first = |s: &str| s.as_bytes().first().copied();
+        let first = first_byte;
         let opt = |s: &Option<String>| s.as_deref().and_then(first);
         let (agent, offer, ring) = match &self.state {
             ContactState::Offered {

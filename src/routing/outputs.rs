@@ -59,7 +59,7 @@ impl Engine {
     pub(super) fn warm_offer(&self, cx: u32, ax: u32) {
         let Some(s) = self.slot(cx) else { return };
         s.c.warm();
-        let first = |s: &str| s.as_bytes().first().copied();
+        let first = super::model::first_byte;
         std::hint::black_box(self.agents.get(ax as usize).and_then(|a| first(a.a.id.as_str())));
         if self.spec.affinity.lookback_ms.is_none() {
             return;

@@ -203,6 +203,13 @@ fn aged(ageing: Option<Ageing>, k: WaitKey, now: i64) -> (WaitKey, Option<i64>) 
     }
 }
 
+/// A queue's ageing as a class keeps it: none when it never changes a
+/// priority (the default), so such contacts share classes with those of
+/// queues without ageing.
+fn in_effect(ageing: Option<Ageing>) -> Option<Ageing> {
+    ageing.filter(|a| *a != Ageing::default())
+}
+
 fn lvl(l: u8) -> usize {
     (l.clamp(1, LEVELS as u8) - 1) as usize
 }
@@ -251,7 +258,7 @@ impl WaitIndex {
     /// The effective key now of a contact not filed yet, as
     /// [`WaitIndex::insert`] with `ageing` would file it.
     pub fn effective_with(&self, ageing: Option<Ageing>, key: WaitKey) -> WaitKey {
-        aged(ageing.filter(|a| *a != Ageing::default()), key, self.now()).0
+        aged(in_effect(ageing), key, self.now()).0
     }
 
     /// [`WaitIndex::effective`] at another instant (nanoseconds since the
@@ -281,8 +288,7 @@ impl WaitIndex {
         hint: Option<ClassHint>,
         rarest: impl FnOnce(&[(SkillIx, u8)]) -> Option<(SkillIx, u8)>,
     ) -> (ClassIx, WaitKey) {
-        // As `effective_with` reads it.
-        let ageing = ageing.filter(|a| *a != Ageing::default());
+        let ageing = in_effect(ageing);
         let hinted = hint.filter(|h| {
             self.classes
                 .get(h.cix as usize)
