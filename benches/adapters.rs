@@ -199,17 +199,21 @@ async fn webhook(cfg: &omniroute::config::Config, js: &jetstream::Context, kind:
     let (ops_addr, addr) = (ops.local_addr().expect("addr"), hooks.local_addr().expect("addr"));
     let stop = CancellationToken::new();
     let (cfg, name, token) = (cfg.clone(), kind.to_string(), stop.clone());
+    let (ready, mut serving) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move {
         let listeners = omniroute::Listeners {
             ops,
             webhooks: Some(hooks),
+            ready: Some(ready),
         };
         omniroute::run_adapter(cfg, &name, listeners, token).await
     });
-    support::eventually(Duration::from_secs(20), "adapter ready", || async {
-        matches!(support::http_get(ops_addr, "/ready").await, Ok((200, _))).then_some(())
-    })
-    .await;
+    tokio::time::timeout(Duration::from_secs(20), serving.wait_for(|s| *s))
+        .await
+        .expect("adapter ready within 20 s")
+        .expect("adapter running");
+    let (status, _) = support::http_get(ops_addr, "/ready").await.expect("/ready");
+    assert_eq!(status, 200, "/ready once the adapter said so");
     support::eventually(Duration::from_secs(20), "inbound stream", || async {
         js.get_stream("OMNI_INBOUND").await.ok().map(|_| ())
     })
@@ -253,7 +257,17 @@ async fn imap(cfg: &omniroute::config::Config, js: &jetstream::Context, m: usize
     let t = Instant::now();
     let token = stop.clone();
     let task = tokio::spawn(async move {
-        omniroute::run_adapter(cfg, "imap", omniroute::Listeners { ops, webhooks: None }, token).await
+        omniroute::run_adapter(
+            cfg,
+            "imap",
+            omniroute::Listeners {
+                ops,
+                webhooks: None,
+                ready: None,
+            },
+            token,
+        )
+        .await
     });
     support::eventually(Duration::from_secs(600), "every mail stored", || async {
         (stored(js).await - before >= m as u64).then_some(())

@@ -27,6 +27,9 @@ pub struct Readiness {
     fatal: Mutex<Option<String>>,
     /// `READY=1` has been sent.
     announced: AtomicBool,
+    /// Kept equal to whether `/ready` answers 200, for an embedding
+    /// process (or a test) to wait on instead of polling `/ready`.
+    follower: Mutex<Option<tokio::sync::watch::Sender<bool>>>,
 }
 
 fn now_ms() -> u64 {
@@ -40,7 +43,7 @@ impl Readiness {
     pub fn set_nats_connected(&self, v: bool) {
         self.nats_connected.send_replace(v);
         metrics::gauge!(crate::telemetry::NATS_CONNECTED).set(if v { 1.0 } else { 0.0 });
-        self.announce();
+        self.review();
     }
     /// Records the latest connection failure (`None` once connected).
     /// Returns whether it differs from the one before, so a client that
@@ -69,20 +72,21 @@ impl Readiness {
     }
     pub fn set_streams_ok(&self, v: bool) {
         self.streams_ok.store(v, Ordering::Relaxed);
-        self.announce();
+        self.review();
     }
     pub fn set_state_loaded(&self, v: bool) {
         self.state_loaded.store(v, Ordering::Relaxed);
-        self.announce();
+        self.review();
     }
     pub fn set_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
+        self.review();
     }
 
     pub fn set_active(&self, v: bool) {
         self.active.store(v, Ordering::Relaxed);
         metrics::gauge!(crate::telemetry::ROUTER_ACTIVE).set(if v { 1.0 } else { 0.0 });
-        self.announce();
+        self.review();
     }
     pub fn role(&self) -> &'static str {
         if self.active.load(Ordering::Relaxed) {
@@ -95,16 +99,26 @@ impl Readiness {
         if let Ok(mut f) = self.fatal.lock() {
             *f = why;
         }
-        self.announce();
+        self.review();
     }
 
-    /// Tells systemd `READY=1` the first time every latch says ready.
-    fn announce(&self) {
-        if !self.announced.load(Ordering::Relaxed)
-            && self.check().is_ok()
-            && !self.announced.swap(true, Ordering::Relaxed)
-        {
+    /// Keeps `tx` equal to whether `/ready` answers 200, from now on.
+    pub fn follow(&self, tx: tokio::sync::watch::Sender<bool>) {
+        tx.send_replace(self.check().is_ok());
+        if let Ok(mut slot) = self.follower.lock() {
+            *slot = Some(tx);
+        }
+    }
+
+    /// After any latch changes: tells systemd `READY=1` the first time
+    /// every latch says ready, and the follower each change.
+    fn review(&self) {
+        let ok = self.check().is_ok();
+        if ok && !self.announced.swap(true, Ordering::Relaxed) {
             crate::notify::notify("READY=1");
+        }
+        if let Ok(Some(tx)) = self.follower.lock().as_deref() {
+            tx.send_if_modified(|v| std::mem::replace(v, ok) != ok);
         }
     }
 
@@ -137,5 +151,33 @@ impl Readiness {
         } else {
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Readiness;
+
+    #[test]
+    fn the_follower_tracks_every_change_of_readiness() {
+        let r = Readiness::default();
+        let (tx, rx) = tokio::sync::watch::channel(true);
+        r.follow(tx);
+        assert!(!*rx.borrow(), "not connected yet: set to false at once");
+        r.set_nats_connected(true);
+        assert!(!*rx.borrow(), "streams not checked yet");
+        r.set_streams_ok(true);
+        assert!(*rx.borrow(), "a connected standby serves");
+        r.set_active(true);
+        assert!(!*rx.borrow(), "the lease taken, the state not loaded");
+        r.set_state_loaded(true);
+        assert!(*rx.borrow());
+        r.set_nats_connected(false);
+        assert!(!*rx.borrow(), "NATS gone");
+        r.set_nats_connected(true);
+        assert!(*rx.borrow());
+        r.set_draining();
+        assert!(!*rx.borrow(), "shutting down");
+        assert_eq!(r.check(), Err("shutting down".to_string()));
     }
 }

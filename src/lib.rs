@@ -65,6 +65,10 @@ pub struct Listeners {
     pub ops: TcpListener,
     /// `[webhooks] listen`: the webhook adapters, when any is enabled.
     pub webhooks: Option<TcpListener>,
+    /// Kept equal to whether `/ready` answers 200 (`true` first at the
+    /// moment systemd hears `READY=1`): for a process embedding the daemon,
+    /// or a test, to wait on instead of polling `/ready`.
+    pub ready: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 /// Runs the daemon until `shutdown` is cancelled, then drains: intake stops,
@@ -107,6 +111,9 @@ async fn run_daemon(
     let sinks = config.sink_specs().map_err(RunError::Config)?;
     let cfg = Arc::new(config);
     let ready = Arc::new(Readiness::default());
+    if let Some(tx) = listeners.ready {
+        ready.follow(tx);
+    }
     let http_stop = CancellationToken::new();
     let (query_tx, queries) = query::channel();
     let api = cfg
@@ -219,6 +226,9 @@ async fn run_one_adapter(
         )]));
     };
     let ready = Arc::new(Readiness::default());
+    if let Some(tx) = listeners.ready {
+        ready.follow(tx);
+    }
     ready.set_streams_ok(true);
     let stop = CancellationToken::new();
     let ops = tokio::spawn(http::serve(

@@ -183,6 +183,8 @@ async fn serve(cfg: Config, source: Source, adapter: Option<String>) -> anyhow::
     let listeners = omniroute::Listeners {
         ops: listener,
         webhooks,
+        // systemd's notification is the way to hear it here.
+        ready: None,
     };
     match adapter {
         Some(name) => omniroute::run_adapter(cfg, &name, listeners, shutdown).await?,

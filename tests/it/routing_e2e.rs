@@ -370,10 +370,7 @@ async fn readiness_follows_the_nats_connection_and_shutdown_still_completes() {
     let mut nats = NatsServer::start();
     let d = Daemon::start(cfg(&nats.url, "")).await;
     nats.kill();
-    let (status, reason) = support::eventually(WAIT, "not ready with NATS gone", || async {
-        Some(d.readiness().await).filter(|(status, _)| *status != 200)
-    })
-    .await;
+    let (status, reason) = d.wait_unready(WAIT).await;
     assert_eq!(status, 503);
     // The cause of the last failed reconnect may follow ("... : IO error").
     assert!(reason.starts_with("not connected to NATS"), "{reason}");

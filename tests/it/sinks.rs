@@ -18,13 +18,17 @@ use support::{Client, Daemon, NatsServer};
 const WAIT: Duration = Duration::from_secs(30);
 const SECRET: &str = "hook-secret";
 
-/// What the receiver saw: (signature valid, alert id header, body).
-type Seen = Arc<Mutex<Vec<(bool, String, Value)>>>;
+/// One request the receiver saw: (signature valid, alert id header, body).
+type Request = (bool, String, Value);
+
+/// What the receiver saw, in order; a watch, so a test waits on each
+/// request as it arrives.
+type Seen = Arc<tokio::sync::watch::Sender<Vec<Request>>>;
 
 /// A real HTTP receiver answering the scripted statuses in turn (the last
 /// one from then on); it checks every request's signature.
 async fn receiver(script: Vec<u16>) -> (String, Seen) {
-    let seen: Seen = Arc::default();
+    let seen: Seen = Arc::new(tokio::sync::watch::Sender::new(Vec::new()));
     let state = (Arc::clone(&seen), Arc::new(Mutex::new(script)));
     let app = axum::Router::new()
         .route(
@@ -39,9 +43,7 @@ async fn receiver(script: Vec<u16>) -> (String, Seen) {
                     let want = omniroute::sinks::webhook::signature(SECRET.as_bytes(), &ts, &body);
                     let valid = fresh && header("x-omniroute-signature") == want;
                     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    seen.lock()
-                        .expect("lock")
-                        .push((valid, header("x-omniroute-alert-id"), v));
+                    seen.send_modify(|s| s.push((valid, header("x-omniroute-alert-id"), v)));
                     let mut s = script.lock().expect("lock");
                     let code = if s.len() > 1 { s.remove(0) } else { s[0] };
                     StatusCode::from_u16(code).expect("status")
@@ -55,8 +57,18 @@ async fn receiver(script: Vec<u16>) -> (String, Seen) {
     (url, seen)
 }
 
-fn seen(s: &Seen) -> Vec<(bool, String, Value)> {
-    s.lock().expect("lock").clone()
+fn seen(s: &Seen) -> Vec<Request> {
+    s.borrow().clone()
+}
+
+/// Waits until what the receiver saw satisfies `done`, and returns it.
+async fn seen_until(s: &Seen, what: &str, done: impl FnMut(&Vec<Request>) -> bool) -> Vec<Request> {
+    let mut requests = s.subscribe();
+    let got = match tokio::time::timeout(WAIT, requests.wait_for(done)).await {
+        Ok(Ok(got)) => got.clone(),
+        _ => panic!("not within {WAIT:?}: {what}; the receiver saw {:?}", seen(s)),
+    };
+    got
 }
 
 const ROUTING: &str = r#"
@@ -77,13 +89,26 @@ fn hook_sink(name: &str, url: &str, extra: &str) -> String {
 }
 
 /// Waits until the sink's durable consumer exists (alerts before it are
-/// not its to deliver).
+/// not its to deliver): JetStream's advisory of its creation, heard from
+/// before looking for it, so one made in between is not missed.
 async fn sink_ready(c: &Client, name: &str) {
-    support::eventually(WAIT, "the sink's consumer", || async {
-        let s = c.js.get_stream("OMNI_OUTBOUND").await.ok()?;
-        s.consumer_info(format!("omniroute_sink_{name}")).await.ok().map(|_| ())
-    })
-    .await;
+    use futures::StreamExt;
+    let consumer = format!("omniroute_sink_{name}");
+    let mut created =
+        c.nc.subscribe(format!("$JS.EVENT.ADVISORY.CONSUMER.CREATED.OMNI_OUTBOUND.{consumer}"))
+            .await
+            .expect("subscribe to the advisory");
+    c.nc.flush().await.expect("flush");
+    let exists = match c.js.get_stream("OMNI_OUTBOUND").await {
+        Ok(s) => s.consumer_info(&consumer).await.is_ok(),
+        Err(_) => false,
+    };
+    if !exists {
+        tokio::time::timeout(WAIT, created.next())
+            .await
+            .unwrap_or_else(|_| panic!("the sink's consumer {consumer} not within {WAIT:?}"))
+            .expect("the advisory subscription");
+    }
 }
 
 fn alert(n: usize, kind: &str) -> Value {
@@ -124,11 +149,7 @@ async fn a_warning_and_a_breach_reach_a_signed_webhook_and_an_email_over_starttl
         json!({"queue": "nobody", "customer": {"id": "k1", "tier": "vip"}}),
     )
     .await;
-    let got = support::eventually(WAIT, "a warning and a breach at the webhook", || async {
-        let s = seen(&hook);
-        (s.len() >= 2).then_some(s)
-    })
-    .await;
+    let got = seen_until(&hook, "a warning and a breach at the webhook", |s| s.len() >= 2).await;
     let kinds: Vec<&str> = got.iter().filter_map(|(_, _, v)| v["kind"].as_str()).collect();
     assert_eq!(kinds, ["warning", "breach"]);
     assert!(
@@ -169,14 +190,10 @@ async fn a_flaky_receiver_gets_exactly_one_delivery() {
     let c = Client::connect(&nats.url).await;
     sink_ready(&c, "flaky").await;
     publish_alert(&c, &alert(1, "breach")).await;
-    support::eventually(WAIT, "the retry", || async { (seen(&hook).len() >= 2).then_some(()) }).await;
+    seen_until(&hook, "the retry", |s| s.len() >= 2).await;
     // Acked after the 200: nothing more arrives; the next alert is the next request.
     publish_alert(&c, &alert(2, "breach")).await;
-    let s = support::eventually(WAIT, "the second alert", || async {
-        let s = seen(&hook);
-        (s.len() >= 3).then_some(s)
-    })
-    .await;
+    let s = seen_until(&hook, "the second alert", |s| s.len() >= 3).await;
     let ids: Vec<&str> = s.iter().map(|(_, id, _)| id.as_str()).collect();
     assert_eq!(
         ids,
@@ -246,8 +263,7 @@ async fn a_storm_is_sent_as_a_few_alerts_and_one_digest() {
     for n in 0..12 {
         publish_alert(&c, &alert(n, "breach")).await;
     }
-    let s = support::eventually(WAIT, "every breach, alone or in a digest", || async {
-        let s = seen(&hook);
+    let s = seen_until(&hook, "every breach, alone or in a digest", |s| {
         let covered: usize = s
             .iter()
             .map(|(_, _, v)| {
@@ -258,7 +274,7 @@ async fn a_storm_is_sent_as_a_few_alerts_and_one_digest() {
                 }
             })
             .sum();
-        (covered >= 12).then_some(s)
+        covered >= 12
     })
     .await;
     let singles = s.iter().filter(|(_, _, v)| v["kind"] == "breach").count();

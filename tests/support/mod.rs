@@ -167,6 +167,8 @@ pub struct Daemon {
     /// The webhook listener (bound for every daemon; served when adapters
     /// are enabled).
     pub webhooks: SocketAddr,
+    /// Whether `/ready` answers 200, as the daemon keeps it.
+    serving: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Daemon {
@@ -201,9 +203,11 @@ impl Daemon {
         let hooks = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let webhooks = hooks.local_addr().expect("addr");
         let token = CancellationToken::new();
+        let (ready, serving) = tokio::sync::watch::channel(false);
         let listeners = omniroute::Listeners {
             ops: listener,
             webhooks: Some(hooks),
+            ready: Some(ready),
         };
         let handle = tokio::spawn(omniroute::run_with_clock(cfg, listeners, token.clone(), clock));
         Daemon {
@@ -211,14 +215,48 @@ impl Daemon {
             handle,
             http,
             webhooks,
+            serving,
         }
     }
 
+    /// Waits until the daemon routes: its word that `/ready` answers 200,
+    /// then `/ready` read once to see the role. `/ready` also answers 200
+    /// for the moment it stands by before taking the lease, and the state
+    /// loads after (503 meanwhile): then the next change is waited for.
     pub async fn wait_ready(&self) {
-        eventually(Duration::from_secs(20), "daemon ready", || async {
-            matches!(http_get(self.http, "/ready").await, Ok((200, _))).then_some(())
-        })
-        .await
+        let within = Duration::from_secs(20);
+        let deadline = tokio::time::Instant::now() + within;
+        let mut serving = self.serving.clone();
+        loop {
+            match tokio::time::timeout_at(deadline, serving.wait_for(|s| *s)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => panic!("the daemon ended before it was ready"),
+                Err(_) => panic!("daemon not ready within {within:?}: {:?}", self.readiness().await),
+            }
+            let (status, body) = http_get(self.http, "/ready").await.unwrap_or((0, String::new()));
+            let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            if status == 200 && v["role"] == "active" {
+                return;
+            }
+            let waiting = (status == 200 && v["role"] == "standby") || v["reason"] == "routing state not loaded yet";
+            assert!(waiting, "/ready after the daemon said it serves: {status} {body}");
+            match tokio::time::timeout_at(deadline, serving.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => panic!("the daemon ended before it was ready"),
+                Err(_) => panic!("daemon not routing within {within:?}: {status} {body}"),
+            }
+        }
+    }
+
+    /// Waits for the daemon's word that `/ready` no longer answers 200,
+    /// then returns what `/ready` says.
+    #[allow(dead_code)]
+    pub async fn wait_unready(&self, within: Duration) -> (u16, String) {
+        match tokio::time::timeout(within, self.serving.clone().wait_for(|s| !*s)).await {
+            Ok(Ok(_)) => self.readiness().await,
+            Ok(Err(_)) => panic!("the daemon ended while it was ready"),
+            Err(_) => panic!("still ready after {within:?}"),
+        }
     }
 
     /// `/ready` as (status, reason); (0, "") while the listener is not up.
