@@ -9,6 +9,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// What systemd's status line (`systemctl status`) says of a router, by
+/// role: the first word is the role. Routing, holding the lease:
+pub const STATUS_ACTIVE: &str = "STATUS=active: routing (this instance holds the routing lease)";
+/// Holding the lease, not routing yet (or any more): the state is read.
+pub const STATUS_LOADING: &str = "STATUS=loading: holds the routing lease, reading the routing state";
+/// Waiting for the lease.
+pub const STATUS_STANDBY: &str = "STATUS=standby: waiting for the routing lease";
+
 #[derive(Debug, Default)]
 pub struct Readiness {
     /// A watch rather than a flag so start-up can wait for the connection.
@@ -27,6 +35,9 @@ pub struct Readiness {
     fatal: Mutex<Option<String>>,
     /// `READY=1` has been sent.
     announced: AtomicBool,
+    /// The role last told to systemd (`STATUS=`); `None` until the first
+    /// [`Readiness::set_active`] (an adapter process has no role).
+    told: Mutex<Option<&'static str>>,
     /// Kept equal to whether `/ready` answers 200, for an embedding
     /// process (or a test) to wait on instead of polling `/ready`.
     follower: Mutex<Option<tokio::sync::watch::Sender<bool>>>,
@@ -76,6 +87,7 @@ impl Readiness {
     }
     pub fn set_state_loaded(&self, v: bool) {
         self.state_loaded.store(v, Ordering::Relaxed);
+        self.tell_role(false);
         self.review();
     }
     pub fn set_draining(&self) {
@@ -83,11 +95,36 @@ impl Readiness {
         self.review();
     }
 
+    /// Routing (holding the lease) or standing by. systemd hears each
+    /// change of role as `STATUS=` ([`STATUS_STANDBY`], [`STATUS_LOADING`],
+    /// [`STATUS_ACTIVE`] once the state is loaded), before any `READY=1`
+    /// the change completes.
     pub fn set_active(&self, v: bool) {
         self.active.store(v, Ordering::Relaxed);
         metrics::gauge!(crate::telemetry::ROUTER_ACTIVE).set(if v { 1.0 } else { 0.0 });
+        self.tell_role(true);
         self.review();
     }
+
+    /// Tells systemd the role if it changed (`first`: even if none was
+    /// told before).
+    fn tell_role(&self, first: bool) {
+        let now = match (
+            self.active.load(Ordering::Relaxed),
+            self.state_loaded.load(Ordering::Relaxed),
+        ) {
+            (false, _) => STATUS_STANDBY,
+            (true, false) => STATUS_LOADING,
+            (true, true) => STATUS_ACTIVE,
+        };
+        if let Ok(mut told) = self.told.lock() {
+            if (first || told.is_some()) && *told != Some(now) {
+                *told = Some(now);
+                crate::notify::notify(now);
+            }
+        }
+    }
+
     pub fn role(&self) -> &'static str {
         if self.active.load(Ordering::Relaxed) {
             "active"

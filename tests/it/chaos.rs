@@ -41,7 +41,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use support::binary::{role, spawn, wait_exit, wait_role};
+use support::binary::{role, spawn, wait_either_active, wait_exit, wait_role, wait_told};
 use support::cluster::Cluster;
 use support::publish_until_stored as publish;
 use support::NatsServer;
@@ -524,14 +524,7 @@ async fn run(scenario: &str, disrupt: Disrupt) {
         loop {
             match standby.as_mut() {
                 Some(other) => {
-                    let swap = support::eventually(Duration::from_secs(60), "one router active", || async {
-                        match (role(&router).await.as_str(), role(other).await.as_str()) {
-                            ("active", _) => Some(false),
-                            (_, "active") => Some(true),
-                            _ => None,
-                        }
-                    })
-                    .await;
+                    let swap = wait_either_active(&router, other, Duration::from_secs(60)).await;
                     if swap {
                         std::mem::swap(&mut router, other);
                     }
@@ -579,23 +572,15 @@ async fn run(scenario: &str, disrupt: Disrupt) {
                     router = next;
                     standby = Some(fresh);
                 } else {
-                    let stepped_down = |p: &support::binary::Proc| {
-                        std::fs::read_to_string(&p.log)
-                            .unwrap_or_default()
-                            .matches("Stepped down")
-                            .count()
-                    };
-                    let before = stepped_down(&router);
+                    // What it told before the pause is read: only a step-down after counts.
+                    router.told();
                     kill(pid, Signal::SIGSTOP).expect("SIGSTOP");
                     let took = wait_role(&next, "active", Duration::from_secs(30)).await;
                     takeovers_ms.push(took.as_millis() as u64);
                     kill(pid, Signal::SIGCONT).expect("SIGCONT");
                     // Resumed, it finds the lease gone or its journal
                     // position taken, and steps down without writing.
-                    support::eventually(Duration::from_secs(30), "the resumed router steps down", || async {
-                        (stepped_down(&router) > before).then_some(())
-                    })
-                    .await;
+                    wait_told(&router, "standby", Duration::from_secs(30)).await;
                     std::mem::swap(&mut router, &mut next);
                     standby = Some(next);
                 }

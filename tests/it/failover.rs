@@ -8,7 +8,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::binary::{role, spawn, wait_exit, wait_role, Proc};
+use support::binary::{role, spawn, wait_exit, wait_role, wait_told, Proc};
 use support::{Client, NatsServer, WAIT};
 
 const CFG: &str = r#"
@@ -213,15 +213,7 @@ async fn a_router_fenced_under_load_steps_down_and_stands_by_instead_of_exiting(
         c.contact("chat", &format!("burst-{i}"), json!({})).await;
     }
     kill(pid, Signal::SIGCONT).expect("SIGCONT");
-    let stepped_down = || {
-        std::fs::read_to_string(&a.log)
-            .unwrap_or_default()
-            .contains("Stepped down")
-    };
-    support::eventually(Duration::from_secs(30), "the fenced router steps down", || async {
-        stepped_down().then_some(())
-    })
-    .await;
+    wait_told(&a, "standby", Duration::from_secs(30)).await;
     // Still running: once its own lease entry lapses it takes the lease
     // again, reads the journal afresh and routes what came meanwhile.
     assert!(

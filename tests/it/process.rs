@@ -168,7 +168,12 @@ async fn speaks_the_systemd_notify_protocol_with_a_watchdog() {
     // The harness gives the process its NOTIFY_SOCKET and returns once it
     // said READY=1 (and `/ready` agreed).
     let mut p = spawn_with(dir.path(), &nats.url, "n", &env).await;
-    assert!(p.before_ready.is_empty(), "ready comes first: {:?}", p.before_ready);
+    // Before READY=1, only its role (standing by until it holds the lease).
+    assert!(
+        p.before_ready.iter().all(|m| m.starts_with("STATUS=")),
+        "ready comes first: {:?}",
+        p.before_ready
+    );
     let mut buf = [0u8; 256];
     let mut next = async |p: &mut Proc, what: &str| {
         let n = tokio::time::timeout(Duration::from_secs(20), p.notify.recv(&mut buf))
@@ -177,9 +182,26 @@ async fn speaks_the_systemd_notify_protocol_with_a_watchdog() {
             .expect("read the notify socket");
         String::from_utf8_lossy(&buf[..n]).to_string()
     };
-    for _ in 0..2 {
-        assert_eq!(next(&mut p, "WATCHDOG=1").await, "WATCHDOG=1");
+    let mut statuses = p.before_ready.clone();
+    let mut watchdogs = 0;
+    while watchdogs < 2 || statuses.len() < 3 {
+        match next(&mut p, "WATCHDOG=1 and the role").await {
+            m if m.starts_with("STATUS=") => statuses.push(m),
+            m => {
+                assert_eq!(m, "WATCHDOG=1");
+                watchdogs += 1;
+            }
+        }
     }
+    assert_eq!(
+        statuses,
+        [
+            omniroute::health::STATUS_STANDBY,
+            omniroute::health::STATUS_LOADING,
+            omniroute::health::STATUS_ACTIVE
+        ],
+        "its role, each change once"
+    );
     kill(Pid::from_raw(p.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
     while next(&mut p, "STOPPING=1").await != "STOPPING=1" {}
     assert!(wait_exit(&mut p.child, Duration::from_secs(30)).success());

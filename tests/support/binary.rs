@@ -14,6 +14,9 @@ pub struct Proc {
     pub notify: tokio::net::UnixDatagram,
     /// What it told systemd before `READY=1`.
     pub before_ready: Vec<String>,
+    /// The role it last told systemd (`STATUS=active: …`), as far as the
+    /// test has read the socket; empty before any.
+    role: std::sync::Mutex<String>,
 }
 
 /// A router still running when its test ends (the test failed before
@@ -79,6 +82,7 @@ pub async fn spawn_with(
         log,
         notify,
         before_ready: Vec::new(),
+        role: std::sync::Mutex::new(String::new()),
     };
     // Generous: a deadline, not a timing claim. With the whole suite
     // running on two cores, set-up on a three-replica cluster (its
@@ -96,6 +100,7 @@ pub async fn spawn_with(
             panic!("{}", not_ready(&p));
         };
         let n = got.expect("read the notify socket");
+        p.note_roles(&buf[..n]);
         if super::notify::says_ready(&buf[..n]) {
             break;
         }
@@ -147,24 +152,106 @@ pub async fn role(p: &Proc) -> String {
     }
 }
 
-/// Waits until the process reports `want`; returns how long that took.
-/// On failure the panic shows the end of the process's log.
+impl Proc {
+    /// Records the roles a notification tells (`STATUS=<role>: …`), in
+    /// order, and returns them.
+    fn note_roles(&self, msg: &[u8]) -> Vec<String> {
+        let told: Vec<String> = String::from_utf8_lossy(msg)
+            .lines()
+            .filter_map(|l| l.strip_prefix("STATUS="))
+            .filter_map(|s| s.split(':').next())
+            .map(str::to_string)
+            .collect();
+        if let (Some(last), Ok(mut role)) = (told.last(), self.role.lock()) {
+            *role = last.clone();
+        }
+        told
+    }
+
+    /// Reads, without waiting, what the process told systemd since the
+    /// last look: the roles it told, in order.
+    pub fn told(&self) -> Vec<String> {
+        let mut buf = [0u8; 512];
+        let mut told = Vec::new();
+        loop {
+            match self.notify.try_recv(&mut buf) {
+                Ok(n) => told.extend(self.note_roles(&buf[..n])),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return told,
+                Err(e) => panic!("read the notify socket: {e}"),
+            }
+        }
+    }
+
+    /// The role it last told, after reading what it told since.
+    pub fn told_role(&self) -> String {
+        self.told();
+        self.role.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    fn failure(&self, caller: &std::panic::Location<'_>, what: &str, within: Duration) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!(
+            "{caller}: {what} not within {within:?}; end of {}:\n{}",
+            self.log.display(),
+            tail.join("\n")
+        )
+    }
+}
+
+/// Waits until the role the process last told systemd is `want` (each
+/// change is a `STATUS=` notification, read as it comes); returns how long
+/// that took. On failure the panic shows the end of the process's log.
 #[track_caller]
 pub fn wait_role<'a>(p: &'a Proc, want: &'a str, within: Duration) -> impl std::future::Future<Output = Duration> + 'a {
     let caller = std::panic::Location::caller();
     async move {
         let t = Instant::now();
-        let failure = || {
-            let log = std::fs::read_to_string(&p.log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            format!(
-                "{caller}: role {want:?} not within {within:?}; end of {}:\n{}",
-                p.log.display(),
-                tail.join("\n")
-            )
-        };
-        super::eventually_or(within, || async { (role(p).await == want).then_some(()) }, failure).await;
+        let deadline = tokio::time::Instant::now() + within;
+        while p.told_role() != want {
+            if tokio::time::timeout_at(deadline, p.notify.readable()).await.is_err() {
+                panic!("{}", p.failure(caller, &format!("role {want:?}"), within));
+            }
+        }
         t.elapsed()
+    }
+}
+
+/// Waits until the process tells systemd the role `want`, counting only
+/// what it tells after the last look ([`Proc::told`]): a role held for a
+/// moment (a router stepping down that takes the lease again) is seen.
+#[track_caller]
+pub fn wait_told<'a>(p: &'a Proc, want: &'a str, within: Duration) -> impl std::future::Future<Output = ()> + 'a {
+    let caller = std::panic::Location::caller();
+    async move {
+        let deadline = tokio::time::Instant::now() + within;
+        while !p.told().iter().any(|r| r == want) {
+            if tokio::time::timeout_at(deadline, p.notify.readable()).await.is_err() {
+                panic!("{}", p.failure(caller, &format!("a change to {want:?}"), within));
+            }
+        }
+    }
+}
+
+/// Waits until one of two routers tells systemd it is active; `true` when
+/// it is `b`.
+pub async fn wait_either_active(a: &Proc, b: &Proc, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match (a.told_role().as_str(), b.told_role().as_str()) {
+            ("active", _) => return false,
+            (_, "active") => return true,
+            _ => {}
+        }
+        let either = async {
+            tokio::select! {
+                r = a.notify.readable() => r,
+                r = b.notify.readable() => r,
+            }
+        };
+        if tokio::time::timeout_at(deadline, either).await.is_err() {
+            panic!("neither router active within {within:?}");
+        }
     }
 }
