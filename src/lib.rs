@@ -317,6 +317,7 @@ async fn run_routing(
     else {
         return Ok(());
     };
+    let bus = bus.following(ready.nats_connection());
     let ttl = Duration::from_secs_f64(cfg.runtime.lease_ttl_secs);
     let Some(lease) = with_setup_retries("Lease bucket set-up", &ready, &shutdown, || {
         bus.lease(&cfg.nats.lease_bucket, ttl, cfg.nats.stream_replicas)

@@ -32,6 +32,8 @@ pub struct StateStream {
     stream: stream::Stream,
     journal_subject: String,
     snapshot_subject: String,
+    /// See [`super::Bus::following`].
+    connection: tokio::sync::watch::Receiver<bool>,
 }
 
 pub struct Journal {
@@ -84,14 +86,20 @@ pub async fn setup_stream(js: &jetstream::Context, prefix: &str, replicas: usize
 }
 
 impl Journal {
-    pub async fn open(js: jetstream::Context, stream: stream::Stream, prefix: &str) -> Result<Journal, BusError> {
+    pub async fn open(
+        js: jetstream::Context,
+        stream: stream::Stream,
+        prefix: &str,
+        connection: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Journal, BusError> {
         let s = StateStream {
             js,
             stream,
             journal_subject: format!("{prefix}.state.journal"),
             snapshot_subject: format!("{prefix}.state.snapshot"),
+            connection,
         };
-        let last = s.last_seq(&s.journal_subject).await?;
+        let last = super::on_this_connection(&s.connection, s.last_seq(&s.journal_subject)).await?;
         Ok(Journal {
             s,
             last,
@@ -130,8 +138,8 @@ impl Journal {
                     .map_err(|e| classify(e.kind(), e.to_string()))?
                     .await
                     .map_err(|e| classify(e.kind(), e.to_string()))
-            }
-            .await;
+            };
+            let ack = super::on_this_connection(&self.s.connection, ack).await;
             let ack = match ack {
                 Err(BusError::Fenced(why)) => match self.s.own_tip(&id).await? {
                     Some(seq) => Ok(seq),

@@ -120,6 +120,9 @@ pub struct Bus {
     /// The key-value bucket earlier releases kept state in, when it exists:
     /// read once, to carry its contacts and agents into a new journal.
     legacy_state: Option<kv::Store>,
+    /// The connection's state (see [`Bus::following`]): requests under way
+    /// when it changes are abandoned ([`on_this_connection`]).
+    connection: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Publishes awaiting their JetStream ack at once. async-nats allows 5000
@@ -350,17 +353,34 @@ impl Bus {
             state_stream,
             prefix: p.clone(),
             legacy_state,
+            // Never changes until `following` gives the real one.
+            connection: tokio::sync::watch::channel(true).1,
         })
+    }
+
+    /// This bus, abandoning the requests of the routing path (journal
+    /// appends and reads, publishes, the start's look at the backlog) that
+    /// are under way when `connection` changes, as a restarted server never
+    /// answers them: the caller retries on the new connection at once,
+    /// instead of after the request's timeout with routing stalled.
+    pub fn following(mut self, connection: tokio::sync::watch::Receiver<bool>) -> Bus {
+        self.connection = connection;
+        self
     }
 
     /// The journal, positioned at its current tip.
     pub async fn journal(&self) -> Result<journal::Journal, BusError> {
-        journal::Journal::open(self.js.clone(), self.state_stream.clone(), &self.prefix).await
+        let (js, stream, connection) = (self.js.clone(), self.state_stream.clone(), self.connection.clone());
+        journal::Journal::open(js, stream, &self.prefix, connection).await
     }
 
     /// What a durable consumer holds: (stored, never delivered; delivered,
     /// not acknowledged). `None` when the consumer does not exist.
     pub async fn backlog(&self, cfg: &NatsConfig, source: Source) -> Result<Option<(u64, u64)>, BusError> {
+        on_this_connection(&self.connection, self.backlog_now(cfg, source)).await
+    }
+
+    async fn backlog_now(&self, cfg: &NatsConfig, source: Source) -> Result<Option<(u64, u64)>, BusError> {
         let what = match source {
             Source::Inbound => "INBOUND",
             Source::Agent => "AGENT",
@@ -572,6 +592,10 @@ impl Bus {
     /// retrying it would stall all routing, so it is dropped and reported.
     /// (The core bounds what it puts in messages, so this is a last guard.)
     pub async fn publish_all(&self, msgs: &[Publish]) -> Result<(), BusError> {
+        on_this_connection(&self.connection, self.publish_all_now(msgs)).await
+    }
+
+    async fn publish_all_now(&self, msgs: &[Publish]) -> Result<(), BusError> {
         let max = self.client.max_payload();
         // A sliding window: the oldest acknowledgement is awaited only once
         // PUBLISH_WINDOW are outstanding, so the server never idles between
@@ -637,6 +661,34 @@ async fn load_bucket(store: &kv::Store) -> Result<Vec<(String, Bytes)>, BusError
     Ok(values.into_iter().flatten().collect())
 }
 
+/// `request`, unless the NATS connection changes first (lost, or lost and
+/// back): a request sent on a connection the server then dropped is never
+/// answered, and its timeout (seconds) would stall the caller. Abandoned,
+/// it is a transient error, which every caller retries; what the request
+/// may have done meanwhile is covered as for a timeout (the same message
+/// ids, the journal's fence and `own_tip`).
+pub(crate) async fn on_this_connection<T>(
+    connection: &tokio::sync::watch::Receiver<bool>,
+    request: impl std::future::Future<Output = Result<T, BusError>>,
+) -> Result<T, BusError> {
+    let mut connection = connection.clone();
+    connection.mark_unchanged();
+    let changed = async {
+        if connection.changed().await.is_err() {
+            // No sender: this connection is not followed.
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        biased;
+        r = request => r,
+        () = changed => Err(BusError::Transient {
+            what: "request",
+            message: "the NATS connection dropped while it was under way".into(),
+        }),
+    }
+}
+
 /// Resolves `true` when the connection comes back (a change to connected);
 /// never resolves once the sender is gone.
 async fn reconnected(connection: &mut tokio::sync::watch::Receiver<bool>) -> bool {
@@ -653,6 +705,28 @@ async fn reconnected(connection: &mut tokio::sync::watch::Receiver<bool>) -> boo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_request_on_an_unfollowed_connection_runs_to_its_end() {
+        // A bus that follows nothing (its sender gone) never abandons.
+        let unfollowed = tokio::sync::watch::channel(true).1;
+        let r = on_this_connection(&unfollowed, async {
+            tokio::task::yield_now().await;
+            Ok::<_, BusError>(7)
+        })
+        .await;
+        assert_eq!(r.ok(), Some(7));
+        // A change before the request started is not its business.
+        let (tx, rx) = tokio::sync::watch::channel(true);
+        tx.send_replace(false);
+        tx.send_replace(true);
+        let r = on_this_connection(&rx, async {
+            tokio::task::yield_now().await;
+            Ok::<_, BusError>(8)
+        })
+        .await;
+        assert_eq!(r.ok(), Some(8));
+    }
 
     #[test]
     fn subject_cover_follows_nats_wildcards() {

@@ -96,3 +96,38 @@ async fn a_snapshot_written_to_the_stream_reads_back() {
     assert_eq!(restored.ids.len(), 3);
     assert_eq!(restored.tip, 9);
 }
+
+/// A publish whose acknowledgement cannot come (here a subscriber takes
+/// the request and never answers, as a restarted server forgets it) is
+/// abandoned when the connection changes, not waited out to its timeout
+/// (which would end in "timed out", not in this error).
+#[tokio::test]
+async fn a_request_under_way_is_abandoned_when_the_connection_changes() {
+    use futures::StreamExt;
+    let server = NatsServer::start();
+    let (bus, client) = bus(&server).await;
+    let (connection, follows) = tokio::sync::watch::channel(true);
+    let bus = bus.following(follows);
+    let mut silent = client.subscribe("silent.ack").await.expect("subscribe");
+    client.flush().await.expect("flush");
+    let msgs = [omniroute::bus::Publish {
+        subject: "silent.ack".into(),
+        msg_id: "m-1".into(),
+        payload: Bytes::from_static(b"{}"),
+    }];
+    let publish = bus.publish_all(&msgs);
+    let drop_connection = async {
+        // Once the request is under way: the silent subscriber has it.
+        silent.next().await.expect("the request");
+        connection.send_replace(false);
+        std::future::pending::<()>().await
+    };
+    let r = tokio::select! {
+        r = publish => r,
+        () = drop_connection => unreachable!(),
+    };
+    match r {
+        Err(e @ BusError::Transient { .. }) => assert!(e.to_string().contains("connection dropped"), "{e}"),
+        other => panic!("abandoned as transient: {other:?}"),
+    }
+}
