@@ -484,8 +484,10 @@ impl Bus {
         // session over it.
         let mut wait = Duration::from_millis(100);
         let consumer = loop {
+            // Abandoned when the connection drops meanwhile (see
+            // `on_this_connection`): retried at once on the new one.
             let attempt = tokio::select! {
-                c = setup_consumer() => c,
+                c = on_this_connection(&connection, setup_consumer()) => c,
                 _ = token.cancelled() => return Ok(()),
             };
             match attempt {
