@@ -99,7 +99,7 @@ impl Journal {
             snapshot_subject: format!("{prefix}.state.snapshot"),
             connection,
         };
-        let last = super::on_this_connection(&s.connection, s.last_seq(&s.journal_subject)).await?;
+        let last = s.last_seq(&s.journal_subject).await?;
         Ok(Journal {
             s,
             last,
@@ -198,6 +198,10 @@ impl StateStream {
 
     /// The journal's tip, when it is the entry this writer sent as `id`.
     async fn own_tip(&self, id: &str) -> Result<Option<u64>, BusError> {
+        super::on_this_connection(&self.connection, self.own_tip_now(id)).await
+    }
+
+    async fn own_tip_now(&self, id: &str) -> Result<Option<u64>, BusError> {
         use async_nats::jetstream::stream::LastRawMessageErrorKind as K;
         match self.stream.get_last_raw_message_by_subject(&self.journal_subject).await {
             Ok(m) => {
@@ -214,6 +218,10 @@ impl StateStream {
 
     /// Sequence of the last message on `subject`, 0 when there is none.
     async fn last_seq(&self, subject: &str) -> Result<u64, BusError> {
+        super::on_this_connection(&self.connection, self.last_seq_now(subject)).await
+    }
+
+    async fn last_seq_now(&self, subject: &str) -> Result<u64, BusError> {
         use async_nats::jetstream::stream::LastRawMessageErrorKind as K;
         match self.stream.get_last_raw_message_by_subject(subject).await {
             Ok(m) => Ok(m.sequence),
@@ -252,7 +260,19 @@ impl StateStream {
         Ok(v.into_iter().map(|(_, b)| b).collect())
     }
 
+    /// Abandoned when the connection drops meanwhile (the ordered consumer
+    /// it reads through is gone with a restarted server).
     async fn read(
+        &self,
+        subject: &str,
+        from: u64,
+        done: impl FnMut(u64, &Bytes) -> bool,
+        empty: bool,
+    ) -> Result<Vec<(u64, Bytes)>, BusError> {
+        super::on_this_connection(&self.connection, self.read_now(subject, from, done, empty)).await
+    }
+
+    async fn read_now(
         &self,
         subject: &str,
         from: u64,
@@ -295,6 +315,10 @@ impl StateStream {
 
     /// Writes a snapshot's chunks; returns the sequence of the first.
     pub async fn write_chunks(&self, chunks: Vec<Vec<u8>>) -> Result<u64, BusError> {
+        super::on_this_connection(&self.connection, self.write_chunks_now(chunks)).await
+    }
+
+    async fn write_chunks_now(&self, chunks: Vec<Vec<u8>>) -> Result<u64, BusError> {
         let mut first = None;
         let mut it = chunks.into_iter().peekable();
         while it.peek().is_some() {
@@ -321,6 +345,10 @@ impl StateStream {
     /// Drops journal entries up to `covers` and snapshot chunks before
     /// `first_chunk`: both are superseded by the snapshot starting there.
     pub async fn purge(&self, covers: u64, first_chunk: u64) -> Result<(), BusError> {
+        super::on_this_connection(&self.connection, self.purge_now(covers, first_chunk)).await
+    }
+
+    async fn purge_now(&self, covers: u64, first_chunk: u64) -> Result<(), BusError> {
         self.stream
             .purge()
             .filter(self.journal_subject.clone())
