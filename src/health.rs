@@ -1,9 +1,13 @@
 //! Readiness latches, set by each subsystem and read by `/ready`.
 //!
-//! Invariant: systemd hears `READY=1` once, at the first moment `/ready`
-//! would answer 200 (every setter that can complete readiness looks), so a
-//! unit ordered after this one, or a test waiting on the notification,
-//! starts when the daemon serves, not before.
+//! Invariants, kept by every setter (each reviews the latches after its
+//! change):
+//! - systemd hears `READY=1` once, at the first moment `/ready` would
+//!   answer 200, so a unit ordered after this one, or a test waiting on the
+//!   notification, starts when the daemon serves, not before;
+//! - a follower ([`Readiness::follow`], from `Listeners::ready`) equals
+//!   whether `/ready` answers 200, and is sent each change, no other;
+//! - once a role was set, systemd hears each change of it as `STATUS=`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
