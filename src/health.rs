@@ -143,6 +143,16 @@ impl Readiness {
         self.review();
     }
 
+    /// Fresh latches, with `follower` (if any) kept as [`Readiness::follow`]
+    /// keeps it.
+    pub fn followed_by(follower: Option<tokio::sync::watch::Sender<bool>>) -> Readiness {
+        let r = Readiness::default();
+        if let Some(tx) = follower {
+            r.follow(tx);
+        }
+        r
+    }
+
     /// Keeps `tx` equal to whether `/ready` answers 200, from now on.
     pub fn follow(&self, tx: tokio::sync::watch::Sender<bool>) {
         tx.send_replace(self.check().is_ok());

@@ -110,10 +110,7 @@ async fn run_daemon(
     let adapters = config.adapter_specs().map_err(RunError::Config)?;
     let sinks = config.sink_specs().map_err(RunError::Config)?;
     let cfg = Arc::new(config);
-    let ready = Arc::new(Readiness::default());
-    if let Some(tx) = listeners.ready {
-        ready.follow(tx);
-    }
+    let ready = Arc::new(Readiness::followed_by(listeners.ready));
     let http_stop = CancellationToken::new();
     let (query_tx, queries) = query::channel();
     let api = cfg
@@ -225,10 +222,7 @@ async fn run_one_adapter(
             "no enabled adapter of this name in the configuration",
         )]));
     };
-    let ready = Arc::new(Readiness::default());
-    if let Some(tx) = listeners.ready {
-        ready.follow(tx);
-    }
+    let ready = Arc::new(Readiness::followed_by(listeners.ready));
     ready.set_streams_ok(true);
     let stop = CancellationToken::new();
     let ops = tokio::spawn(http::serve(

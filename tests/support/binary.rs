@@ -188,15 +188,28 @@ impl Proc {
         self.role.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
-    fn failure(&self, caller: &std::panic::Location<'_>, what: &str, within: Duration) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(40).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        format!(
-            "{caller}: {what} not within {within:?}; end of {}:\n{}",
-            self.log.display(),
-            tail.join("\n")
-        )
+    /// Reads the notifications as they come until `done` holds; past
+    /// `within`, fails naming `what` and showing the end of the log.
+    async fn until(
+        &self,
+        caller: &std::panic::Location<'_>,
+        what: &str,
+        within: Duration,
+        mut done: impl FnMut(&Proc) -> bool,
+    ) {
+        let deadline = tokio::time::Instant::now() + within;
+        while !done(self) {
+            if tokio::time::timeout_at(deadline, self.notify.readable()).await.is_err() {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!(
+                    "{caller}: {what} not within {within:?}; end of {}:\n{}",
+                    self.log.display(),
+                    tail.join("\n")
+                );
+            }
+        }
     }
 }
 
@@ -208,12 +221,8 @@ pub fn wait_role<'a>(p: &'a Proc, want: &'a str, within: Duration) -> impl std::
     let caller = std::panic::Location::caller();
     async move {
         let t = Instant::now();
-        let deadline = tokio::time::Instant::now() + within;
-        while p.told_role() != want {
-            if tokio::time::timeout_at(deadline, p.notify.readable()).await.is_err() {
-                panic!("{}", p.failure(caller, &format!("role {want:?}"), within));
-            }
-        }
+        p.until(caller, &format!("role {want:?}"), within, |p| p.told_role() == want)
+            .await;
         t.elapsed()
     }
 }
@@ -225,12 +234,9 @@ pub fn wait_role<'a>(p: &'a Proc, want: &'a str, within: Duration) -> impl std::
 pub fn wait_told<'a>(p: &'a Proc, want: &'a str, within: Duration) -> impl std::future::Future<Output = ()> + 'a {
     let caller = std::panic::Location::caller();
     async move {
-        let deadline = tokio::time::Instant::now() + within;
-        while !p.told().iter().any(|r| r == want) {
-            if tokio::time::timeout_at(deadline, p.notify.readable()).await.is_err() {
-                panic!("{}", p.failure(caller, &format!("a change to {want:?}"), within));
-            }
-        }
+        let what = format!("a change to {want:?}");
+        p.until(caller, &what, within, |p| p.told().iter().any(|r| r == want))
+            .await
     }
 }
 
