@@ -1,6 +1,6 @@
 //! `cargo bench --bench routing_scale -- [--agents 1000,20000,100000] [--waiting 100000] [--budget-secs 120]
 //! [--strategies longest_idle,least_loaded] [--units 100] [--model full] [--ageing-secs 60]
-//! [--timers deadline|input]`:
+//! [--timers deadline|input] [--clock spread|steady]`:
 //! the pure routing core ([`Engine`], no NATS) at contact-centre scale.
 //! Prints one JSON object per size on stdout (and, for several sizes, a
 //! final `{"summary":…}` line); progress goes to stderr.
@@ -22,8 +22,15 @@
 //! not due), offers time out after 30 s and missing them never sets an agent
 //! away. Agents have 3–4 skills at levels
 //! 1..=10, chat capacity 1..=3, email 1..=4, all available. Everything is
-//! drawn from a fixed-seed splitmix64, and the simulated clock advances 1 ms
-//! per input, so two runs (and two engines) see the same inputs.
+//! drawn from a fixed-seed splitmix64, so two runs (and two engines) see
+//! the same inputs. The simulated clock advances 0.5–1.5 ms per input
+//! (uniform, to the nanosecond; 1 ms on average), as arrivals do: with a
+//! steady 1 ms step (`--clock steady`) every input, and so every offer's
+//! expiry and every relaxation step, falls on a whole millisecond, and with
+//! one contact arriving each millisecond nearly every offer expired in the
+//! same tick as another contact's relaxation step (0.9 per expiry tick at
+//! 20 000 agents with the full model), which a daemon on a real clock
+//! would see in ticks of their own.
 //!
 //! Timers due between two inputs (relaxation steps, expiries of offers
 //! made meanwhile, SLA thresholds) fire at their own instants in ticks of
@@ -146,6 +153,8 @@ struct Params {
     /// `--timers deadline` (default): timers due between inputs fire at
     /// their own instants, as in the daemon; `input`: at the next input.
     ticks_at_deadlines: bool,
+    /// `--clock spread` (default): inputs 0.5–1.5 ms apart; `steady`: 1 ms.
+    clock_spread: bool,
 }
 
 impl Params {
@@ -157,6 +166,7 @@ impl Params {
             model: o.model,
             ageing_ms: o.ageing_ms,
             ticks_at_deadlines: o.ticks_at_deadlines,
+            clock_spread: o.clock_spread,
             full: true,
             agents,
             queues: 5_000,
@@ -176,6 +186,7 @@ impl Params {
             model: true,
             ageing_ms: 60_000,
             ticks_at_deadlines: true,
+            clock_spread: true,
             full: false,
             agents: 1_000,
             queues: 200,
@@ -200,6 +211,7 @@ pub(crate) struct Options {
     pub(crate) model: bool,
     pub(crate) ageing_ms: i64,
     pub(crate) ticks_at_deadlines: bool,
+    pub(crate) clock_spread: bool,
 }
 
 pub(crate) const ALL_STRATEGIES: [Strategy; 5] = [
@@ -220,6 +232,7 @@ pub(crate) fn parse_options(args: &[String]) -> Options {
         model: false,
         ageing_ms: 60_000,
         ticks_at_deadlines: true,
+        clock_spread: true,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -237,6 +250,7 @@ pub(crate) fn parse_options(args: &[String]) -> Options {
                 | "--model"
                 | "--ageing-secs"
                 | "--timers"
+                | "--clock"
         ) {
             continue;
         }
@@ -286,6 +300,13 @@ pub(crate) fn parse_options(args: &[String]) -> Options {
                     "deadline" => true,
                     "input" => false,
                     _ => bad("expected deadline or input"),
+                }
+            }
+            "--clock" => {
+                o.clock_spread = match v.as_str() {
+                    "spread" => true,
+                    "steady" => false,
+                    _ => bad("expected spread or steady"),
                 }
             }
             "--strategies" if v == "all" => o.strategies = ALL_STRATEGIES.to_vec(),

@@ -30,6 +30,10 @@ pub(crate) struct Sim {
     pub(crate) now: DateTime<Utc>,
     pub(crate) source: ContactSource,
     pub(crate) rng: Rng,
+    /// Draws each input's distance from the last (`--clock spread`); none:
+    /// 1 ms (`--clock steady`). Apart from `rng`, so the inputs are the
+    /// same either way.
+    pub(crate) clock: Option<Rng>,
     pub(crate) offer_timeout: chrono::Duration,
     /// Accepted contacts: (agent, contact id).
     pub(crate) assigned: Vec<(AgentId, String)>,
@@ -70,10 +74,15 @@ pub(crate) fn offer_of(payload: &[u8]) -> Option<(String, AgentId)> {
 }
 
 impl Sim {
-    /// The next input's instant, 1 ms on, once the timers due until then
-    /// (its own instant included) have fired ([`Sim::timers_before`]).
+    /// The next input's instant, 0.5–1.5 ms on (1 ms with a steady clock),
+    /// once the timers due until then (its own instant included) have fired
+    /// ([`Sim::timers_before`]).
     pub(crate) fn next_input(&mut self, on_offer: OnOffer) -> DateTime<Utc> {
-        self.now += chrono::Duration::milliseconds(1);
+        let step_ns = match &mut self.clock {
+            Some(r) => 500_000 + r.below(1_000_000) as i64,
+            None => 1_000_000,
+        };
+        self.now += chrono::Duration::nanoseconds(step_ns);
         let now = self.now;
         // Just after `now`: timers due at the input's own instant fire
         // before it (the daemon may take either first; this way the input

@@ -45,6 +45,8 @@ pub(crate) fn run_size(p: &Params) -> Value {
             content_bytes: 0,
         },
         rng: Rng(rng.next()),
+        // Its own seed: the other draws are the same with either clock.
+        clock: p.clock_spread.then_some(Rng(SEED ^ 0x0063_6c6f_636b)),
         offer_timeout: chrono::Duration::milliseconds((OFFER_TIMEOUT_SECS * 1000.0) as i64),
         assigned: Vec::new(),
         held: Vec::new(),
@@ -367,6 +369,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
         "model": if p.model { "full" } else { "basic" },
         "ageing_secs": p.ageing_ms as f64 / 1000.0,
         "timers": if p.ticks_at_deadlines { "deadline" } else { "input" },
+        "clock": if p.clock_spread { "spread" } else { "steady" },
         "skills": SKILLS,
         "total_capacity": world.total_capacity,
         "reachable_capacity": world.reachable_capacity,
