@@ -3,8 +3,9 @@
 //! group, affinity) and event sequences (the
 //! scanning reference model in `tests/it/routing_model/` checks each decision
 //! itself): no offer beyond skill, capacity or presence, loads that match
-//! what agents hold, nothing waiting while a free agent could take it, and a
-//! restore that changes nothing; in a ring group, one contact offered to
+//! what agents hold, nothing waiting while a free agent could take it (a
+//! queue closed by its hours holds its contacts), a queue's members as its
+//! hours keep them, and a restore that changes nothing; in a ring group, one contact offered to
 //! several agents at once, assigned to exactly one of them and withdrawn
 //! from the rest.
 
@@ -97,7 +98,7 @@ fn queue_gen() -> impl PropStrategy<Value = (u8, usize)> {
     (0..6u8, 0..4usize)
 }
 
-fn prop_spec(ring: Option<usize>, keep: bool, queue: (u8, usize), roster: &[AgentGen]) -> Arc<RouterSpec> {
+fn prop_spec(ring: Option<usize>, keep: bool, hours: bool, queue: (u8, usize), roster: &[AgentGen]) -> Arc<RouterSpec> {
     let strategy = match ring {
         Some(n) => format!("strategy = \"ring_group\"\nring_size = {n}\n"),
         None => {
@@ -113,6 +114,22 @@ fn prop_spec(ring: Option<usize>, keep: bool, queue: (u8, usize), roster: &[Agen
         "[routing.affinity]\nlookback_secs = 600\nwait_secs = 10\n"
     } else {
         ""
+    };
+    // Open one minute in two from the start (09:00 UTC), so a run's ticks
+    // open and close the queue, holding and filing its contacts.
+    let (calendar, on_queue) = if hours {
+        let windows: Vec<String> = (0..15)
+            .map(|m| format!("\"09:{:02}-09:{:02}\"", 2 * m, 2 * m + 1))
+            .collect();
+        (
+            format!(
+                "[calendars.c]\ntimezone = \"UTC\"\nhours = {{ mon = [{}] }}\n",
+                windows.join(", ")
+            ),
+            "calendar = \"c\"\n",
+        )
+    } else {
+        (String::new(), "")
     };
     let mut agents = String::new();
     for (i, a) in roster.iter().enumerate() {
@@ -144,6 +161,7 @@ max_missed_offers = 3
 [routing.units]
 interruptible = ["email"]
 {keep}
+{calendar}
 [sla.policies.p]
 first_response_secs = {{ email = 30, chat = 5, social = 20, voice = 3 }}
 warning_thresholds = [0.5]
@@ -151,7 +169,7 @@ warning_thresholds = [0.5]
 name = "q"
 channels = ["email", "chat", "social", "voice"]
 {skills}sla_policy = "p"
-{strategy}
+{on_queue}{strategy}
 {agents}"#
     ))
 }
@@ -239,11 +257,25 @@ fn check_invariants(e: &Engine, out: &[Outbound]) -> Result<(), TestCaseError> {
         let ring = spec_ring(e);
         prop_assert!(offers.len() <= ring, "{} offers for a ring of {}", offers.len(), ring);
     }
+    // A queue with hours lists exactly its waiting contacts (what opening
+    // and closing it walks).
+    for (q, slot) in e.queues.iter().enumerate() {
+        let waiting: BTreeSet<u32> = (0..e.contacts.slots() as u32)
+            .filter(|cx| e.slot(*cx).is_some_and(|s| s.q as usize == q && s.c.is_waiting()))
+            .collect();
+        let want = if slot.hours.is_some() { waiting } else { BTreeSet::new() };
+        prop_assert_eq!(&slot.members, &want, "members of queue {}", q);
+    }
     // Work-conserving: nothing waits while an available agent could take
     // it, except a contact kept for its customer's last agent, who is
-    // available and has not passed on it.
+    // available and has not passed on it, and one its queue's hours hold
+    // (closed now).
     for c in e.contacts().filter(|c| c.state == ContactState::Waiting) {
         let slot = e.contact_slot_of(&c.id).and_then(|cx| e.slot(cx));
+        if let Some(s) = slot.filter(|s| s.held) {
+            prop_assert!(!e.queues[s.q as usize].open, "held by an open queue");
+            continue;
+        }
         if let Some((ax, _)) = slot.and_then(|s| s.reserved) {
             let a = &e.agents[ax as usize].a;
             prop_assert_eq!(Some(&a.id), c.preferred_agent.as_ref());
@@ -311,11 +343,12 @@ proptest! {
     fn routing_never_breaks_skill_capacity_or_presence(
         ring in proptest::option::of(2..5usize),
         keep in proptest::bool::ANY,
+        hours in proptest::bool::ANY,
         queue in queue_gen(),
         roster in proptest::collection::vec(agent_gen(), 4),
         ops in proptest::collection::vec(op(), 1..60),
     ) {
-        let spec = prop_spec(ring, keep, queue, &roster);
+        let spec = prop_spec(ring, keep, hours, queue, &roster);
         let mut e = Engine::new(Arc::clone(&spec), t(0.0));
         let first = e.take_outputs();
         check_invariants(&e, &first)?;
