@@ -5,9 +5,9 @@
 //! itself): no offer beyond skill, capacity or presence, loads that match
 //! what agents hold, nothing waiting while a free agent could take it (a
 //! queue closed by its hours holds its contacts), a queue's members as its
-//! hours keep them, and a restore that changes nothing; in a ring group, one contact offered to
-//! several agents at once, assigned to exactly one of them and withdrawn
-//! from the rest.
+//! hours keep them, and a restore that changes nothing; in a ring group,
+//! one contact offered to several agents at once, assigned to exactly one
+//! of them and withdrawn from the rest.
 
 use super::*;
 use proptest::prelude::{
