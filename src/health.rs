@@ -5,7 +5,7 @@
 //! - systemd hears `READY=1` once, at the first moment `/ready` would
 //!   answer 200, so a unit ordered after this one, or a test waiting on the
 //!   notification, starts when the daemon serves, not before;
-//! - a follower ([`Readiness::follow`], from `Listeners::ready`) equals
+//! - a follower ([`Readiness::followed_by`], from `Listeners::ready`) equals
 //!   whether `/ready` answers 200, and is sent each change, no other;
 //! - once a role was set, systemd hears each change of it as `STATUS=`.
 
@@ -143,8 +143,8 @@ impl Readiness {
         self.review();
     }
 
-    /// Fresh latches, with `follower` (if any) kept as [`Readiness::follow`]
-    /// keeps it.
+    /// Fresh latches, with `follower` (if any) kept equal to whether
+    /// `/ready` answers 200.
     pub fn followed_by(follower: Option<tokio::sync::watch::Sender<bool>>) -> Readiness {
         let r = Readiness::default();
         if let Some(tx) = follower {
@@ -154,7 +154,7 @@ impl Readiness {
     }
 
     /// Keeps `tx` equal to whether `/ready` answers 200, from now on.
-    pub fn follow(&self, tx: tokio::sync::watch::Sender<bool>) {
+    fn follow(&self, tx: tokio::sync::watch::Sender<bool>) {
         tx.send_replace(self.check().is_ok());
         if let Ok(mut slot) = self.follower.lock() {
             *slot = Some(tx);
