@@ -21,6 +21,11 @@ cargo fmt --all -- --check
 step "cargo clippy (-D warnings)"
 cargo clippy --all-targets --locked -- -D warnings
 
+step "cargo doc (-D warnings)"
+# The module docs state invariants and link what they name: a link to an
+# item that is gone or private is an error here, not a silent dead link.
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --lib --locked --quiet
+
 step "cargo deny (advisories, licenses, sources)"
 # The advisory database is an offline snapshot (../shared/tools/advisory-db
 # makes it, .ci/run calls it); without cargo-deny or the snapshot the step
