@@ -5,9 +5,10 @@
 //! A round, per mailbox: `SELECT`; `UID SEARCH UNSEEN` (or `ALL` when a
 //! `processed_folder` is set: everything left in the mailbox is new);
 //! in chunks of [`CHUNK`] messages, oldest first: sizes, then the bodies
-//! in groups of at most `FETCH_BYTES` (16 MiB; `BODY.PEEK[]`, which does not set
-//! `\Seen`; only the header of a message over `max_body_bytes`, routed
-//! with `attributes.truncated`), so memory stays bounded whatever arrives;
+//! in groups of at most `FETCH_BYTES` (16 MiB) with `BODY.PEEK[]`, which
+//! does not set `\Seen` (only the header of a message over
+//! `max_body_bytes`, routed with `attributes.truncated`), so memory stays
+//! bounded whatever arrives;
 //! decode, publish the group and wait for JetStream's acks, and only then
 //! mark the group processed (`+FLAGS.SILENT (\Seen)`, or `MOVE` to the processed
 //! folder; `COPY` + `\Deleted` + `UID EXPUNGE` where MOVE is missing).
