@@ -231,16 +231,17 @@ impl Tally {
     }
 }
 
-/// A scenario's latencies split by the offers its event made (a ring
-/// group's offer goes to several agents at once; 4 counts 4 or more):
-/// where the scenario's tail comes from.
+/// A scenario's latencies split by a count of what each event did (4
+/// counts 4 or more): the offers it made (a ring group's offer goes to
+/// several agents at once), or the timers a tick fired (offers made by one
+/// input expire at one instant). Where the scenario's tail comes from.
 #[derive(Default)]
-pub(crate) struct ByOffers(BTreeMap<usize, Histogram<u64>>);
+pub(crate) struct Split(BTreeMap<usize, Histogram<u64>>);
 
-impl ByOffers {
-    pub(crate) fn record(&mut self, offers: usize, ns: u64) {
+impl Split {
+    pub(crate) fn record(&mut self, count: usize, ns: u64) {
         self.0
-            .entry(offers.min(4))
+            .entry(count.min(4))
             .or_insert_with(histogram)
             .saturating_record(ns);
     }

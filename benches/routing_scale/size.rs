@@ -191,7 +191,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
     let mut b = Budget::new(p.agents, "agent_frees_slot", p.budget);
     let mut cut = false;
     let (mut refilled, mut offers_made, mut not_applied) = (0usize, 0usize, 0usize);
-    let mut by_offers = ByOffers::default();
+    let mut by_offers = Split::default();
     for i in 0..k {
         if b.over() || sim.assigned.is_empty() {
             cut = b.over();
@@ -240,7 +240,8 @@ pub(crate) fn run_size(p: &Params) -> Value {
     let mut b = Budget::new(p.agents, "offer_expiry", p.budget);
     let mut cut = false;
     let (mut expired, mut reoffered) = (0usize, 0usize);
-    let mut by_offers = ByOffers::default();
+    let mut by_offers = Split::default();
+    let mut by_timers = Split::default();
     for (i, at) in expiries.iter().enumerate() {
         if b.over() {
             cut = true;
@@ -255,6 +256,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
         let ns = t.elapsed().as_nanos() as u64;
         h.saturating_record(ns);
         sim.note_work();
+        by_timers.record(sim.e.last_work().timers_fired, ns);
         let d = sim.settle(now, OnOffer::Hold);
         by_offers.record(d.offers, ns);
         expired += d.expired;
@@ -268,6 +270,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
     s.insert("offers_expired".into(), json!(expired));
     s.insert("reoffered".into(), json!(reoffered));
     s.insert("by_offers".into(), by_offers.report());
+    s.insert("by_timers".into(), by_timers.report());
     s.insert("agents_not_available_after".into(), json!(not_available));
     scenarios.insert("offer_expiry".into(), Value::Object(s));
     if cut {
