@@ -479,6 +479,16 @@ impl ContactEventMsg<'_> {
             self.to_queue.map(|q| q.as_str()),
             self.error,
         ]);
+        // A requirement beyond the fixed room: `,"required":{}`, and each
+        // skill's name with at most `"":255,` around it.
+        if let Some(required) = &self.required {
+            j.b.reserve(
+                14 + required
+                    .iter()
+                    .map(|(skill, _)| skill.as_str().len() + 7)
+                    .sum::<usize>(),
+            );
+        }
         j.uint(key!("v"), self.v.into());
         j.str(key!("event_id"), &self.event_id);
         j.str_or_null(key!("contact_id"), self.contact_id);
@@ -492,6 +502,13 @@ impl ContactEventMsg<'_> {
         j.str_if(key!("reason"), self.reason);
         j.token_if(key!("from_queue"), self.from_queue.map(|q| q.as_str()));
         j.token_if(key!("to_queue"), self.to_queue.map(|q| q.as_str()));
+        if let Some(required) = &self.required {
+            j.open(key!("required"), b'{');
+            for (skill, level) in required {
+                j.level(skill.as_str(), *level);
+            }
+            j.close(b'}');
+        }
         j.str_if(key!("error"), self.error);
         if let Some(p) = self.position {
             j.uint(key!("position"), p as u64);

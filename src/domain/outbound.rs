@@ -40,6 +40,15 @@ mod levels {
         }
         m.end()
     }
+
+    /// [`serialize`] of a requirement an event may carry (skipped when
+    /// `None`, so never called with it).
+    pub fn serialize_some<S: Serializer>(v: &Option<Vec<(&SkillName, SkillLevel)>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => serialize(v, s),
+            None => s.serialize_none(),
+        }
+    }
 }
 
 /// Contacts held per channel (`None`: no capacity there), as a JSON object
@@ -248,6 +257,11 @@ pub struct ContactEventMsg<'a> {
     pub from_queue: Option<&'a QueueName>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub to_queue: Option<&'a QueueName>,
+    /// `overflowed`: the requirement a relaxation step put in force (skill
+    /// → level, in name order; `{}` when the step requires no skill), which
+    /// the contract's "or the relaxed requirement" asks for.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "levels::serialize_some")]
+    pub required: Option<Vec<(&'a SkillName, SkillLevel)>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'a str>,
     /// `queued`: contacts waiting in the queue, this one included.

@@ -131,15 +131,27 @@ impl Engine {
                 let Some(r) = self.relaxation(cx, at_step, waited) else {
                     return false;
                 };
-                let from_q = self.slot(cx).map_or(r.route_q, |s| s.route_q);
+                let (from_q, relaxes) = self
+                    .slot(cx)
+                    .map_or((r.route_q, false), |s| (s.route_q, s.need[..] != r.need[..]));
                 if let Some(reason) = &early_reason {
                     self.event_with("relaxed", cx, now, |m| m.reason = Some(reason));
                 }
-                if from_q != r.route_q {
-                    let from = self.queues[from_q as usize].name.clone();
-                    let to = self.queues[r.route_q as usize].name.clone();
+                // The contract's `overflowed` for a step that moves the
+                // contact to another queue's agents or relaxes what it
+                // requires: the queues when it moves, the requirement now
+                // in force either way.
+                if from_q != r.route_q || relaxes {
+                    let moved = (from_q != r.route_q).then(|| {
+                        (
+                            self.queues[from_q as usize].name.clone(),
+                            self.queues[r.route_q as usize].name.clone(),
+                        )
+                    });
+                    let required = self.named(&r.need);
                     self.event_with("overflowed", cx, now, |m| {
-                        (m.from_queue, m.to_queue) = (Some(&from), Some(&to));
+                        (m.from_queue, m.to_queue) = (moved.as_ref().map(|q| &q.0), moved.as_ref().map(|q| &q.1));
+                        m.required = Some(required.iter().map(|(s, l)| (s, *l)).collect());
                         m.reason = early_reason.as_deref();
                     });
                 }

@@ -7,7 +7,7 @@ use super::spec::Strategy;
 use super::{Engine, FollowUp, OutSubject, Outbound, Outcome};
 use crate::domain::wire::InboundEvent;
 use crate::domain::wire::{self, ContactEventMsg, DesktopNotice, OfferMsg, Why};
-use crate::domain::{AgentId, QueueName};
+use crate::domain::{AgentId, QueueName, SkillLevel, SkillName};
 use chrono::{DateTime, Utc};
 
 /// Ids of offers, events and notices: `<prefix>-<ULID>`, the ULID's time
@@ -211,6 +211,17 @@ impl Engine {
         self.out.push(out);
     }
 
+    /// An interned requirement with its skills' names, in name order (as
+    /// events and offers write it).
+    pub(super) fn named(&self, need: &[(super::agents::SkillIx, SkillLevel)]) -> Vec<(SkillName, SkillLevel)> {
+        let mut named: Vec<_> = need
+            .iter()
+            .filter_map(|&(ix, l)| Some((self.skill_names.get(ix as usize)?.clone(), l)))
+            .collect();
+        named.sort_unstable();
+        named
+    }
+
     pub(super) fn notice(
         &mut self,
         cx: u32,
@@ -306,6 +317,7 @@ impl Engine {
             reason: None,
             from_queue: None,
             to_queue: None,
+            required: None,
             error: None,
             position: None,
             estimated_wait_secs: None,
@@ -339,6 +351,7 @@ impl Engine {
             reason: Some(reason),
             from_queue: None,
             to_queue: None,
+            required: None,
             error: None,
             position: None,
             estimated_wait_secs: None,
@@ -370,6 +383,7 @@ impl Engine {
             reason: None,
             from_queue: None,
             to_queue: None,
+            required: None,
             error: Some(error),
             position: None,
             estimated_wait_secs: None,

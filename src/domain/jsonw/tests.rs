@@ -180,7 +180,11 @@ proptest! {
         optional in (proptest::option::of(text()), proptest::option::of(text()), proptest::option::of(text())),
         position in proptest::option::of(any::<usize>()),
         ewt in proptest::option::of(float()),
+        required in proptest::option::of(proptest::collection::btree_map(token(), any::<u8>(), 0..4)),
     ) {
+        let required: Option<BTreeMap<SkillName, u8>> = required.map(|r| {
+            r.into_iter().map(|(s, l)| (SkillName::try_from(s).expect("token"), l)).collect()
+        });
         let queue = names.0.map(|q| QueueName::try_from(q).expect("token"));
         let agent = names.1.map(|a| AgentId::try_from(a).expect("token"));
         let from = names.2.map(|q| QueueName::try_from(q).expect("token"));
@@ -199,6 +203,7 @@ proptest! {
             reason: optional.1.as_deref(),
             from_queue: from.as_ref(),
             to_queue: to.as_ref(),
+            required: required.as_ref().map(|r| r.iter().map(|(s, l)| (s, *l)).collect()),
             error: optional.2.as_deref(),
             position,
             estimated_wait_secs: ewt,
@@ -222,6 +227,10 @@ fn a_notice_or_an_event_fits_its_strings_and_the_fixed_room() {
     };
     let at = DateTime::<Utc>::MAX_UTC;
     let longest = -2.2250738585072014e-308;
+    let skills = [
+        SkillName::try_from("s").expect("token"),
+        SkillName::try_from("t").expect("token"),
+    ];
     let event = ContactEventMsg {
         v: u8::MAX,
         event_id: "e".into(),
@@ -236,12 +245,14 @@ fn a_notice_or_an_event_fits_its_strings_and_the_fixed_room() {
         reason: Some("r"),
         from_queue: Some(&queue),
         to_queue: Some(&queue),
+        required: Some(skills.iter().map(|s| (s, u8::MAX)).collect()),
         error: Some("x"),
         position: Some(usize::MAX),
         estimated_wait_secs: Some(longest),
     };
-    // Its ten strings are a byte each.
-    fits(&event.to_json(), 10);
+    // Its ten strings are a byte each, and its requirement has the room
+    // `to_json` reserves for it.
+    fits(&event.to_json(), 10 + 14 + 2 * (1 + 7));
     let notice = DesktopNotice {
         v: u8::MAX,
         kind: "w",

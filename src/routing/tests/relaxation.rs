@@ -70,7 +70,15 @@ initial_status = "available"
     // offers it to the level-4 agent... who lacks `es`, so still nobody.
     assert_eq!(e.next_deadline(), Some(t(30.0)));
     e.on_tick(t(30.0));
-    assert!(offers(&e.take_outputs()).is_empty(), "es is still required");
+    let at_30 = e.take_outputs();
+    assert!(offers(&at_30).is_empty(), "es is still required");
+    // The step is announced as the contract's `overflowed` with the
+    // relaxed requirement, and no queues (it stays with billing's agents).
+    let relaxed = events(&at_30, "overflowed");
+    assert_eq!(relaxed.len(), 1, "{at_30:?}");
+    assert_eq!(relaxed[0]["required"], json!({"billing": 4, "es": 1}));
+    assert_eq!(relaxed[0]["waited_secs"], json!(30.0));
+    assert!(relaxed[0].get("from_queue").is_none() && relaxed[0].get("to_queue").is_none());
     assert_eq!(
         explained(&e, 31.0),
         (json!(1), json!({"billing": 4, "es": 1}), json!("es"))
@@ -90,6 +98,11 @@ initial_status = "available"
     assert_eq!(
         (&moved[0]["from_queue"], &moved[0]["to_queue"]),
         (&json!("billing"), &json!("general"))
+    );
+    assert_eq!(
+        moved[0]["required"],
+        json!({"es": 1, "support": 1}),
+        "general's, with es"
     );
     let out = offers(&all);
     assert_eq!(out.len(), 1, "{out:?}");
