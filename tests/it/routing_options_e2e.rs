@@ -128,6 +128,15 @@ async fn a_waiting_contact_relaxes_then_overflows_on_the_daemons_clock() {
         (&json!(1), &json!({"billing": 6}))
     );
     assert!(o["waited_secs"].as_f64().is_some_and(|w| w >= 1.0), "{o}");
+    // The step was announced: `overflowed` with the relaxed requirement and
+    // no queues (the contact stayed with vip's agents).
+    let step = c
+        .expect("omni.event.contact.overflowed", WAIT, |v| {
+            v["conversation_id"] == "vip-1"
+        })
+        .await;
+    assert_eq!(step["required"], json!({"billing": 6}), "{step}");
+    assert!(step.get("from_queue").is_none(), "{step}");
     // The senior is busy now: the next vip contact waits through step 1
     // and at 2 s overflows to general's agents.
     c.contact("chat", "vip-2", json!({"queue": "vip"})).await;
@@ -135,6 +144,23 @@ async fn a_waiting_contact_relaxes_then_overflows_on_the_daemons_clock() {
     assert_eq!((&o["queue"], &o["why"]["step"]), (&json!("vip"), &json!(2)));
     assert_eq!(o["why"]["required"], json!({"support": 1}));
     assert!(o["waited_secs"].as_f64().is_some_and(|w| w >= 2.0), "{o}");
+    // Both of its steps were announced, the second with the queues.
+    let relaxed = c
+        .expect("omni.event.contact.overflowed", WAIT, |v| {
+            v["conversation_id"] == "vip-2" && v.get("from_queue").is_none()
+        })
+        .await;
+    assert_eq!(relaxed["required"], json!({"billing": 6}), "{relaxed}");
+    let moved = c
+        .expect("omni.event.contact.overflowed", WAIT, |v| {
+            v["conversation_id"] == "vip-2" && v["from_queue"] == "vip"
+        })
+        .await;
+    assert_eq!(
+        (&moved["to_queue"], &moved["required"]),
+        (&json!("general"), &json!({"support": 1})),
+        "{moved}"
+    );
     d.stop().await;
 }
 
