@@ -148,7 +148,11 @@ impl Engine {
                             self.queues[r.route_q as usize].name.clone(),
                         )
                     });
-                    let required = self.named(&r.need);
+                    // Owned: the event's writer borrows the engine.
+                    let required: Vec<_> = super::by_name(&r.need, &self.skill_names)
+                        .into_iter()
+                        .map(|(s, l)| (s.clone(), l))
+                        .collect();
                     self.event_with("overflowed", cx, now, |m| {
                         (m.from_queue, m.to_queue) = (moved.as_ref().map(|q| &q.0), moved.as_ref().map(|q| &q.1));
                         m.required = Some(required.iter().map(|(s, l)| (s, *l)).collect());

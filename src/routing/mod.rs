@@ -371,19 +371,23 @@ struct ContactSlot {
     order_at: i64,
 }
 
+/// An interned requirement by name (`names`: the engine's skill names by
+/// index), in name order, as explain and events write it.
+fn by_name<'a>(need: &[(SkillIx, SkillLevel)], names: &'a [SkillName]) -> Vec<(&'a SkillName, SkillLevel)> {
+    let mut r: Vec<_> = need
+        .iter()
+        .filter_map(|&(ix, l)| Some((names.get(ix as usize)?, l)))
+        .collect();
+    r.sort_unstable();
+    r
+}
+
 impl ContactSlot {
     /// What an agent needs to take the contact now (`need`, its interned
-    /// form, by name; `names` the engine's skill names by index), in name
-    /// order. Only the operator's explain asks, so the slot keeps no copy:
-    /// a relaxation step then touches one shared allocation fewer.
+    /// form), by name. Only the operator's explain asks, so the slot keeps
+    /// no copy: a relaxation step then touches one shared allocation fewer.
     fn required<'a>(&self, names: &'a [SkillName]) -> Vec<(&'a SkillName, SkillLevel)> {
-        let mut r: Vec<_> = self
-            .need
-            .iter()
-            .filter_map(|&(ix, l)| Some((names.get(ix as usize)?, l)))
-            .collect();
-        r.sort_unstable();
-        r
+        by_name(&self.need, names)
     }
 
     /// Its place in line as of its last ageing timer: the key of an

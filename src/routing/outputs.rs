@@ -7,7 +7,7 @@ use super::spec::Strategy;
 use super::{Engine, FollowUp, OutSubject, Outbound, Outcome};
 use crate::domain::wire::InboundEvent;
 use crate::domain::wire::{self, ContactEventMsg, DesktopNotice, OfferMsg, Why};
-use crate::domain::{AgentId, QueueName, SkillLevel, SkillName};
+use crate::domain::{AgentId, QueueName};
 use chrono::{DateTime, Utc};
 
 /// Ids of offers, events and notices: `<prefix>-<ULID>`, the ULID's time
@@ -209,17 +209,6 @@ impl Engine {
             queue: None,
         };
         self.out.push(out);
-    }
-
-    /// An interned requirement with its skills' names, in name order (as
-    /// events and offers write it).
-    pub(super) fn named(&self, need: &[(super::agents::SkillIx, SkillLevel)]) -> Vec<(SkillName, SkillLevel)> {
-        let mut named: Vec<_> = need
-            .iter()
-            .filter_map(|&(ix, l)| Some((self.skill_names.get(ix as usize)?.clone(), l)))
-            .collect();
-        named.sort_unstable();
-        named
     }
 
     pub(super) fn notice(
