@@ -135,7 +135,7 @@ impl Engine {
                     .slot(cx)
                     .map_or((r.route_q, false), |s| (s.route_q, s.need[..] != r.need[..]));
                 if let Some(reason) = &early_reason {
-                    self.event_with("relaxed", cx, now, |m| m.reason = Some(reason));
+                    self.event_with("relaxed", cx, now, |m, _| m.reason = Some(reason));
                 }
                 // The contract's `overflowed` for a step that moves the
                 // contact to another queue's agents or relaxes what it
@@ -148,14 +148,13 @@ impl Engine {
                             self.queues[r.route_q as usize].name.clone(),
                         )
                     });
-                    // Owned: the event's writer borrows the engine.
-                    let required: Vec<_> = super::by_name(&r.need, &self.skill_names)
-                        .into_iter()
-                        .map(|(s, l)| (s.clone(), l))
-                        .collect();
-                    self.event_with("overflowed", cx, now, |m| {
+                    // By name from the engine's names, which the event's
+                    // writer lends: no copy of each name (an atomic count
+                    // up and down per skill) nor a list to hold them.
+                    let need = &r.need;
+                    self.event_with("overflowed", cx, now, |m, names| {
                         (m.from_queue, m.to_queue) = (moved.as_ref().map(|q| &q.0), moved.as_ref().map(|q| &q.1));
-                        m.required = Some(required.iter().map(|(s, l)| (s, *l)).collect());
+                        m.required = Some(super::by_name(need, names));
                         m.reason = early_reason.as_deref();
                     });
                 }

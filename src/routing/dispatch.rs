@@ -356,7 +356,7 @@ impl Engine {
         self.timers.insert(expires_at, Timer::OfferExpiry(cx));
         self.emit_offers(cx, &members);
         for (_, agent, offer_id) in &members {
-            self.event_with("offered", cx, now, |m| {
+            self.event_with("offered", cx, now, |m, _| {
                 (m.agent_id, m.offer_id) = (Some(agent), Some(offer_id.as_str()));
             });
         }

@@ -610,7 +610,7 @@ impl Engine {
         let offers = s.c.offers();
         for (agent, offer_id) in &offers {
             self.notice(cx, agent, "withdrawn", Some(offer_id), Some("offer expired"), now);
-            self.event_with("offer_expired", cx, now, |m| m.agent_id = Some(agent));
+            self.event_with("offer_expired", cx, now, |m, _| m.agent_id = Some(agent));
         }
         for (agent, _) in &offers {
             self.withdraw_from(cx, agent, now, true);

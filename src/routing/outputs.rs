@@ -7,7 +7,7 @@ use super::spec::Strategy;
 use super::{Engine, FollowUp, OutSubject, Outbound, Outcome};
 use crate::domain::wire::InboundEvent;
 use crate::domain::wire::{self, ContactEventMsg, DesktopNotice, OfferMsg, Why};
-use crate::domain::{AgentId, QueueName};
+use crate::domain::{AgentId, QueueName, SkillName};
 use chrono::{DateTime, Utc};
 
 /// Ids of offers, events and notices: `<prefix>-<ULID>`, the ULID's time
@@ -254,7 +254,7 @@ impl Engine {
         reason: Option<&str>,
         offer_id: Option<&str>,
     ) {
-        self.event_with(what, cx, now, |m| (m.reason, m.offer_id) = (reason, offer_id));
+        self.event_with(what, cx, now, |m, _| (m.reason, m.offer_id) = (reason, offer_id));
     }
 
     /// `queued`, with the contact's position and estimated wait, and the
@@ -263,7 +263,7 @@ impl Engine {
         let Some(q) = self.slot(cx).map(|s| s.q) else { return };
         let position = self.queues.get(q as usize).map_or(0, |q| q.waiting);
         let ewt = self.estimated_wait(q, position);
-        self.event_with("queued", cx, now, |m| {
+        self.event_with("queued", cx, now, |m, _| {
             (m.position, m.estimated_wait_secs, m.from_queue) = (Some(position), ewt, from);
         });
     }
@@ -278,7 +278,7 @@ impl Engine {
         now: DateTime<Utc>,
         reason: Option<&str>,
     ) {
-        self.event_with(what, cx, now, |m| (m.agent_id, m.reason) = (Some(agent), reason));
+        self.event_with(what, cx, now, |m, _| (m.agent_id, m.reason) = (Some(agent), reason));
     }
 
     pub(super) fn event_with<'a>(
@@ -286,7 +286,7 @@ impl Engine {
         what: &'static str,
         cx: u32,
         now: DateTime<Utc>,
-        f: impl FnOnce(&mut ContactEventMsg<'a>),
+        f: impl FnOnce(&mut ContactEventMsg<'a>, &'a [SkillName]),
     ) {
         let Some(s) = self.contacts.get(cx) else {
             return;
@@ -311,7 +311,9 @@ impl Engine {
             position: None,
             estimated_wait_secs: None,
         };
-        f(&mut msg);
+        // The skill names too, for a requirement by name (`overflowed`),
+        // without copying them out of the engine first.
+        f(&mut msg, &self.skill_names);
         // The id moves into the output once the payload is written: no copy.
         let payload = msg.to_json();
         let out = Outbound {
