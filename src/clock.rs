@@ -76,6 +76,13 @@ impl Clock {
         }
     }
 
+    /// A system time (a stream's arrival stamp) on this clock: shifted by
+    /// a started clock's offset; `None` on a manual clock, which has no
+    /// relation to the system time.
+    pub fn of_system(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.manual.is_none().then(|| t + self.offset)
+    }
+
     /// Whether this clock moves only when told ([`Clock::manual`]).
     pub fn is_manual(&self) -> bool {
         self.manual.is_some()
@@ -103,6 +110,15 @@ mod tests {
         let d = c.now() - start;
         assert!(d >= Duration::zero() && d < Duration::seconds(60), "{d}");
         assert!((Clock::system().now() - Utc::now()).num_seconds().abs() < 60);
+        let t = Utc::now();
+        let shifted = c.of_system(t).expect("a running clock maps system time");
+        assert!(((shifted - t) - (start - Utc::now())).num_seconds().abs() < 60);
+        assert_eq!(Clock::system().of_system(t), Some(t));
+        assert_eq!(
+            Clock::manual(start).of_system(t),
+            None,
+            "a manual clock has no system time"
+        );
     }
 
     #[tokio::test]

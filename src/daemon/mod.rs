@@ -83,6 +83,8 @@ pub struct Daemon {
     snapshot: Option<commit::SnapshotJob>,
     evicted_reported: u64,
     last_prune: DateTime<Utc>,
+    /// The time the last input was handled at (see [`Daemon::arrival`]).
+    last_arrival: DateTime<Utc>,
     ready: Arc<Readiness>,
     /// Whether this router has state from an earlier run.
     ran_before: bool,
@@ -180,6 +182,9 @@ impl Daemon {
             snapshot: None,
             evicted_reported: 0,
             last_prune: now,
+            // Inputs redelivered after a restart happen no earlier than the
+            // state they come after.
+            last_arrival: since,
             ready,
             ran_before,
             catch_up,
@@ -257,10 +262,16 @@ impl Daemon {
                     let mut pending = Pending::default();
                     for d in buf.drain(..) {
                         self.catch_up.saw(d.source, d.published, d.pending, Instant::now());
-                        self.process(d, now, &mut pending);
+                        // Each input in turn at the time it arrived, after
+                        // the timers due before it: an accept sent after its
+                        // offer's deadline finds the offer expired, as the
+                        // contract has it, however long it waited to be read;
+                        // one sent before it wins, even read after it.
+                        let at = self.arrival(&d, now);
+                        self.tick(at);
+                        self.process(d, at, &mut pending);
                     }
-                    // Inputs first, then due timers: an accept or respond that
-                    // is already in hand wins over an expiry or alert due now.
+                    // Then the rest that fell due by now.
                     self.tick(now);
                     self.commit(pending, &mut publisher, &hard_stop).await?;
                 }
@@ -311,6 +322,20 @@ impl Daemon {
         let until = self.clock.now() + chrono::Duration::from_std(OUTAGE_GRACE).unwrap_or_default();
         self.engine.excuse_missed_offers_until(until);
         tracing::info!(%until, "NATS is back: offers expiring until then do not count as missed.");
+    }
+
+    /// When an input happened: its stream time (when JetStream stored it)
+    /// on the router's clock, never before the input handled last (the
+    /// engine's time only moves forward) and never after `now`. On a
+    /// manual clock, which has no relation to stream times, `now`.
+    fn arrival(&mut self, d: &Delivery, now: DateTime<Utc>) -> DateTime<Utc> {
+        let at = self
+            .clock
+            .of_system(d.published)
+            .map_or(now, |t| t.min(now))
+            .max(self.last_arrival);
+        self.last_arrival = at;
+        at
     }
 
     /// Fires due timers. The heartbeat calls it too: it costs the timers

@@ -207,16 +207,40 @@ async fn speaks_the_systemd_notify_protocol_with_a_watchdog() {
     assert!(wait_exit(&mut p.child, Duration::from_secs(30)).success());
 }
 
-#[tokio::test]
-async fn an_accept_sent_while_the_router_was_down_wins_over_the_expiry_that_fell_due() {
+/// A short accept timeout, so the tests below can outlast it.
+fn short_timeout() -> [(&'static str, String); 1] {
+    [("OMNIROUTE_ROUTING__OFFER_TIMEOUT_SECS", "5".to_string())]
+}
+
+/// A router with a 5 s accept timeout that offered a contact to alpha:
+/// the server, the router's directory, a client, the router, the offer
+/// and the contact's id.
+async fn offered_to_alpha() -> (NatsServer, tempfile::TempDir, Client, Proc, serde_json::Value, String) {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().expect("tmp");
     let mut c = Client::connect(&nats.url).await;
-    let env = [("OMNIROUTE_ROUTING__OFFER_TIMEOUT_SECS", "5".to_string())];
-    let mut p = spawn_with(dir.path(), &nats.url, "1", &env).await;
+    let p = spawn_with(dir.path(), &nats.url, "1", &short_timeout()).await;
     c.contact("email", "one", json!({})).await;
-    let o = c.any_offer("alpha").await;
-    let cid = o["contact_id"].as_str().expect("cid").to_string();
+    let offer = c.any_offer("alpha").await;
+    let cid = offer["contact_id"].as_str().expect("cid").to_string();
+    (nats, dir, c, p, offer, cid)
+}
+
+/// Returns once the offer's deadline has passed on the wall clock: these
+/// scenarios are about an input published after (or before) that moment
+/// while the router is down, so the moment itself has to pass.
+async fn past_deadline(offer: &serde_json::Value) {
+    let expires: chrono::DateTime<chrono::Utc> = offer["expires_at"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("expires_at");
+    let left = (expires - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(left + Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn an_accept_sent_while_the_router_was_down_wins_over_the_expiry_that_fell_due() {
+    let (nats, dir, mut c, mut p, o, cid) = offered_to_alpha().await;
     p.child.kill().expect("SIGKILL");
     wait_exit(&mut p.child, Duration::from_secs(10));
     // While the router is down, other agents keep working (a backlog of
@@ -225,15 +249,9 @@ async fn an_accept_sent_while_the_router_was_down_wins_over_the_expiry_that_fell
         c.agent("beta", "presence", json!({"status": "offline"})).await;
     }
     c.agent("alpha", "accept", json!({"contact_id": cid})).await;
-    // ...and the router comes back only after the offer's deadline: the
-    // scenario needs that wall-clock moment to have passed.
-    let expires: chrono::DateTime<chrono::Utc> = o["expires_at"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .expect("expires_at");
-    let left = (expires - chrono::Utc::now()).to_std().unwrap_or_default();
-    tokio::time::sleep(left + Duration::from_millis(300)).await;
-    let mut p2 = spawn_with(dir.path(), &nats.url, "2", &env).await;
+    // ...and the router comes back only after the offer's deadline.
+    past_deadline(&o).await;
+    let mut p2 = spawn_with(dir.path(), &nats.url, "2", &short_timeout()).await;
     c.expect("omni.event.contact.accepted", WAIT, |v| v["contact_id"] == cid.as_str())
         .await;
     let rest = c.drain_received().await;
@@ -243,6 +261,50 @@ async fn an_accept_sent_while_the_router_was_down_wins_over_the_expiry_that_fell
                 && v["contact_id"] == cid.as_str()
         ),
         "the downtime counted against the agent: {rest:?}"
+    );
+    kill(Pid::from_raw(p2.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    assert!(wait_exit(&mut p2.child, Duration::from_secs(30)).success());
+}
+
+#[tokio::test]
+async fn an_accept_sent_after_the_deadline_while_the_router_was_down_loses_to_the_expiry() {
+    let (nats, dir, mut c, mut p, o, cid) = offered_to_alpha().await;
+    // Stopped cleanly, with nothing in flight: a message delivered but not
+    // acknowledged would hold the timers until its redelivery (see
+    // src/daemon/catchup.rs), and this is about the order of the rest.
+    kill(Pid::from_raw(p.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    assert!(wait_exit(&mut p.child, Duration::from_secs(30)).success());
+    // While the router is down, before the offer's deadline, a second agent
+    // comes in...
+    c.agent("beta", "presence", json!({"status": "available"})).await;
+    // ...and the first accepts only after the deadline.
+    past_deadline(&o).await;
+    c.agent("alpha", "accept", json!({"contact_id": cid})).await;
+    let mut p2 = spawn_with(dir.path(), &nats.url, "2", &short_timeout()).await;
+    // Read in order of arrival, the expiry comes first: the contact goes to
+    // the agent who came in, and the late accept does not apply.
+    c.expect("omni.event.contact.offer_expired", WAIT, |v| {
+        v["contact_id"] == cid.as_str()
+    })
+    .await;
+    c.expect("omni.offer.beta", WAIT, |v| {
+        v["kind"] == "offer" && v["contact_id"] == cid.as_str()
+    })
+    .await;
+    let rejected = c
+        .expect("omni.event.contact.rejected", WAIT, |v| v["contact_id"] == cid.as_str())
+        .await;
+    assert_eq!(rejected["agent_id"], "alpha");
+    assert_eq!(
+        rejected["error"],
+        "contact is not offered to this agent (expired, withdrawn or closed)"
+    );
+    let rest = c.drain_received().await;
+    assert!(
+        !rest
+            .iter()
+            .any(|(s, v)| s == "omni.event.contact.accepted" && v["contact_id"] == cid.as_str()),
+        "an accept sent after the deadline took the contact: {rest:?}"
     );
     kill(Pid::from_raw(p2.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
     assert!(wait_exit(&mut p2.child, Duration::from_secs(30)).success());
