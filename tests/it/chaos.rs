@@ -437,7 +437,6 @@ async fn run(scenario: &str, disrupt: Disrupt) {
         Disrupt::KillClusterNode(_) => Nats::Cluster(Cluster::start(3)),
         _ => Nats::One(NatsServer::start()),
     };
-    let (url, router_url) = (nats.url(), nats.router_url());
     let dir = tempfile::tempdir().expect("tmp");
     let cfg = config();
     // A killed router cannot release its lease; the next one takes over
@@ -450,6 +449,8 @@ async fn run(scenario: &str, disrupt: Disrupt) {
         c.wait_jetstream(Duration::from_secs(90)).await;
         env.push(("OMNIROUTE_NATS__STREAM_REPLICAS", "3".to_string()));
     }
+    // After the wait: a node may have started again on other ports.
+    let (url, router_url) = (nats.url(), nats.router_url());
     let mut router = spawn(dir.path(), &cfg, &router_url, "0", &env).await;
     let mut standby = match disrupt {
         Disrupt::Failover(_) => {

@@ -12,6 +12,8 @@ struct Node {
     port: u16,
     cluster_port: u16,
     dir: tempfile::TempDir,
+    /// Port clashes in its log already answered with a new start.
+    clashes_handled: usize,
 }
 
 pub struct Cluster {
@@ -26,6 +28,7 @@ impl Cluster {
                 port: free_port(),
                 cluster_port: free_port(),
                 dir: tempfile::tempdir().expect("tmp"),
+                clashes_handled: 0,
             })
             .collect();
         let mut c = Cluster { nodes };
@@ -65,17 +68,52 @@ impl Cluster {
     /// machine can take many seconds; a test that is about disruptions,
     /// not start-up, waits here rather than spend its router's start-up
     /// deadline on it. Fails with each node's state and the end of its log.
+    ///
+    /// A node that could not bind its ports (they are picked free, then
+    /// released, and a parallel test can take one in between) is started
+    /// again on new ones: read [`Cluster::urls`] after this.
     pub async fn wait_jetstream(&mut self, within: Duration) {
-        for url in self.urls() {
+        let cluster = std::cell::RefCell::new(self);
+        let n = cluster.borrow().nodes.len();
+        for i in 0..n {
             super::eventually_or(
                 within,
-                || async {
-                    let nc = async_nats::connect(&url).await.ok()?;
-                    async_nats::jetstream::new(nc).query_account().await.ok().map(|_| ())
+                || {
+                    let url = {
+                        let mut c = cluster.borrow_mut();
+                        c.respawn_after_port_clash();
+                        format!("nats://127.0.0.1:{}", c.nodes[i].port)
+                    };
+                    async move {
+                        let nc = async_nats::connect(&url).await.ok()?;
+                        async_nats::jetstream::new(nc).query_account().await.ok().map(|_| ())
+                    }
                 },
-                || self.report(),
+                || cluster.borrow_mut().report(),
             )
             .await;
+        }
+    }
+
+    /// Starts again, on new ports, each node that exited because a port it
+    /// was given was taken meanwhile.
+    fn respawn_after_port_clash(&mut self) {
+        for i in 0..self.nodes.len() {
+            let n = &mut self.nodes[i];
+            let exited = n.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if !exited {
+                continue;
+            }
+            let log = std::fs::read_to_string(n.dir.path().join("nats.log")).unwrap_or_default();
+            let clashes = log.lines().filter(|l| l.contains("address already in use")).count();
+            // Each start that clashed logged one such line: act on a new one.
+            if clashes == 0 || clashes <= n.clashes_handled {
+                continue;
+            }
+            n.clashes_handled = clashes;
+            n.port = free_port();
+            n.cluster_port = free_port();
+            self.spawn(i);
         }
     }
 
