@@ -67,8 +67,12 @@ id = "a"
 capacity = { chat = 1000 }
 initial_status = "available"
 "#;
-    // Started together with the cluster: set-up waits for it to settle.
-    let d = Daemon::start(support::config(&urls.join(","), toml)).await;
+    // Started together with the cluster: set-up waits for it to settle,
+    // which on a loaded 2-core machine can take longer than a router alone
+    // is given to start (CI once failed here at 20 s, the streams' set-up
+    // still answered "JetStream system temporarily unavailable").
+    let d = Daemon::spawn(support::config(&urls.join(","), toml)).await;
+    d.wait_ready_within(Duration::from_secs(90)).await;
     let js = client(&urls).await;
     let per_round = 25;
     let mut n = 0;

@@ -18,7 +18,14 @@ struct Node {
 
 pub struct Cluster {
     nodes: Vec<Node>,
+    /// Its own: two clusters of parallel tests never join each other when
+    /// one's node is given a port the other's routes point to (a node
+    /// refuses a route from another cluster name).
+    name: String,
 }
+
+/// Clusters started by this process so far, for their names.
+static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl Cluster {
     pub fn start(n: usize) -> Cluster {
@@ -31,7 +38,9 @@ impl Cluster {
                 clashes_handled: 0,
             })
             .collect();
-        let mut c = Cluster { nodes };
+        let started = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("omni-{}-{started}", std::process::id());
+        let mut c = Cluster { nodes, name };
         for i in 0..n {
             c.spawn(i);
         }
@@ -53,7 +62,7 @@ impl Cluster {
         let child = Command::new(nats_server_bin())
             .args(["-a", "127.0.0.1", "-p", &n.port.to_string(), "-js", "-sd"])
             .arg(n.dir.path().join("js"))
-            .args(["-n", &format!("node{i}"), "--cluster_name", "omni"])
+            .args(["-n", &format!("node{i}"), "--cluster_name", &self.name])
             .args(["--cluster", &format!("nats://127.0.0.1:{}", n.cluster_port)])
             .args(["--routes", &routes.join(",")])
             .stdout(Stdio::null())

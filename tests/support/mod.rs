@@ -224,7 +224,12 @@ impl Daemon {
     /// for the moment it stands by before taking the lease, and the state
     /// loads after (503 meanwhile): then the next change is waited for.
     pub async fn wait_ready(&self) {
-        let within = Duration::from_secs(20);
+        self.wait_ready_within(Duration::from_secs(20)).await
+    }
+
+    /// [`Daemon::wait_ready`] with a deadline of the test's choosing (a
+    /// router started together with a cluster waits for its election).
+    pub async fn wait_ready_within(&self, within: Duration) {
         let deadline = tokio::time::Instant::now() + within;
         let mut serving = self.serving.clone();
         loop {
