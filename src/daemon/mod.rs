@@ -83,7 +83,8 @@ pub struct Daemon {
     snapshot: Option<commit::SnapshotJob>,
     evicted_reported: u64,
     last_prune: DateTime<Utc>,
-    /// The time the last input was handled at (see [`Daemon::arrival`]).
+    /// The latest time the engine was given, by an input or a tick: the
+    /// next input is handled no earlier (see [`Daemon::arrival`]).
     last_arrival: DateTime<Utc>,
     ready: Arc<Readiness>,
     /// Whether this router has state from an earlier run.
@@ -325,9 +326,10 @@ impl Daemon {
     }
 
     /// When an input happened: its stream time (when JetStream stored it)
-    /// on the router's clock, never before the input handled last (the
-    /// engine's time only moves forward) and never after `now`. On a
-    /// manual clock, which has no relation to stream times, `now`.
+    /// on the router's clock, never before the time the engine was last
+    /// given (an input's or a tick's: the engine's time only moves
+    /// forward), and not after `now` unless the wall clock stepped back.
+    /// On a manual clock, which has no relation to stream times, `now`.
     fn arrival(&mut self, d: &Delivery, now: DateTime<Utc>) -> DateTime<Utc> {
         let at = self
             .clock
@@ -342,6 +344,8 @@ impl Daemon {
     /// due, and the core offers nothing on it unless a timer changed something.
     fn tick(&mut self, wall: DateTime<Utc>) {
         let now = self.catch_up.timer_clock(wall, Instant::now());
+        // An input read after this tick is not handled before it.
+        self.last_arrival = self.last_arrival.max(now);
         self.prune_ids(now);
         let t = Instant::now();
         self.engine.on_tick(now);
