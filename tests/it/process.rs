@@ -226,15 +226,24 @@ async fn offered_to_alpha() -> (NatsServer, tempfile::TempDir, Client, Proc, ser
     (nats, dir, c, p, offer, cid)
 }
 
-/// Returns once the offer's deadline has passed on the wall clock: these
-/// scenarios are about an input published after (or before) that moment
-/// while the router is down, so the moment itself has to pass.
+/// Returns once the offer's deadline has passed on the wall clock.
 async fn past_deadline(offer: &serde_json::Value) {
-    let expires: chrono::DateTime<chrono::Utc> = offer["expires_at"]
+    past(time_of(offer, "expires_at")).await
+}
+
+/// The instant a router message names in `field`.
+fn time_of(v: &serde_json::Value, field: &str) -> chrono::DateTime<chrono::Utc> {
+    v[field]
         .as_str()
         .and_then(|s| s.parse().ok())
-        .expect("expires_at");
-    let left = (expires - chrono::Utc::now()).to_std().unwrap_or_default();
+        .unwrap_or_else(|| panic!("{field} in {v}"))
+}
+
+/// Returns once `t` has passed on the wall clock: these scenarios are about
+/// an input published after (or before) a deadline while the router is
+/// down, in another process, so the moment itself has to pass.
+async fn past(t: chrono::DateTime<chrono::Utc>) {
+    let left = (t - chrono::Utc::now()).to_std().unwrap_or_default();
     tokio::time::sleep(left + Duration::from_millis(300)).await;
 }
 
@@ -306,6 +315,55 @@ async fn an_accept_sent_after_the_deadline_while_the_router_was_down_loses_to_th
             .any(|(s, v)| s == "omni.event.contact.accepted" && v["contact_id"] == cid.as_str()),
         "an accept sent after the deadline took the contact: {rest:?}"
     );
+    kill(Pid::from_raw(p2.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    assert!(wait_exit(&mut p2.child, Duration::from_secs(30)).success());
+}
+
+#[tokio::test]
+async fn a_reply_sent_after_the_breach_while_the_router_was_down_does_not_silence_it() {
+    const SLA: &str = r#"
+[sla.policies.p]
+first_response_secs = { email = 3 }
+[[queues]]
+name = "q"
+channels = ["email"]
+skills = { s = 1 }
+sla_policy = "p"
+[[agents]]
+id = "alpha"
+skills = { s = 5 }
+capacity = { email = 1 }
+initial_status = "available"
+"#;
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut c = Client::connect(&nats.url).await;
+    let env = [("OMNIROUTE_RUNTIME__LEASE_TTL_SECS", "1".to_string())];
+    let mut p = support::binary::spawn(dir.path(), SLA, &nats.url, "1", &env).await;
+    c.contact("email", "one", json!({})).await;
+    let queued = c.expect("omni.event.contact.queued", WAIT, |_| true).await;
+    let cid = queued["contact_id"].as_str().expect("cid").to_string();
+    c.any_offer("alpha").await;
+    c.agent("alpha", "accept", json!({"contact_id": cid})).await;
+    c.expect("omni.event.contact.accepted", WAIT, |v| v["contact_id"] == cid.as_str())
+        .await;
+    kill(Pid::from_raw(p.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    assert!(wait_exit(&mut p.child, Duration::from_secs(30)).success());
+    // The first reply goes out only after the 3 s target has passed (the
+    // contact's clock started when it arrived, the `queued` event's time).
+    past(time_of(&queued, "at") + chrono::Duration::seconds(3)).await;
+    c.agent("alpha", "respond", json!({"contact_id": cid})).await;
+    let mut p2 = support::binary::spawn(dir.path(), SLA, &nats.url, "2", &env).await;
+    // Read in order of arrival, the breach comes first; the reply then
+    // stops the clock.
+    let b = c
+        .expect("omni.alert.sla.breach", WAIT, |v| v["contact_id"] == cid.as_str())
+        .await;
+    assert_eq!(b["clock"], "first_response");
+    c.expect("omni.event.contact.responded", WAIT, |v| {
+        v["contact_id"] == cid.as_str()
+    })
+    .await;
     kill(Pid::from_raw(p2.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
     assert!(wait_exit(&mut p2.child, Duration::from_secs(30)).success());
 }
