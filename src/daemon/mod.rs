@@ -3,7 +3,11 @@
 //! the journal at start-up (`recover`).
 //!
 //! One task owns the [`Engine`]. It takes whatever deliveries are ready (up to
-//! a batch), applies them in order, fires due timers, then commits the batch.
+//! a batch), applies each in order at its arrival time after the timers due
+//! before it, fires the timers due by now, then commits the batch.
+//!
+//! Invariant: the time the engine is given (an input's or a tick's) never
+//! goes back, but for a wall clock that steps back.
 
 mod catchup;
 mod commit;
