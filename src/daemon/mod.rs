@@ -6,8 +6,12 @@
 //! a batch), applies each in order at its arrival time after the timers due
 //! before it, fires the timers due by now, then commits the batch.
 //!
-//! Invariant: the time the engine is given (an input's or a tick's) never
-//! goes back, but for a wall clock that steps back.
+//! Invariant: an input is never handled at a time before the previous
+//! input's or tick's (but for a wall clock that steps back). A tick may be
+//! earlier than the last input while a lagging source holds the timers
+//! (`catchup`), and a backlog's first inputs earlier than the start-up's
+//! re-routing. Offers made then still run their accept timeout from the
+//! wall clock ([`Engine::offers_start_no_earlier_than`]).
 
 mod catchup;
 mod commit;
@@ -189,7 +193,7 @@ impl Daemon {
             last_prune: now,
             // Inputs redelivered after a restart happen no earlier than the
             // state they come after.
-            last_arrival: since,
+            last_arrival: since.min(now),
             ready,
             ran_before,
             catch_up,
@@ -264,6 +268,7 @@ impl Daemon {
                     }
                     self.excuse_outage(&mut connection);
                     let now = self.clock.now();
+                    self.engine.offers_start_no_earlier_than(now);
                     let mut pending = Pending::default();
                     for d in buf.drain(..) {
                         self.catch_up.saw(d.source, d.published, d.pending, Instant::now());
@@ -274,7 +279,7 @@ impl Daemon {
                         // one sent before it wins, even read after it.
                         let at = self.arrival(&d, now);
                         self.tick(at);
-                        self.process(d, at, &mut pending);
+                        self.process(d, at, now, &mut pending);
                     }
                     // Then the rest that fell due by now.
                     self.tick(now);
@@ -350,6 +355,8 @@ impl Daemon {
         let now = self.catch_up.timer_clock(wall, Instant::now());
         // An input read after this tick is not handled before it.
         self.last_arrival = self.last_arrival.max(now);
+        // A held-back tick's re-offers still get their whole timeout.
+        self.engine.offers_start_no_earlier_than(self.clock.now());
         self.prune_ids(now);
         let t = Instant::now();
         self.engine.on_tick(now);
@@ -365,7 +372,10 @@ impl Daemon {
         metrics::histogram!(m::ROUTING_CANDIDATES).record(self.engine.last_work().examined as f64);
     }
 
-    fn process(&mut self, d: Delivery, now: DateTime<Utc>, pending: &mut Pending) {
+    /// Applies one delivery at `now` (its arrival); `wall`, the clock as
+    /// the batch began, dates what the router remembers of it (its id's
+    /// retention runs from when it was handled).
+    fn process(&mut self, d: Delivery, now: DateTime<Utc>, wall: DateTime<Utc>, pending: &mut Pending) {
         let kind_label = match d.source {
             Source::Inbound => "inbound",
             Source::Agent => "agent",
@@ -381,7 +391,7 @@ impl Daemon {
                         metrics::counter!(m::AGENT_EVENTS, "type" => label_a, "outcome" => label_b).increment(1)
                     }
                 }
-                self.ids.insert(digest, now.timestamp_millis());
+                self.ids.insert(digest, wall.timestamp_millis());
                 pending.ids.push(digest);
             }
             Ok(None) => {}

@@ -316,7 +316,9 @@ impl Engine {
         } else {
             Vec::new()
         };
-        let expires_at = now + secs_to_duration(timeout);
+        // The accept window starts at the input's time, or at the wall
+        // clock when that is later (an input of a downtime's backlog).
+        let expires_at = self.offers_from.map_or(now, |w| w.max(now)) + secs_to_duration(timeout);
         self.dequeue(cx);
         self.pace(q, now);
         let members: Vec<(u32, AgentId, String)> = std::iter::once(ax)

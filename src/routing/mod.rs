@@ -487,6 +487,9 @@ pub struct Engine {
     /// the desktops could not answer (NATS was away; see
     /// [`Engine::excuse_missed_offers_until`]).
     excused_until: Option<DateTime<Utc>>,
+    /// No offer's accept window starts before this (see
+    /// [`Engine::offers_start_no_earlier_than`]).
+    offers_from: Option<DateTime<Utc>>,
     by_status: [usize; 3],
     /// What the current input changed: agents that may have gained a free
     /// slot or a fit, and contacts that became waiting.
@@ -700,6 +703,15 @@ impl Engine {
     /// their own clients may take a while to come back. Only moves later.
     pub fn excuse_missed_offers_until(&mut self, until: DateTime<Utc>) {
         self.excused_until = Some(self.excused_until.map_or(until, |u| u.max(until)));
+    }
+
+    /// The wall clock of a router handling inputs at their arrival time,
+    /// which can be well in the past (the backlog of a downtime): an offer
+    /// made then still gives the agent its whole accept timeout from now,
+    /// not from the input's time, or it would be dead on arrival. Only
+    /// moves later.
+    pub fn offers_start_no_earlier_than(&mut self, wall: DateTime<Utc>) {
+        self.offers_from = Some(self.offers_from.map_or(wall, |u| u.max(wall)));
     }
 
     pub fn contacts_len(&self) -> usize {

@@ -49,6 +49,7 @@ impl Engine {
             changed_queues: Vec::new(),
             warned_policies: BTreeSet::new(),
             excused_until: None,
+            offers_from: None,
             by_status: [0; 3],
             pending_agents: Vec::new(),
             stale_agents: Vec::new(),

@@ -367,3 +367,37 @@ initial_status = "available"
     kill(Pid::from_raw(p2.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
     assert!(wait_exit(&mut p2.child, Duration::from_secs(30)).success());
 }
+
+#[tokio::test]
+async fn a_contact_from_a_downtime_longer_than_the_accept_timeout_gets_the_whole_timeout() {
+    let (nats, dir, mut c, mut p, _, cid) = offered_to_alpha().await;
+    c.agent("alpha", "accept", json!({"contact_id": cid})).await;
+    c.expect("omni.event.contact.accepted", WAIT, |v| v["contact_id"] == cid.as_str())
+        .await;
+    kill(Pid::from_raw(p.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    assert!(wait_exit(&mut p.child, Duration::from_secs(30)).success());
+    // While the router is down, the contact is completed and a new one
+    // arrives; the router comes back more than an accept timeout later.
+    c.agent("alpha", "complete", json!({"contact_id": cid})).await;
+    let sent = chrono::Utc::now();
+    c.contact("email", "two", json!({})).await;
+    past(sent + chrono::Duration::seconds(5)).await;
+    let mut p2 = spawn_with(dir.path(), &nats.url, "2", &short_timeout()).await;
+    // Handled at its arrival, it is offered with the whole 5 s from now,
+    // not from that arrival (which would be over before it is sent).
+    let two = c
+        .expect("omni.offer.alpha", WAIT, |v| {
+            v["kind"] == "offer" && v["conversation_id"] == "two"
+        })
+        .await;
+    let seen = chrono::Utc::now();
+    assert!(time_of(&two, "expires_at") > seen, "an offer already expired: {two}");
+    let cid2 = two["contact_id"].as_str().expect("cid").to_string();
+    c.agent("alpha", "accept", json!({"contact_id": cid2})).await;
+    c.expect("omni.event.contact.accepted", WAIT, |v| {
+        v["contact_id"] == cid2.as_str()
+    })
+    .await;
+    kill(Pid::from_raw(p2.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    assert!(wait_exit(&mut p2.child, Duration::from_secs(30)).success());
+}
