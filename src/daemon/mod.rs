@@ -268,7 +268,6 @@ impl Daemon {
                     }
                     self.excuse_outage(&mut connection);
                     let now = self.clock.now();
-                    self.engine.offers_start_no_earlier_than(now);
                     let mut pending = Pending::default();
                     for d in buf.drain(..) {
                         self.catch_up.saw(d.source, d.published, d.pending, Instant::now());
@@ -355,7 +354,8 @@ impl Daemon {
         let now = self.catch_up.timer_clock(wall, Instant::now());
         // An input read after this tick is not handled before it.
         self.last_arrival = self.last_arrival.max(now);
-        // A held-back tick's re-offers still get their whole timeout.
+        // Offers of this tick, and of the input after it, get their whole
+        // timeout from the wall clock, even when their time is held back.
         self.engine.offers_start_no_earlier_than(self.clock.now());
         self.prune_ids(now);
         let t = Instant::now();

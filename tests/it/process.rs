@@ -321,25 +321,17 @@ async fn an_accept_sent_after_the_deadline_while_the_router_was_down_loses_to_th
 
 #[tokio::test]
 async fn a_reply_sent_after_the_breach_while_the_router_was_down_does_not_silence_it() {
-    const SLA: &str = r#"
-[sla.policies.p]
-first_response_secs = { email = 3 }
-[[queues]]
-name = "q"
-channels = ["email"]
-skills = { s = 1 }
-sla_policy = "p"
-[[agents]]
-id = "alpha"
-skills = { s = 5 }
-capacity = { email = 1 }
-initial_status = "available"
-"#;
+    // The file's configuration with a 3 s first-response target.
+    let sla = CFG.replace(
+        "first_response_secs = { email = 3600 }",
+        "first_response_secs = { email = 3 }",
+    );
+    assert_ne!(sla, CFG, "the target to shorten is in CFG");
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().expect("tmp");
     let mut c = Client::connect(&nats.url).await;
     let env = [("OMNIROUTE_RUNTIME__LEASE_TTL_SECS", "1".to_string())];
-    let mut p = support::binary::spawn(dir.path(), SLA, &nats.url, "1", &env).await;
+    let mut p = support::binary::spawn(dir.path(), &sla, &nats.url, "1", &env).await;
     c.contact("email", "one", json!({})).await;
     let queued = c.expect("omni.event.contact.queued", WAIT, |_| true).await;
     let cid = queued["contact_id"].as_str().expect("cid").to_string();
@@ -353,7 +345,7 @@ initial_status = "available"
     // contact's clock started when it arrived, the `queued` event's time).
     past(time_of(&queued, "at") + chrono::Duration::seconds(3)).await;
     c.agent("alpha", "respond", json!({"contact_id": cid})).await;
-    let mut p2 = support::binary::spawn(dir.path(), SLA, &nats.url, "2", &env).await;
+    let mut p2 = support::binary::spawn(dir.path(), &sla, &nats.url, "2", &env).await;
     // Read in order of arrival, the breach comes first; the reply then
     // stops the clock.
     let b = c
