@@ -45,7 +45,8 @@ pub struct Backlog {
     pub unacked: u64,
 }
 
-fn ix(s: Source) -> usize {
+/// A source's place in per-source arrays.
+pub(super) fn source_ix(s: Source) -> usize {
     match s {
         Source::Inbound => 0,
         Source::Agent => 1,
@@ -61,7 +62,7 @@ impl CatchUp {
             if b.pending == 0 && b.unacked == 0 {
                 continue;
             }
-            c.lag[ix(s)] = Some(Lag {
+            c.lag[source_ix(s)] = Some(Lag {
                 clock: since,
                 redelivery_until: (b.unacked > 0).then(|| now + ack_wait + Duration::from_secs(2)),
                 drained: b.pending == 0,
@@ -77,7 +78,7 @@ impl CatchUp {
     /// An input from `source` that arrived at `published`, with `pending`
     /// more behind it.
     pub fn saw(&mut self, source: Source, published: DateTime<Utc>, pending: u64, now: Instant) {
-        let slot = &mut self.lag[ix(source)];
+        let slot = &mut self.lag[source_ix(source)];
         if let Some(l) = slot {
             l.clock = l.clock.max(published);
             l.drained |= pending == 0;

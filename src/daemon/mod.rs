@@ -3,16 +3,21 @@
 //! the journal at start-up (`recover`).
 //!
 //! One task owns the [`Engine`]. It takes whatever deliveries are ready (up to
-//! a batch), applies each in order at its arrival time after the timers due
+//! a batch), puts them in the order they arrived across the two streams
+//! (`arrival`), applies each at its arrival time after the timers due
 //! before it, fires the timers due by now, then commits the batch.
 //!
 //! Invariant: an input is never handled at a time before the previous
-//! input's or tick's (but for a wall clock that steps back). A tick may be
-//! earlier than the last input while a lagging source holds the timers
-//! (`catchup`), and a backlog's first inputs earlier than the start-up's
-//! re-routing. Offers made then still run their accept timeout from the
-//! wall clock ([`Engine::offers_start_no_earlier_than`]).
+//! input's or tick's, even when the wall clock steps back: one read after
+//! a later one is handled at that one's time, and the engine is told when
+//! it was sent ([`Engine::next_input_sent_at`]), which decides whether an
+//! answer to an offer was late. A tick may be earlier than the last input
+//! while a lagging source holds the timers (`catchup`), and a backlog's
+//! first inputs earlier than the start-up's re-routing. Offers made then
+//! still run their accept timeout from the wall clock
+//! ([`Engine::offers_start_no_earlier_than`]).
 
+mod arrival;
 mod catchup;
 mod commit;
 mod publisher;
@@ -269,8 +274,12 @@ impl Daemon {
                     self.excuse_outage(&mut connection);
                     let now = self.clock.now();
                     let mut pending = Pending::default();
+                    arrival::by_arrival(&mut buf, |d| (catchup::source_ix(d.source), d.published));
                     for d in buf.drain(..) {
-                        self.catch_up.saw(d.source, d.published, d.pending, Instant::now());
+                        // On the router's clock, as the stop time it is
+                        // compared with (a manual clock: now, as below).
+                        let seen = self.clock.of_system(d.published).unwrap_or(now);
+                        self.catch_up.saw(d.source, seen, d.pending, Instant::now());
                         // Each input in turn at the time it arrived, after
                         // the timers due before it: an accept sent after its
                         // offer's deadline finds the offer expired, as the
@@ -278,6 +287,9 @@ impl Daemon {
                         // one sent before it wins, even read after it.
                         let at = self.arrival(&d, now);
                         self.tick(at);
+                        if let Some(sent) = self.clock.of_system(d.published) {
+                            self.engine.next_input_sent_at(sent);
+                        }
                         self.process(d, at, now, &mut pending);
                     }
                     // Then the rest that fell due by now.
@@ -333,9 +345,9 @@ impl Daemon {
         tracing::info!(%until, "NATS is back: offers expiring until then do not count as missed.");
     }
 
-    /// When an input happened: its stream time (when JetStream stored it)
-    /// on the router's clock, never before the time the engine was last
-    /// given (an input's or a tick's: the engine's time only moves
+    /// When an input is handled: its stream time (when JetStream stored
+    /// it) on the router's clock, never before the time the engine was
+    /// last given (an input's or a tick's: the engine's time only moves
     /// forward), and not after `now` unless the wall clock stepped back.
     /// On a manual clock, which has no relation to stream times, `now`.
     fn arrival(&mut self, d: &Delivery, now: DateTime<Utc>) -> DateTime<Utc> {

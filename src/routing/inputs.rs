@@ -20,6 +20,7 @@ impl Engine {
     #[inline(never)]
     pub fn on_inbound(&mut self, ev: &InboundEvent, now: DateTime<Utc>) -> Result<Outcome, BadMessage> {
         self.work = Work::default();
+        self.sent = None; // read by agent events only
         self.age_due(now);
         let existing = self.lookup.by_conversation(&self.contacts, &ev.conversation_id);
         let outcome = match (ev.kind, existing) {
@@ -205,6 +206,7 @@ impl Engine {
         self.work = Work::default();
         self.age_due(now);
         let outcome = self.agent_event(ev, now);
+        self.sent = None;
         // Even for a refused input: ageing may have relaxed a contact.
         self.settle(now);
         outcome
@@ -275,6 +277,9 @@ impl Engine {
             AgentEventBody::Presence(status) => self.set_presence(ax, *status, now),
             AgentEventBody::Accept { contact_id } => self.accept(ax, contact_id, now),
             AgentEventBody::Decline { contact_id, reason } => match self.held(contact_id, aid) {
+                Some((_, Held::Offered { expires_at })) if self.sent_after(expires_at, now) => {
+                    self.reject(contact_id, aid, "the offer expired before the decline was sent", now)
+                }
                 Some((cx, Held::Offered { .. })) => {
                     self.event_by("declined", cx, aid, now, reason.as_deref());
                     // A decline is an answer: it ends a run of missed offers.
@@ -361,6 +366,14 @@ impl Engine {
     fn accept(&mut self, ax: u32, contact_id: &str, now: DateTime<Utc>) -> Outcome {
         let aid = self.agents[ax as usize].a.id.clone();
         match self.held(contact_id, &aid) {
+            // Sent late, read before the expiry fired (held back while the
+            // inputs of a downtime are read): the contract's expired offer.
+            Some((_, Held::Offered { expires_at })) if self.sent_after(expires_at, now) => self.reject(
+                contact_id,
+                &aid,
+                "contact is not offered to this agent (expired, withdrawn or closed)",
+                now,
+            ),
             Some((cx, Held::Offered { expires_at })) => {
                 self.timers.cancel(expires_at, Timer::OfferExpiry(cx));
                 let Some(s) = self.slot_mut(cx) else {

@@ -490,6 +490,9 @@ pub struct Engine {
     /// No offer's accept window starts before this (see
     /// [`Engine::offers_start_no_earlier_than`]).
     offers_from: Option<DateTime<Utc>>,
+    /// When the input being handled was sent, if the router said so
+    /// ([`Engine::next_input_sent_at`]); taken by that input.
+    sent: Option<DateTime<Utc>>,
     by_status: [usize; 3],
     /// What the current input changed: agents that may have gained a free
     /// slot or a fit, and contacts that became waiting.
@@ -712,6 +715,24 @@ impl Engine {
     /// moves later.
     pub fn offers_start_no_earlier_than(&mut self, wall: DateTime<Utc>) {
         self.offers_from = Some(self.offers_from.map_or(wall, |u| u.max(wall)));
+    }
+
+    /// When the next input was sent (its stream time), where the router
+    /// handles it later than that: its time never goes back, so an input
+    /// read after a later one from the other source is handled at that
+    /// one's time. An `accept` or `decline` sent at or after its offer's
+    /// `expires_at` is then refused as late even while the expiry itself
+    /// is held back (after a downtime). Applies to the next input only.
+    pub fn next_input_sent_at(&mut self, sent: DateTime<Utc>) {
+        self.sent = Some(sent);
+    }
+
+    /// Whether the input being handled at `now` was sent at or after
+    /// `deadline`, as the router said (never later than `now`: stream and
+    /// router clocks differ). Without its word, an input is on time until
+    /// the deadline's timer fires, as the engine's own ticks decide.
+    fn sent_after(&self, deadline: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        self.sent.is_some_and(|s| s.min(now) >= deadline)
     }
 
     pub fn contacts_len(&self) -> usize {

@@ -50,6 +50,7 @@ impl Engine {
             warned_policies: BTreeSet::new(),
             excused_until: None,
             offers_from: None,
+            sent: None,
             by_status: [0; 3],
             pending_agents: Vec::new(),
             stale_agents: Vec::new(),
