@@ -12,9 +12,10 @@
 //! a later one is handled at that one's time, and the engine is told when
 //! it was sent ([`Engine::next_input_sent_at`]), which decides whether an
 //! answer to an offer was late. A tick may be earlier than the last input
-//! while a lagging source holds the timers (`catchup`), and a backlog's
-//! first inputs earlier than the start-up's re-routing. Offers made then
-//! still run their accept timeout from the wall clock
+//! while a lagging source holds the timers (`catchup`). The engine resumes
+//! at the last commit's time, not at the wall clock, so a downtime's
+//! backlog comes after it. Offers made while the backlog is read still run
+//! their accept timeout from the wall clock
 //! ([`Engine::offers_start_no_earlier_than`]).
 
 mod arrival;
@@ -138,12 +139,22 @@ impl Daemon {
         let ran_before = r.durable.tip > 0 || r.imported > 0;
         let mut ids = r.durable.ids;
         ids.expire(now.timestamp_millis());
-        let mut engine = Engine::restore_with_queues(spec, r.contacts, r.agents, r.queues, now);
+        let since = DateTime::from_timestamp_millis(r.durable.last_commit_ms)
+            .filter(|_| r.durable.last_commit_ms > 0)
+            .unwrap_or(now);
+        // The engine resumes where it stopped, not at the wall clock: the
+        // downtime's inputs are handled at their arrival times, after it,
+        // and the engine's time never goes back (an agent offered at the
+        // restart would otherwise look less idle than one offered by the
+        // backlog). Its offers still get their whole timeout from now.
+        let resumed = since.min(now);
+        let mut engine = Engine::restore_with_queues(spec, r.contacts, r.agents, r.queues, resumed);
         engine.prefault();
         engine.restore_customers(r.customers);
+        engine.offers_start_no_earlier_than(now);
         // Offers outstanding before the restart are in the outbox if their
         // publish may not have happened; everything else is routed afresh.
-        engine.route_waiting(now);
+        engine.route_waiting(resumed);
         for (q, n) in engine.waiting_per_queue() {
             metrics::gauge!(m::CONTACTS_WAITING, "queue" => q.to_string()).set(n as f64);
         }
@@ -169,9 +180,6 @@ impl Daemon {
                 *b = catchup::Backlog { pending, unacked };
             }
         }
-        let since = DateTime::from_timestamp_millis(r.durable.last_commit_ms)
-            .filter(|_| r.durable.last_commit_ms > 0)
-            .unwrap_or(now);
         let catch_up = catchup::CatchUp::new(
             backlog,
             since,
@@ -198,7 +206,7 @@ impl Daemon {
             last_prune: now,
             // Inputs redelivered after a restart happen no earlier than the
             // state they come after.
-            last_arrival: since.min(now),
+            last_arrival: resumed,
             ready,
             ran_before,
             catch_up,

@@ -393,3 +393,46 @@ async fn a_contact_from_a_downtime_longer_than_the_accept_timeout_gets_the_whole
     kill(Pid::from_raw(p2.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
     assert!(wait_exit(&mut p2.child, Duration::from_secs(30)).success());
 }
+
+/// The router resumes at the time it stopped, not at the wall clock, so
+/// what it does at start-up comes before the inputs that arrived while it
+/// was down, in its events' times too: a contact offered at the restart
+/// (alpha has a second slot now) is not offered after a contact that
+/// arrived during the downtime is queued.
+#[tokio::test]
+async fn what_the_router_does_at_a_restart_comes_before_the_downtimes_inputs() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut c = Client::connect(&nats.url).await;
+    let mut p = spawn(dir.path(), &nats.url, "1").await;
+    c.contact("email", "one", json!({})).await;
+    let one = c.any_offer("alpha").await;
+    let cid = one["contact_id"].as_str().expect("cid").to_string();
+    c.agent("alpha", "accept", json!({"contact_id": cid})).await;
+    c.expect("omni.event.contact.accepted", WAIT, |v| v["contact_id"] == cid.as_str())
+        .await;
+    // Nobody is free for "two": it waits.
+    c.contact("email", "two", json!({})).await;
+    c.expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "two")
+        .await;
+    kill(Pid::from_raw(p.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    assert!(wait_exit(&mut p.child, Duration::from_secs(30)).success());
+    c.contact("email", "three", json!({})).await;
+    past(chrono::Utc::now() + chrono::Duration::seconds(1)).await;
+    let two_slots = CFG.replacen("capacity = { email = 1 }", "capacity = { email = 2 }", 1);
+    let mut p2 = support::binary::spawn(dir.path(), &two_slots, &nats.url, "2", &[]).await;
+    let offered = c
+        .expect("omni.event.contact.offered", WAIT, |v| v["conversation_id"] == "two")
+        .await;
+    let queued = c
+        .expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "three")
+        .await;
+    assert!(
+        time_of(&offered, "at") <= time_of(&queued, "at"),
+        "offered at the restart {} after a contact of the downtime queued {}",
+        offered["at"],
+        queued["at"]
+    );
+    kill(Pid::from_raw(p2.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    assert!(wait_exit(&mut p2.child, Duration::from_secs(30)).success());
+}
