@@ -13,6 +13,9 @@
 //!
 //! Invariant: the timer clock never passes the arrival time of an input
 //! that is still unprocessed in a lagging source, and never goes back.
+//! Messages in flight at the stop arrived before the last commit (or
+//! shortly after it, before the crash): while their redelivery is awaited,
+//! their source holds the clock at the stop.
 
 use crate::bus::Source;
 use chrono::{DateTime, Utc};
@@ -80,7 +83,12 @@ impl CatchUp {
     pub fn saw(&mut self, source: Source, published: DateTime<Utc>, pending: u64, now: Instant) {
         let slot = &mut self.lag[source_ix(source)];
         if let Some(l) = slot {
-            l.clock = l.clock.max(published);
+            // Messages in flight to the stopped router come back after the
+            // ack wait, behind newer ones, with their older arrival times:
+            // until then the newer ones do not move the clock.
+            if l.redelivery_until.is_none_or(|t| now >= t) {
+                l.clock = l.clock.max(published);
+            }
             l.drained |= pending == 0;
             if l.drained && l.redelivery_until.is_none_or(|t| now >= t) {
                 *slot = None;
@@ -149,8 +157,12 @@ mod tests {
             (Source::Agent, Backlog::default()),
         ];
         let mut c = CatchUp::new(b, t(0), Duration::from_secs(30), i0);
+        // A newer message comes first; the three in flight (older) may
+        // still come back.
         c.saw(Source::Inbound, t(5), 0, i0);
-        assert_eq!(c.timer_clock(t(100), i0), t(5), "still waiting for the redelivery");
+        assert_eq!(c.timer_clock(t(100), i0), t(0), "still waiting for the redelivery");
+        c.saw(Source::Inbound, t(8), 0, i0 + Duration::from_secs(10));
+        assert_eq!(c.timer_clock(t(110), i0 + Duration::from_secs(10)), t(0));
         let later = i0 + Duration::from_secs(33);
         assert_eq!(c.timer_clock(t(133), later), t(133));
         assert!(!c.active());
