@@ -90,6 +90,9 @@ pub struct Delivery {
     pub published: chrono::DateTime<chrono::Utc>,
     /// Messages still waiting for this consumer after this one.
     pub pending: u64,
+    /// Delivered before and not acknowledged (to a router that stopped, for
+    /// one): JetStream sends it again.
+    pub redelivered: bool,
     msg: jetstream::Message,
 }
 
@@ -546,10 +549,10 @@ impl Bus {
                     None => continue 'outer,
                     Some(Ok(msg)) => {
                         backoff = Duration::from_millis(100);
-                        let (stream_seq, published, pending) = msg
+                        let (stream_seq, published, pending, redelivered) = msg
                             .info()
-                            .map(|i| (i.stream_sequence, i.published, i.pending))
-                            .unwrap_or((0, chrono::Utc::now(), 0));
+                            .map(|i| (i.stream_sequence, i.published, i.pending, i.delivered > 1))
+                            .unwrap_or((0, chrono::Utc::now(), 0, false));
                         let d = Delivery {
                             source,
                             subject: msg.subject.to_string(),
@@ -557,6 +560,7 @@ impl Bus {
                             stream_seq,
                             published,
                             pending,
+                            redelivered,
                             msg,
                         };
                         if tx.send(d).await.is_err() {

@@ -15,7 +15,9 @@
 //! that is still unprocessed in a lagging source, and never goes back.
 //! Messages in flight at the stop arrived before the last commit (or
 //! shortly after it, before the crash): while their redelivery is awaited,
-//! their source holds the clock at the stop.
+//! their source holds the clock at the stop. They are counted off as they
+//! come back (JetStream marks a redelivery), so the wait ends when the last
+//! of them is read, or at the ack wait (plus 2 s) at the latest.
 
 use crate::bus::Source;
 use chrono::{DateTime, Utc};
@@ -23,13 +25,25 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy)]
 struct Lag {
-    /// Arrival time of the last input processed from this source.
+    /// The arrival time up to which this source lets timers fire.
     clock: DateTime<Utc>,
+    /// Arrival time of the last input processed from this source.
+    newest: DateTime<Utc>,
     /// Messages were in flight to the stopped router: wait for their
     /// redelivery until this instant even once the backlog is read.
     redelivery_until: Option<Instant>,
+    /// Of those, how many have not come back yet.
+    awaiting: u64,
     /// The backlog (messages never delivered) is read.
     drained: bool,
+}
+
+impl Lag {
+    /// Messages in flight at the stop may still come back: they arrived
+    /// before it, so the clock stays there (whatever newer inputs say).
+    fn awaiting_redelivery(&self, now: Instant) -> bool {
+        self.awaiting > 0 && self.redelivery_until.is_some_and(|t| now < t)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -67,7 +81,9 @@ impl CatchUp {
             }
             c.lag[source_ix(s)] = Some(Lag {
                 clock: since,
+                newest: since,
                 redelivery_until: (b.unacked > 0).then(|| now + ack_wait + Duration::from_secs(2)),
+                awaiting: b.unacked,
                 drained: b.pending == 0,
             });
         }
@@ -79,18 +95,23 @@ impl CatchUp {
     }
 
     /// An input from `source` that arrived at `published`, with `pending`
-    /// more behind it.
-    pub fn saw(&mut self, source: Source, published: DateTime<Utc>, pending: u64, now: Instant) {
+    /// more behind it; `redelivered`: one JetStream sent before (one of
+    /// those in flight at the stop, counted off until all came back).
+    pub fn saw(&mut self, source: Source, published: DateTime<Utc>, pending: u64, redelivered: bool, now: Instant) {
         let slot = &mut self.lag[source_ix(source)];
         if let Some(l) = slot {
+            if redelivered {
+                l.awaiting = l.awaiting.saturating_sub(1);
+            }
+            l.newest = l.newest.max(published);
             // Messages in flight to the stopped router come back after the
             // ack wait, behind newer ones, with their older arrival times:
             // until then the newer ones do not move the clock.
-            if l.redelivery_until.is_none_or(|t| now >= t) {
-                l.clock = l.clock.max(published);
+            if !l.awaiting_redelivery(now) {
+                l.clock = l.newest;
             }
             l.drained |= pending == 0;
-            if l.drained && l.redelivery_until.is_none_or(|t| now >= t) {
+            if l.drained && !l.awaiting_redelivery(now) {
                 *slot = None;
                 tracing::info!(source = ?source, "Caught up with the input that arrived while stopped; timers run on.");
             }
@@ -101,8 +122,13 @@ impl CatchUp {
     pub fn timer_clock(&mut self, wall: DateTime<Utc>, now: Instant) -> DateTime<Utc> {
         for slot in &mut self.lag {
             if let Some(l) = slot {
-                if l.drained && l.redelivery_until.is_some_and(|t| now >= t) {
-                    *slot = None;
+                if !l.awaiting_redelivery(now) {
+                    // The wait is over (timed out): the clock follows the
+                    // source's inputs again, or the source is done.
+                    l.clock = l.newest;
+                    if l.drained {
+                        *slot = None;
+                    }
                 }
             }
         }
@@ -139,12 +165,12 @@ mod tests {
         ];
         let mut c = CatchUp::new(b, t(0), Duration::from_secs(30), i0);
         assert_eq!(c.timer_clock(t(100), i0), t(0), "held at the stop");
-        c.saw(Source::Agent, t(10), 1, i0);
+        c.saw(Source::Agent, t(10), 1, false, i0);
         assert_eq!(c.timer_clock(t(100), i0), t(10), "up to the input read");
         // An input from a source without backlog does not move it.
-        c.saw(Source::Inbound, t(100), 0, i0);
+        c.saw(Source::Inbound, t(100), 0, false, i0);
         assert_eq!(c.timer_clock(t(100), i0), t(10));
-        c.saw(Source::Agent, t(20), 0, i0);
+        c.saw(Source::Agent, t(20), 0, false, i0);
         assert!(!c.active());
         assert_eq!(c.timer_clock(t(100), i0), t(100), "caught up: wall clock");
     }
@@ -159,13 +185,32 @@ mod tests {
         let mut c = CatchUp::new(b, t(0), Duration::from_secs(30), i0);
         // A newer message comes first; the three in flight (older) may
         // still come back.
-        c.saw(Source::Inbound, t(5), 0, i0);
+        c.saw(Source::Inbound, t(5), 0, false, i0);
         assert_eq!(c.timer_clock(t(100), i0), t(0), "still waiting for the redelivery");
-        c.saw(Source::Inbound, t(8), 0, i0 + Duration::from_secs(10));
+        c.saw(Source::Inbound, t(8), 0, false, i0 + Duration::from_secs(10));
         assert_eq!(c.timer_clock(t(110), i0 + Duration::from_secs(10)), t(0));
         let later = i0 + Duration::from_secs(33);
         assert_eq!(c.timer_clock(t(133), later), t(133));
         assert!(!c.active());
+    }
+
+    #[test]
+    fn the_hold_ends_once_every_message_in_flight_came_back() {
+        let i0 = Instant::now();
+        let b = [
+            (Source::Inbound, Backlog { pending: 1, unacked: 2 }),
+            (Source::Agent, Backlog::default()),
+        ];
+        let mut c = CatchUp::new(b, t(0), Duration::from_secs(30), i0);
+        // Down longer than the ack wait: the two come back at once, after
+        // a newer one.
+        c.saw(Source::Inbound, t(50), 2, false, i0);
+        c.saw(Source::Inbound, t(-3), 1, true, i0);
+        assert_eq!(c.timer_clock(t(100), i0), t(0), "one still to come");
+        c.saw(Source::Inbound, t(-1), 1, true, i0);
+        assert_eq!(c.timer_clock(t(100), i0), t(50), "all back: up to the newest read");
+        c.saw(Source::Inbound, t(60), 0, false, i0);
+        assert!(!c.active(), "drained, nothing in flight");
     }
 
     #[test]

@@ -287,17 +287,17 @@ impl Daemon {
                         // On the router's clock, as the stop time it is
                         // compared with (a manual clock: now, as below).
                         let seen = self.clock.of_system(d.published).unwrap_or(now);
-                        self.catch_up.saw(d.source, seen, d.pending, Instant::now());
+                        self.catch_up.saw(d.source, seen, d.pending, d.redelivered, Instant::now());
                         // Each input in turn at the time it arrived, after
                         // the timers due before it: an accept sent after its
                         // offer's deadline finds the offer expired, as the
                         // contract has it, however long it waited to be read;
-                        // one sent before it wins, even read after it.
+                        // one sent before it wins, even read after it, if it
+                        // is in this batch (or the expiry is held back): a
+                        // batch's end fires the timers due by then.
                         let at = self.arrival(&d, now);
                         self.tick(at);
-                        if let Some(sent) = self.clock.of_system(d.published) {
-                            self.engine.next_input_sent_at(sent);
-                        }
+                        self.engine.next_input_sent_at(self.clock.of_system(d.published));
                         self.process(d, at, now, &mut pending);
                     }
                     // Then the rest that fell due by now.

@@ -723,8 +723,8 @@ impl Engine {
     /// one's time. An `accept` or `decline` sent at or after its offer's
     /// `expires_at` is then refused as late even while the expiry itself
     /// is held back (after a downtime). Applies to the next input only.
-    pub fn next_input_sent_at(&mut self, sent: DateTime<Utc>) {
-        self.sent = Some(sent);
+    pub fn next_input_sent_at(&mut self, sent: Option<DateTime<Utc>>) {
+        self.sent = sent;
     }
 
     /// Whether the input being handled at `now` was sent at or after
