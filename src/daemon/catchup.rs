@@ -62,6 +62,9 @@ pub struct Backlog {
     pub unacked: u64,
 }
 
+/// The sources, each at its place in per-source arrays.
+pub(super) const SOURCES: [Source; 2] = [Source::Inbound, Source::Agent];
+
 /// A source's place in per-source arrays.
 pub(super) fn source_ix(s: Source) -> usize {
     match s {
@@ -108,12 +111,27 @@ impl CatchUp {
             // ack wait, behind newer ones, with their older arrival times:
             // until then the newer ones do not move the clock.
             if !l.awaiting_redelivery(now) {
-                l.clock = l.newest;
+                l.clock = l.clock.max(l.newest);
             }
             l.drained |= pending == 0;
             if l.drained && !l.awaiting_redelivery(now) {
                 *slot = None;
                 tracing::info!(source = ?source, "Caught up with the input that arrived while stopped; timers run on.");
+            }
+        }
+    }
+
+    /// The next input of `source` still to be handled arrived at `next`
+    /// (it is in the batch at hand): nothing the source delivers after it
+    /// arrived earlier (a stream's order), unless messages in flight at the
+    /// stop are still to come back. So the source holds the timers no
+    /// further back than that, though its last input read is older: a
+    /// reply read while the other stream lags still comes after the SLA
+    /// threshold that fell due before it.
+    pub fn ahead(&mut self, source: Source, next: DateTime<Utc>, now: Instant) {
+        if let Some(l) = &mut self.lag[source_ix(source)] {
+            if !l.awaiting_redelivery(now) {
+                l.clock = l.clock.max(next);
             }
         }
     }
@@ -125,7 +143,7 @@ impl CatchUp {
                 if !l.awaiting_redelivery(now) {
                     // The wait is over (timed out): the clock follows the
                     // source's inputs again, or the source is done.
-                    l.clock = l.newest;
+                    l.clock = l.clock.max(l.newest);
                     if l.drained {
                         *slot = None;
                     }
@@ -211,6 +229,34 @@ mod tests {
         assert_eq!(c.timer_clock(t(100), i0), t(50), "all back: up to the newest read");
         c.saw(Source::Inbound, t(60), 0, false, i0);
         assert!(!c.active(), "drained, nothing in flight");
+    }
+
+    #[test]
+    fn a_lagging_streams_next_input_in_the_batch_lets_the_timers_run_up_to_it() {
+        let i0 = Instant::now();
+        let b = [
+            (Source::Inbound, Backlog { pending: 5, unacked: 0 }),
+            (Source::Agent, Backlog { pending: 5, unacked: 0 }),
+        ];
+        let mut c = CatchUp::new(b, t(0), Duration::from_secs(30), i0);
+        c.saw(Source::Inbound, t(5), 4, false, i0);
+        c.saw(Source::Agent, t(20), 4, false, i0);
+        assert_eq!(
+            c.timer_clock(t(100), i0),
+            t(5),
+            "the inbound stream may still hold t(6)"
+        );
+        // Its next message, already in the batch, arrived at t(30).
+        c.ahead(Source::Inbound, t(30), i0);
+        assert_eq!(c.timer_clock(t(100), i0), t(20), "up to the agent's input at hand");
+        // Not while messages in flight at the stop may still come back.
+        let b = [
+            (Source::Inbound, Backlog { pending: 5, unacked: 1 }),
+            (Source::Agent, Backlog::default()),
+        ];
+        let mut c = CatchUp::new(b, t(0), Duration::from_secs(30), i0);
+        c.ahead(Source::Inbound, t(30), i0);
+        assert_eq!(c.timer_clock(t(100), i0), t(0));
     }
 
     #[test]

@@ -283,11 +283,23 @@ impl Daemon {
                     let now = self.clock.now();
                     let mut pending = Pending::default();
                     arrival::by_arrival(&mut buf, |d| (catchup::source_ix(d.source), d.published));
-                    for d in buf.drain(..) {
-                        // On the router's clock, as the stop time it is
-                        // compared with (a manual clock: now, as below).
+                    // Each source's arrivals still to be handled in this
+                    // batch, on the router's clock, as the stop time they
+                    // are compared with (a manual clock: now, as below).
+                    let mut upcoming: [std::collections::VecDeque<DateTime<Utc>>; 2] = Default::default();
+                    for d in &buf {
                         let seen = self.clock.of_system(d.published).unwrap_or(now);
-                        self.catch_up.saw(d.source, seen, d.pending, d.redelivered, Instant::now());
+                        upcoming[catchup::source_ix(d.source)].push_back(seen);
+                    }
+                    for d in buf.drain(..) {
+                        let seen = upcoming[catchup::source_ix(d.source)].pop_front().unwrap_or(now);
+                        let at_hand = Instant::now();
+                        self.catch_up.saw(d.source, seen, d.pending, d.redelivered, at_hand);
+                        for (source, next) in catchup::SOURCES.into_iter().zip(&upcoming) {
+                            if let Some(next) = next.front() {
+                                self.catch_up.ahead(source, *next, at_hand);
+                            }
+                        }
                         // Each input in turn at the time it arrived, after
                         // the timers due before it: an accept sent after its
                         // offer's deadline finds the offer expired, as the
