@@ -281,37 +281,7 @@ impl Daemon {
                     }
                     self.excuse_outage(&mut connection);
                     let now = self.clock.now();
-                    let mut pending = Pending::default();
-                    arrival::by_arrival(&mut buf, |d| (catchup::source_ix(d.source), d.published));
-                    // Each source's arrivals still to be handled in this
-                    // batch, on the router's clock, as the stop time they
-                    // are compared with (a manual clock: now, as below).
-                    let mut upcoming: [std::collections::VecDeque<DateTime<Utc>>; 2] = Default::default();
-                    for d in &buf {
-                        let seen = self.clock.of_system(d.published).unwrap_or(now);
-                        upcoming[catchup::source_ix(d.source)].push_back(seen);
-                    }
-                    for d in buf.drain(..) {
-                        let seen = upcoming[catchup::source_ix(d.source)].pop_front().unwrap_or(now);
-                        let at_hand = Instant::now();
-                        self.catch_up.saw(d.source, seen, d.pending, d.redelivered, at_hand);
-                        for (source, next) in catchup::SOURCES.into_iter().zip(&upcoming) {
-                            if let Some(next) = next.front() {
-                                self.catch_up.ahead(source, *next, at_hand);
-                            }
-                        }
-                        // Each input in turn at the time it arrived, after
-                        // the timers due before it: an accept sent after its
-                        // offer's deadline finds the offer expired, as the
-                        // contract has it, however long it waited to be read;
-                        // one sent before it wins, even read after it, if it
-                        // is in this batch (or the expiry is held back): a
-                        // batch's end fires the timers due by then.
-                        let at = self.arrival(&d, now);
-                        self.tick(at);
-                        self.engine.next_input_sent_at(self.clock.of_system(d.published));
-                        self.process(d, at, now, &mut pending);
-                    }
+                    let pending = self.apply_batch(&mut buf, now);
                     // Then the rest that fell due by now.
                     self.tick(now);
                     self.commit(pending, &mut publisher, &hard_stop).await?;
@@ -365,17 +335,52 @@ impl Daemon {
         tracing::info!(%until, "NATS is back: offers expiring until then do not count as missed.");
     }
 
-    /// When an input is handled: its stream time (when JetStream stored
-    /// it) on the router's clock, never before the time the engine was
-    /// last given (an input's or a tick's: the engine's time only moves
-    /// forward), and not after `now` unless the wall clock stepped back.
-    /// On a manual clock, which has no relation to stream times, `now`.
-    fn arrival(&mut self, d: &Delivery, now: DateTime<Utc>) -> DateTime<Utc> {
-        let at = self
-            .clock
-            .of_system(d.published)
-            .map_or(now, |t| t.min(now))
-            .max(self.last_arrival);
+    /// Applies a batch's deliveries in the order they arrived across the
+    /// two streams (`arrival`), each at its arrival time after the timers
+    /// due before it. An accept sent after its offer's deadline finds the
+    /// offer expired, as the contract has it, however long it waited to be
+    /// read; one sent before it wins, even read after it, if it is in this
+    /// batch (or the expiry is held back): a batch's end fires the timers
+    /// due by then.
+    fn apply_batch(&mut self, batch: &mut Vec<Delivery>, now: DateTime<Utc>) -> Pending {
+        let mut pending = Pending::default();
+        arrival::by_arrival(batch, |d| (catchup::source_ix(d.source), d.published));
+        // When each arrived, on the router's clock (the stop time catch-up
+        // compares it with); on a manual clock, unrelated to stream time,
+        // now. Each source's next one in the batch bounds what it can
+        // still deliver (`CatchUp::ahead`).
+        let mut upcoming: [std::collections::VecDeque<DateTime<Utc>>; 2] = Default::default();
+        for d in batch.iter() {
+            let sent = self.clock.of_system(d.published);
+            upcoming[catchup::source_ix(d.source)].push_back(sent.unwrap_or(now));
+        }
+        for d in batch.drain(..) {
+            upcoming[catchup::source_ix(d.source)].pop_front();
+            let sent = self.clock.of_system(d.published);
+            let at_hand = Instant::now();
+            self.catch_up
+                .saw(d.source, sent.unwrap_or(now), d.pending, d.redelivered, at_hand);
+            for (source, next) in catchup::SOURCES.into_iter().zip(&upcoming) {
+                if let Some(next) = next.front() {
+                    self.catch_up.ahead(source, *next, at_hand);
+                }
+            }
+            let at = self.arrival(sent, now);
+            self.tick(at);
+            self.engine.next_input_sent_at(sent);
+            self.process(d, at, now, &mut pending);
+        }
+        pending
+    }
+
+    /// When an input is handled: its stream time (`sent`, when JetStream
+    /// stored it) on the router's clock, never before the time the engine
+    /// was last given (an input's or a tick's: the engine's time only
+    /// moves forward), and not after `now` unless the wall clock stepped
+    /// back. On a manual clock, which has no relation to stream times
+    /// (`sent` is `None`), `now`.
+    fn arrival(&mut self, sent: Option<DateTime<Utc>>, now: DateTime<Utc>) -> DateTime<Utc> {
+        let at = sent.map_or(now, |t| t.min(now)).max(self.last_arrival);
         self.last_arrival = at;
         at
     }

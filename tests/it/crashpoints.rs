@@ -6,11 +6,9 @@
 use crate::support;
 
 use async_nats::jetstream;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use std::os::unix::process::ExitStatusExt;
-use std::time::Duration;
 use support::binary::wait_exit;
 use support::{Client, NatsServer, WAIT};
 
@@ -108,7 +106,6 @@ async fn a_crash_right_after_the_journal_or_the_publish_loses_and_doubles_nothin
         c.expect("omni.event.contact.accepted", WAIT, |v| v["contact_id"] == cid.as_str())
             .await;
         let mut p2 = p2;
-        kill(Pid::from_raw(p2.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
-        assert!(wait_exit(&mut p2.child, Duration::from_secs(30)).success());
+        p2.terminate();
     }
 }

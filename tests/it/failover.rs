@@ -116,8 +116,7 @@ async fn the_standby_takes_over_and_a_paused_leader_steps_down_without_writing()
     assert!(log.contains("Stepped down"), "b's log says it stepped down:\n{log}");
 
     for p in [&mut a2, &mut b] {
-        kill(Pid::from_raw(p.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
-        assert!(wait_exit(&mut p.child, Duration::from_secs(30)).success());
+        p.terminate();
     }
 }
 
@@ -233,6 +232,5 @@ async fn a_router_fenced_under_load_steps_down_and_stands_by_instead_of_exiting(
         v["conversation_id"] == "burst-399"
     })
     .await;
-    kill(Pid::from_raw(a.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
-    assert!(wait_exit(&mut a.child, Duration::from_secs(30)).success());
+    a.terminate();
 }

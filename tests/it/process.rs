@@ -109,8 +109,7 @@ async fn kill_9_and_restart_loses_nothing_and_never_offers_to_a_second_agent() {
             assert_eq!(to, allowed, "{conv} offered to a second agent: {v}");
         }
     }
-    kill(Pid::from_raw(p2.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
-    assert!(wait_exit(&mut p2.child, Duration::from_secs(30)).success());
+    p2.terminate();
 }
 
 #[tokio::test]
@@ -271,8 +270,7 @@ async fn an_accept_sent_while_the_router_was_down_wins_over_the_expiry_that_fell
         ),
         "the downtime counted against the agent: {rest:?}"
     );
-    kill(Pid::from_raw(p2.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
-    assert!(wait_exit(&mut p2.child, Duration::from_secs(30)).success());
+    p2.terminate();
 }
 
 #[tokio::test]
@@ -281,8 +279,7 @@ async fn an_accept_sent_after_the_deadline_while_the_router_was_down_loses_to_th
     // Stopped cleanly, with nothing in flight: a message delivered but not
     // acknowledged would hold the timers until its redelivery (see
     // src/daemon/catchup.rs), and this is about the order of the rest.
-    kill(Pid::from_raw(p.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
-    assert!(wait_exit(&mut p.child, Duration::from_secs(30)).success());
+    p.terminate();
     // While the router is down, before the offer's deadline, a second agent
     // comes in...
     c.agent("beta", "presence", json!({"status": "available"})).await;
@@ -315,8 +312,7 @@ async fn an_accept_sent_after_the_deadline_while_the_router_was_down_loses_to_th
             .any(|(s, v)| s == "omni.event.contact.accepted" && v["contact_id"] == cid.as_str()),
         "an accept sent after the deadline took the contact: {rest:?}"
     );
-    kill(Pid::from_raw(p2.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
-    assert!(wait_exit(&mut p2.child, Duration::from_secs(30)).success());
+    p2.terminate();
 }
 
 #[tokio::test]
@@ -339,8 +335,7 @@ async fn a_reply_sent_after_the_breach_while_the_router_was_down_does_not_silenc
     c.agent("alpha", "accept", json!({"contact_id": cid})).await;
     c.expect("omni.event.contact.accepted", WAIT, |v| v["contact_id"] == cid.as_str())
         .await;
-    kill(Pid::from_raw(p.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
-    assert!(wait_exit(&mut p.child, Duration::from_secs(30)).success());
+    p.terminate();
     // The first reply goes out only after the 3 s target has passed (the
     // contact's clock started when it arrived, the `queued` event's time).
     past(time_of(&queued, "at") + chrono::Duration::seconds(3)).await;
@@ -356,8 +351,7 @@ async fn a_reply_sent_after_the_breach_while_the_router_was_down_does_not_silenc
         v["contact_id"] == cid.as_str()
     })
     .await;
-    kill(Pid::from_raw(p2.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
-    assert!(wait_exit(&mut p2.child, Duration::from_secs(30)).success());
+    p2.terminate();
 }
 
 #[tokio::test]
@@ -366,8 +360,7 @@ async fn a_contact_from_a_downtime_longer_than_the_accept_timeout_gets_the_whole
     c.agent("alpha", "accept", json!({"contact_id": cid})).await;
     c.expect("omni.event.contact.accepted", WAIT, |v| v["contact_id"] == cid.as_str())
         .await;
-    kill(Pid::from_raw(p.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
-    assert!(wait_exit(&mut p.child, Duration::from_secs(30)).success());
+    p.terminate();
     // While the router is down, the contact is completed and a new one
     // arrives; the router comes back more than an accept timeout later.
     c.agent("alpha", "complete", json!({"contact_id": cid})).await;
@@ -390,8 +383,7 @@ async fn a_contact_from_a_downtime_longer_than_the_accept_timeout_gets_the_whole
         v["contact_id"] == cid2.as_str()
     })
     .await;
-    kill(Pid::from_raw(p2.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
-    assert!(wait_exit(&mut p2.child, Duration::from_secs(30)).success());
+    p2.terminate();
 }
 
 /// The router resumes at the time it stopped, not at the wall clock, so
@@ -415,8 +407,7 @@ async fn what_the_router_does_at_a_restart_comes_before_the_downtimes_inputs() {
     c.contact("email", "two", json!({})).await;
     c.expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "two")
         .await;
-    kill(Pid::from_raw(p.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
-    assert!(wait_exit(&mut p.child, Duration::from_secs(30)).success());
+    p.terminate();
     c.contact("email", "three", json!({})).await;
     past(chrono::Utc::now() + chrono::Duration::seconds(1)).await;
     let two_slots = CFG.replacen("capacity = { email = 1 }", "capacity = { email = 2 }", 1);
@@ -433,6 +424,5 @@ async fn what_the_router_does_at_a_restart_comes_before_the_downtimes_inputs() {
         offered["at"],
         queued["at"]
     );
-    kill(Pid::from_raw(p2.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
-    assert!(wait_exit(&mut p2.child, Duration::from_secs(30)).success());
+    p2.terminate();
 }

@@ -153,6 +153,15 @@ pub async fn role(p: &Proc) -> String {
 }
 
 impl Proc {
+    /// Stops it with SIGTERM, as systemd would, and asserts that it
+    /// drained and exited 0 within 30 s.
+    pub fn terminate(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        let status = wait_exit(&mut self.child, Duration::from_secs(30));
+        assert!(status.success(), "exit status {status:?}");
+    }
+
     /// Records the roles a notification tells (`STATUS=<role>: …`), in
     /// order, and returns them.
     fn note_roles(&self, msg: &[u8]) -> Vec<String> {
