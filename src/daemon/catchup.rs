@@ -13,8 +13,8 @@
 //!
 //! Invariant: the timer clock never passes the arrival time of an input
 //! that is still unprocessed in a lagging source, and never goes back.
-//! Messages in flight at the stop arrived before the last commit (or
-//! shortly after it, before the crash): while their redelivery is awaited,
+//! Messages in flight at the stop arrived before the router's time as of
+//! its last commit (or shortly after it, before the crash): while their redelivery is awaited,
 //! their source holds the clock at the stop. They are counted off as they
 //! come back (JetStream marks a redelivery), so the wait ends when the last
 //! of them is read, or at the ack wait (plus 2 s) at the latest.
@@ -74,7 +74,8 @@ pub(super) fn source_ix(s: Source) -> usize {
 }
 
 impl CatchUp {
-    /// `since`: about when the router stopped (its last commit).
+    /// `since`: when the router stopped, as far as its inputs and timers
+    /// go (its own time as of its last commit, `recover::stopped_at`).
     /// `ack_wait`: after it, unacknowledged messages are redelivered.
     pub fn new(backlog: [(Source, Backlog); 2], since: DateTime<Utc>, ack_wait: Duration, now: Instant) -> CatchUp {
         let mut c = CatchUp::default();

@@ -4,8 +4,9 @@
 //!
 //! 1. **Journal.** State records changed, outbound messages decided (the
 //!    outbox: offers, follow-ups, notices, lifecycle events, alerts, dead
-//!    letters), the digests of the input ids processed, and how far earlier
-//!    outbox messages are published: one fenced append (several parts,
+//!    letters), the digests of the input ids processed, how far earlier
+//!    outbox messages are published, and the router's time (where a restart
+//!    resumes, `recover::CLOCK_KEY`): one fenced append (several parts,
 //!    applied only together, if it exceeds a NATS message). Nothing of the
 //!    batch exists before this append succeeds; all of it exists after.
 //! 2. **Publish** every outbox message not yet acknowledged, in order, each
@@ -158,6 +159,12 @@ impl Daemon {
         for d in pending.dead_letters {
             batch.outbox.push(self.outbox.number(d.subject, d.msg_id, d.payload));
         }
+        if !batch.is_empty() {
+            // The router's time as of this batch, where a restart resumes
+            // (see `recover::CLOCK_KEY`).
+            let (key, value) = super::recover::clock_record(self.last_arrival);
+            batch.changes.push((key, Some(Bytes::from(value))));
+        }
         if !batch.is_empty() || batch.published_through > self.journaled_published {
             let parts = store::encode_batch(&batch, self.part_limit);
             self.append(&parts, batch.plain_len(), hard_stop).await?;
@@ -270,7 +277,11 @@ impl Daemon {
     pub(super) fn start_snapshot(&mut self) {
         let started = Instant::now();
         let covers = self.journal.tip();
-        let chunks = store::snapshot_chunks(self.engine.records(), &self.outbox, &self.ids, covers, self.part_limit);
+        let records = self
+            .engine
+            .records()
+            .chain(std::iter::once(super::recover::clock_record(self.last_arrival)));
+        let chunks = store::snapshot_chunks(records, &self.outbox, &self.ids, covers, self.part_limit);
         let n = chunks.len() as u32;
         tracing::debug!(
             covers,

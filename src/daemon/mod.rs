@@ -13,8 +13,9 @@
 //! it was sent ([`Engine::next_input_sent_at`]), which decides whether an
 //! answer to an offer was late. A tick may be earlier than the last input
 //! while a lagging source holds the timers (`catchup`). The engine resumes
-//! at the last commit's time, not at the wall clock, so a downtime's
-//! backlog comes after it. Offers made while the backlog is read still run
+//! at its own time as of the last commit (`recover::CLOCK_KEY`, also in
+//! snapshots), not at the wall clock, so a downtime's backlog comes after
+//! it, also after a crash during the restart itself. Offers made while the backlog is read still run
 //! their accept timeout from the wall clock
 //! ([`Engine::offers_start_no_earlier_than`]).
 
@@ -139,9 +140,7 @@ impl Daemon {
         let ran_before = r.durable.tip > 0 || r.imported > 0;
         let mut ids = r.durable.ids;
         ids.expire(now.timestamp_millis());
-        let since = DateTime::from_timestamp_millis(r.durable.last_commit_ms)
-            .filter(|_| r.durable.last_commit_ms > 0)
-            .unwrap_or(now);
+        let since = recover::stopped_at(r.clock_ms, r.durable.last_commit_ms).unwrap_or(now);
         // The engine resumes where it stopped, not at the wall clock: the
         // downtime's inputs are handled at their arrival times, after it,
         // and the engine's time never goes back (an agent offered at the

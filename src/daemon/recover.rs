@@ -16,7 +16,47 @@ use crate::bus::Bus;
 use crate::routing::customers::{parse_record_key, History, CUSTOMER_KEY};
 use crate::routing::{Agent, Contact, QueuePace, AGENT_KEY, CONTACT_KEY, QUEUE_KEY};
 use crate::store::{self, Durable, IdSet, Marker};
+use chrono::{DateTime, Utc};
 use std::hash::{BuildHasher, Hasher};
+
+/// The record of the router's own time as of the last batch that wrote
+/// anything: the latest input arrival or timer instant the engine was given
+/// (`{"at_ms": <ms since the epoch>}`). Written with every such batch and
+/// in every snapshot, under a key outside the engine's prefixes, which a
+/// router of an earlier release skips. A restart resumes there
+/// ([`stopped_at`]): the commit's own time is the wall clock, which after
+/// a restart runs ahead of the inputs still unread, and a snapshot has
+/// none.
+pub const CLOCK_KEY: &str = "router.clock";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ClockRecord {
+    at_ms: i64,
+}
+
+/// The `router.clock` record of `at`.
+pub fn clock_record(at: DateTime<Utc>) -> (String, Vec<u8>) {
+    let r = ClockRecord {
+        at_ms: at.timestamp_millis(),
+    };
+    (CLOCK_KEY.to_string(), crate::domain::wire::to_json(&r))
+}
+
+/// When the router that wrote this state stopped, as far as its inputs and
+/// timers go: its own time as of its last batch (`clock_ms`, the
+/// `router.clock` record) or, from a journal without that record, its last
+/// commit's wall time. With both, the earlier: a record older than the
+/// last commit means a router of an earlier release committed after it
+/// (a rolling update), and an early stop time only holds timers back while
+/// the inputs after it are read. `None`: nothing was committed.
+pub fn stopped_at(clock_ms: Option<i64>, last_commit_ms: i64) -> Option<DateTime<Utc>> {
+    let commit = (last_commit_ms > 0).then_some(last_commit_ms);
+    let ms = match (clock_ms, commit) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b)?,
+    };
+    DateTime::from_timestamp_millis(ms)
+}
 
 pub struct Recovered {
     pub durable: Durable,
@@ -26,6 +66,8 @@ pub struct Recovered {
     pub customers: Vec<(u128, History)>,
     /// Queues' paces, by queue name.
     pub queues: Vec<(String, QueuePace)>,
+    /// The `router.clock` record, when one reads.
+    pub clock_ms: Option<i64>,
     /// The snapshot the state started from.
     pub snapshot: Option<Marker>,
     /// Journal entries replayed after it.
@@ -144,7 +186,19 @@ pub async fn recover(
     let mut agents = Vec::new();
     let mut customers = Vec::new();
     let mut queues = Vec::new();
+    let mut clock_ms = None;
     for (key, value) in &durable.records {
+        if key == CLOCK_KEY {
+            // Like the pace: a record that does not read costs the hold at
+            // the restart, never the start.
+            match serde_json::from_slice::<ClockRecord>(value) {
+                Ok(r) => clock_ms = Some(r.at_ms),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Unreadable router clock record; resuming at the last commit's time.")
+                }
+            }
+            continue;
+        }
         if let Some(name) = key.strip_prefix(QUEUE_KEY) {
             // Derived data: a record that does not read is measured again,
             // never a reason not to start.
@@ -173,9 +227,43 @@ pub async fn recover(
         agents,
         customers,
         queues,
+        clock_ms,
         snapshot,
         replayed,
         imported,
         warm,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restart_resumes_at_the_routers_own_time_not_at_the_last_commits_wall_clock() {
+        let at = |ms| DateTime::from_timestamp_millis(ms);
+        // A crash during a restart's catch-up: the second router committed
+        // at its wall clock (9 000) while its own time was still in the
+        // first downtime (5 000).
+        assert_eq!(stopped_at(Some(5_000), 9_000), at(5_000));
+        // Straight after a snapshot (no commit after it): the record alone.
+        assert_eq!(stopped_at(Some(5_000), 0), at(5_000));
+        // A journal of an earlier release: the commit's time.
+        assert_eq!(stopped_at(None, 9_000), at(9_000));
+        // A router of an earlier release committed after the record (a
+        // rolling update): the earlier of the two.
+        assert_eq!(stopped_at(Some(9_000), 7_000), at(7_000));
+        assert_eq!(stopped_at(None, 0), None);
+    }
+
+    #[test]
+    fn the_clock_record_reads_back_and_stays_outside_the_engines_keys() {
+        let t = DateTime::from_timestamp_millis(1_764_960_000_123).expect("time");
+        let (key, value) = clock_record(t);
+        for prefix in [CONTACT_KEY, AGENT_KEY, QUEUE_KEY, CUSTOMER_KEY] {
+            assert!(!key.starts_with(prefix), "{key} is under {prefix}");
+        }
+        let r: ClockRecord = serde_json::from_slice(&value).expect("reads");
+        assert_eq!(r.at_ms, t.timestamp_millis());
+    }
 }

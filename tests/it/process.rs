@@ -8,6 +8,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::json;
 use std::io::Read;
+use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 use support::binary::{wait_exit, Proc};
 use support::{Client, NatsServer, WAIT};
@@ -246,6 +247,21 @@ async fn past(t: chrono::DateTime<chrono::Utc>) {
     tokio::time::sleep(left + Duration::from_millis(300)).await;
 }
 
+/// Waits for the contact's `accepted` event, then checks that its offer
+/// neither expired nor had an answer rejected (`why` otherwise).
+async fn accepted_without_expiry(c: &mut Client, cid: &str, why: &str) {
+    c.expect("omni.event.contact.accepted", WAIT, |v| v["contact_id"] == cid)
+        .await;
+    let rest = c.drain_received().await;
+    assert!(
+        !rest.iter().any(
+            |(s, v)| (s == "omni.event.contact.offer_expired" || s == "omni.event.contact.rejected")
+                && v["contact_id"] == cid
+        ),
+        "{why}: {rest:?}"
+    );
+}
+
 #[tokio::test]
 async fn an_accept_sent_while_the_router_was_down_wins_over_the_expiry_that_fell_due() {
     let (nats, dir, mut c, mut p, o, cid) = offered_to_alpha().await;
@@ -260,16 +276,7 @@ async fn an_accept_sent_while_the_router_was_down_wins_over_the_expiry_that_fell
     // ...and the router comes back only after the offer's deadline.
     past_deadline(&o).await;
     let mut p2 = spawn_with(dir.path(), &nats.url, "2", &short_timeout()).await;
-    c.expect("omni.event.contact.accepted", WAIT, |v| v["contact_id"] == cid.as_str())
-        .await;
-    let rest = c.drain_received().await;
-    assert!(
-        !rest.iter().any(
-            |(s, v)| (s == "omni.event.contact.offer_expired" || s == "omni.event.contact.rejected")
-                && v["contact_id"] == cid.as_str()
-        ),
-        "the downtime counted against the agent: {rest:?}"
-    );
+    accepted_without_expiry(&mut c, &cid, "the downtime counted against the agent").await;
     p2.terminate();
 }
 
@@ -425,4 +432,52 @@ async fn what_the_router_does_at_a_restart_comes_before_the_downtimes_inputs() {
         queued["at"]
     );
     p2.terminate();
+}
+
+/// A crash at the restart itself, before the downtime's inputs are read:
+/// the second router commits what it does as it starts (an offer to the
+/// agent its new configuration gave a second slot) and dies right after.
+/// The third start resumes at the time the first router stopped, which the
+/// second recorded with its commit, not at that commit's wall-clock time
+/// (after the offer's deadline): so the accept sent in time during the
+/// downtime still wins over the expiry, as it would have without the
+/// second crash.
+#[tokio::test]
+async fn a_crash_at_the_restart_does_not_let_an_expiry_overtake_an_accept_of_the_downtime() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut c = Client::connect(&nats.url).await;
+    // Inputs in flight at a crash come back after the ack wait: short here.
+    let mut env = short_timeout().to_vec();
+    env.push(("OMNIROUTE_NATS__ACK_WAIT_SECS", "2".to_string()));
+    let mut p = spawn_with(dir.path(), &nats.url, "1", &env).await;
+    c.contact("email", "one", json!({})).await;
+    let o = c.any_offer("alpha").await;
+    let cid = o["contact_id"].as_str().expect("cid").to_string();
+    // Nobody is free for "two": it waits.
+    c.contact("email", "two", json!({})).await;
+    c.expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "two")
+        .await;
+    p.child.kill().expect("SIGKILL");
+    wait_exit(&mut p.child, Duration::from_secs(10));
+    c.agent("alpha", "accept", json!({"contact_id": cid})).await;
+    past_deadline(&o).await;
+
+    let two_slots = CFG.replacen("capacity = { email = 1 }", "capacity = { email = 2 }", 1);
+    let mut crashing = env.clone();
+    crashing.push(("OMNIROUTE_RUNTIME__LEASE_TTL_SECS", "1".to_string()));
+    crashing.push(("OMNIROUTE_FAILPOINT", "after_journal".to_string()));
+    let mut p2 = support::binary::start(&["run"], dir.path(), &two_slots, &nats.url, "2", &crashing);
+    let status = wait_exit(&mut p2.child, WAIT);
+    assert_eq!(
+        status.signal(),
+        Some(Signal::SIGABRT as i32),
+        "the second router did not stop at its start-up commit: {status:?}"
+    );
+
+    env.push(("OMNIROUTE_RUNTIME__LEASE_TTL_SECS", "1".to_string()));
+    let mut p3 = support::binary::spawn(dir.path(), &two_slots, &nats.url, "3", &env).await;
+    let why = "the second start's commit time let the expiry overtake the accept";
+    accepted_without_expiry(&mut c, &cid, why).await;
+    p3.terminate();
 }

@@ -46,8 +46,10 @@ pub async fn spawn(dir: &std::path::Path, config: &str, nats_url: &str, tag: &st
     spawn_with(&["run"], dir, config, nats_url, tag, env).await
 }
 
-/// [`spawn`] with other leading arguments (`["adapter", "chat"]`).
-pub async fn spawn_with(
+/// Starts the compiled binary as [`spawn_with`] does, without waiting for
+/// anything: for a process meant to stop before it is ready (a crash point
+/// at start-up).
+pub fn start(
     args: &[&str],
     dir: &std::path::Path,
     config: &str,
@@ -76,14 +78,26 @@ pub async fn spawn_with(
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn omniroute");
-    let mut p = Proc {
+    Proc {
         child,
         http,
         log,
         notify,
         before_ready: Vec::new(),
         role: std::sync::Mutex::new(String::new()),
-    };
+    }
+}
+
+/// [`spawn`] with other leading arguments (`["adapter", "chat"]`).
+pub async fn spawn_with(
+    args: &[&str],
+    dir: &std::path::Path,
+    config: &str,
+    nats_url: &str,
+    tag: &str,
+    env: &[(&str, String)],
+) -> Proc {
+    let mut p = start(args, dir, config, nats_url, tag, env);
     // Generous: a deadline, not a timing claim. With the whole suite
     // running on two cores, set-up on a three-replica cluster (its
     // retries back off up to seconds apart) can take well over 20 s.
