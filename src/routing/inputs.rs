@@ -20,12 +20,12 @@ impl Engine {
     #[inline(never)]
     pub fn on_inbound(&mut self, ev: &InboundEvent, now: DateTime<Utc>) -> Result<Outcome, BadMessage> {
         self.work = Work::default();
-        self.sent = None; // read by agent events only
+        let sent = self.sent.take();
         self.age_due(now);
         let existing = self.lookup.by_conversation(&self.contacts, &ev.conversation_id);
         let outcome = match (ev.kind, existing) {
             (InboundType::Message, Some(cx)) => Ok(self.follow_up(cx, ev, now)),
-            (InboundType::Message, None) => self.open(ev, now),
+            (InboundType::Message, None) => self.open(ev, sent, now),
             (InboundType::End, None) => Ok(Outcome::Ignored("no open contact")),
             (InboundType::End, Some(cx)) => Ok(self.end(cx, now)),
         };
@@ -34,7 +34,15 @@ impl Engine {
         outcome
     }
 
-    fn open(&mut self, ev: &InboundEvent, now: DateTime<Utc>) -> Result<Outcome, BadMessage> {
+    /// `sent`: when the event was sent, if the router said so: without
+    /// `received_at`, the contact's clocks and age start then, not at the
+    /// later time an input may be handled at (read after a later one).
+    fn open(
+        &mut self,
+        ev: &InboundEvent,
+        sent: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, BadMessage> {
         self.admit_skills(ev.skills.iter())?;
         let mut placement = self.spec.place(ev)?;
         // Admission control: a full queue sends the contact on to its
@@ -72,7 +80,7 @@ impl Engine {
             // duplicate record at restore): never overwrite an open contact.
             return Ok(Outcome::Ignored("contact already open"));
         }
-        let received_at = ev.received_at.map_or(now, |t| t.min(now));
+        let received_at = ev.received_at.or(sent).map_or(now, |t| t.min(now));
         let c = Contact {
             id: id.clone(),
             conversation_id: ev.conversation_id.clone(),

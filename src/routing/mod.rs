@@ -722,7 +722,9 @@ impl Engine {
     /// read after a later one from the other source is handled at that
     /// one's time. An `accept` or `decline` sent at or after its offer's
     /// `expires_at` is then refused as late even while the expiry itself
-    /// is held back (after a downtime). Applies to the next input only.
+    /// is held back (after a downtime); a contact the input opens without
+    /// `received_at` is received when it was sent. Applies to the next
+    /// input only.
     pub fn next_input_sent_at(&mut self, sent: Option<DateTime<Utc>>) {
         self.sent = sent;
     }

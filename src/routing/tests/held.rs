@@ -1,5 +1,6 @@
-//! Answers to offers read while the router holds their expiries back
-//! (after a downtime): late or not is decided by when they were sent.
+//! Inputs read later than they were sent (after a downtime, behind the
+//! other stream): an answer to an offer is late or not by when it was
+//! sent, and a contact is received when its event was.
 
 use super::*;
 
@@ -55,4 +56,32 @@ fn an_answer_sent_after_the_deadline_is_refused_even_while_the_expiry_is_held() 
     // The two late ones are still offered until their expiry fires.
     e.on_tick(t(20.0));
     assert_eq!(events(&e.take_outputs(), "offer_expired").len(), 2);
+}
+
+/// An inbound event read after a later input of the other source is
+/// handled at that input's time; the contact it opens without
+/// `received_at` is still received when the event was sent, so its SLA
+/// clock and its age start then. With `received_at`, that wins; with no
+/// word on the sent time, the time it is handled.
+#[test]
+fn a_contact_opened_late_without_received_at_is_received_when_it_was_sent() {
+    let mut e = engine("");
+    let open = |e: &mut Engine, n: &str, extra: serde_json::Value, sent: Option<f64>| {
+        e.next_input_sent_at(sent.map(t));
+        let mut fields = json!({"queue": "q"});
+        if let (Some(f), Some(x)) = (fields.as_object_mut(), extra.as_object()) {
+            f.extend(x.clone());
+        }
+        e.on_inbound(&inbound(n, "email", n, fields), t(30.0)).expect("ok");
+        let out = e.take_outputs();
+        let q = events(&out, "queued");
+        q[0]["waited_secs"].as_f64().expect("waited_secs")
+    };
+    assert_eq!(open(&mut e, "sent", json!({}), Some(5.0)), 25.0);
+    let own = json!({"received_at": t(12.0).to_rfc3339()});
+    assert_eq!(open(&mut e, "own", own, Some(5.0)), 18.0);
+    assert_eq!(open(&mut e, "unsaid", json!({}), None), 0.0);
+    // The first one's first-response clock (100 s, warning at half) runs
+    // from 5 s: its warning is due at 55 s, not 80.
+    assert_eq!(e.next_deadline(), Some(t(55.0)));
 }
