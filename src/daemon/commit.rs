@@ -108,16 +108,16 @@ impl Daemon {
 
     /// At a clean stop, once the publisher has drained: journals how far
     /// the outbox is published (a crash skips this, and the start after it
-    /// publishes the tail again under the same ids). A failure here loses
-    /// nothing, so it is logged, not returned.
+    /// publishes the tail again under the same ids) and the router's time
+    /// as it stops, so the next start resumes there rather than at its
+    /// last busy moment. A failure here loses nothing, so it is logged,
+    /// not returned.
     pub(super) async fn journal_published(&mut self, hard_stop: &CancellationToken) {
         let through = self.outbox.published_through();
-        if through <= self.journaled_published {
-            return;
-        }
+        let (key, value) = super::recover::clock_record(self.last_arrival);
         let batch = Batch {
             at_ms: self.clock.now().timestamp_millis(),
-            changes: Vec::new(),
+            changes: vec![(key, Some(Bytes::from(value)))],
             outbox: Vec::new(),
             published_through: through,
             ids: Default::default(),
@@ -126,7 +126,7 @@ impl Daemon {
         match self.append(&parts, batch.plain_len(), hard_stop).await {
             Ok(()) => self.journaled_published = through,
             Err(e) => {
-                tracing::warn!(error = %e, "Could not journal the published mark at stop; the next start publishes the tail again.")
+                tracing::warn!(error = %e, "Could not journal the published mark at stop; the next start publishes the tail again and resumes at the last commit's time.")
             }
         }
     }

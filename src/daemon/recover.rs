@@ -20,9 +20,9 @@ use chrono::{DateTime, Utc};
 use std::hash::{BuildHasher, Hasher};
 
 /// The record of the router's own time as of the last batch that wrote
-/// anything: the latest input arrival or timer instant the engine was given
-/// (`{"at_ms": <ms since the epoch>}`). Written with every such batch and
-/// in every snapshot, under a key outside the engine's prefixes, which a
+/// anything, or of a clean stop: the latest input arrival or timer instant
+/// the engine was given (`{"at_ms": <ms since the epoch>}`). Written with
+/// every such batch, at a clean stop and in every snapshot, under a key outside the engine's prefixes, which a
 /// router of an earlier release skips. A restart resumes there
 /// ([`stopped_at`]): the commit's own time is the wall clock, which after
 /// a restart runs ahead of the inputs still unread, and a snapshot has

@@ -397,7 +397,8 @@ async fn a_contact_from_a_downtime_longer_than_the_accept_timeout_gets_the_whole
 /// what it does at start-up comes before the inputs that arrived while it
 /// was down, in its events' times too: a contact offered at the restart
 /// (alpha has a second slot now) is not offered after a contact that
-/// arrived during the downtime is queued.
+/// arrived during the downtime is queued. Stopped cleanly after an idle
+/// second, it resumes at the stop, not at its last busy moment.
 #[tokio::test]
 async fn what_the_router_does_at_a_restart_comes_before_the_downtimes_inputs() {
     let nats = NatsServer::start();
@@ -414,6 +415,10 @@ async fn what_the_router_does_at_a_restart_comes_before_the_downtimes_inputs() {
     c.contact("email", "two", json!({})).await;
     c.expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "two")
         .await;
+    // The router stays up, idle, for a second before it is stopped.
+    past(chrono::Utc::now() + chrono::Duration::seconds(1)).await;
+    // In whole milliseconds, as the router keeps and writes times.
+    let stop = chrono::DateTime::from_timestamp_millis(chrono::Utc::now().timestamp_millis()).expect("now");
     p.terminate();
     c.contact("email", "three", json!({})).await;
     past(chrono::Utc::now() + chrono::Duration::seconds(1)).await;
@@ -430,6 +435,13 @@ async fn what_the_router_does_at_a_restart_comes_before_the_downtimes_inputs() {
         "offered at the restart {} after a contact of the downtime queued {}",
         offered["at"],
         queued["at"]
+    );
+    // Stopped cleanly, it resumes where it stopped, not at its last busy
+    // moment (two queued a second before the stop).
+    assert!(
+        time_of(&offered, "at") >= stop,
+        "offered at the restart {} before the stop {stop}",
+        offered["at"]
     );
     p2.terminate();
 }
