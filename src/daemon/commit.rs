@@ -159,11 +159,15 @@ impl Daemon {
         for d in pending.dead_letters {
             batch.outbox.push(self.outbox.number(d.subject, d.msg_id, d.payload));
         }
-        if !batch.is_empty() {
-            // The router's time as of this batch, where a restart resumes
-            // (see `recover::CLOCK_KEY`).
+        // The router's time as of this batch, where a restart resumes (see
+        // `recover::CLOCK_KEY`): with anything the batch writes, and on an
+        // idle router's heartbeat once it moved on by a second, so a crash
+        // after an idle spell resumes within a heartbeat of it.
+        let moved = self.last_arrival - self.journaled_clock >= chrono::Duration::seconds(1);
+        if !batch.is_empty() || moved {
             let (key, value) = super::recover::clock_record(self.last_arrival);
             batch.changes.push((key, Some(Bytes::from(value))));
+            self.journaled_clock = self.last_arrival;
         }
         if !batch.is_empty() || batch.published_through > self.journaled_published {
             let parts = store::encode_batch(&batch, self.part_limit);

@@ -89,6 +89,8 @@ pub struct Daemon {
     outbox: Outbox,
     /// The `published_through` last written to the journal.
     journaled_published: u64,
+    /// The router's time last written to the journal (`router.clock`).
+    journaled_clock: DateTime<Utc>,
     /// The outbox number through which messages went to the publisher.
     handed_through: u64,
     /// Largest journal entry or snapshot chunk (below the server's limit).
@@ -196,6 +198,7 @@ impl Daemon {
             engine,
             ids,
             journaled_published: r.durable.outbox.published_through(),
+            journaled_clock: resumed,
             handed_through: r.durable.outbox.published_through(),
             outbox: r.durable.outbox,
             part_limit,

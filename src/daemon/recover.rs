@@ -19,10 +19,11 @@ use crate::store::{self, Durable, IdSet, Marker};
 use chrono::{DateTime, Utc};
 use std::hash::{BuildHasher, Hasher};
 
-/// The record of the router's own time as of the last batch that wrote
-/// anything, or of a clean stop: the latest input arrival or timer instant
-/// the engine was given (`{"at_ms": <ms since the epoch>}`). Written with
-/// every such batch, at a clean stop and in every snapshot, under a key outside the engine's prefixes, which a
+/// The record of the router's own time: the latest input arrival or timer
+/// instant the engine was given (`{"at_ms": <ms since the epoch>}`).
+/// Written with every batch that writes anything, on an idle router's
+/// heartbeat once it moved on by a second, at a clean stop and in every
+/// snapshot, under a key outside the engine's prefixes, which a
 /// router of an earlier release skips. A restart resumes there
 /// ([`stopped_at`]): the commit's own time is the wall clock, which after
 /// a restart runs ahead of the inputs still unread, and a snapshot has

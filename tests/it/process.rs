@@ -493,3 +493,38 @@ async fn a_crash_at_the_restart_does_not_let_an_expiry_overtake_an_accept_of_the
     accepted_without_expiry(&mut c, &cid, why).await;
     p3.terminate();
 }
+
+/// A router killed after an idle spell resumes within a heartbeat of the
+/// kill, not at its last busy moment: an idle router journals its time
+/// on its heartbeat once it moved on. The contact it offers at the restart
+/// (alpha has a second slot now) is dated after the idle spell's first
+/// heartbeat (5 s), not when the contact was queued.
+#[tokio::test]
+async fn a_router_killed_after_an_idle_spell_resumes_near_the_kill() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut c = Client::connect(&nats.url).await;
+    let mut p = spawn(dir.path(), &nats.url, "1").await;
+    c.contact("email", "one", json!({})).await;
+    c.any_offer("alpha").await;
+    c.contact("email", "two", json!({})).await;
+    let queued = c
+        .expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "two")
+        .await;
+    // Idle past the first heartbeat, then killed.
+    past(time_of(&queued, "at") + chrono::Duration::milliseconds(6_500)).await;
+    p.child.kill().expect("SIGKILL");
+    wait_exit(&mut p.child, Duration::from_secs(10));
+    let two_slots = CFG.replacen("capacity = { email = 1 }", "capacity = { email = 2 }", 1);
+    let env = [("OMNIROUTE_RUNTIME__LEASE_TTL_SECS", "1".to_string())];
+    let mut p2 = support::binary::spawn(dir.path(), &two_slots, &nats.url, "2", &env).await;
+    let offered = c
+        .expect("omni.event.contact.offered", WAIT, |v| v["conversation_id"] == "two")
+        .await;
+    let idle = time_of(&offered, "at") - time_of(&queued, "at");
+    assert!(
+        idle >= chrono::Duration::seconds(4),
+        "resumed {idle} after the last busy moment, not near the kill: {offered}"
+    );
+    p2.terminate();
+}
