@@ -108,26 +108,39 @@ impl Daemon {
 
     /// At a clean stop, once the publisher has drained: journals how far
     /// the outbox is published (a crash skips this, and the start after it
-    /// publishes the tail again under the same ids) and the router's time
+    /// publishes the tail again under the same ids) and the router's clocks
     /// as it stops, so the next start resumes there rather than at its
     /// last busy moment. A failure here loses nothing, so it is logged,
     /// not returned.
     pub(super) async fn journal_published(&mut self, hard_stop: &CancellationToken) {
         let through = self.outbox.published_through();
-        let (key, value) = super::recover::clock_record(self.last_arrival);
+        let at_ms = self.clock.now().timestamp_millis();
+        let (key, value) = self.clock_record(at_ms);
         let batch = Batch {
-            at_ms: self.clock.now().timestamp_millis(),
+            at_ms,
             changes: vec![(key, Some(Bytes::from(value)))],
             outbox: Vec::new(),
             published_through: through,
             ids: Default::default(),
         };
         let parts = store::encode_batch(&batch, self.part_limit);
-        match self.append(&parts, batch.plain_len(), hard_stop).await {
-            Ok(()) => self.journaled_published = through,
-            Err(e) => {
-                tracing::warn!(error = %e, "Could not journal the published mark at stop; the next start publishes the tail again and resumes at the last commit's time.")
+        if through > self.journaled_published {
+            match self.append(&parts, batch.plain_len(), hard_stop).await {
+                Ok(()) => self.journaled_published = through,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Could not journal the published mark at stop; the next start publishes the tail again.")
+                }
             }
+            return;
+        }
+        // Only the time: one try, none while NATS is away, so that a stop
+        // during an outage is not held up for it (the next start then
+        // resumes at the last entry's time).
+        if !self.ready.nats_connected() {
+            return;
+        }
+        if let Err(e) = self.journal.append(&parts).await {
+            tracing::info!(error = %e, "Could not journal the time of the stop; the next start resumes at the last entry's time.");
         }
     }
 
@@ -159,17 +172,12 @@ impl Daemon {
         for d in pending.dead_letters {
             batch.outbox.push(self.outbox.number(d.subject, d.msg_id, d.payload));
         }
-        // The router's time as of this batch, where a restart resumes (see
-        // `recover::CLOCK_KEY`): with anything the batch writes, and on an
-        // idle router's heartbeat once it moved on by a second, so a crash
-        // after an idle spell resumes within a heartbeat of it.
-        let moved = self.last_arrival - self.journaled_clock >= chrono::Duration::seconds(1);
-        if !batch.is_empty() || moved {
-            let (key, value) = super::recover::clock_record(self.last_arrival);
-            batch.changes.push((key, Some(Bytes::from(value))));
-            self.journaled_clock = self.last_arrival;
-        }
         if !batch.is_empty() || batch.published_through > self.journaled_published {
+            // The router's clocks as of this entry, where a restart resumes
+            // (see `recover::CLOCK_KEY`): in every entry, so that the last
+            // one's tells a later start the record is current.
+            let (key, value) = self.clock_record(batch.at_ms);
+            batch.changes.push((key, Some(Bytes::from(value))));
             let parts = store::encode_batch(&batch, self.part_limit);
             self.append(&parts, batch.plain_len(), hard_stop).await?;
             if !batch.outbox.is_empty() {
@@ -281,10 +289,7 @@ impl Daemon {
     pub(super) fn start_snapshot(&mut self) {
         let started = Instant::now();
         let covers = self.journal.tip();
-        let records = self
-            .engine
-            .records()
-            .chain(std::iter::once(super::recover::clock_record(self.last_arrival)));
+        let records = self.engine.records().chain(std::iter::once(self.clock_record(0)));
         let chunks = store::snapshot_chunks(records, &self.outbox, &self.ids, covers, self.part_limit);
         let n = chunks.len() as u32;
         tracing::debug!(

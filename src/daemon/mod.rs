@@ -89,8 +89,6 @@ pub struct Daemon {
     outbox: Outbox,
     /// The `published_through` last written to the journal.
     journaled_published: u64,
-    /// The router's time last written to the journal (`router.clock`).
-    journaled_clock: DateTime<Utc>,
     /// The outbox number through which messages went to the publisher.
     handed_through: u64,
     /// Largest journal entry or snapshot chunk (below the server's limit).
@@ -103,6 +101,9 @@ pub struct Daemon {
     /// The latest time the engine was given, by an input or a tick: the
     /// next input is handled no earlier (see [`Daemon::arrival`]).
     last_arrival: DateTime<Utc>,
+    /// The latest time the timers ran to (behind `last_arrival` while
+    /// catch-up holds them).
+    timers_ran: DateTime<Utc>,
     ready: Arc<Readiness>,
     /// Whether this router has state from an earlier run.
     ran_before: bool,
@@ -142,13 +143,17 @@ impl Daemon {
         let ran_before = r.durable.tip > 0 || r.imported > 0;
         let mut ids = r.durable.ids;
         ids.expire(now.timestamp_millis());
-        let since = recover::stopped_at(r.clock_ms, r.durable.last_commit_ms).unwrap_or(now);
+        let stopped =
+            recover::stopped_at(r.clock, r.durable.last_commit_ms).unwrap_or(recover::Stopped { at: now, timers: now });
         // The engine resumes where it stopped, not at the wall clock: the
         // downtime's inputs are handled at their arrival times, after it,
         // and the engine's time never goes back (an agent offered at the
         // restart would otherwise look less idle than one offered by the
         // backlog). Its offers still get their whole timeout from now.
-        let resumed = since.min(now);
+        let resumed = stopped.at.min(now);
+        // Timers resume where they had run to, which after a crash during
+        // a catch-up is behind the inputs read.
+        let since = stopped.timers.min(resumed);
         let mut engine = Engine::restore_with_queues(spec, r.contacts, r.agents, r.queues, resumed);
         engine.prefault();
         engine.restore_customers(r.customers);
@@ -198,7 +203,6 @@ impl Daemon {
             engine,
             ids,
             journaled_published: r.durable.outbox.published_through(),
-            journaled_clock: resumed,
             handed_through: r.durable.outbox.published_through(),
             outbox: r.durable.outbox,
             part_limit,
@@ -209,6 +213,7 @@ impl Daemon {
             // Inputs redelivered after a restart happen no earlier than the
             // state they come after.
             last_arrival: resumed,
+            timers_ran: since,
             ready,
             ran_before,
             catch_up,
@@ -337,6 +342,17 @@ impl Daemon {
         tracing::info!(%until, "NATS is back: offers expiring until then do not count as missed.");
     }
 
+    /// The router's clocks to journal with an entry written at `commit_ms`
+    /// (see `recover::CLOCK_KEY`).
+    fn clock_record(&self, commit_ms: i64) -> (String, Vec<u8>) {
+        recover::RouterClock {
+            at_ms: self.last_arrival.timestamp_millis(),
+            timers_ms: Some(self.timers_ran.min(self.last_arrival).timestamp_millis()),
+            commit_ms,
+        }
+        .record()
+    }
+
     /// Applies a batch's deliveries in the order they arrived across the
     /// two streams (`arrival`), each at its arrival time after the timers
     /// due before it. An accept sent after its offer's deadline finds the
@@ -368,7 +384,12 @@ impl Daemon {
                 }
             }
             let at = self.arrival(sent, now);
-            self.tick(at);
+            // Timers run up to the input's own arrival, not to the time it
+            // is handled at (later, when it is read after a later input of
+            // the other stream): an accept whose stream's backlog was the
+            // last to be read after a downtime still comes before the
+            // expiry that fell due after it was sent.
+            self.tick(sent.map_or(at, |s| s.min(now)));
             self.engine.next_input_sent_at(sent);
             self.process(d, at, now, &mut pending);
         }
@@ -393,6 +414,7 @@ impl Daemon {
         let now = self.catch_up.timer_clock(wall, Instant::now());
         // An input read after this tick is not handled before it.
         self.last_arrival = self.last_arrival.max(now);
+        self.timers_ran = self.timers_ran.max(now);
         // Offers of this tick, and of the input after it, get their whole
         // timeout from the wall clock, even when their time is held back.
         self.engine.offers_start_no_earlier_than(self.clock.now());

@@ -19,44 +19,62 @@ use crate::store::{self, Durable, IdSet, Marker};
 use chrono::{DateTime, Utc};
 use std::hash::{BuildHasher, Hasher};
 
-/// The record of the router's own time: the latest input arrival or timer
-/// instant the engine was given (`{"at_ms": <ms since the epoch>}`).
-/// Written with every batch that writes anything, on an idle router's
-/// heartbeat once it moved on by a second, at a clean stop and in every
-/// snapshot, under a key outside the engine's prefixes, which a
-/// router of an earlier release skips. A restart resumes there
-/// ([`stopped_at`]): the commit's own time is the wall clock, which after
-/// a restart runs ahead of the inputs still unread, and a snapshot has
-/// none.
+/// The record of the router's own clocks (a [`RouterClock`] as JSON),
+/// written into every journal entry the router appends (its stop's last
+/// one included) and into every snapshot, under a key outside the
+/// engine's prefixes, which a router of an earlier release skips. A
+/// restart resumes there ([`stopped_at`]): a commit's own time is the wall
+/// clock, which after a restart runs ahead of the inputs still unread,
+/// and a snapshot has none.
 pub const CLOCK_KEY: &str = "router.clock";
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct ClockRecord {
-    at_ms: i64,
+/// The router's clocks as its last journal entry left them.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RouterClock {
+    /// The latest input arrival or timer instant the engine was given.
+    pub at_ms: i64,
+    /// How far timers had run: `at_ms`, or earlier while catch-up held
+    /// them back for a source still being read (absent: `at_ms`).
+    #[serde(default)]
+    pub timers_ms: Option<i64>,
+    /// The wall-clock time (`Batch::at_ms`) of the journal entry that
+    /// wrote it; 0 in a snapshot.
+    #[serde(default)]
+    pub commit_ms: i64,
 }
 
-/// The `router.clock` record of `at`.
-pub fn clock_record(at: DateTime<Utc>) -> (String, Vec<u8>) {
-    let r = ClockRecord {
-        at_ms: at.timestamp_millis(),
-    };
-    (CLOCK_KEY.to_string(), crate::domain::wire::to_json(&r))
+impl RouterClock {
+    pub fn record(&self) -> (String, Vec<u8>) {
+        (CLOCK_KEY.to_string(), crate::domain::wire::to_json(self))
+    }
 }
 
-/// When the router that wrote this state stopped, as far as its inputs and
-/// timers go: its own time as of its last batch (`clock_ms`, the
-/// `router.clock` record) or, from a journal without that record, its last
-/// commit's wall time. With both, the earlier: a record older than the
-/// last commit means a router of an earlier release committed after it
-/// (a rolling update), and an early stop time only holds timers back while
-/// the inputs after it are read. `None`: nothing was committed.
-pub fn stopped_at(clock_ms: Option<i64>, last_commit_ms: i64) -> Option<DateTime<Utc>> {
-    let commit = (last_commit_ms > 0).then_some(last_commit_ms);
-    let ms = match (clock_ms, commit) {
-        (Some(a), Some(b)) => a.min(b),
-        (a, b) => a.or(b)?,
+/// Where a restart resumes: the engine's time, and how far timers had run
+/// (from there on they wait for the inputs that arrived after it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stopped {
+    pub at: DateTime<Utc>,
+    pub timers: DateTime<Utc>,
+}
+
+/// Where the router that wrote this state stopped, as far as its inputs
+/// and timers go: its clocks as journaled (`clock`), when the record was
+/// written by the last journal entry (its `commit_ms` is the last commit's
+/// time) or no entry followed the snapshot that holds it; otherwise (a
+/// journal of an earlier release, or one that wrote after this record in
+/// a rolling update) the last commit's wall-clock time. `None`: nothing
+/// was committed.
+pub fn stopped_at(clock: Option<RouterClock>, last_commit_ms: i64) -> Option<Stopped> {
+    let current = clock.filter(|c| last_commit_ms <= 0 || c.commit_ms == last_commit_ms);
+    let (at, timers) = match current {
+        Some(c) => (c.at_ms, c.timers_ms.map_or(c.at_ms, |t| t.min(c.at_ms))),
+        None if last_commit_ms > 0 => (last_commit_ms, last_commit_ms),
+        None => return None,
     };
-    DateTime::from_timestamp_millis(ms)
+    Some(Stopped {
+        at: DateTime::from_timestamp_millis(at)?,
+        timers: DateTime::from_timestamp_millis(timers)?,
+    })
 }
 
 pub struct Recovered {
@@ -68,7 +86,7 @@ pub struct Recovered {
     /// Queues' paces, by queue name.
     pub queues: Vec<(String, QueuePace)>,
     /// The `router.clock` record, when one reads.
-    pub clock_ms: Option<i64>,
+    pub clock: Option<RouterClock>,
     /// The snapshot the state started from.
     pub snapshot: Option<Marker>,
     /// Journal entries replayed after it.
@@ -187,13 +205,13 @@ pub async fn recover(
     let mut agents = Vec::new();
     let mut customers = Vec::new();
     let mut queues = Vec::new();
-    let mut clock_ms = None;
+    let mut clock = None;
     for (key, value) in &durable.records {
         if key == CLOCK_KEY {
             // Like the pace: a record that does not read costs the hold at
             // the restart, never the start.
-            match serde_json::from_slice::<ClockRecord>(value) {
-                Ok(r) => clock_ms = Some(r.at_ms),
+            match serde_json::from_slice::<RouterClock>(value) {
+                Ok(r) => clock = Some(r),
                 Err(e) => {
                     tracing::warn!(error = %e, "Unreadable router clock record; resuming at the last commit's time.")
                 }
@@ -228,7 +246,7 @@ pub async fn recover(
         agents,
         customers,
         queues,
-        clock_ms,
+        clock,
         snapshot,
         replayed,
         imported,
@@ -240,31 +258,58 @@ pub async fn recover(
 mod tests {
     use super::*;
 
+    fn clock(at_ms: i64, timers_ms: Option<i64>, commit_ms: i64) -> Option<RouterClock> {
+        Some(RouterClock {
+            at_ms,
+            timers_ms,
+            commit_ms,
+        })
+    }
+
+    fn stopped(at: i64, timers: i64) -> Option<Stopped> {
+        Some(Stopped {
+            at: DateTime::from_timestamp_millis(at).expect("time"),
+            timers: DateTime::from_timestamp_millis(timers).expect("time"),
+        })
+    }
+
     #[test]
-    fn a_restart_resumes_at_the_routers_own_time_not_at_the_last_commits_wall_clock() {
-        let at = |ms| DateTime::from_timestamp_millis(ms);
+    fn a_restart_resumes_at_the_routers_own_clocks_not_at_the_last_commits_wall_clock() {
         // A crash during a restart's catch-up: the second router committed
-        // at its wall clock (9 000) while its own time was still in the
-        // first downtime (5 000).
-        assert_eq!(stopped_at(Some(5_000), 9_000), at(5_000));
-        // Straight after a snapshot (no commit after it): the record alone.
-        assert_eq!(stopped_at(Some(5_000), 0), at(5_000));
-        // A journal of an earlier release: the commit's time.
-        assert_eq!(stopped_at(None, 9_000), at(9_000));
-        // A router of an earlier release committed after the record (a
-        // rolling update): the earlier of the two.
-        assert_eq!(stopped_at(Some(9_000), 7_000), at(7_000));
+        // at its wall clock (9 000), its inputs read up to 6 000, its
+        // timers held at the first stop (5 000).
+        assert_eq!(
+            stopped_at(clock(6_000, Some(5_000), 9_000), 9_000),
+            stopped(6_000, 5_000)
+        );
+        // Straight after a snapshot (no entry after it): the record alone.
+        assert_eq!(stopped_at(clock(5_000, None, 0), 0), stopped(5_000, 5_000));
+        // Timers never ahead of the inputs.
+        assert_eq!(
+            stopped_at(clock(5_000, Some(7_000), 9_000), 9_000),
+            stopped(5_000, 5_000)
+        );
+        // A journal of an earlier release: the last commit's time.
+        assert_eq!(stopped_at(None, 9_000), stopped(9_000, 9_000));
+        // A router of an earlier release wrote after the record (a rolling
+        // update, or a snapshot's record followed by its entries): the
+        // record is stale, the last commit's time is not.
+        assert_eq!(stopped_at(clock(2_000, None, 3_000), 9_000), stopped(9_000, 9_000));
+        assert_eq!(stopped_at(clock(2_000, None, 0), 9_000), stopped(9_000, 9_000));
         assert_eq!(stopped_at(None, 0), None);
     }
 
     #[test]
     fn the_clock_record_reads_back_and_stays_outside_the_engines_keys() {
-        let t = DateTime::from_timestamp_millis(1_764_960_000_123).expect("time");
-        let (key, value) = clock_record(t);
+        let c = RouterClock {
+            at_ms: 1_764_960_000_123,
+            timers_ms: Some(1_764_960_000_001),
+            commit_ms: 1_764_960_000_200,
+        };
+        let (key, value) = c.record();
         for prefix in [CONTACT_KEY, AGENT_KEY, QUEUE_KEY, CUSTOMER_KEY] {
             assert!(!key.starts_with(prefix), "{key} is under {prefix}");
         }
-        let r: ClockRecord = serde_json::from_slice(&value).expect("reads");
-        assert_eq!(r.at_ms, t.timestamp_millis());
+        assert_eq!(serde_json::from_slice::<RouterClock>(&value).ok(), Some(c));
     }
 }

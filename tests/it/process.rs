@@ -273,8 +273,11 @@ async fn an_accept_sent_while_the_router_was_down_wins_over_the_expiry_that_fell
         c.agent("beta", "presence", json!({"status": "offline"})).await;
     }
     c.agent("alpha", "accept", json!({"contact_id": cid})).await;
-    // ...and the router comes back only after the offer's deadline.
+    // ...and the router comes back only after the offer's deadline, with a
+    // customer's message of after the deadline, read before that backlog
+    // ends: the accept is handled after it, at its time, and still wins.
     past_deadline(&o).await;
+    c.contact("email", "late", json!({})).await;
     let mut p2 = spawn_with(dir.path(), &nats.url, "2", &short_timeout()).await;
     accepted_without_expiry(&mut c, &cid, "the downtime counted against the agent").await;
     p2.terminate();
@@ -494,37 +497,47 @@ async fn a_crash_at_the_restart_does_not_let_an_expiry_overtake_an_accept_of_the
     p3.terminate();
 }
 
-/// A router killed after an idle spell resumes within a heartbeat of the
-/// kill, not at its last busy moment: an idle router journals its time
-/// on its heartbeat once it moved on. The contact it offers at the restart
-/// (alpha has a second slot now) is dated after the idle spell's first
-/// heartbeat (5 s), not when the contact was queued.
+/// A crash in the middle of a restart's catch-up: the second router reads
+/// a customer's message that arrived after the offer's deadline while the
+/// agent stream's backlog, the accept sent in time at its end, is still
+/// being read; it journals that message (its clock now past the deadline,
+/// its timers still held at the first stop) and dies. The third start
+/// resumes its timers where they were held, not at the second's clock, so
+/// the accept still wins over the expiry.
 #[tokio::test]
-async fn a_router_killed_after_an_idle_spell_resumes_near_the_kill() {
+async fn a_crash_during_the_catch_up_keeps_the_timers_where_they_were_held() {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().expect("tmp");
     let mut c = Client::connect(&nats.url).await;
-    let mut p = spawn(dir.path(), &nats.url, "1").await;
+    let mut env = short_timeout().to_vec();
+    env.push(("OMNIROUTE_NATS__ACK_WAIT_SECS", "2".to_string()));
+    let mut p = spawn_with(dir.path(), &nats.url, "1", &env).await;
     c.contact("email", "one", json!({})).await;
-    c.any_offer("alpha").await;
-    c.contact("email", "two", json!({})).await;
-    let queued = c
-        .expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "two")
-        .await;
-    // Idle past the first heartbeat, then killed.
-    past(time_of(&queued, "at") + chrono::Duration::milliseconds(6_500)).await;
+    let o = c.any_offer("alpha").await;
+    let cid = o["contact_id"].as_str().expect("cid").to_string();
     p.child.kill().expect("SIGKILL");
     wait_exit(&mut p.child, Duration::from_secs(10));
-    let two_slots = CFG.replacen("capacity = { email = 1 }", "capacity = { email = 2 }", 1);
-    let env = [("OMNIROUTE_RUNTIME__LEASE_TTL_SECS", "1".to_string())];
-    let mut p2 = support::binary::spawn(dir.path(), &two_slots, &nats.url, "2", &env).await;
-    let offered = c
-        .expect("omni.event.contact.offered", WAIT, |v| v["conversation_id"] == "two")
-        .await;
-    let idle = time_of(&offered, "at") - time_of(&queued, "at");
-    assert!(
-        idle >= chrono::Duration::seconds(4),
-        "resumed {idle} after the last busy moment, not near the kill: {offered}"
+    // Several batches of agent input, the accept (in time) last...
+    for _ in 0..700 {
+        c.agent("beta", "presence", json!({"status": "offline"})).await;
+    }
+    c.agent("alpha", "accept", json!({"contact_id": cid})).await;
+    // ...and a customer who writes after the deadline.
+    past_deadline(&o).await;
+    c.contact("email", "late", json!({})).await;
+
+    env.push(("OMNIROUTE_RUNTIME__LEASE_TTL_SECS", "1".to_string()));
+    let mut crashing = env.clone();
+    crashing.push(("OMNIROUTE_FAILPOINT", "after_journal".to_string()));
+    let mut p2 = support::binary::start(&["run"], dir.path(), CFG, &nats.url, "2", &crashing);
+    let status = wait_exit(&mut p2.child, WAIT);
+    assert_eq!(
+        status.signal(),
+        Some(Signal::SIGABRT as i32),
+        "the second router did not stop at its first journal entry with messages: {status:?}"
     );
-    p2.terminate();
+    let mut p3 = support::binary::spawn(dir.path(), CFG, &nats.url, "3", &env).await;
+    let why = "the second router's clock let the expiry overtake the accept";
+    accepted_without_expiry(&mut c, &cid, why).await;
+    p3.terminate();
 }
