@@ -91,6 +91,8 @@ impl CatchUp {
                 drained: b.pending == 0,
             });
         }
+        // The engine resumed there: no tick goes back before it.
+        c.last = Some(since);
         c
     }
 

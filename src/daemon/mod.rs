@@ -143,8 +143,8 @@ impl Daemon {
         let ran_before = r.durable.tip > 0 || r.imported > 0;
         let mut ids = r.durable.ids;
         ids.expire(now.timestamp_millis());
-        let stopped =
-            recover::stopped_at(r.clock, r.durable.last_commit_ms).unwrap_or(recover::Stopped { at: now, timers: now });
+        let stopped = recover::stopped_at(r.clock, r.durable.last_batch_ms, r.durable.last_commit_ms)
+            .unwrap_or(recover::Stopped { at: now, timers: now });
         // The engine resumes where it stopped, not at the wall clock: the
         // downtime's inputs are handled at their arrival times, after it,
         // and the engine's time never goes back (an agent offered at the

@@ -59,13 +59,13 @@ pub struct Stopped {
 
 /// Where the router that wrote this state stopped, as far as its inputs
 /// and timers go: its clocks as journaled (`clock`), when the record was
-/// written by the last journal entry (its `commit_ms` is the last commit's
-/// time) or no entry followed the snapshot that holds it; otherwise (a
-/// journal of an earlier release, or one that wrote after this record in
-/// a rolling update) the last commit's wall-clock time. `None`: nothing
-/// was committed.
-pub fn stopped_at(clock: Option<RouterClock>, last_commit_ms: i64) -> Option<Stopped> {
-    let current = clock.filter(|c| last_commit_ms <= 0 || c.commit_ms == last_commit_ms);
+/// written by the last batch applied (its `commit_ms` is that batch's time,
+/// `last_batch_ms`) or no batch followed the snapshot that holds it;
+/// otherwise (a journal of an earlier release, or one that wrote after
+/// this record in a rolling update) the latest commit's wall-clock time.
+/// `None`: nothing was committed.
+pub fn stopped_at(clock: Option<RouterClock>, last_batch_ms: Option<i64>, last_commit_ms: i64) -> Option<Stopped> {
+    let current = clock.filter(|c| last_batch_ms.is_none_or(|ms| ms == c.commit_ms));
     let (at, timers) = match current {
         Some(c) => (c.at_ms, c.timers_ms.map_or(c.at_ms, |t| t.min(c.at_ms))),
         None if last_commit_ms > 0 => (last_commit_ms, last_commit_ms),
@@ -278,25 +278,32 @@ mod tests {
         // A crash during a restart's catch-up: the second router committed
         // at its wall clock (9 000), its inputs read up to 6 000, its
         // timers held at the first stop (5 000).
-        assert_eq!(
-            stopped_at(clock(6_000, Some(5_000), 9_000), 9_000),
-            stopped(6_000, 5_000)
-        );
-        // Straight after a snapshot (no entry after it): the record alone.
-        assert_eq!(stopped_at(clock(5_000, None, 0), 0), stopped(5_000, 5_000));
+        let mid_catch_up = clock(6_000, Some(5_000), 9_000);
+        assert_eq!(stopped_at(mid_catch_up, Some(9_000), 9_000), stopped(6_000, 5_000));
+        // The same after the wall clock stepped back: the last batch wrote
+        // the record, though an earlier one was stamped later.
+        let stepped_back = clock(6_000, Some(5_000), 8_100);
+        assert_eq!(stopped_at(stepped_back, Some(8_100), 10_000), stopped(6_000, 5_000));
+        // Straight after a snapshot (no batch after it): the record alone.
+        assert_eq!(stopped_at(clock(5_000, None, 0), None, 0), stopped(5_000, 5_000));
         // Timers never ahead of the inputs.
         assert_eq!(
-            stopped_at(clock(5_000, Some(7_000), 9_000), 9_000),
+            stopped_at(clock(5_000, Some(7_000), 9_000), Some(9_000), 9_000),
             stopped(5_000, 5_000)
         );
-        // A journal of an earlier release: the last commit's time.
-        assert_eq!(stopped_at(None, 9_000), stopped(9_000, 9_000));
+        // A journal of an earlier release: the latest commit's time.
+        assert_eq!(stopped_at(None, Some(9_000), 9_000), stopped(9_000, 9_000));
         // A router of an earlier release wrote after the record (a rolling
-        // update, or a snapshot's record followed by its entries): the
-        // record is stale, the last commit's time is not.
-        assert_eq!(stopped_at(clock(2_000, None, 3_000), 9_000), stopped(9_000, 9_000));
-        assert_eq!(stopped_at(clock(2_000, None, 0), 9_000), stopped(9_000, 9_000));
-        assert_eq!(stopped_at(None, 0), None);
+        // update; its clock may even be behind): the record is stale.
+        assert_eq!(
+            stopped_at(clock(2_000, None, 3_000), Some(2_900), 3_000),
+            stopped(3_000, 3_000)
+        );
+        assert_eq!(
+            stopped_at(clock(2_000, None, 0), Some(9_000), 9_000),
+            stopped(9_000, 9_000)
+        );
+        assert_eq!(stopped_at(None, None, 0), None);
     }
 
     #[test]

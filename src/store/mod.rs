@@ -324,6 +324,10 @@ pub struct Durable {
     /// Commit time of the last batch applied (ms since the epoch, 0 if none):
     /// about when the router that wrote it stopped.
     pub last_commit_ms: i64,
+    /// Commit time of the last batch applied (not the latest: a wall clock
+    /// may step back), `None` before any: the batch a record written with
+    /// each batch must come from to be current.
+    pub last_batch_ms: Option<i64>,
     /// Parts of a batch whose last part has not been read yet.
     open: Vec<Batch>,
 }
@@ -336,12 +340,14 @@ impl Durable {
             ids,
             tip: 0,
             last_commit_ms: 0,
+            last_batch_ms: None,
             open: Vec::new(),
         }
     }
 
     fn apply_batch(&mut self, b: Batch) {
         self.last_commit_ms = self.last_commit_ms.max(b.at_ms);
+        self.last_batch_ms = Some(b.at_ms);
         for (k, v) in b.changes {
             match v {
                 Some(v) => {
