@@ -96,6 +96,12 @@ impl CatchUp {
         c
     }
 
+    /// How far timers have run: the clock handed out last (the resume
+    /// time before any).
+    pub fn timers_ran(&self) -> Option<DateTime<Utc>> {
+        self.last
+    }
+
     pub fn active(&self) -> bool {
         self.lag.iter().any(Option::is_some)
     }

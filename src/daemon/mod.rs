@@ -101,9 +101,6 @@ pub struct Daemon {
     /// The latest time the engine was given, by an input or a tick: the
     /// next input is handled no earlier (see [`Daemon::arrival`]).
     last_arrival: DateTime<Utc>,
-    /// The latest time the timers ran to (behind `last_arrival` while
-    /// catch-up holds them).
-    timers_ran: DateTime<Utc>,
     ready: Arc<Readiness>,
     /// Whether this router has state from an earlier run.
     ran_before: bool,
@@ -213,7 +210,6 @@ impl Daemon {
             // Inputs redelivered after a restart happen no earlier than the
             // state they come after.
             last_arrival: resumed,
-            timers_ran: since,
             ready,
             ran_before,
             catch_up,
@@ -347,7 +343,10 @@ impl Daemon {
     fn clock_record(&self, commit_ms: i64) -> (String, Vec<u8>) {
         recover::RouterClock {
             at_ms: self.last_arrival.timestamp_millis(),
-            timers_ms: Some(self.timers_ran.min(self.last_arrival).timestamp_millis()),
+            timers_ms: self
+                .catch_up
+                .timers_ran()
+                .map(|t| t.min(self.last_arrival).timestamp_millis()),
             commit_ms,
         }
         .record()
@@ -414,7 +413,6 @@ impl Daemon {
         let now = self.catch_up.timer_clock(wall, Instant::now());
         // An input read after this tick is not handled before it.
         self.last_arrival = self.last_arrival.max(now);
-        self.timers_ran = self.timers_ran.max(now);
         // Offers of this tick, and of the input after it, get their whole
         // timeout from the wall clock, even when their time is held back.
         self.engine.offers_start_no_earlier_than(self.clock.now());

@@ -316,7 +316,15 @@ async fn the_adapter_subcommand_runs_one_adapter_alone_before_any_router() {
     let toml = format!(
         "[webhooks]\nlisten = \"{hooks}\"\n[adapters.chat]\ntype = \"chat-webhook\"\nsecret = \"chat-secret\"\n"
     );
-    let mut p = support::binary::spawn_with(&["adapter", "chat"], dir.path(), &toml, &nats.url, "adapter", &[]).await;
+    let mut p = support::binary::ready(support::binary::start(
+        &["adapter", "chat"],
+        dir.path(),
+        &toml,
+        &nats.url,
+        "adapter",
+        &[],
+    ))
+    .await;
     let body = json!({"type": "start", "session_id": "alone", "visitor": {"id": "v"}}).to_string();
     // No router ever ran: the adapter creates OMNI_INBOUND itself (503 until it has).
     support::eventually(WAIT, "the standalone adapter accepts a chat", || async {

@@ -216,10 +216,17 @@ fn short_timeout() -> [(&'static str, String); 1] {
 /// the server, the router's directory, a client, the router, the offer
 /// and the contact's id.
 async fn offered_to_alpha() -> (NatsServer, tempfile::TempDir, Client, Proc, serde_json::Value, String) {
+    offered_to_alpha_with(&short_timeout()).await
+}
+
+/// [`offered_to_alpha`] with the router's environment `env`.
+async fn offered_to_alpha_with(
+    env: &[(&str, String)],
+) -> (NatsServer, tempfile::TempDir, Client, Proc, serde_json::Value, String) {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().expect("tmp");
     let mut c = Client::connect(&nats.url).await;
-    let p = spawn_with(dir.path(), &nats.url, "1", &short_timeout()).await;
+    let p = spawn_with(dir.path(), &nats.url, "1", env).await;
     c.contact("email", "one", json!({})).await;
     let offer = c.any_offer("alpha").await;
     let cid = offer["contact_id"].as_str().expect("cid").to_string();
@@ -449,6 +456,27 @@ async fn what_the_router_does_at_a_restart_comes_before_the_downtimes_inputs() {
     p2.terminate();
 }
 
+/// Runs a second router with `config` and `env` that aborts right after
+/// its first journal entry with outbound messages (`after_journal`), as
+/// `kill -9` would there; `what` names that entry for the failure.
+fn crash_at_first_journal_entry(
+    dir: &std::path::Path,
+    config: &str,
+    nats_url: &str,
+    env: &[(&str, String)],
+    what: &str,
+) {
+    let mut crashing = env.to_vec();
+    crashing.push(("OMNIROUTE_FAILPOINT", "after_journal".to_string()));
+    let mut p = support::binary::start(&["run"], dir, config, nats_url, "2", &crashing);
+    let status = wait_exit(&mut p.child, WAIT);
+    assert_eq!(
+        status.signal(),
+        Some(Signal::SIGABRT as i32),
+        "the second router did not stop at {what}: {status:?}"
+    );
+}
+
 /// A crash at the restart itself, before the downtime's inputs are read:
 /// the second router commits what it does as it starts (an offer to the
 /// agent its new configuration gave a second slot) and dies right after.
@@ -459,16 +487,10 @@ async fn what_the_router_does_at_a_restart_comes_before_the_downtimes_inputs() {
 /// second crash.
 #[tokio::test]
 async fn a_crash_at_the_restart_does_not_let_an_expiry_overtake_an_accept_of_the_downtime() {
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().expect("tmp");
-    let mut c = Client::connect(&nats.url).await;
     // Inputs in flight at a crash come back after the ack wait: short here.
     let mut env = short_timeout().to_vec();
     env.push(("OMNIROUTE_NATS__ACK_WAIT_SECS", "2".to_string()));
-    let mut p = spawn_with(dir.path(), &nats.url, "1", &env).await;
-    c.contact("email", "one", json!({})).await;
-    let o = c.any_offer("alpha").await;
-    let cid = o["contact_id"].as_str().expect("cid").to_string();
+    let (nats, dir, mut c, mut p, o, cid) = offered_to_alpha_with(&env).await;
     // Nobody is free for "two": it waits.
     c.contact("email", "two", json!({})).await;
     c.expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "two")
@@ -479,18 +501,8 @@ async fn a_crash_at_the_restart_does_not_let_an_expiry_overtake_an_accept_of_the
     past_deadline(&o).await;
 
     let two_slots = CFG.replacen("capacity = { email = 1 }", "capacity = { email = 2 }", 1);
-    let mut crashing = env.clone();
-    crashing.push(("OMNIROUTE_RUNTIME__LEASE_TTL_SECS", "1".to_string()));
-    crashing.push(("OMNIROUTE_FAILPOINT", "after_journal".to_string()));
-    let mut p2 = support::binary::start(&["run"], dir.path(), &two_slots, &nats.url, "2", &crashing);
-    let status = wait_exit(&mut p2.child, WAIT);
-    assert_eq!(
-        status.signal(),
-        Some(Signal::SIGABRT as i32),
-        "the second router did not stop at its start-up commit: {status:?}"
-    );
-
     env.push(("OMNIROUTE_RUNTIME__LEASE_TTL_SECS", "1".to_string()));
+    crash_at_first_journal_entry(dir.path(), &two_slots, &nats.url, &env, "its start-up commit");
     let mut p3 = support::binary::spawn(dir.path(), &two_slots, &nats.url, "3", &env).await;
     let why = "the second start's commit time let the expiry overtake the accept";
     accepted_without_expiry(&mut c, &cid, why).await;
@@ -506,15 +518,9 @@ async fn a_crash_at_the_restart_does_not_let_an_expiry_overtake_an_accept_of_the
 /// the accept still wins over the expiry.
 #[tokio::test]
 async fn a_crash_during_the_catch_up_keeps_the_timers_where_they_were_held() {
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().expect("tmp");
-    let mut c = Client::connect(&nats.url).await;
     let mut env = short_timeout().to_vec();
     env.push(("OMNIROUTE_NATS__ACK_WAIT_SECS", "2".to_string()));
-    let mut p = spawn_with(dir.path(), &nats.url, "1", &env).await;
-    c.contact("email", "one", json!({})).await;
-    let o = c.any_offer("alpha").await;
-    let cid = o["contact_id"].as_str().expect("cid").to_string();
+    let (nats, dir, mut c, mut p, o, cid) = offered_to_alpha_with(&env).await;
     p.child.kill().expect("SIGKILL");
     wait_exit(&mut p.child, Duration::from_secs(10));
     // Several batches of agent input, the accept (in time) last...
@@ -527,14 +533,12 @@ async fn a_crash_during_the_catch_up_keeps_the_timers_where_they_were_held() {
     c.contact("email", "late", json!({})).await;
 
     env.push(("OMNIROUTE_RUNTIME__LEASE_TTL_SECS", "1".to_string()));
-    let mut crashing = env.clone();
-    crashing.push(("OMNIROUTE_FAILPOINT", "after_journal".to_string()));
-    let mut p2 = support::binary::start(&["run"], dir.path(), CFG, &nats.url, "2", &crashing);
-    let status = wait_exit(&mut p2.child, WAIT);
-    assert_eq!(
-        status.signal(),
-        Some(Signal::SIGABRT as i32),
-        "the second router did not stop at its first journal entry with messages: {status:?}"
+    crash_at_first_journal_entry(
+        dir.path(),
+        CFG,
+        &nats.url,
+        &env,
+        "its first journal entry with messages",
     );
     let mut p3 = support::binary::spawn(dir.path(), CFG, &nats.url, "3", &env).await;
     let why = "the second router's clock let the expiry overtake the accept";

@@ -43,12 +43,13 @@ pub fn free_port() -> u16 {
 /// JSON to `dir/omniroute-<tag>.log`, and waits for its `READY=1`, then
 /// checks that `/ready` says 200.
 pub async fn spawn(dir: &std::path::Path, config: &str, nats_url: &str, tag: &str, env: &[(&str, String)]) -> Proc {
-    spawn_with(&["run"], dir, config, nats_url, tag, env).await
+    ready(start(&["run"], dir, config, nats_url, tag, env)).await
 }
 
-/// Starts the compiled binary as [`spawn_with`] does, without waiting for
-/// anything: for a process meant to stop before it is ready (a crash point
-/// at start-up).
+/// Starts the compiled binary (`args`: `["run"]`, `["adapter", "chat"]`)
+/// with `config`, without waiting for anything: [`ready`] waits, and a
+/// process meant to stop before it is ready (a crash point at start-up)
+/// is left alone.
 pub fn start(
     args: &[&str],
     dir: &std::path::Path,
@@ -88,16 +89,9 @@ pub fn start(
     }
 }
 
-/// [`spawn`] with other leading arguments (`["adapter", "chat"]`).
-pub async fn spawn_with(
-    args: &[&str],
-    dir: &std::path::Path,
-    config: &str,
-    nats_url: &str,
-    tag: &str,
-    env: &[(&str, String)],
-) -> Proc {
-    let mut p = start(args, dir, config, nats_url, tag, env);
+/// Waits for a started binary's `READY=1`, then checks that `/ready` says
+/// 200.
+pub async fn ready(mut p: Proc) -> Proc {
     // Generous: a deadline, not a timing claim. With the whole suite
     // running on two cores, set-up on a three-replica cluster (its
     // retries back off up to seconds apart) can take well over 20 s.
