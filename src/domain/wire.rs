@@ -476,6 +476,39 @@ mod tests {
         "received_at":"2026-11-23T09:14:03+01:00","customer":{"id":"cust","tier":"vip"},
         "skills":["billing"],"priority":7,"extra":{"ignored":true}}"#;
 
+    /// Every input shown in full in `docs/contract.md` (a JSON block with a
+    /// `type`) is one the router accepts on its subject: the page is what
+    /// an adapter or a desktop is written from.
+    #[test]
+    fn the_contracts_example_inputs_decode() {
+        let page = include_str!("../../docs/contract.md");
+        let mut checked = Vec::new();
+        for block in page.split("```json\n").skip(1) {
+            let Some((text, _)) = block.split_once("```") else {
+                continue;
+            };
+            let v: serde_json::Value = serde_json::from_str(text).expect("a JSON block of the contract parses");
+            let Some(ty) = v.get("type").and_then(|t| t.as_str()) else {
+                continue;
+            };
+            let decoded = match (
+                v.get("channel").and_then(|c| c.as_str()),
+                v.get("agent_id").and_then(|a| a.as_str()),
+            ) {
+                (Some(channel), _) if ty == "message" || ty == "end" => {
+                    decode_inbound(channel, text.as_bytes()).map(drop)
+                }
+                (_, Some(agent)) => decode_agent(agent, ty, text.as_bytes()).map(drop),
+                _ => panic!("a {ty} example with neither its channel nor its agent: {text}"),
+            };
+            assert!(decoded.is_ok(), "{ty} example refused: {decoded:?}\n{text}");
+            checked.push(ty.to_string());
+        }
+        for ty in ["message", "profile", "wrap_up"] {
+            assert!(checked.iter().any(|t| t == ty), "no {ty} example found in {checked:?}");
+        }
+    }
+
     #[test]
     fn decodes_a_full_inbound_event_and_ignores_unknown_fields() {
         let e = inbound(GOOD).expect("test value");

@@ -156,11 +156,8 @@ impl Engine {
         if a.status != Presence::Available {
             return ("not_available", Some(a.status.as_str().to_string()));
         }
-        if !a.free(ch) {
-            return (
-                "no_capacity",
-                Some(format!("{} of {} on {ch}", a.load[ch.index()], a.capacity[ch.index()])),
-            );
+        if let Some(why) = a.not_free_because(ch) {
+            return ("no_capacity", Some(why));
         }
         if s.c.declined_by.contains(&a.id) {
             return ("declined", None);

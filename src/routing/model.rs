@@ -390,6 +390,20 @@ impl Agent {
         used + w.weights[c.index()] as u64 <= budget as u64
     }
 
+    /// What keeps the agent from another contact on the channel, when
+    /// [`Agent::free`] says no: its slots there, or its budget of units.
+    pub fn not_free_because(&self, c: Channel) -> Option<String> {
+        let (load, cap) = (self.load[c.index()], self.capacity[c.index()]);
+        if load >= cap {
+            return Some(format!("{load} of {cap} on {c}"));
+        }
+        let budget = self.units?;
+        let w = &self.weights;
+        let used = self.units_used(|o| !w.interruptible[o.index()] || w.interruptible[c.index()]);
+        let need = w.weights[c.index()] as u64;
+        (used + need > budget as u64).then(|| format!("{used} of {budget} units held, {c} needs {need}"))
+    }
+
     /// Units held on the channels `count` selects.
     fn units_used(&self, count: impl Fn(Channel) -> bool) -> u64 {
         Channel::ALL

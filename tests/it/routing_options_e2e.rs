@@ -2,11 +2,12 @@
 //! the daemon's configuration: round robin, least-loaded and most-skilled
 //! strategies (each where longest idle would choose otherwise), auto-away
 //! after missed offers, weighted capacity, relaxation with overflow,
-//! ageing, admission control, a returning customer, explain, a ring group,
+//! ageing and the starvation bound, admission control by waiting count
+//! and by estimated wait, a returning customer, explain, a ring group,
 //! and business hours across both daylight-saving changes. Timers run on
-//! the daemon's real clock with short intervals, except the hours tests',
-//! whose clock the test holds and moves (`Clock::manual`); every wait is
-//! for an event, with a deadline.
+//! the daemon's real clock with short intervals, except in the hours,
+//! ageing and estimated-wait tests, whose clock the test holds and moves
+//! (`Clock::manual`); every wait is for an event, with a deadline.
 
 use crate::support;
 
@@ -27,6 +28,20 @@ async fn accept_and_complete(c: &mut Client, agent: &str, offer: &Value) {
         v["contact_id"] == cid.as_str()
     })
     .await;
+}
+
+/// A time in the tests' RFC 3339 notation.
+fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .expect("time")
+        .with_timezone(&chrono::Utc)
+}
+
+/// A router on a clock the test holds at `start` and moves, and a client.
+async fn on_held_clock(nats: &NatsServer, toml: &str, start: &str) -> (Daemon, omniroute::clock::Clock, Client) {
+    let clock = omniroute::clock::Clock::manual(at(start));
+    let d = Daemon::start_on(support::config(&nats.url, toml), clock.clone()).await;
+    (d, clock, Client::connect(&nats.url).await)
 }
 
 /// The next offer to any agent: (agent, offer).
@@ -434,14 +449,7 @@ async fn a_queue_opens_on_its_local_hour_across_the_spring_daylight_saving_chang
         &agent("s", "", "chat = 1", ""),
     ]
     .concat();
-    let at = |s: &str| {
-        chrono::DateTime::parse_from_rfc3339(s)
-            .expect("time")
-            .with_timezone(&chrono::Utc)
-    };
-    let clock = omniroute::clock::Clock::manual(at("2026-03-29T00:59:52Z"));
-    let d = Daemon::start_on(support::config(&nats.url, &toml), clock.clone()).await;
-    let mut c = Client::connect(&nats.url).await;
+    let (d, clock, mut c) = on_held_clock(&nats, &toml, "2026-03-29T00:59:52Z").await;
     c.contact("chat", "early", json!({"queue": "sunday"})).await;
     let q = c
         .expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "early")
@@ -485,14 +493,7 @@ async fn a_queue_opens_on_its_local_hour_across_the_autumn_change_on_a_held_cloc
         &agent("w", "", "chat = 1", ""),
     ]
     .concat();
-    let at = |s: &str| {
-        chrono::DateTime::parse_from_rfc3339(s)
-            .expect("time")
-            .with_timezone(&chrono::Utc)
-    };
-    let clock = omniroute::clock::Clock::manual(at("2026-10-23T14:59:00Z"));
-    let d = Daemon::start_on(support::config(&nats.url, &toml), clock.clone()).await;
-    let mut c = Client::connect(&nats.url).await;
+    let (d, clock, mut c) = on_held_clock(&nats, &toml, "2026-10-23T14:59:00Z").await;
     // Friday 16:59 CEST: open; w takes the first chat.
     c.contact("chat", "fri-1", json!({"queue": "weekday"})).await;
     let o = c.offer("w", "fri-1").await;
@@ -628,5 +629,122 @@ async fn an_agent_who_lets_offers_expire_is_set_away_and_told_why() {
         (away && m.contains("omniroute_contacts_waiting{queue=\"q\"} 1")).then_some(())
     })
     .await;
+    d.stop().await;
+}
+
+/// An agent on the queue who starts offline (no `initial_status`).
+fn offline_agent(id: &str) -> String {
+    format!("[[agents]]\nid = \"{id}\"\ncapacity = {{ chat = 1 }}\n")
+}
+
+/// Ageing and the starvation bound on the daemon's clock, held by the test:
+/// a priority-0 contact that waited 40 s (four 10 s steps, capped at 3)
+/// goes ahead of a priority-2 one; one that waited past `max_wait_secs`
+/// goes ahead of a new priority-9 one. Without ageing the first offer is
+/// `mid`'s; without the bound the second is `hi`'s.
+#[tokio::test]
+async fn ageing_and_the_starvation_bound_order_the_line_on_the_daemons_clock() {
+    let nats = NatsServer::start();
+    let toml = [
+        "[[queues]]\nname = \"aged\"\nchannels = [\"chat\"]\nageing_secs = 10\nageing_cap = 3\nmax_wait_secs = 100\n",
+        &offline_agent("g"),
+    ]
+    .concat();
+    let (d, clock, mut c) = on_held_clock(&nats, &toml, "2026-11-23T09:00:00Z").await;
+    let queued = |conv: &'static str| move |v: &Value| v["conversation_id"] == conv;
+    c.contact("chat", "old-1", json!({"queue": "aged", "priority": 0}))
+        .await;
+    c.expect("omni.event.contact.queued", WAIT, queued("old-1")).await;
+    clock.set(at("2026-11-23T09:00:01Z"));
+    c.contact("chat", "old-2", json!({"queue": "aged", "priority": 0}))
+        .await;
+    c.expect("omni.event.contact.queued", WAIT, queued("old-2")).await;
+    clock.set(at("2026-11-23T09:00:35Z"));
+    c.contact("chat", "mid", json!({"queue": "aged", "priority": 2})).await;
+    c.expect("omni.event.contact.queued", WAIT, queued("mid")).await;
+    // 40 s after old-1: aged three steps (the cap), ahead of mid's 2.
+    clock.set(at("2026-11-23T09:00:40Z"));
+    c.agent("g", "presence", json!({"status": "available"})).await;
+    let (agent, first) = next_offer(&mut c).await;
+    assert_eq!(
+        (agent.as_str(), &first["conversation_id"]),
+        ("g", &json!("old-1")),
+        "{first}"
+    );
+    let first_id = first["contact_id"].as_str().expect("contact id").to_string();
+    c.agent("g", "accept", json!({"contact_id": first_id})).await;
+    c.expect("omni.event.contact.accepted", WAIT, |v| {
+        v["contact_id"] == first_id.as_str()
+    })
+    .await;
+    // 110 s after old-2: past the bound, ahead of a new priority 9; mid
+    // (75 s, aged to the cap of 3) after both.
+    clock.set(at("2026-11-23T09:01:51Z"));
+    c.contact("chat", "hi", json!({"queue": "aged", "priority": 9})).await;
+    c.expect("omni.event.contact.queued", WAIT, queued("hi")).await;
+    let mut order = Vec::new();
+    let mut offer = first;
+    for _ in 0..3 {
+        let cid = offer["contact_id"].as_str().expect("contact id").to_string();
+        if offer["conversation_id"] != "old-1" {
+            c.agent("g", "accept", json!({"contact_id": cid})).await;
+        }
+        c.agent("g", "complete", json!({"contact_id": cid})).await;
+        offer = next_offer(&mut c).await.1;
+        order.push(offer["conversation_id"].as_str().unwrap_or("?").to_string());
+    }
+    assert_eq!(order, ["old-2", "hi", "mid"]);
+    d.stop().await;
+}
+
+/// Admission by estimated wait: the queue's pace is measured between two
+/// offers made while contacts were left waiting (10 s on the held clock);
+/// `queued` then says `position × pace`, and a contact whose estimated
+/// wait would pass `max_estimated_wait_secs` is refused, not queued.
+#[tokio::test]
+async fn the_queued_event_estimates_the_wait_and_a_queue_refuses_past_its_estimated_wait() {
+    let nats = NatsServer::start();
+    let toml = [
+        "[[queues]]\nname = \"paced\"\nchannels = [\"chat\"]\nmax_estimated_wait_secs = 25\n",
+        &offline_agent("p"),
+    ]
+    .concat();
+    let (d, clock, mut c) = on_held_clock(&nats, &toml, "2026-11-23T09:00:00Z").await;
+    // No pace yet: no estimate, and nothing refused by it.
+    for (conv, at_) in [("e-1", "09:00:00"), ("e-2", "09:00:01"), ("e-3", "09:00:02")] {
+        clock.set(at(&format!("2026-11-23T{at_}Z")));
+        c.contact("chat", conv, json!({"queue": "paced"})).await;
+        let q = c
+            .expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == conv)
+            .await;
+        assert!(q.get("estimated_wait_secs").is_none(), "{q}");
+    }
+    clock.set(at("2026-11-23T09:00:03Z"));
+    c.agent("p", "presence", json!({"status": "available"})).await;
+    let first = c.offer("p", "e-1").await;
+    let cid = first["contact_id"].as_str().expect("contact id").to_string();
+    c.agent("p", "accept", json!({"contact_id": cid})).await;
+    c.expect("omni.event.contact.accepted", WAIT, |v| v["contact_id"] == cid.as_str())
+        .await;
+    clock.set(at("2026-11-23T09:00:13Z"));
+    c.agent("p", "complete", json!({"contact_id": cid})).await;
+    c.offer("p", "e-2").await;
+    // e-3 waits; the next is second in line: 2 × 10 s.
+    c.contact("chat", "e-4", json!({"queue": "paced"})).await;
+    let q = c
+        .expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "e-4")
+        .await;
+    assert_eq!(
+        (&q["position"], &q["estimated_wait_secs"]),
+        (&json!(2), &json!(20.0)),
+        "{q}"
+    );
+    // Third in line would wait 30 s, over the 25 s limit.
+    c.contact("chat", "e-5", json!({"queue": "paced"})).await;
+    let r = c
+        .expect("omni.event.contact.refused", WAIT, |v| v["conversation_id"] == "e-5")
+        .await;
+    assert_eq!(r["queue"], "paced");
+    assert_eq!(r["reason"], "queue paced's estimated wait of 30 s is over 25 s", "{r}");
     d.stop().await;
 }

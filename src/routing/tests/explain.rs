@@ -4,7 +4,11 @@
 use super::*;
 
 fn queued_id(e: &mut Engine, n: u32, extra: serde_json::Value, at: f64) -> String {
-    e.on_inbound(&inbound(&format!("m{n}"), "chat", &format!("c{n}"), extra), t(at))
+    queued_on(e, "chat", n, extra, at)
+}
+
+fn queued_on(e: &mut Engine, channel: &str, n: u32, extra: serde_json::Value, at: f64) -> String {
+    e.on_inbound(&inbound(&format!("m{n}"), channel, &format!("c{n}"), extra), t(at))
         .expect("ok");
     let out = e.take_outputs();
     let q = events(&out, "queued");
@@ -105,4 +109,30 @@ fn explain_ranks_by_priority_aged_to_the_querys_own_time() {
     // older, comes first: position and priority agree at the query's time.
     assert_eq!(place(&e, &older, 10.0), (json!(1), json!(5)));
     assert_eq!(place(&e, &newer, 10.0), (json!(2), json!(5)));
+}
+
+#[test]
+fn explain_names_the_unit_budget_when_it_is_what_keeps_an_agent_busy() {
+    let toml = r#"
+[routing.units]
+chat = 35
+voice = 100
+[[queues]]
+name = "all"
+channels = ["chat", "voice"]
+[[agents]]
+id = "ann"
+units = 100
+capacity = { chat = 3, voice = 1 }
+initial_status = "available"
+"#;
+    let mut e = Engine::new(spec(toml), t(0.0));
+    e.on_inbound(&inbound("m1", "chat", "c1", json!({})), t(1.0))
+        .expect("ok");
+    assert_eq!(offers(&e.take_outputs()).len(), 1, "the chat is offered");
+    // A call needs 100 units; ann holds 35 of them, with her voice slot free.
+    let call = queued_on(&mut e, "voice", 2, json!({}), 2.0);
+    let x = e.explain(&call, Some("ann"), 10, t(3.0)).expect("open");
+    assert_eq!(x["agents"][0]["reason"], "no_capacity", "{x}");
+    assert_eq!(x["agents"][0]["detail"], "35 of 100 units held, voice needs 100", "{x}");
 }
