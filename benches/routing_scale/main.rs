@@ -7,8 +7,9 @@
 //!
 //! Model: 5 000 queues (`q0000`…), 50 skills (`s00`…`s49`), each queue one
 //! skill at level 1..=5, chat + email, taking the `--strategies` in turn
-//! (default `longest_idle`, `least_loaded`; `all` adds `round_robin` and
-//! `most_skilled`; the quick run uses all four; `--units N` gives every agent
+//! (default `longest_idle`, `least_loaded`; `all` adds `round_robin`,
+//! `most_skilled` and `ring_group`, a fifth of the queues ringing three
+//! agents at once; the quick run uses all five; `--units N` gives every agent
 //! a weighted-capacity budget of N with the default weights and e-mail
 //! interruptible, as the quick run does with 100; `--model full` turns on
 //! the rest of the routing model on every queue, as the quick run does:
@@ -58,8 +59,14 @@
 //!    `on_inbound` until `--waiting` contacts wait;
 //! 3. `agent_frees_slot`: `on_agent` `complete` of a random assigned contact
 //!    (each frees a slot that should be offered the next fitting waiting
-//!    contact; one new contact is added untimed after each);
-//! 4. `offer_expiry`: `on_tick` at each expiry time of the offers made in 3;
+//!    contact; one new contact is added untimed after each); `by_offers`
+//!    splits the events by the offers they made, and `per_offer_made`
+//!    gives each offer its event's time over the offers it made;
+//! 4. `offer_expiry`: `on_tick` at each expiry time of the offers made in 3
+//!    (`by_timers`: split by the expiries a tick fired; `per_offer_expired`:
+//!    each expiry at its tick's time over the expiries it fired). The
+//!    per-decision figures are beside the scenario's own, not instead of
+//!    them: the last decision of an event is out when the whole event is;
 //!    `timer_tick_due`: the ticks at deadlines between the inputs of 1–4;
 //! 5. `tick_idle_100k_open`: `on_tick` with no timer due;
 //! 6. memory: RSS before any contact and at the full backlog;

@@ -261,6 +261,29 @@ impl Split {
     }
 }
 
+/// Each routing decision's share of its event's time: an event that makes
+/// `n` offers, or a tick that expires `n` offers, counts `n` times at a
+/// `n`-th of its time (an event that decides nothing, once at all of it).
+/// Beside the scenario's own figures, never instead of them: the last
+/// decision of such an event is out only when the whole event is.
+#[derive(Default)]
+pub(crate) struct PerDecision(Option<Histogram<u64>>);
+
+impl PerDecision {
+    pub(crate) fn record(&mut self, decisions: usize, ns: u64) {
+        let n = decisions.max(1) as u64;
+        let _ = self.0.get_or_insert_with(histogram).record_n((ns / n).max(1), n);
+    }
+
+    pub(crate) fn report(&self) -> Value {
+        self.0.as_ref().map_or(Value::Null, |h| {
+            let mut s = stats(h, false);
+            s.remove("truncated");
+            Value::Object(s)
+        })
+    }
+}
+
 /// Nanoseconds, 1 ns to 1 hour at 3 significant digits (longer is clamped).
 pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("histogram")

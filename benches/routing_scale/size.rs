@@ -192,6 +192,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
     let mut cut = false;
     let (mut refilled, mut offers_made, mut not_applied) = (0usize, 0usize, 0usize);
     let mut by_offers = Split::default();
+    let mut per_offer = PerDecision::default();
     for i in 0..k {
         if b.over() || sim.assigned.is_empty() {
             cut = b.over();
@@ -211,6 +212,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
         }
         let d = sim.settle(now, OnOffer::Hold);
         by_offers.record(d.offers, ns);
+        per_offer.record(d.offers, ns);
         offers_made += d.offers;
         if d.offers > 0 {
             refilled += 1;
@@ -225,6 +227,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
     s.insert("offers_outstanding".into(), json!(offers_made));
     s.insert("not_applied".into(), json!(not_applied));
     s.insert("by_offers".into(), by_offers.report());
+    s.insert("per_offer_made".into(), per_offer.report());
     s.insert("waiting_after".into(), json!(sim.e.waiting_len()));
     scenarios.insert("agent_frees_slot".into(), Value::Object(s));
     if cut {
@@ -242,6 +245,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
     let (mut expired, mut reoffered) = (0usize, 0usize);
     let mut by_offers = Split::default();
     let mut by_timers = Split::default();
+    let mut per_expired = PerDecision::default();
     for (i, at) in expiries.iter().enumerate() {
         if b.over() {
             cut = true;
@@ -257,6 +261,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
         h.saturating_record(ns);
         sim.note_work();
         by_timers.record(sim.e.last_work().timers_fired, ns);
+        per_expired.record(sim.e.last_work().timers_fired, ns);
         let d = sim.settle(now, OnOffer::Hold);
         by_offers.record(d.offers, ns);
         expired += d.expired;
@@ -271,6 +276,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
     s.insert("reoffered".into(), json!(reoffered));
     s.insert("by_offers".into(), by_offers.report());
     s.insert("by_timers".into(), by_timers.report());
+    s.insert("per_offer_expired".into(), per_expired.report());
     s.insert("agents_not_available_after".into(), json!(not_available));
     scenarios.insert("offer_expiry".into(), Value::Object(s));
     if cut {
