@@ -60,13 +60,15 @@
 //! 3. `agent_frees_slot`: `on_agent` `complete` of a random assigned contact
 //!    (each frees a slot that should be offered the next fitting waiting
 //!    contact; one new contact is added untimed after each); `by_offers`
-//!    splits the events by the offers they made, and `per_offer_made`
-//!    gives each offer its event's time over the offers it made;
+//!    splits the events by the offers they made, and `per_contact_offered`
+//!    gives each contact offered its event's time over the contacts it
+//!    offered (a ring group's three offers are one contact's);
 //! 4. `offer_expiry`: `on_tick` at each expiry time of the offers made in 3
-//!    (`by_timers`: split by the expiries a tick fired; `per_offer_expired`:
-//!    each expiry at its tick's time over the expiries it fired). The
-//!    per-decision figures are beside the scenario's own, not instead of
-//!    them: the last decision of an event is out when the whole event is;
+//!    (`by_timers`: split by the timers a tick fired; `per_contact_expired`:
+//!    each contact whose offer expired at its tick's time over those
+//!    contacts). The per-decision figures are beside the scenario's own,
+//!    not instead of them: the last decision of an event is out when the
+//!    whole event is;
 //!    `timer_tick_due`: the ticks at deadlines between the inputs of 1–4;
 //! 5. `tick_idle_100k_open`: `on_tick` with no timer due;
 //! 6. memory: RSS before any contact and at the full backlog;
@@ -99,7 +101,7 @@ use omniroute::routing::spec::{
 use omniroute::routing::{Agent, Contact, Engine, OutSubject, Outcome};
 use omniroute::sla::ClockKind;
 use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::sync::Arc;

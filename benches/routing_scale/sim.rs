@@ -23,6 +23,10 @@ pub(crate) struct Drained {
     pub(crate) expired: usize,
     pub(crate) outputs: usize,
     pub(crate) rejected: usize,
+    /// Contacts offered and contacts whose offer expired: a ring group's
+    /// offer to three agents, or its expiry, is one contact's.
+    pub(crate) contacts_offered: BTreeSet<String>,
+    pub(crate) contacts_expired: BTreeSet<String>,
 }
 
 pub(crate) struct Sim {
@@ -111,6 +115,7 @@ impl Sim {
                     OutSubject::Desktop(_) => {
                         if let Some((contact, agent)) = offer_of(&o.payload) {
                             d.offers += 1;
+                            d.contacts_offered.insert(contact.clone());
                             match on_offer {
                                 OnOffer::Accept => accept.push((agent, contact)),
                                 OnOffer::Hold => self.held.push(HeldOffer {
@@ -119,7 +124,13 @@ impl Sim {
                             }
                         }
                     }
-                    OutSubject::ContactEvent(what) if *what == "offer_expired" => d.expired += 1,
+                    OutSubject::ContactEvent(what) if *what == "offer_expired" => {
+                        d.expired += 1;
+                        let v: Value = serde_json::from_slice(&o.payload).unwrap_or(Value::Null);
+                        if let Some(id) = v.get("contact_id").and_then(Value::as_str) {
+                            d.contacts_expired.insert(id.to_string());
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -261,11 +272,12 @@ impl Split {
     }
 }
 
-/// Each routing decision's share of its event's time: an event that makes
-/// `n` offers, or a tick that expires `n` offers, counts `n` times at a
-/// `n`-th of its time (an event that decides nothing, once at all of it).
-/// Beside the scenario's own figures, never instead of them: the last
-/// decision of such an event is out only when the whole event is.
+/// Each routing decision's share of its event's time: an event that
+/// offers `n` contacts, or a tick that expires the offers of `n` contacts,
+/// counts `n` times at a `n`-th of its time (an event that decides
+/// nothing, once at all of it; a ring group's offer to three agents is one
+/// contact's). Beside the scenario's own figures, never instead of them:
+/// the last decision of such an event is out only when the whole event is.
 #[derive(Default)]
 pub(crate) struct PerDecision(Option<Histogram<u64>>);
 

@@ -192,7 +192,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
     let mut cut = false;
     let (mut refilled, mut offers_made, mut not_applied) = (0usize, 0usize, 0usize);
     let mut by_offers = Split::default();
-    let mut per_offer = PerDecision::default();
+    let mut per_contact = PerDecision::default();
     for i in 0..k {
         if b.over() || sim.assigned.is_empty() {
             cut = b.over();
@@ -212,7 +212,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
         }
         let d = sim.settle(now, OnOffer::Hold);
         by_offers.record(d.offers, ns);
-        per_offer.record(d.offers, ns);
+        per_contact.record(d.contacts_offered.len(), ns);
         offers_made += d.offers;
         if d.offers > 0 {
             refilled += 1;
@@ -227,7 +227,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
     s.insert("offers_outstanding".into(), json!(offers_made));
     s.insert("not_applied".into(), json!(not_applied));
     s.insert("by_offers".into(), by_offers.report());
-    s.insert("per_offer_made".into(), per_offer.report());
+    s.insert("per_contact_offered".into(), per_contact.report());
     s.insert("waiting_after".into(), json!(sim.e.waiting_len()));
     scenarios.insert("agent_frees_slot".into(), Value::Object(s));
     if cut {
@@ -261,9 +261,9 @@ pub(crate) fn run_size(p: &Params) -> Value {
         h.saturating_record(ns);
         sim.note_work();
         by_timers.record(sim.e.last_work().timers_fired, ns);
-        per_expired.record(sim.e.last_work().timers_fired, ns);
         let d = sim.settle(now, OnOffer::Hold);
         by_offers.record(d.offers, ns);
+        per_expired.record(d.contacts_expired.len(), ns);
         expired += d.expired;
         reoffered += d.offers;
         b.progress(|| format!("{i}/{} ticks, {expired} offers expired", expiries.len()));
@@ -276,7 +276,7 @@ pub(crate) fn run_size(p: &Params) -> Value {
     s.insert("reoffered".into(), json!(reoffered));
     s.insert("by_offers".into(), by_offers.report());
     s.insert("by_timers".into(), by_timers.report());
-    s.insert("per_offer_expired".into(), per_expired.report());
+    s.insert("per_contact_expired".into(), per_expired.report());
     s.insert("agents_not_available_after".into(), json!(not_available));
     scenarios.insert("offer_expiry".into(), Value::Object(s));
     if cut {

@@ -476,36 +476,56 @@ mod tests {
         "received_at":"2026-11-23T09:14:03+01:00","customer":{"id":"cust","tier":"vip"},
         "skills":["billing"],"priority":7,"extra":{"ignored":true}}"#;
 
-    /// Every input shown in full in `docs/contract.md` (a JSON block with a
-    /// `type`) is one the router accepts on its subject: the page is what
-    /// an adapter or a desktop is written from.
+    /// Every input the contract shows in full is accepted on the subject
+    /// the page gives it: a JSON block with a `type`, on the last
+    /// `omni.inbound.<channel>` or `omni.agent.<id>.<type>` subject named
+    /// in the prose since the previous code block (else its channel's
+    /// inbound subject), and the payload of each `nats pub` of the worked
+    /// example, on that command's subject. The page is what an adapter or
+    /// a desktop is written from.
     #[test]
     fn the_contracts_example_inputs_decode() {
         let page = include_str!("../../docs/contract.md");
-        let mut checked = Vec::new();
-        for block in page.split("```json\n").skip(1) {
-            let Some((text, _)) = block.split_once("```") else {
+        let subject = regex::Regex::new(r"omni\.(?:inbound\.[a-z]+|agent\.[A-Za-z0-9_-]+\.[a-z_]+)").expect("regex");
+        let block = regex::Regex::new(r"(?s)```json\n(.*?)```").expect("regex");
+        let publish = regex::Regex::new(r"nats pub (\S+) [^\n]*\\\n\s*'(\{[^\n]*\})'").expect("regex");
+        let mut examples: Vec<(String, &str)> = Vec::new();
+        for m in block.captures_iter(page) {
+            let (whole, text) = (m.get(0).expect("match"), m.get(1).expect("group").as_str());
+            let v: Value = serde_json::from_str(text).expect("a JSON block of the contract parses");
+            let Some(ty) = v.get("type").and_then(Value::as_str) else {
                 continue;
             };
-            let v: serde_json::Value = serde_json::from_str(text).expect("a JSON block of the contract parses");
-            let Some(ty) = v.get("type").and_then(|t| t.as_str()) else {
-                continue;
-            };
-            let decoded = match (
-                v.get("channel").and_then(|c| c.as_str()),
-                v.get("agent_id").and_then(|a| a.as_str()),
-            ) {
-                (Some(channel), _) if ty == "message" || ty == "end" => {
-                    decode_inbound(channel, text.as_bytes()).map(drop)
-                }
-                (_, Some(agent)) => decode_agent(agent, ty, text.as_bytes()).map(drop),
-                _ => panic!("a {ty} example with neither its channel nor its agent: {text}"),
-            };
-            assert!(decoded.is_ok(), "{ty} example refused: {decoded:?}\n{text}");
-            checked.push(ty.to_string());
+            let prose = &page[page[..whole.start()].rfind("```").map_or(0, |k| k + 3)..whole.start()];
+            let named = subject.find_iter(prose).last().map(|s| s.as_str().to_string());
+            let on = named
+                .or_else(|| {
+                    v.get("channel")
+                        .and_then(Value::as_str)
+                        .map(|c| format!("omni.inbound.{c}"))
+                })
+                .unwrap_or_else(|| panic!("a {ty} example without its subject: {text}"));
+            examples.push((on, text));
         }
-        for ty in ["message", "profile", "wrap_up"] {
-            assert!(checked.iter().any(|t| t == ty), "no {ty} example found in {checked:?}");
+        for m in publish.captures_iter(page) {
+            let on = m.get(1).expect("subject").as_str().to_string();
+            examples.push((on, m.get(2).expect("payload").as_str()));
+        }
+        let mut checked = Vec::new();
+        for (on, text) in &examples {
+            let decoded = match on.split('.').collect::<Vec<_>>()[..] {
+                ["omni", "inbound", channel] => decode_inbound(channel, text.as_bytes()).map(drop),
+                ["omni", "agent", agent, ty] => decode_agent(agent, ty, text.as_bytes()).map(drop),
+                _ => panic!("an example on {on}, not an input subject: {text}"),
+            };
+            assert!(decoded.is_ok(), "the example on {on} is refused: {decoded:?}\n{text}");
+            checked.push(on.rsplit('.').next().unwrap_or("").to_string());
+        }
+        for ty in ["email", "profile", "wrap_up", "accept", "respond", "complete"] {
+            assert!(
+                checked.iter().any(|t| t == ty),
+                "no example on a {ty} subject in {checked:?}"
+            );
         }
     }
 

@@ -6,8 +6,9 @@
 //! and by estimated wait, a returning customer, explain, a ring group,
 //! and business hours across both daylight-saving changes. Timers run on
 //! the daemon's real clock with short intervals, except in the hours,
-//! ageing and estimated-wait tests, whose clock the test holds and moves
-//! (`Clock::manual`); every wait is for an event, with a deadline.
+//! ageing, estimated-wait and longest-idle tests, whose clock the test
+//! holds and moves (`Clock::manual`); every wait is for an event, with a
+//! deadline.
 
 use crate::support;
 
@@ -678,7 +679,7 @@ async fn ageing_and_the_starvation_bound_order_the_line_on_the_daemons_clock() {
     })
     .await;
     // 110 s after old-2: past the bound, ahead of a new priority 9; mid
-    // (75 s, aged to the cap of 3) after both.
+    // (76 s, aged to the cap of 3) after both.
     clock.set(at("2026-11-23T09:01:51Z"));
     c.contact("chat", "hi", json!({"queue": "aged", "priority": 9})).await;
     c.expect("omni.event.contact.queued", WAIT, queued("hi")).await;
@@ -746,5 +747,50 @@ async fn the_queued_event_estimates_the_wait_and_a_queue_refuses_past_its_estima
         .await;
     assert_eq!(r["queue"], "paced");
     assert_eq!(r["reason"], "queue paced's estimated wait of 30 s is over 25 s", "{r}");
+    d.stop().await;
+}
+
+/// longest_idle on a held clock: y is offered first, z a second later; z
+/// finishes first and y after, so z has been idle longest. The next chat
+/// goes to z, where round robin (y's last offer is older) and the roster's
+/// order would pick y.
+#[tokio::test]
+async fn longest_idle_offers_to_the_agent_idle_longest() {
+    let nats = NatsServer::start();
+    let toml = [
+        "[[queues]]\nname = \"idle\"\nchannels = [\"chat\"]\nstrategy = \"longest_idle\"\n",
+        &offline_agent("y"),
+        &offline_agent("z"),
+    ]
+    .concat();
+    let (d, clock, mut c) = on_held_clock(&nats, &toml, "2026-11-23T09:00:00Z").await;
+    let mut held = Vec::new();
+    for (agent, conv, when) in [("y", "li-1", "09:00:00"), ("z", "li-2", "09:00:01")] {
+        clock.set(at(&format!("2026-11-23T{when}Z")));
+        c.agent(agent, "presence", json!({"status": "available"})).await;
+        c.contact("chat", conv, json!({"queue": "idle"})).await;
+        let o = c.offer(agent, conv).await;
+        let cid = o["contact_id"].as_str().expect("contact id").to_string();
+        c.agent(agent, "accept", json!({"contact_id": cid})).await;
+        c.expect("omni.event.contact.accepted", WAIT, |v| v["contact_id"] == cid.as_str())
+            .await;
+        held.push((agent, cid));
+    }
+    for ((agent, cid), when) in held.iter().rev().zip(["09:00:02", "09:00:03"]) {
+        clock.set(at(&format!("2026-11-23T{when}Z")));
+        c.agent(agent, "complete", json!({"contact_id": cid})).await;
+        c.expect("omni.event.contact.completed", WAIT, |v| {
+            v["contact_id"] == cid.as_str()
+        })
+        .await;
+    }
+    clock.set(at("2026-11-23T09:00:04Z"));
+    c.contact("chat", "li-3", json!({"queue": "idle"})).await;
+    let (agent, o) = next_offer(&mut c).await;
+    assert_eq!(
+        (agent.as_str(), &o["why"]["strategy"]),
+        ("z", &json!("longest_idle")),
+        "{o}"
+    );
     d.stop().await;
 }
