@@ -1,14 +1,15 @@
 //! The routing model's options end to end on a real nats-server, through
 //! the daemon's configuration: round robin, least-loaded and most-skilled
 //! strategies (each where longest idle would choose otherwise), auto-away
-//! after missed offers, weighted capacity, relaxation with overflow,
+//! after missed offers, accept timeouts and wrap-up per channel (and the
+//! `wrap_up` event), weighted capacity, relaxation with overflow,
 //! ageing and the starvation bound, admission control by waiting count
 //! and by estimated wait, a returning customer, explain, a ring group,
 //! and business hours across both daylight-saving changes. Timers run on
 //! the daemon's real clock with short intervals, except in the hours,
-//! ageing, estimated-wait and longest-idle tests, whose clock the test
-//! holds and moves (`Clock::manual`); every wait is for an event, with a
-//! deadline.
+//! ageing, estimated-wait, longest-idle and per-channel timeout and
+//! wrap-up tests, whose clock the test holds and moves (`Clock::manual`);
+//! every wait is for an event, with a deadline.
 
 use crate::support;
 
@@ -43,6 +44,30 @@ async fn on_held_clock(nats: &NatsServer, toml: &str, start: &str) -> (Daemon, o
     let clock = omniroute::clock::Clock::manual(at(start));
     let d = Daemon::start_on(support::config(&nats.url, toml), clock.clone()).await;
     (d, clock, Client::connect(&nats.url).await)
+}
+
+/// Nothing was offered for conversation `conv` up to the router's present
+/// time. Two contacts for the `probe` queue, which nobody can take, are the
+/// barrier: the second one's `queued` comes after anything the first one's
+/// batch published, the timers it fired included (they fire after its
+/// inputs). Once per conversation: the probes' conversations are named
+/// after it.
+async fn not_offered_yet(c: &mut Client, conv: &str, why: &str) {
+    for n in 1..=2 {
+        let probe = format!("probe-{conv}-{n}");
+        c.contact("chat", &probe, json!({"queue": "probe"})).await;
+        c.expect("omni.event.contact.queued", WAIT, |v| {
+            v["conversation_id"] == probe.as_str()
+        })
+        .await;
+    }
+    let seen = c.drain_received().await;
+    assert!(
+        !seen
+            .iter()
+            .any(|(s, v)| s.starts_with("omni.offer.") && v["conversation_id"] == conv),
+        "{why}: {seen:?}"
+    );
 }
 
 /// The next offer to any agent: (agent, offer).
@@ -458,20 +483,7 @@ async fn a_queue_opens_on_its_local_hour_across_the_spring_daylight_saving_chang
     assert_eq!(q["at"], "2026-03-29T00:59:52.000Z");
     // 01:59:59 CET: still closed (the probe's batch fires what is due).
     clock.set(at("2026-03-29T00:59:59Z"));
-    for probe in ["probe-1", "probe-2"] {
-        // The second one's `queued` comes after anything the first one's
-        // batch published (its timers fire after its inputs).
-        c.contact("chat", probe, json!({"queue": "probe"})).await;
-        c.expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == probe)
-            .await;
-    }
-    let seen = c.drain_received().await;
-    assert!(
-        !seen
-            .iter()
-            .any(|(s, v)| s.starts_with("omni.offer.") && v["conversation_id"] == "early"),
-        "offered before 03:00: {seen:?}"
-    );
+    not_offered_yet(&mut c, "early", "offered before 03:00").await;
     // The clocks jump to 03:00 CEST = 01:00Z: open, offered at that instant.
     clock.set(at("2026-03-29T01:00:00Z"));
     let o = c.offer("s", "early").await;
@@ -518,20 +530,7 @@ async fn a_queue_opens_on_its_local_hour_across_the_autumn_change_on_a_held_cloc
     // always-open queue is the barrier: the batch that queues it also
     // fires whatever timers are due at that time.
     clock.set(at("2026-10-26T07:59:59Z"));
-    for probe in ["probe-1", "probe-2"] {
-        // The second one's `queued` comes after anything the first one's
-        // batch published (its timers fire after its inputs).
-        c.contact("chat", probe, json!({"queue": "probe"})).await;
-        c.expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == probe)
-            .await;
-    }
-    let seen = c.drain_received().await;
-    assert!(
-        !seen
-            .iter()
-            .any(|(s, v)| s.starts_with("omni.offer.") && v["conversation_id"] == "fri-2"),
-        "offered before 09:00 CET: {seen:?}"
-    );
+    not_offered_yet(&mut c, "fri-2", "offered before 09:00 CET").await;
     // 09:00 CET: it opens, and the waiting chat is offered at that instant.
     clock.set(at("2026-10-26T08:00:00Z"));
     let o = c.offer("w", "fri-2").await;
@@ -792,5 +791,82 @@ async fn longest_idle_offers_to_the_agent_idle_longest() {
         ("z", &json!("longest_idle")),
         "{o}"
     );
+    d.stop().await;
+}
+
+/// Per-channel accept timeouts and wrap-up on a held clock: a chat offer
+/// expires after chat's 5 s while the e-mail offered with it still has
+/// its 60 s; a completed chat holds its slot for chat's 30 s of wrap-up;
+/// a `wrap_up` event ends the next one at once.
+#[tokio::test]
+async fn each_channel_has_its_own_accept_timeout_and_wrap_up() {
+    let nats = NatsServer::start();
+    let toml = [
+        "[routing.channels.chat]\noffer_timeout_secs = 5\nwrap_up_secs = 30\n",
+        "[routing.channels.email]\noffer_timeout_secs = 60\n",
+        "[[queues]]\nname = \"desk\"\nchannels = [\"chat\", \"email\"]\n",
+        "[[queues]]\nname = \"probe\"\nchannels = [\"chat\"]\nskills = { nobody = 1 }\n",
+        &agent("w", "", "chat = 1, email = 1", ""),
+    ]
+    .concat();
+    let (d, clock, mut c) = on_held_clock(&nats, &toml, "2026-11-23T10:00:00Z").await;
+    let t = |secs: u32| at(&format!("2026-11-23T10:00:{secs:02}Z"));
+    c.contact("chat", "pc-chat", json!({"queue": "desk"})).await;
+    let chat = c.offer("w", "pc-chat").await;
+    assert_eq!(chat["expires_at"], "2026-11-23T10:00:05.000Z", "{chat}");
+    c.contact("email", "pc-mail", json!({"queue": "desk"})).await;
+    let mail = c.offer("w", "pc-mail").await;
+    assert_eq!(mail["expires_at"], "2026-11-23T10:01:00.000Z", "{mail}");
+    // 6 s on: the chat's offer expired (and comes back to w, nobody else
+    // fits); the e-mail's is still open and its accept is taken.
+    clock.set(t(6));
+    c.expect("omni.event.contact.offer_expired", WAIT, |v| {
+        v["conversation_id"] == "pc-chat"
+    })
+    .await;
+    let mail_id = mail["contact_id"].as_str().expect("contact id").to_string();
+    c.agent("w", "accept", json!({"contact_id": mail_id})).await;
+    c.expect("omni.event.contact.accepted", WAIT, |v| {
+        v["contact_id"] == mail_id.as_str()
+    })
+    .await;
+    let chat = c.offer("w", "pc-chat").await;
+    let chat_id = chat["contact_id"].as_str().expect("contact id").to_string();
+    c.agent("w", "accept", json!({"contact_id": chat_id})).await;
+    c.expect("omni.event.contact.accepted", WAIT, |v| {
+        v["contact_id"] == chat_id.as_str()
+    })
+    .await;
+    // Completed at 7 s: the chat slot is held until 37 s.
+    clock.set(t(7));
+    c.agent("w", "complete", json!({"contact_id": chat_id})).await;
+    c.expect("omni.event.contact.completed", WAIT, |v| {
+        v["contact_id"] == chat_id.as_str()
+    })
+    .await;
+    clock.set(t(36));
+    c.contact("chat", "pc-next", json!({"queue": "desk"})).await;
+    c.expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "pc-next")
+        .await;
+    not_offered_yet(&mut c, "pc-next", "offered during the wrap-up").await;
+    clock.set(t(37));
+    let next = c.offer("w", "pc-next").await;
+    assert_eq!(next["offered_at"], "2026-11-23T10:00:37.000Z", "{next}");
+    // The next chat's wrap-up ended at once by a `wrap_up` event.
+    let next_id = next["contact_id"].as_str().expect("contact id").to_string();
+    c.agent("w", "accept", json!({"contact_id": next_id})).await;
+    c.agent("w", "complete", json!({"contact_id": next_id})).await;
+    c.expect("omni.event.contact.completed", WAIT, |v| {
+        v["contact_id"] == next_id.as_str()
+    })
+    .await;
+    clock.set(t(40));
+    c.contact("chat", "pc-last", json!({"queue": "desk"})).await;
+    c.expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "pc-last")
+        .await;
+    c.agent("w", "wrap_up", json!({"contact_id": next_id, "wrap_up_secs": 0}))
+        .await;
+    let last = c.offer("w", "pc-last").await;
+    assert_eq!(last["offered_at"], "2026-11-23T10:00:40.000Z", "{last}");
     d.stop().await;
 }
