@@ -1,15 +1,15 @@
 //! The routing model's options end to end on a real nats-server, through
 //! the daemon's configuration: round robin, least-loaded and most-skilled
-//! strategies (each where longest idle would choose otherwise), auto-away
-//! after missed offers, accept timeouts and wrap-up per channel (and the
-//! `wrap_up` event), weighted capacity, relaxation with overflow,
-//! ageing and the starvation bound, admission control by waiting count
-//! and by estimated wait, a returning customer, explain, a ring group,
-//! and business hours across both daylight-saving changes. Timers run on
-//! the daemon's real clock with short intervals, except in the hours,
-//! ageing, estimated-wait, longest-idle and per-channel timeout and
-//! wrap-up tests, whose clock the test holds and moves (`Clock::manual`);
-//! every wait is for an event, with a deadline.
+//! strategies (each where longest idle would choose otherwise), longest
+//! idle, auto-away after missed offers, accept timeouts and wrap-up per
+//! channel (and the `wrap_up` event), weighted capacity, relaxation with
+//! overflow, ageing and the starvation bound, admission control by
+//! waiting count and by estimated wait, a returning customer, explain, a
+//! ring group, and business hours across both daylight-saving changes,
+//! with a closed queue's overflow. Timers run on the daemon's real clock
+//! with short intervals, except in the tests on a clock the test holds
+//! and moves (`Clock::manual`, through `on_held_clock`); every wait is
+//! for an event, with a deadline.
 
 use crate::support;
 
@@ -868,5 +868,39 @@ async fn each_channel_has_its_own_accept_timeout_and_wrap_up() {
         .await;
     let last = c.offer("w", "pc-last").await;
     assert_eq!(last["offered_at"], "2026-11-23T10:00:40.000Z", "{last}");
+    d.stop().await;
+}
+
+/// `closed_overflow` on a held clock: open (11:00 in Madrid), a contact
+/// for the late queue waits there; closed (21:00), the next one goes to
+/// the day queue, which says where it came from, and is offered there.
+#[tokio::test]
+async fn a_closed_queue_sends_new_contacts_to_its_closed_overflow() {
+    let nats = NatsServer::start();
+    let toml = [
+        "[calendars.office]\ntimezone = \"Europe/Madrid\"\nhours = { mon = [\"09:00-17:00\"] }\n",
+        "[[queues]]\nname = \"late\"\nchannels = [\"chat\"]\ncalendar = \"office\"\nclosed_overflow = \"day\"\n",
+        "[[queues]]\nname = \"day\"\nchannels = [\"chat\"]\n",
+        &offline_agent("n"),
+    ]
+    .concat();
+    let (d, clock, mut c) = on_held_clock(&nats, &toml, "2026-11-23T10:00:00Z").await;
+    c.contact("chat", "co-open", json!({"queue": "late"})).await;
+    let q = c
+        .expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "co-open")
+        .await;
+    assert_eq!((&q["queue"], q.get("from_queue")), (&json!("late"), None), "{q}");
+    clock.set(at("2026-11-23T20:00:00Z"));
+    c.contact("chat", "co-closed", json!({"queue": "late"})).await;
+    let q = c
+        .expect("omni.event.contact.queued", WAIT, |v| {
+            v["conversation_id"] == "co-closed"
+        })
+        .await;
+    assert_eq!((&q["queue"], &q["from_queue"]), (&json!("day"), &json!("late")), "{q}");
+    // The late queue is closed, so only the contact sent on is offered.
+    c.agent("n", "presence", json!({"status": "available"})).await;
+    let o = c.offer("n", "co-closed").await;
+    assert_eq!(o["queue"], "day", "{o}");
     d.stop().await;
 }
