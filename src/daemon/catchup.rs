@@ -14,10 +14,11 @@
 //! Invariant: the timer clock never passes the arrival time of an input
 //! that is still unprocessed in a lagging source, and never goes back.
 //! Messages in flight at the stop arrived before the router's time as of
-//! its last commit (or shortly after it, before the crash): while their redelivery is awaited,
-//! their source holds the clock at the stop. They are counted off as they
-//! come back (JetStream marks a redelivery), so the wait ends when the last
-//! of them is read, or at the ack wait (plus 2 s) at the latest.
+//! its last commit (or shortly after it, before the crash): while their
+//! redelivery is awaited, their source holds the clock at the stop. They
+//! are counted off as they come back (JetStream marks a redelivery), so
+//! the wait ends when the last of them is read, or at the ack wait (plus
+//! 2 s) at the latest.
 
 use crate::bus::Source;
 use chrono::{DateTime, Utc};

@@ -15,8 +15,8 @@
 //! while a lagging source holds the timers (`catchup`). The engine resumes
 //! at its own time as of the last commit (`recover::CLOCK_KEY`, also in
 //! snapshots), not at the wall clock, so a downtime's backlog comes after
-//! it, also after a crash during the restart itself. Offers made while the backlog is read still run
-//! their accept timeout from the wall clock
+//! it, also after a crash during the restart itself. Offers made while the
+//! backlog is read still run their accept timeout from the wall clock
 //! ([`Engine::offers_start_no_earlier_than`]).
 
 mod arrival;
@@ -362,24 +362,22 @@ impl Daemon {
     fn apply_batch(&mut self, batch: &mut Vec<Delivery>, now: DateTime<Utc>) -> Pending {
         let mut pending = Pending::default();
         arrival::by_arrival(batch, |d| (catchup::source_ix(d.source), d.published));
-        // When each arrived, on the router's clock (the stop time catch-up
-        // compares it with); on a manual clock, unrelated to stream time,
-        // now. Each source's next one in the batch bounds what it can
-        // still deliver (`CatchUp::ahead`).
-        let mut upcoming: [std::collections::VecDeque<DateTime<Utc>>; 2] = Default::default();
+        // When each was sent, on the router's clock (`None` on a manual
+        // clock, unrelated to stream time: now, where catch-up compares it
+        // with the stop). Each source's next one in the batch bounds what
+        // it can still deliver (`CatchUp::ahead`).
+        let mut upcoming: [std::collections::VecDeque<Option<DateTime<Utc>>>; 2] = Default::default();
         for d in batch.iter() {
-            let sent = self.clock.of_system(d.published);
-            upcoming[catchup::source_ix(d.source)].push_back(sent.unwrap_or(now));
+            upcoming[catchup::source_ix(d.source)].push_back(self.clock.of_system(d.published));
         }
         for d in batch.drain(..) {
-            upcoming[catchup::source_ix(d.source)].pop_front();
-            let sent = self.clock.of_system(d.published);
+            let sent = upcoming[catchup::source_ix(d.source)].pop_front().flatten();
             let at_hand = Instant::now();
             self.catch_up
                 .saw(d.source, sent.unwrap_or(now), d.pending, d.redelivered, at_hand);
             for (source, next) in catchup::SOURCES.into_iter().zip(&upcoming) {
                 if let Some(next) = next.front() {
-                    self.catch_up.ahead(source, *next, at_hand);
+                    self.catch_up.ahead(source, next.unwrap_or(now), at_hand);
                 }
             }
             let at = self.arrival(sent, now);

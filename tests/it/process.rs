@@ -233,6 +233,21 @@ async fn offered_to_alpha_with(
     (nats, dir, c, p, offer, cid)
 }
 
+/// Kills the router (SIGKILL); while it is down, other agents keep working
+/// (a backlog of several batches) and alpha accepts `offer` in time,
+/// behind that backlog; then, once the offer's deadline has passed, a
+/// customer writes (conversation `late`).
+async fn down_with_an_accept_behind_a_backlog(c: &mut Client, p: &mut Proc, offer: &serde_json::Value, cid: &str) {
+    p.child.kill().expect("SIGKILL");
+    wait_exit(&mut p.child, Duration::from_secs(10));
+    for _ in 0..700 {
+        c.agent("beta", "presence", json!({"status": "offline"})).await;
+    }
+    c.agent("alpha", "accept", json!({"contact_id": cid})).await;
+    past_deadline(offer).await;
+    c.contact("email", "late", json!({})).await;
+}
+
 /// Returns once the offer's deadline has passed on the wall clock.
 async fn past_deadline(offer: &serde_json::Value) {
     past(time_of(offer, "expires_at")).await
@@ -272,19 +287,10 @@ async fn accepted_without_expiry(c: &mut Client, cid: &str, why: &str) {
 #[tokio::test]
 async fn an_accept_sent_while_the_router_was_down_wins_over_the_expiry_that_fell_due() {
     let (nats, dir, mut c, mut p, o, cid) = offered_to_alpha().await;
-    p.child.kill().expect("SIGKILL");
-    wait_exit(&mut p.child, Duration::from_secs(10));
-    // While the router is down, other agents keep working (a backlog of
-    // several batches) and the agent accepts in time, behind that backlog...
-    for _ in 0..700 {
-        c.agent("beta", "presence", json!({"status": "offline"})).await;
-    }
-    c.agent("alpha", "accept", json!({"contact_id": cid})).await;
-    // ...and the router comes back only after the offer's deadline, with a
-    // customer's message of after the deadline, read before that backlog
-    // ends: the accept is handled after it, at its time, and still wins.
-    past_deadline(&o).await;
-    c.contact("email", "late", json!({})).await;
+    down_with_an_accept_behind_a_backlog(&mut c, &mut p, &o, &cid).await;
+    // The router comes back only after the offer's deadline, and reads the
+    // late customer's message before that backlog ends: the accept is
+    // handled after it, at its time, and still wins.
     let mut p2 = spawn_with(dir.path(), &nats.url, "2", &short_timeout()).await;
     accepted_without_expiry(&mut c, &cid, "the downtime counted against the agent").await;
     p2.terminate();
@@ -521,16 +527,7 @@ async fn a_crash_during_the_catch_up_keeps_the_timers_where_they_were_held() {
     let mut env = short_timeout().to_vec();
     env.push(("OMNIROUTE_NATS__ACK_WAIT_SECS", "2".to_string()));
     let (nats, dir, mut c, mut p, o, cid) = offered_to_alpha_with(&env).await;
-    p.child.kill().expect("SIGKILL");
-    wait_exit(&mut p.child, Duration::from_secs(10));
-    // Several batches of agent input, the accept (in time) last...
-    for _ in 0..700 {
-        c.agent("beta", "presence", json!({"status": "offline"})).await;
-    }
-    c.agent("alpha", "accept", json!({"contact_id": cid})).await;
-    // ...and a customer who writes after the deadline.
-    past_deadline(&o).await;
-    c.contact("email", "late", json!({})).await;
+    down_with_an_accept_behind_a_backlog(&mut c, &mut p, &o, &cid).await;
 
     env.push(("OMNIROUTE_RUNTIME__LEASE_TTL_SECS", "1".to_string()));
     crash_at_first_journal_entry(

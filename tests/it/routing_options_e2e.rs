@@ -22,14 +22,27 @@ fn agent(id: &str, skills: &str, capacity: &str, extra: &str) -> String {
     )
 }
 
-async fn accept_and_complete(c: &mut Client, agent: &str, offer: &Value) {
+/// `agent` accepts `offer`; its contact id, once `accepted` is out.
+async fn accept(c: &mut Client, agent: &str, offer: &Value) -> String {
     let cid = offer["contact_id"].as_str().expect("contact id").to_string();
     c.agent(agent, "accept", json!({"contact_id": cid})).await;
+    c.expect("omni.event.contact.accepted", WAIT, |v| v["contact_id"] == cid.as_str())
+        .await;
+    cid
+}
+
+/// `agent` completes contact `cid`, once `completed` is out.
+async fn complete(c: &mut Client, agent: &str, cid: &str) {
     c.agent(agent, "complete", json!({"contact_id": cid})).await;
-    c.expect("omni.event.contact.completed", WAIT, |v| {
-        v["contact_id"] == cid.as_str()
-    })
-    .await;
+    c.expect("omni.event.contact.completed", WAIT, |v| v["contact_id"] == cid)
+        .await;
+}
+
+/// `agent` accepts `offer` and completes it; its contact id.
+async fn accept_and_complete(c: &mut Client, agent: &str, offer: &Value) -> String {
+    let cid = accept(c, agent, offer).await;
+    complete(c, agent, &cid).await;
+    cid
 }
 
 /// A time in the tests' RFC 3339 notation.
@@ -432,12 +445,7 @@ async fn a_returning_customer_waits_for_their_busy_agent_within_the_window() {
     c.agent(other, "presence", json!({"status": "away"})).await;
     c.contact("chat", "bo-1", json!({"customer": {"id": "bo"}})).await;
     let bo = c.offer(&served, "bo-1").await;
-    let bo_id = bo["contact_id"].as_str().expect("id").to_string();
-    c.agent(&served, "accept", json!({"contact_id": bo_id})).await;
-    c.expect("omni.event.contact.accepted", WAIT, |v| {
-        v["contact_id"] == bo_id.as_str()
-    })
-    .await;
+    let bo_id = accept(&mut c, &served, &bo).await;
     c.agent(other, "presence", json!({"status": "available"})).await;
     // ana returns: kept for that agent although the other one is free.
     c.contact("chat", "ana-2", ana.clone()).await;
@@ -510,22 +518,13 @@ async fn a_queue_opens_on_its_local_hour_across_the_autumn_change_on_a_held_cloc
     // Friday 16:59 CEST: open; w takes the first chat.
     c.contact("chat", "fri-1", json!({"queue": "weekday"})).await;
     let o = c.offer("w", "fri-1").await;
-    let first = o["contact_id"].as_str().expect("id").to_string();
-    c.agent("w", "accept", json!({"contact_id": first})).await;
-    c.expect("omni.event.contact.accepted", WAIT, |v| {
-        v["contact_id"] == first.as_str()
-    })
-    .await;
+    let first = accept(&mut c, "w", &o).await;
     // 17:00 CEST passes: the second chat waits for Monday, even once w is free.
     clock.set(at("2026-10-23T15:00:01Z"));
     c.contact("chat", "fri-2", json!({"queue": "weekday"})).await;
     c.expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "fri-2")
         .await;
-    c.agent("w", "complete", json!({"contact_id": first})).await;
-    c.expect("omni.event.contact.completed", WAIT, |v| {
-        v["contact_id"] == first.as_str()
-    })
-    .await;
+    complete(&mut c, "w", &first).await;
     // Monday 08:59:59 CET (07:59:59Z): still closed. A contact on an
     // always-open queue is the barrier: the batch that queues it also
     // fires whatever timers are due at that time.
@@ -559,10 +558,7 @@ async fn least_loaded_and_round_robin_choose_where_longest_idle_would_not() {
     for conv in ["ll-1", "ll-2"] {
         c.contact("chat", conv, json!({})).await;
         let o = c.offer("l1", conv).await;
-        let cid = o["contact_id"].as_str().expect("id").to_string();
-        c.agent("l1", "accept", json!({"contact_id": cid})).await;
-        c.expect("omni.event.contact.accepted", WAIT, |v| v["contact_id"] == cid.as_str())
-            .await;
+        accept(&mut c, "l1", &o).await;
     }
     c.agent("l2", "presence", json!({"status": "available"})).await;
     // Agent events and contacts come on separate streams: wait until l2's
@@ -671,12 +667,7 @@ async fn ageing_and_the_starvation_bound_order_the_line_on_the_daemons_clock() {
         ("g", &json!("old-1")),
         "{first}"
     );
-    let first_id = first["contact_id"].as_str().expect("contact id").to_string();
-    c.agent("g", "accept", json!({"contact_id": first_id})).await;
-    c.expect("omni.event.contact.accepted", WAIT, |v| {
-        v["contact_id"] == first_id.as_str()
-    })
-    .await;
+    accept(&mut c, "g", &first).await;
     // 110 s after old-2: past the bound, ahead of a new priority 9; mid
     // (76 s, aged to the cap of 3) after both.
     clock.set(at("2026-11-23T09:01:51Z"));
@@ -722,10 +713,7 @@ async fn the_queued_event_estimates_the_wait_and_a_queue_refuses_past_its_estima
     clock.set(at("2026-11-23T09:00:03Z"));
     c.agent("p", "presence", json!({"status": "available"})).await;
     let first = c.offer("p", "e-1").await;
-    let cid = first["contact_id"].as_str().expect("contact id").to_string();
-    c.agent("p", "accept", json!({"contact_id": cid})).await;
-    c.expect("omni.event.contact.accepted", WAIT, |v| v["contact_id"] == cid.as_str())
-        .await;
+    let cid = accept(&mut c, "p", &first).await;
     clock.set(at("2026-11-23T09:00:13Z"));
     c.agent("p", "complete", json!({"contact_id": cid})).await;
     c.offer("p", "e-2").await;
@@ -769,19 +757,11 @@ async fn longest_idle_offers_to_the_agent_idle_longest() {
         c.agent(agent, "presence", json!({"status": "available"})).await;
         c.contact("chat", conv, json!({"queue": "idle"})).await;
         let o = c.offer(agent, conv).await;
-        let cid = o["contact_id"].as_str().expect("contact id").to_string();
-        c.agent(agent, "accept", json!({"contact_id": cid})).await;
-        c.expect("omni.event.contact.accepted", WAIT, |v| v["contact_id"] == cid.as_str())
-            .await;
-        held.push((agent, cid));
+        held.push((agent, accept(&mut c, agent, &o).await));
     }
     for ((agent, cid), when) in held.iter().rev().zip(["09:00:02", "09:00:03"]) {
         clock.set(at(&format!("2026-11-23T{when}Z")));
-        c.agent(agent, "complete", json!({"contact_id": cid})).await;
-        c.expect("omni.event.contact.completed", WAIT, |v| {
-            v["contact_id"] == cid.as_str()
-        })
-        .await;
+        complete(&mut c, agent, cid).await;
     }
     clock.set(at("2026-11-23T09:00:04Z"));
     c.contact("chat", "li-3", json!({"queue": "idle"})).await;
@@ -824,26 +804,12 @@ async fn each_channel_has_its_own_accept_timeout_and_wrap_up() {
         v["conversation_id"] == "pc-chat"
     })
     .await;
-    let mail_id = mail["contact_id"].as_str().expect("contact id").to_string();
-    c.agent("w", "accept", json!({"contact_id": mail_id})).await;
-    c.expect("omni.event.contact.accepted", WAIT, |v| {
-        v["contact_id"] == mail_id.as_str()
-    })
-    .await;
+    accept(&mut c, "w", &mail).await;
     let chat = c.offer("w", "pc-chat").await;
-    let chat_id = chat["contact_id"].as_str().expect("contact id").to_string();
-    c.agent("w", "accept", json!({"contact_id": chat_id})).await;
-    c.expect("omni.event.contact.accepted", WAIT, |v| {
-        v["contact_id"] == chat_id.as_str()
-    })
-    .await;
+    let chat_id = accept(&mut c, "w", &chat).await;
     // Completed at 7 s: the chat slot is held until 37 s.
     clock.set(t(7));
-    c.agent("w", "complete", json!({"contact_id": chat_id})).await;
-    c.expect("omni.event.contact.completed", WAIT, |v| {
-        v["contact_id"] == chat_id.as_str()
-    })
-    .await;
+    complete(&mut c, "w", &chat_id).await;
     clock.set(t(36));
     c.contact("chat", "pc-next", json!({"queue": "desk"})).await;
     c.expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "pc-next")
@@ -853,13 +819,7 @@ async fn each_channel_has_its_own_accept_timeout_and_wrap_up() {
     let next = c.offer("w", "pc-next").await;
     assert_eq!(next["offered_at"], "2026-11-23T10:00:37.000Z", "{next}");
     // The next chat's wrap-up ended at once by a `wrap_up` event.
-    let next_id = next["contact_id"].as_str().expect("contact id").to_string();
-    c.agent("w", "accept", json!({"contact_id": next_id})).await;
-    c.agent("w", "complete", json!({"contact_id": next_id})).await;
-    c.expect("omni.event.contact.completed", WAIT, |v| {
-        v["contact_id"] == next_id.as_str()
-    })
-    .await;
+    let next_id = accept_and_complete(&mut c, "w", &next).await;
     clock.set(t(40));
     c.contact("chat", "pc-last", json!({"queue": "desk"})).await;
     c.expect("omni.event.contact.queued", WAIT, |v| v["conversation_id"] == "pc-last")
